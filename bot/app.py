@@ -1,0 +1,216 @@
+"""The composition root: builds settings-driven parts once, wires them, runs them, stops them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.enums import ParseMode
+from aiogram.fsm.storage.base import BaseStorage
+from aiogram.fsm.storage.memory import MemoryStorage
+from aiogram.webhook.aiohttp_server import SimpleRequestHandler
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot.handlers import build_root_router
+from bot.i18n import UserLanguageMiddleware, build_i18n
+from bot.middlewares.db import DbSessionMiddleware
+from bot.middlewares.throttling import ThrottlingMiddleware
+from bot.middlewares.user import UserMiddleware
+from bot.observability import Heartbeat, Metrics
+from bot.settings import Settings
+from bot.web import TELEGRAM_WEBHOOK_PATH, build_web_app
+from storage.db import create_engine, create_sessionmaker
+from storage.migrate import upgrade_async
+
+log = logging.getLogger("pinglass")
+
+
+def build_bot(settings: Settings) -> Bot:
+    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.TELEGRAM_API_URL), timeout=60)
+    return Bot(
+        token=settings.BOT_TOKEN.get_secret_value(),
+        session=session,
+        default=DefaultBotProperties(parse_mode=ParseMode.HTML),
+    )
+
+
+def build_fsm_storage(settings: Settings) -> BaseStorage:
+    if settings.REDIS_URL:
+        from aiogram.fsm.storage.redis import RedisStorage
+
+        return RedisStorage.from_url(settings.REDIS_URL)
+    return MemoryStorage()
+
+
+@dataclass
+class Application:
+    """One PinGlass process: web app always, the bot when ``with_bot``, the scheduler always."""
+
+    settings: Settings
+    with_bot: bool = True
+    instance_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{id(object())}")
+
+    engine: AsyncEngine = field(init=False)
+    sessionmaker: async_sessionmaker[AsyncSession] = field(init=False)
+    bot: Bot = field(init=False)
+    dispatcher: Dispatcher = field(init=False)
+    scheduler: AsyncIOScheduler = field(init=False)
+    heartbeat: Heartbeat = field(init=False)
+    metrics: Metrics = field(init=False)
+    web_app: web.Application = field(init=False)
+    _runner: web.AppRunner | None = field(init=False, default=None)
+    _polling: asyncio.Task[None] | None = field(init=False, default=None)
+    _stopped: asyncio.Event = field(init=False, default_factory=asyncio.Event)
+    port: int = field(init=False, default=0)
+
+    async def start(self) -> None:
+        settings = self.settings
+        if settings.AUTO_MIGRATE:
+            await upgrade_async(settings.DATABASE_URL)
+        self.engine = create_engine(settings.DATABASE_URL)
+        self.sessionmaker = create_sessionmaker(self.engine)
+        self.heartbeat = Heartbeat()
+        self.metrics = Metrics()
+        self.bot = build_bot(settings)
+        self.dispatcher = self._build_dispatcher()
+        self.scheduler = self._build_scheduler()
+        self.web_app = build_web_app(engine=self.engine, heartbeat=self.heartbeat, metrics=self.metrics)
+        if self.with_bot and settings.PUBLIC_URL:
+            SimpleRequestHandler(
+                dispatcher=self.dispatcher,
+                bot=self.bot,
+                secret_token=settings.WEBHOOK_SECRET.get_secret_value(),
+            ).register(self.web_app, path=TELEGRAM_WEBHOOK_PATH)
+
+        self._runner = web.AppRunner(self.web_app, handle_signals=False, shutdown_timeout=2.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, settings.WEB_HOST, settings.WEB_PORT)
+        await site.start()
+        self.port = self._bound_port(site)
+        self.scheduler.start()
+        if self.with_bot:
+            await self._start_bot()
+        log.info(
+            "PinGlass started: web on %s:%s, bot=%s, mode=%s",
+            settings.WEB_HOST,
+            self.port,
+            self.with_bot,
+            "webhook" if settings.PUBLIC_URL else "polling",
+        )
+
+    def _bound_port(self, site: web.TCPSite) -> int:
+        server = site._server  # aiohttp exposes no public accessor for the bound socket
+        sockets = getattr(server, "sockets", None) or []
+        return int(sockets[0].getsockname()[1]) if sockets else self.settings.WEB_PORT
+
+    def _build_dispatcher(self) -> Dispatcher:
+        i18n = build_i18n()
+        dispatcher = Dispatcher(
+            storage=build_fsm_storage(self.settings),
+            settings=self.settings,
+            i18n=i18n,
+            sessionmaker=self.sessionmaker,
+            metrics=self.metrics,
+        )
+        dispatcher.update.outer_middleware(ThrottlingMiddleware(self.settings.THROTTLE_UPDATES_PER_SECOND))
+        dispatcher.update.outer_middleware(DbSessionMiddleware(self.sessionmaker))
+        dispatcher.update.outer_middleware(UserMiddleware(i18n))
+        UserLanguageMiddleware(i18n).setup(dispatcher)
+        dispatcher.include_router(build_root_router())
+        return dispatcher
+
+    def _build_scheduler(self) -> AsyncIOScheduler:
+        scheduler = AsyncIOScheduler(timezone="UTC")
+        scheduler.add_job(
+            self.heartbeat.beat,
+            "interval",
+            seconds=self.heartbeat.interval_seconds,
+            id="heartbeat",
+            next_run_time=_now(),
+            max_instances=1,
+            coalesce=True,
+        )
+        return scheduler
+
+    async def _start_bot(self) -> None:
+        settings = self.settings
+        allowed_updates = self.dispatcher.resolve_used_update_types()
+        if settings.PUBLIC_URL:
+            await self.dispatcher.emit_startup(bot=self.bot)
+            await self.bot.set_webhook(
+                url=f"{settings.PUBLIC_URL}{TELEGRAM_WEBHOOK_PATH}",
+                secret_token=settings.WEBHOOK_SECRET.get_secret_value(),
+                allowed_updates=allowed_updates,
+                drop_pending_updates=False,
+            )
+        else:
+            # Keep pending updates: they may be selfies a user sent while we were down.
+            await self.bot.delete_webhook(drop_pending_updates=False)
+            self._polling = asyncio.create_task(
+                self.dispatcher.start_polling(
+                    self.bot,
+                    handle_signals=False,
+                    close_bot_session=False,
+                    allowed_updates=allowed_updates,
+                    polling_timeout=10,
+                ),
+                name="telegram-polling",
+            )
+
+    async def stop(self) -> None:
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        if self._polling is not None:
+            with contextlib.suppress(RuntimeError):
+                await self.dispatcher.stop_polling()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._polling, timeout=5)
+        elif self.with_bot and self.settings.PUBLIC_URL:
+            await self.dispatcher.emit_shutdown(bot=self.bot)
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.dispatcher.storage.close()
+        await self.bot.session.close()
+        await self.engine.dispose()
+        log.info("PinGlass stopped")
+
+    async def run_until_signalled(self) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.stop()
+
+
+def _now() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    # aiogram logs every handled update at INFO; that is noise at our scale.
+    logging.getLogger("aiogram.event").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)

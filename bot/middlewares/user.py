@@ -1,0 +1,50 @@
+"""Registers the sender once and hands the ``user`` row to handlers; banned users stop here."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiogram import BaseMiddleware
+from aiogram.types import CallbackQuery, Message, TelegramObject, Update
+from aiogram.types import User as TelegramUser
+from aiogram.utils.i18n import I18n
+
+from bot.i18n import pick_language
+from storage.users import TelegramProfile, register_user
+
+
+class UserMiddleware(BaseMiddleware):
+    def __init__(self, i18n: I18n) -> None:
+        self.i18n = i18n
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        from_user: TelegramUser | None = data.get("event_from_user")
+        if from_user is None or from_user.is_bot:
+            return await handler(event, data)
+        profile = TelegramProfile(
+            telegram_id=from_user.id,
+            username=from_user.username,
+            first_name=from_user.first_name,
+            language=pick_language(from_user.language_code),
+        )
+        user, created = await register_user(data["session"], profile)
+        data["user"] = user
+        data["user_created"] = created
+        if user.is_banned:
+            await self._tell_banned(event, user.language)
+            return None
+        return await handler(event, data)
+
+    async def _tell_banned(self, event: TelegramObject, language: str) -> None:
+        text = self.i18n.gettext("banned", locale=language)
+        if isinstance(event, Update):
+            if isinstance(event.message, Message):
+                await event.message.answer(text)
+            elif isinstance(event.callback_query, CallbackQuery):
+                await event.callback_query.answer(text, show_alert=True)

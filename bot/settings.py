@@ -1,0 +1,155 @@
+"""Configuration contract of PinGlass (names are fixed by DESIGN.md; tests and tools use them)."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from decimal import Decimal
+from ipaddress import ip_network
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# A Bot API token is "<bot id>:<35 url-safe characters>"; we accept any reasonable length.
+BOT_TOKEN_PATTERN = re.compile(r"^\d{1,20}:[A-Za-z0-9_-]{20,100}$")
+WEBHOOK_SECRET_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+
+# YooKassa's published notification sources (mid-2026, see docs/yookassa.md §2.4).
+YOOKASSA_PUBLISHED_RANGES = (
+    "185.71.76.0/27,185.71.77.0/27,77.75.153.0/25,77.75.156.11/32,"
+    "77.75.156.35/32,77.75.154.128/25,2a02:5180::/32"
+)
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=True
+    )
+
+    BOT_TOKEN: SecretStr
+    ADMIN_IDS: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    DATABASE_URL: str = "sqlite+aiosqlite:///./data/pinglass.db"
+    REDIS_URL: str = ""
+    TELEGRAM_API_URL: str = "https://api.telegram.org"
+    PUBLIC_URL: str = ""
+    WEB_HOST: str = "0.0.0.0"
+    WEB_PORT: int = 8080
+    WEBHOOK_SECRET: SecretStr = Field(default_factory=lambda: SecretStr(secrets.token_urlsafe(32)))
+    AUTO_MIGRATE: bool = True
+    LOG_LEVEL: str = "INFO"
+
+    STORAGE_BACKEND: Literal["local", "s3"] = "local"
+    LOCAL_STORAGE_DIR: str = "./data/files"
+    S3_BUCKET: str = ""
+    S3_ENDPOINT_URL: str = ""
+    S3_REGION: str = "us-east-1"
+    S3_ACCESS_KEY: SecretStr = SecretStr("")
+    S3_SECRET_KEY: SecretStr = SecretStr("")
+
+    KIE_API_KEY: SecretStr = SecretStr("")
+    KIE_API_URL: str = "https://api.kie.ai"
+    KIE_UPLOAD_URL: str = "https://kieai.redpandaai.co"
+    KIE_MODEL: str = "google/nano-banana-edit"
+    KIE_WEBHOOK_HMAC_KEY: SecretStr = SecretStr("")
+
+    REPLICATE_API_TOKEN: SecretStr = SecretStr("")
+    REPLICATE_API_URL: str = "https://api.replicate.com"
+    REPLICATE_MODEL: str = "google/nano-banana"
+    REPLICATE_WEBHOOK_SECRET: SecretStr = SecretStr("")
+
+    YOOKASSA_SHOP_ID: str = ""
+    YOOKASSA_SECRET_KEY: SecretStr = SecretStr("")
+    YOOKASSA_API_URL: str = "https://api.yookassa.ru/v3"
+    YOOKASSA_RETURN_URL: str = ""
+    YOOKASSA_TRUSTED_IPS: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: _split_csv(YOOKASSA_PUBLISHED_RANGES)  # type: ignore[arg-type]
+    )
+    # Behind a reverse proxy: the header carrying the client address, trusted only from these peers.
+    YOOKASSA_TRUSTED_PROXY_HEADER: str = ""
+    YOOKASSA_TRUSTED_PROXIES: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    YOOKASSA_RECEIPTS: bool = False
+    YOOKASSA_VAT_CODE: int = 1
+    STARS_ENABLED: bool = True
+
+    POLL_INTERVAL_SECONDS: float = 60.0
+    DISPATCH_TICK_SECONDS: float = 2.0
+    THROTTLE_UPDATES_PER_SECOND: float = 3.0
+    MAX_PHOTO_BYTES: int = 20 * 1024 * 1024
+    MIN_PHOTO_SIDE: int = 512
+    REFERENCE_RETENTION_DAYS: int = 30
+    RESULT_RETENTION_DAYS: int = 90
+    TELEGRAM_GLOBAL_RATE: float = 25.0
+    TELEGRAM_CHAT_RATE: float = 1.0
+
+    @field_validator("BOT_TOKEN")
+    @classmethod
+    def _token_shape(cls, value: SecretStr) -> SecretStr:
+        if not BOT_TOKEN_PATTERN.match(value.get_secret_value()):
+            raise ValueError("malformed")
+        return value
+
+    @field_validator("WEBHOOK_SECRET")
+    @classmethod
+    def _webhook_secret_shape(cls, value: SecretStr) -> SecretStr:
+        if not WEBHOOK_SECRET_PATTERN.match(value.get_secret_value()):
+            raise ValueError("must be 1-256 characters of A-Z a-z 0-9 _ -")
+        return value
+
+    @field_validator("ADMIN_IDS", "YOOKASSA_TRUSTED_IPS", "YOOKASSA_TRUSTED_PROXIES", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("YOOKASSA_TRUSTED_IPS", "YOOKASSA_TRUSTED_PROXIES")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ip_network(item, strict=False)
+        return value
+
+    @field_validator("PUBLIC_URL", "TELEGRAM_API_URL", "KIE_API_URL", "KIE_UPLOAD_URL", "REPLICATE_API_URL")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @property
+    def yookassa_enabled(self) -> bool:
+        return bool(self.YOOKASSA_SHOP_ID and self.YOOKASSA_SECRET_KEY.get_secret_value())
+
+    @property
+    def callbacks_enabled(self) -> bool:
+        return bool(self.PUBLIC_URL)
+
+    @property
+    def vat_code(self) -> Decimal:
+        return Decimal(self.YOOKASSA_VAT_CODE)
+
+
+class SettingsError(Exception):
+    """A configuration problem, explained in one line for the operator."""
+
+
+_HINTS = {
+    "BOT_TOKEN": "set BOT_TOKEN to your bot's token from @BotFather in Telegram "
+    "(in the environment or in .env; see .env.example)",
+}
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings, turning validation errors into one clear line."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else "configuration"
+        if name in _HINTS:
+            state = "is not set" if first["type"] == "missing" else "is malformed"
+            raise SettingsError(f"{name} {state}: {_HINTS[name]}") from None
+        raise SettingsError(f"{name} is invalid: {first['msg']} (see .env.example)") from None

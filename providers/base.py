@@ -1,0 +1,132 @@
+"""The image-provider protocol: what the generation engine needs from Kie.ai, Replicate or a fake.
+
+Every call is fire-and-forget: ``create_task`` returns the provider's task id at once, and the
+result arrives later through ``parse_callback`` (a webhook) or ``get_task`` (a poll).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+
+class TaskState(StrEnum):
+    QUEUED = "queued"  # accepted, not running yet (Kie waiting/queuing, Replicate starting)
+    RUNNING = "running"  # Kie generating, Replicate processing
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # terminal: Kie fail, Replicate failed/canceled/aborted
+
+
+@dataclass(frozen=True, slots=True)
+class TaskResult:
+    provider_task_id: str
+    state: TaskState
+    image_urls: tuple[str, ...] = ()
+    error: str | None = None
+    # For FAILED results: may the same prompt be tried again (transient) or is it final (policy)?
+    retryable: bool = True
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in (TaskState.SUCCEEDED, TaskState.FAILED)
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationOptions:
+    aspect_ratio: str = "3:4"
+    output_format: str = "png"
+    seed: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """At most ``max_calls`` in any window of ``period_seconds`` (account-wide)."""
+
+    max_calls: int
+    period_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderLimits:
+    create: RateLimit
+    status: RateLimit = field(default_factory=lambda: RateLimit(50, 1.0))
+
+
+class ProviderError(Exception):
+    """Base of every provider failure; ``retryable`` tells the engine whether to try again."""
+
+    retryable: bool = False
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class RetryableProviderError(ProviderError):
+    """429, 5xx, timeouts, network errors: the same call may succeed later."""
+
+    retryable = True
+
+
+class RateLimitedError(RetryableProviderError):
+    def __init__(self, message: str, *, retry_after: float | None = None, status: int | None = 429) -> None:
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
+
+
+class PermanentProviderError(ProviderError):
+    """Auth, validation, content policy: repeating the same call will not help."""
+
+
+class TaskNotFoundError(PermanentProviderError):
+    """The provider does not know this task id (Kie 422 "recordInfo is null", Replicate 404)."""
+
+
+class InsufficientBalanceError(ProviderError):
+    """The account ran out of credits: move to the fallback provider, alert the admins."""
+
+
+class BadSignatureError(Exception):
+    """A callback/webhook whose signature, timestamp or shape does not verify."""
+
+
+@runtime_checkable
+class ImageProvider(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def limits(self) -> ProviderLimits: ...
+
+    async def upload_reference(self, data: bytes, name: str) -> str:
+        """Upload one reference photo; return a URL the provider can read. Unique names only."""
+
+    async def create_task(
+        self,
+        prompt: str,
+        reference_urls: Sequence[str],
+        options: GenerationOptions,
+        callback_url: str | None,
+    ) -> str:
+        """Start one generation; return the provider task id. Never waits for the image."""
+
+    async def get_task(self, provider_task_id: str) -> TaskResult: ...
+
+    async def parse_callback(self, headers: Mapping[str, str], raw_body: bytes) -> TaskResult:
+        """Verify and decode a callback. Raises BadSignatureError. The result is trustworthy:
+        providers whose callbacks are not fully signed re-fetch the task before answering."""
+
+    async def download(self, url: str) -> bytes:
+        """Fetch a result image (https URL or ``data:`` URI) with the provider's auth if needed."""
+
+    async def cancel(self, provider_task_id: str) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class CreateLimiter(Protocol):
+    """Admission to a provider's account-wide create budget (local or shared through Redis)."""
+
+    async def acquire(self) -> None: ...

@@ -1,0 +1,95 @@
+"""Shared fixtures: databases (SQLite always, PostgreSQL/Redis when TEST_* URLs are set)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from sqlalchemy.engine import make_url
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
+
+requires_postgres = pytest.mark.skipif(
+    not TEST_DATABASE_URL, reason="PostgreSQL tests need TEST_DATABASE_URL (set by .ci/run)"
+)
+requires_redis = pytest.mark.skipif(
+    not TEST_REDIS_URL, reason="Redis tests need TEST_REDIS_URL (set by .ci/run)"
+)
+
+
+async def create_postgres_database() -> str:
+    """A fresh database on the test server, so parallel tests and sessions never collide."""
+    import asyncpg
+
+    base = make_url(TEST_DATABASE_URL)
+    name = f"pinglass_t_{uuid.uuid4().hex[:12]}"
+    connection = await asyncpg.connect(
+        host=base.host, port=base.port or 5432, user=base.username, database=base.database
+    )
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
+async def drop_postgres_database(url: str) -> None:
+    import asyncpg
+
+    base = make_url(TEST_DATABASE_URL)
+    name = make_url(url).database
+    connection = await asyncpg.connect(
+        host=base.host, port=base.port or 5432, user=base.username, database=base.database
+    )
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'pinglass.db'}"
+
+
+@pytest_asyncio.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    if not TEST_DATABASE_URL:
+        pytest.skip("PostgreSQL tests need TEST_DATABASE_URL (set by .ci/run)")
+    url = await create_postgres_database()
+    try:
+        yield url
+    finally:
+        await drop_postgres_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest_asyncio.fixture
+async def database_url(database_kind: str, tmp_path: Path) -> AsyncIterator[str]:
+    """Every test using this runs on SQLite, and on PostgreSQL when TEST_DATABASE_URL is set."""
+    if database_kind == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'pinglass.db'}"
+        return
+    if not TEST_DATABASE_URL:
+        pytest.skip("PostgreSQL tests need TEST_DATABASE_URL (set by .ci/run)")
+    url = await create_postgres_database()
+    try:
+        yield url
+    finally:
+        await drop_postgres_database(url)
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    if not TEST_REDIS_URL:
+        pytest.skip("Redis tests need TEST_REDIS_URL (set by .ci/run)")
+    yield TEST_REDIS_URL

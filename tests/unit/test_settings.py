@@ -1,0 +1,91 @@
+"""Settings: the configuration contract, validated at start, with one clear line on errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.settings import SettingsError, load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+GOOD_TOKEN = "123456:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.isupper() or k in {"PATH", "HOME", "LANG"}}
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(autouse=True)
+def _no_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)  # no stray .env is read
+    for name in ("BOT_TOKEN", "ADMIN_IDS", "YOOKASSA_TRUSTED_IPS", "WEBHOOK_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_defaults_follow_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOT_TOKEN", GOOD_TOKEN)
+    settings = load_settings()
+    assert settings.DATABASE_URL == "sqlite+aiosqlite:///./data/pinglass.db"
+    assert settings.TELEGRAM_API_URL == "https://api.telegram.org"
+    assert settings.WEB_PORT == 8080
+    assert settings.STORAGE_BACKEND == "local"
+    assert settings.KIE_MODEL == "google/nano-banana-edit"
+    assert settings.REPLICATE_MODEL == "google/nano-banana"
+    assert settings.POLL_INTERVAL_SECONDS == 60
+    assert settings.STARS_ENABLED is True
+    assert "185.71.76.0/27" in settings.YOOKASSA_TRUSTED_IPS
+    assert len(settings.WEBHOOK_SECRET.get_secret_value()) >= 32
+    assert not settings.yookassa_enabled
+
+
+def test_admin_ids_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOT_TOKEN", GOOD_TOKEN)
+    monkeypatch.setenv("ADMIN_IDS", "1, 22,333")
+    assert load_settings().ADMIN_IDS == [1, 22, 333]
+
+
+def test_secrets_do_not_print(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOT_TOKEN", GOOD_TOKEN)
+    assert GOOD_TOKEN not in repr(load_settings())
+
+
+@pytest.mark.parametrize(("value", "word"), [(None, "is not set"), ("not-a-token", "is malformed")])
+def test_bad_token_is_one_clear_error(monkeypatch: pytest.MonkeyPatch, value: str | None, word: str) -> None:
+    if value is not None:
+        monkeypatch.setenv("BOT_TOKEN", value)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    message = str(info.value)
+    assert message.startswith(f"BOT_TOKEN {word}")
+    assert "@BotFather" in message
+    assert "\n" not in message
+
+
+def test_bad_trusted_ip_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOT_TOKEN", GOOD_TOKEN)
+    monkeypatch.setenv("YOOKASSA_TRUSTED_IPS", "10.0.0.0/8,not-an-ip")
+    with pytest.raises(SettingsError, match="YOOKASSA_TRUSTED_IPS"):
+        load_settings()
+
+
+@pytest.mark.parametrize("module", ["bot", "scheduler"])
+def test_process_without_token_prints_one_line_and_exits(tmp_path: Path, module: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", module],
+        cwd=tmp_path,
+        env=_clean_env(PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "BOT_TOKEN" in lines[0] and "@BotFather" in lines[0]
+    assert "Traceback" not in result.stderr
