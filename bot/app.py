@@ -17,21 +17,30 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.fsm.storage.base import BaseStorage
 from aiogram.fsm.storage.memory import MemoryStorage
+from aiogram.utils.i18n import I18n
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot.album import AlbumCollector, UserLocks
 from bot.handlers import build_root_router
 from bot.i18n import UserLanguageMiddleware, build_i18n
 from bot.middlewares.db import DbSessionMiddleware
 from bot.middlewares.throttling import ThrottlingMiddleware
 from bot.middlewares.user import UserMiddleware
+from bot.notifier import TelegramNotifier
 from bot.observability import Heartbeat, Metrics
 from bot.settings import Settings
-from bot.web import TELEGRAM_WEBHOOK_PATH, build_web_app
+from bot.web import TELEGRAM_WEBHOOK_PATH, YOOKASSA_PATH, build_web_app, yookassa_notifications
+from providers.yookassa import IpAllowList, YooKassaClient, client_ip
+from scheduler.payments import PaymentService
+from scheduler.signals import WorkSignals
 from storage.db import create_engine, create_sessionmaker
+from storage.files import FileStore, LocalFileStore, S3FileStore
+from storage.images import register_heif
 from storage.migrate import upgrade_async
+from studio.catalogue import Catalogue, load_catalogue
 
 log = logging.getLogger("pinglass")
 
@@ -43,6 +52,24 @@ def build_bot(settings: Settings) -> Bot:
         session=session,
         default=DefaultBotProperties(parse_mode=ParseMode.HTML),
     )
+
+
+def build_file_store(settings: Settings) -> FileStore:
+    if settings.STORAGE_BACKEND == "s3":
+        return S3FileStore(
+            bucket=settings.S3_BUCKET,
+            endpoint_url=settings.S3_ENDPOINT_URL or None,
+            region=settings.S3_REGION or None,
+            access_key=settings.S3_ACCESS_KEY.get_secret_value() or None,
+            secret_key=settings.S3_SECRET_KEY.get_secret_value() or None,
+        )
+    if settings.PUBLIC_URL:
+        return LocalFileStore(
+            settings.LOCAL_STORAGE_DIR,
+            public_base_url=settings.PUBLIC_URL,
+            signing_secret=settings.file_url_secret,
+        )
+    return LocalFileStore(settings.LOCAL_STORAGE_DIR)
 
 
 def build_fsm_storage(settings: Settings) -> BaseStorage:
@@ -63,6 +90,11 @@ class Application:
 
     engine: AsyncEngine = field(init=False)
     sessionmaker: async_sessionmaker[AsyncSession] = field(init=False)
+    files: FileStore = field(init=False)
+    catalogue: Catalogue = field(init=False)
+    signals: WorkSignals = field(init=False)
+    yookassa: YooKassaClient | None = field(init=False, default=None)
+    payments: PaymentService = field(init=False)
     bot: Bot = field(init=False)
     dispatcher: Dispatcher = field(init=False)
     scheduler: AsyncIOScheduler = field(init=False)
@@ -80,12 +112,33 @@ class Application:
             await upgrade_async(settings.DATABASE_URL)
         self.engine = create_engine(settings.DATABASE_URL)
         self.sessionmaker = create_sessionmaker(self.engine)
+        register_heif()
+        self.catalogue = load_catalogue()
+        self.files = build_file_store(settings)
         self.heartbeat = Heartbeat()
         self.metrics = Metrics()
         self.bot = build_bot(settings)
-        self.dispatcher = self._build_dispatcher()
+        self.signals = WorkSignals()
+        i18n = build_i18n()
+        if settings.yookassa_enabled:
+            self.yookassa = YooKassaClient(
+                settings.YOOKASSA_SHOP_ID, settings.YOOKASSA_SECRET_KEY.get_secret_value(), settings.YOOKASSA_API_URL
+            )
+        self.payments = PaymentService(
+            self.sessionmaker,
+            catalogue=self.catalogue,
+            notifier=TelegramNotifier(self.bot, i18n),
+            signals=self.signals,
+            yookassa=self.yookassa,
+            return_url=settings.YOOKASSA_RETURN_URL or "https://t.me/",
+            receipts=settings.YOOKASSA_RECEIPTS,
+            vat_code=settings.YOOKASSA_VAT_CODE,
+            poll_interval_seconds=settings.POLL_INTERVAL_SECONDS,
+        )
+        self.dispatcher = self._build_dispatcher(i18n)
         self.scheduler = self._build_scheduler()
         self.web_app = build_web_app(engine=self.engine, heartbeat=self.heartbeat, metrics=self.metrics)
+        self._add_payment_routes()
         if self.with_bot and settings.PUBLIC_URL:
             SimpleRequestHandler(
                 dispatcher=self.dispatcher,
@@ -114,14 +167,33 @@ class Application:
         sockets = getattr(server, "sockets", None) or []
         return int(sockets[0].getsockname()[1]) if sockets else self.settings.WEB_PORT
 
-    def _build_dispatcher(self) -> Dispatcher:
-        i18n = build_i18n()
+    def _add_payment_routes(self) -> None:
+        settings = self.settings
+        allowed = IpAllowList(settings.YOOKASSA_TRUSTED_IPS)
+        proxies = IpAllowList(settings.YOOKASSA_TRUSTED_PROXIES)
+
+        def address(request: web.Request) -> str:
+            return client_ip(request.remote or "", request.headers, settings.YOOKASSA_TRUSTED_PROXY_HEADER, proxies)
+
+        if self.yookassa is not None:
+            self.web_app.router.add_post(
+                YOOKASSA_PATH,
+                yookassa_notifications(sync=self.payments.sync, trusted=allowed.is_trusted, client_address=address),
+            )
+
+    def _build_dispatcher(self, i18n: I18n) -> Dispatcher:
         dispatcher = Dispatcher(
             storage=build_fsm_storage(self.settings),
             settings=self.settings,
             i18n=i18n,
             sessionmaker=self.sessionmaker,
             metrics=self.metrics,
+            catalogue=self.catalogue,
+            files=self.files,
+            album_collector=AlbumCollector(),
+            user_locks=UserLocks(),
+            payments=self.payments,
+            signals=self.signals,
         )
         dispatcher.update.outer_middleware(ThrottlingMiddleware(self.settings.THROTTLE_UPDATES_PER_SECOND))
         dispatcher.update.outer_middleware(DbSessionMiddleware(self.sessionmaker))
@@ -141,6 +213,16 @@ class Application:
             max_instances=1,
             coalesce=True,
         )
+        if self.yookassa is not None:
+            scheduler.add_job(
+                self.payments.reconcile,
+                "interval",
+                seconds=self.settings.POLL_INTERVAL_SECONDS,
+                id="reconcile-payments",
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+            )
         return scheduler
 
     async def _start_bot(self) -> None:
@@ -185,6 +267,9 @@ class Application:
             await self._runner.cleanup()
         await self.dispatcher.storage.close()
         await self.bot.session.close()
+        await self.files.aclose()
+        if self.yookassa is not None:
+            await self.yookassa.aclose()
         await self.engine.dispose()
         log.info("PinGlass stopped")
 

@@ -36,17 +36,13 @@ class Metrics:
 
     def __post_init__(self) -> None:
         r = self.registry
-        self.updates_handled = Counter(
-            "pinglass_updates_handled", "Telegram updates handled", ["type"], registry=r
-        )
+        self.updates_handled = Counter("pinglass_updates_handled", "Telegram updates handled", ["type"], registry=r)
         self.telegram_sends = Counter("pinglass_telegram_sends", "Bot API send calls", ["method"], registry=r)
         self.telegram_429 = Counter("pinglass_telegram_429", "Bot API 429 answers", registry=r)
         self.jobs = Gauge("pinglass_jobs", "Generation jobs by status", ["status"], registry=r)
         self.tasks = Gauge("pinglass_tasks", "Generation tasks by status", ["status"], registry=r)
         self.queue_depth = Gauge("pinglass_queue_depth", "Queued generation jobs", registry=r)
-        self.oldest_queued_age = Gauge(
-            "pinglass_oldest_queued_age_seconds", "Age of the oldest queued job", registry=r
-        )
+        self.oldest_queued_age = Gauge("pinglass_oldest_queued_age_seconds", "Age of the oldest queued job", registry=r)
         self.provider_latency = Histogram(
             "pinglass_provider_latency_seconds",
             "Provider task latency, submit to done",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import secrets
 from decimal import Decimal
@@ -17,8 +19,7 @@ WEBHOOK_SECRET_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 
 # YooKassa's published notification sources (mid-2026, see docs/yookassa.md §2.4).
 YOOKASSA_PUBLISHED_RANGES = (
-    "185.71.76.0/27,185.71.77.0/27,77.75.153.0/25,77.75.156.11/32,"
-    "77.75.156.35/32,77.75.154.128/25,2a02:5180::/32"
+    "185.71.76.0/27,185.71.77.0/27,77.75.153.0/25,77.75.156.11/32,77.75.156.35/32,77.75.154.128/25,2a02:5180::/32"
 )
 
 
@@ -29,9 +30,7 @@ def _split_csv(value: object) -> object:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=True
-    )
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=True)
 
     BOT_TOKEN: SecretStr
     ADMIN_IDS: Annotated[list[int], NoDecode] = Field(default_factory=list)
@@ -126,6 +125,11 @@ class Settings(BaseSettings):
     @property
     def callbacks_enabled(self) -> bool:
         return bool(self.PUBLIC_URL)
+
+    @property
+    def file_url_secret(self) -> bytes:
+        """Signs our own file URLs; derived from the token so every process agrees on it."""
+        return hmac.new(self.BOT_TOKEN.get_secret_value().encode(), b"pinglass-file-urls", hashlib.sha256).digest()
 
     @property
     def vat_code(self) -> Decimal:

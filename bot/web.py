@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -9,6 +10,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.observability import Heartbeat, Metrics, database_reachable
+
+log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -45,10 +48,43 @@ def build_web_app(
         return web.json_response(body, status=200 if healthy else 503)
 
     async def metrics_endpoint(_request: web.Request) -> web.Response:
-        return web.Response(
-            body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
+        return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_endpoint)
     return app
+
+
+def yookassa_notifications(
+    *,
+    sync: Callable[[str], Awaitable[object]],
+    trusted: Callable[[str], bool],
+    client_address: Callable[[web.Request], str],
+) -> Handler:
+    """POST /payments/yookassa: trusted sources only; re-fetch by id, act, commit, then 200.
+
+    YooKassa signs nothing, so the body is used only to learn *which* payment to re-fetch.
+    Events we ignore get 200 (a 4xx would make YooKassa retry for a day); our failures get 500
+    so that it does retry.
+    """
+    from providers.yookassa import BadNotification, parse_notification
+
+    async def handle(request: web.Request) -> web.Response:
+        address = client_address(request)
+        if not trusted(address):
+            log.warning("yookassa notification from untrusted address %s", address)
+            return web.json_response({"error": "forbidden"}, status=403)
+        try:
+            notification = parse_notification(await request.read())
+        except BadNotification as error:
+            return web.json_response({"error": str(error)}, status=400)
+        if notification.object_type != "payment":
+            return web.json_response({"status": "ignored"})
+        try:
+            await sync(notification.object_id)
+        except Exception:
+            log.exception("yookassa notification for %s failed", notification.object_id)
+            return web.json_response({"error": "processing failed"}, status=500)
+        return web.json_response({"status": "ok"})
+
+    return handle

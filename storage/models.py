@@ -102,11 +102,14 @@ class ReferencePhoto(Base):
     __table_args__ = (
         UniqueConstraint("avatar_id", "sha256"),
         UniqueConstraint("avatar_id", "file_unique_id"),
+        # Slots 1..8: a concurrent ninth photo collides here instead of slipping in.
+        UniqueConstraint("avatar_id", "slot"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     avatar_id: Mapped[int] = mapped_column(ForeignKey("avatars.id", ondelete="CASCADE"), index=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    slot: Mapped[int] = mapped_column(Integer)
     storage_key: Mapped[str] = mapped_column(String(255))
     size_bytes: Mapped[int] = mapped_column(Integer)
     width: Mapped[int] = mapped_column(Integer)

@@ -44,9 +44,7 @@ async def register_user(session: AsyncSession, profile: TelegramProfile) -> tupl
 
 async def set_source_once(session: AsyncSession, user_id: int, source: str) -> bool:
     """Store the deep-link source only if none was stored before."""
-    result = await session.execute(
-        update(User).where(User.id == user_id, User.source.is_(None)).values(source=source)
-    )
+    result = await session.execute(update(User).where(User.id == user_id, User.source.is_(None)).values(source=source))
     return bool(result.rowcount)
 
 

@@ -93,3 +93,11 @@ def redis_url() -> Iterator[str]:
     if not TEST_REDIS_URL:
         pytest.skip("Redis tests need TEST_REDIS_URL (set by .ci/run)")
     yield TEST_REDIS_URL
+
+
+@pytest_asyncio.fixture
+async def fake_telegram() -> AsyncIterator[object]:
+    from tests.fakes.telegram import FakeTelegram
+
+    async with FakeTelegram() as fake:
+        yield fake

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiogram import F, Router
 from aiogram.enums import ChatType
 
-from bot.handlers import common
+from bot.handlers import common, intake, payment
 
 
 def build_root_router() -> Router:
@@ -13,4 +13,7 @@ def build_root_router() -> Router:
     root.message.filter(F.chat.type == ChatType.PRIVATE)
     root.callback_query.filter(F.message.chat.type == ChatType.PRIVATE)
     root.include_router(common.build_router())
+    root.include_router(payment.build_router())
+    root.include_router(intake.build_router())
+    root.include_router(intake.build_fallback_router())
     return root

@@ -1,24 +1,53 @@
-"""Compile the gettext catalogues (.po → .mo): `python -m bot.locales.compile`."""
+"""Write the gettext catalogues from bot/locales/messages.py: `python -m bot.locales.compile`.
+
+Produces <lang>/LC_MESSAGES/messages.po (for translators and review) and the compiled .mo that
+aiogram's I18n loads.
+"""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
+from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
+from babel.messages.pofile import write_po
+
+from bot.locales.messages import MESSAGES
 
 LOCALES_DIR = Path(__file__).resolve().parent
+LANGUAGES = ("ru", "en")
+
+
+def build_catalog(language: str) -> Catalog:
+    column = LANGUAGES.index(language)
+    # Fixed dates keep the output byte-for-byte reproducible (a test compares it with the files).
+    fixed = datetime(2026, 1, 1, tzinfo=UTC)
+    catalog = Catalog(
+        locale=language,
+        project="PinGlass",
+        version="1",
+        fuzzy=False,
+        creation_date=fixed,
+        revision_date=fixed,
+        copyright_holder="PinGlass",
+    )
+    for key, texts in MESSAGES.items():
+        catalog.add(key, texts[column])
+    return catalog
 
 
 def compile_catalogues(locales_dir: Path = LOCALES_DIR) -> list[Path]:
-    written = []
-    for po_path in sorted(locales_dir.glob("*/LC_MESSAGES/*.po")):
-        with po_path.open("rb") as po_file:
-            catalog = read_po(po_file)
-        mo_path = po_path.with_suffix(".mo")
-        with mo_path.open("wb") as mo_file:
+    written: list[Path] = []
+    for language in LANGUAGES:
+        folder = locales_dir / language / "LC_MESSAGES"
+        folder.mkdir(parents=True, exist_ok=True)
+        catalog = build_catalog(language)
+        with (folder / "messages.po").open("wb") as po_file:
+            write_po(po_file, catalog, omit_header=False, width=0)
+        with (folder / "messages.mo").open("wb") as mo_file:
             write_mo(mo_file, catalog, use_fuzzy=False)
-        written.append(mo_path)
+        written += [folder / "messages.po", folder / "messages.mo"]
     return written
 
 

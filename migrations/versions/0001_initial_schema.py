@@ -104,6 +104,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("avatar_id", sa.Integer(), nullable=False),
         sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("slot", sa.Integer(), nullable=False),
         sa.Column("storage_key", sa.String(length=255), nullable=False),
         sa.Column("size_bytes", sa.Integer(), nullable=False),
         sa.Column("width", sa.Integer(), nullable=False),
@@ -126,6 +127,7 @@ def upgrade() -> None:
             "avatar_id", "file_unique_id", name=op.f("uq_reference_photos_avatar_id_file_unique_id")
         ),
         sa.UniqueConstraint("avatar_id", "sha256", name=op.f("uq_reference_photos_avatar_id_sha256")),
+        sa.UniqueConstraint("avatar_id", "slot", name=op.f("uq_reference_photos_avatar_id_slot")),
     )
     with op.batch_alter_table("reference_photos", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_reference_photos_avatar_id"), ["avatar_id"], unique=False)

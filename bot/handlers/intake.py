@@ -1,0 +1,544 @@
+"""The intake conversation: 5–8 selfies in, a style and a pack chosen, an order saved.
+
+Handlers only translate between the chat and the rules: photo checks live in storage.images,
+counts in studio.intake, durable state (photos, avatars, orders) in the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from io import BytesIO
+
+from aiogram import Bot, F, Router
+from aiogram.filters import Command, StateFilter
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import CallbackQuery, Message
+from aiogram.utils.i18n import gettext as _
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot import keyboards
+from bot.album import AlbumCollector, UserLocks
+from bot.callbacks import MenuCb, OrderCb, PackCb, StyleCb, UploadCb
+from bot.settings import Settings
+from storage import avatars as avatar_queries
+from storage import jobs as job_queries
+from storage import orders as order_queries
+from storage.files import FileStore
+from storage.images import ImageRejected, validate_and_normalize
+from storage.models import Avatar, User
+from studio.catalogue import Catalogue, Pack
+from studio.credits import Currency, format_price, price_for
+from studio.intake import MAX_PHOTOS, MIN_PHOTOS, can_finish, is_full
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif")
+RESUME_WINDOW = timedelta(days=7)
+
+
+class Intake(StatesGroup):
+    uploading = State()
+    style = State()
+    pack = State()
+    summary = State()
+
+
+@dataclass(frozen=True, slots=True)
+class PhotoOutcome:
+    accepted: bool
+    count: int
+    reason_key: str | None = None
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def offered_currencies(settings: Settings) -> tuple[Currency, ...]:
+    currencies: list[Currency] = []
+    if settings.yookassa_enabled:
+        currencies.append(Currency.RUB)
+    if settings.STARS_ENABLED:
+        currencies.append(Currency.STARS)
+    return tuple(currencies) or (Currency.STARS,)
+
+
+async def _begin_upload(message: Message, state: FSMContext, session: AsyncSession, user: User) -> Avatar:
+    avatar = await avatar_queries.create_avatar(session, user.id)
+    await state.set_state(Intake.uploading)
+    await state.set_data({"avatar_id": avatar.id})
+    return avatar
+
+
+async def _current_avatar(state: FSMContext, session: AsyncSession, user: User) -> Avatar | None:
+    avatar_id = (await state.get_data()).get("avatar_id")
+    if avatar_id is None:
+        return None
+    return await avatar_queries.get_avatar(session, int(avatar_id), user.id)
+
+
+async def ask_for_style(message: Message, state: FSMContext, catalogue: Catalogue, user: User, avatar_id: int) -> None:
+    await state.set_state(Intake.style)
+    await state.update_data(avatar_id=avatar_id, style=None, pack=None, order_id=None)
+    lines = [_("style.prompt")]
+    for style in catalogue.styles:
+        lines.append(f"\n<b>{style.name.get(user.language)}</b> — {style.description.get(user.language)}")
+    await message.answer("".join(lines), reply_markup=keyboards.styles(catalogue, avatar_id, user.language))
+
+
+def _upload_progress_text(count: int) -> str:
+    text = _("upload.progress").format(count=count, min=MIN_PHOTOS, max=MAX_PHOTOS)
+    if count < MIN_PHOTOS:
+        return f"{text}\n{_('upload.need_more').format(need=MIN_PHOTOS - count)}"
+    return f"{text}\n{_('upload.can_finish').format(max=MAX_PHOTOS)}"
+
+
+async def show_current_step(
+    message: Message, state: FSMContext, session: AsyncSession, user: User, catalogue: Catalogue
+) -> None:
+    """Tell the user where they are (after a stale button, stray input, or /status)."""
+    current = await state.get_state()
+    data = await state.get_data()
+    if current == Intake.uploading.state and data.get("avatar_id"):
+        count = await avatar_queries.photo_count(session, int(data["avatar_id"]))
+        markup = keyboards.upload_done(int(data["avatar_id"]), count) if can_finish(count) else None
+        await message.answer(f"{_('step.uploading')}\n{_upload_progress_text(count)}", reply_markup=markup)
+    elif current == Intake.style.state and data.get("avatar_id"):
+        await ask_for_style(message, state, catalogue, user, int(data["avatar_id"]))
+    elif current == Intake.pack.state and data.get("avatar_id") and data.get("style"):
+        await message.answer(_("step.pack"))
+    elif current == Intake.summary.state and data.get("order_id"):
+        await message.answer(_("step.summary"))
+    else:
+        await message.answer(_("step.none"))
+
+
+# ---------------------------------------------------------------- menu
+
+
+async def new_session(
+    query: CallbackQuery, state: FSMContext, session: AsyncSession, user: User, callback_data: MenuCb
+) -> None:
+    assert isinstance(query.message, Message)
+    await _cancel_pending_order(state, session)
+    await _begin_upload(query.message, state, session, user)
+    await query.answer()
+    await query.message.answer(_("upload.instructions").format(min=MIN_PHOTOS, max=MAX_PHOTOS))
+
+
+async def reuse_photos(
+    query: CallbackQuery, state: FSMContext, session: AsyncSession, user: User, catalogue: Catalogue
+) -> None:
+    assert isinstance(query.message, Message)
+    avatar = await avatar_queries.latest_ready_avatar(session, user.id)
+    await query.answer()
+    if avatar is None:
+        await query.message.answer(_("reuse.none"))
+        return
+    await _cancel_pending_order(state, session)
+    await ask_for_style(query.message, state, catalogue, user, avatar.id)
+
+
+# ---------------------------------------------------------------- upload
+
+
+async def receive_image(
+    message: Message,
+    state: FSMContext,
+    session: AsyncSession,
+    user: User,
+    bot: Bot,
+    settings: Settings,
+    files: FileStore,
+    catalogue: Catalogue,
+    album_collector: AlbumCollector[PhotoOutcome],
+    user_locks: UserLocks,
+) -> None:
+    album_key = (message.chat.id, message.media_group_id) if message.media_group_id else None
+    if album_key is not None:
+        album_collector.begin(album_key)
+    async with user_locks.lock(user.id):
+        outcome = await _take_photo(message, state, session, user, bot, settings, files)
+        await session.commit()  # never hold a write transaction while waiting for album siblings
+    if album_key is not None:
+        outcomes = await album_collector.finish(album_key, message.message_id, outcome)
+        if outcomes is None:
+            return
+    else:
+        outcomes = [outcome]
+    await _reply_to_upload(message, state, session, user, catalogue, outcomes)
+
+
+async def _take_photo(
+    message: Message,
+    state: FSMContext,
+    session: AsyncSession,
+    user: User,
+    bot: Bot,
+    settings: Settings,
+    files: FileStore,
+) -> PhotoOutcome:
+    current = await state.get_state()
+    avatar = await _current_avatar(state, session, user) if current == Intake.uploading.state else None
+    if current is None and avatar is None:
+        # The conversation state was lost (or never started): keep collecting into a recent set.
+        avatar = await avatar_queries.resumable_avatar(session, user.id, RESUME_WINDOW)
+        if avatar is None:
+            avatar = await _begin_upload(message, state, session, user)
+        else:
+            await state.set_state(Intake.uploading)
+            await state.set_data({"avatar_id": avatar.id})
+    if avatar is None:
+        return PhotoOutcome(False, 0, "upload.not_now")
+
+    count = await avatar_queries.photo_count(session, avatar.id)
+    if is_full(count):
+        return PhotoOutcome(False, count, "photo.rejected.too_many")
+
+    file_id, file_unique_id, file_size = _file_of(message)
+    if file_size is not None and file_size > settings.MAX_PHOTO_BYTES:
+        return PhotoOutcome(False, count, "photo.rejected.too_large_file")
+    if await avatar_queries.is_known_photo(session, avatar.id, file_unique_id=file_unique_id):
+        return PhotoOutcome(False, count, "photo.rejected.duplicate")
+
+    buffer = BytesIO()
+    try:
+        await bot.download(file_id, destination=buffer, timeout=60)
+    except Exception:
+        log.warning("download failed for user %s", user.id, exc_info=True)
+        return PhotoOutcome(False, count, "photo.rejected.download_failed")
+    data = buffer.getvalue()
+    try:
+        photo = await asyncio.to_thread(
+            validate_and_normalize, data, max_bytes=settings.MAX_PHOTO_BYTES, min_side=settings.MIN_PHOTO_SIDE
+        )
+    except ImageRejected as rejected:
+        return PhotoOutcome(False, count, f"photo.rejected.{rejected.reason.value}")
+
+    key = f"refs/{user.id}/{avatar.id}/{uuid.uuid4().hex}.jpg"
+    await files.put(key, photo.jpeg, "image/jpeg")
+    try:
+        count = await avatar_queries.add_photo(
+            session,
+            avatar,
+            avatar_queries.NewPhoto(
+                storage_key=key,
+                size_bytes=len(photo.jpeg),
+                width=photo.width,
+                height=photo.height,
+                sha256=photo.sha256,
+                file_unique_id=file_unique_id,
+            ),
+        )
+    except avatar_queries.DuplicatePhoto:
+        await files.delete(key)
+        return PhotoOutcome(False, count, "photo.rejected.duplicate")
+    except avatar_queries.AvatarFull:
+        await files.delete(key)
+        return PhotoOutcome(False, MAX_PHOTOS, "photo.rejected.too_many")
+    return PhotoOutcome(True, count)
+
+
+def _file_of(message: Message) -> tuple[str, str, int | None]:
+    if message.photo:
+        largest = message.photo[-1]
+        return largest.file_id, largest.file_unique_id, largest.file_size
+    document = message.document
+    assert document is not None
+    return document.file_id, document.file_unique_id, document.file_size
+
+
+async def _reply_to_upload(
+    message: Message,
+    state: FSMContext,
+    session: AsyncSession,
+    user: User,
+    catalogue: Catalogue,
+    outcomes: list[PhotoOutcome],
+) -> None:
+    rejections = [outcome.reason_key for outcome in outcomes if outcome.reason_key]
+    if rejections == ["upload.not_now"] * len(outcomes):
+        await show_current_step(message, state, session, user, catalogue)
+        return
+    avatar = await _current_avatar(state, session, user)
+    if avatar is None:
+        return
+    count = await avatar_queries.photo_count(session, avatar.id)
+    accepted = sum(1 for outcome in outcomes if outcome.accepted)
+    lines: list[str] = []
+    if len(outcomes) > 1 and accepted:
+        lines.append(_("upload.album_received").format(accepted=accepted, total=len(outcomes)))
+    for reason in dict.fromkeys(rejections):  # one line per distinct reason, in order
+        lines.append(_(reason).format(max=MAX_PHOTOS, min=MIN_PHOTOS))
+    if is_full(count):
+        lines.append(_("upload.full").format(max=MAX_PHOTOS))
+        await message.answer("\n".join(lines))
+        await avatar_queries.mark_ready(session, avatar.id)
+        await ask_for_style(message, state, catalogue, user, avatar.id)
+        return
+    lines.append(_upload_progress_text(count))
+    markup = keyboards.upload_done(avatar.id, count) if can_finish(count) else None
+    await message.answer("\n".join(lines), reply_markup=markup)
+
+
+async def upload_done(
+    query: CallbackQuery,
+    state: FSMContext,
+    session: AsyncSession,
+    user: User,
+    catalogue: Catalogue,
+    callback_data: UploadCb,
+) -> None:
+    assert isinstance(query.message, Message)
+    data = await state.get_data()
+    if data.get("avatar_id") != callback_data.avatar_id:
+        await stale_button(query, state, session, user, catalogue)
+        return
+    count = await avatar_queries.photo_count(session, callback_data.avatar_id)
+    if not can_finish(count):
+        await query.answer(_("upload.need_more").format(need=MIN_PHOTOS - count), show_alert=True)
+        return
+    await query.answer()
+    await avatar_queries.mark_ready(session, callback_data.avatar_id)
+    await ask_for_style(query.message, state, catalogue, user, callback_data.avatar_id)
+
+
+async def wrong_upload_input(message: Message) -> None:
+    if message.sticker:
+        key = "upload.wrong.sticker"
+    elif message.video or message.animation or message.video_note:
+        key = "upload.wrong.video"
+    elif message.voice or message.audio:
+        key = "upload.wrong.voice"
+    elif message.document:
+        key = "photo.rejected.not_an_image"
+    else:
+        key = "upload.wrong.text"
+    await message.answer(_(key).format(min=MIN_PHOTOS, max=MAX_PHOTOS))
+
+
+# ---------------------------------------------------------------- style, pack, summary
+
+
+async def pick_style(
+    query: CallbackQuery,
+    state: FSMContext,
+    session: AsyncSession,
+    user: User,
+    settings: Settings,
+    catalogue: Catalogue,
+    callback_data: StyleCb,
+) -> None:
+    assert isinstance(query.message, Message)
+    data = await state.get_data()
+    style = catalogue.find_style(callback_data.style)
+    if data.get("avatar_id") != callback_data.avatar_id or style is None:
+        await stale_button(query, state, session, user, catalogue)
+        return
+    await query.answer()
+    await state.set_state(Intake.pack)
+    await state.update_data(style=style.id)
+    offered = await _packs_for(session, user, catalogue)
+    await query.message.answer(
+        _("pack.prompt").format(style=style.name.get(user.language)),
+        reply_markup=keyboards.packs(
+            offered, callback_data.avatar_id, style.id, user.language, offered_currencies(settings)
+        ),
+    )
+
+
+async def _packs_for(session: AsyncSession, user: User, catalogue: Catalogue) -> list[Pack]:
+    trial_taken = await order_queries.trial_used(session, user.id)
+    return [pack for pack in catalogue.packs if not (pack.is_trial and trial_taken)]
+
+
+async def pick_pack(
+    query: CallbackQuery,
+    state: FSMContext,
+    session: AsyncSession,
+    user: User,
+    settings: Settings,
+    catalogue: Catalogue,
+    callback_data: PackCb,
+) -> None:
+    assert isinstance(query.message, Message)
+    data = await state.get_data()
+    pack = catalogue.find_pack(callback_data.pack_id)
+    style = catalogue.find_style(callback_data.style)
+    offered = await _packs_for(session, user, catalogue)
+    if (
+        data.get("avatar_id") != callback_data.avatar_id
+        or data.get("style") != callback_data.style
+        or pack is None
+        or style is None
+        or pack not in offered
+    ):
+        await stale_button(query, state, session, user, catalogue)
+        return
+    await query.answer()
+    photos = await avatar_queries.photo_count(session, callback_data.avatar_id)
+    order = await order_queries.create_order(
+        session, user_id=user.id, avatar_id=callback_data.avatar_id, style=style.id, pack=pack
+    )
+    await state.set_state(Intake.summary)
+    await state.update_data(pack=pack.id, order_id=order.id)
+    if pack.is_free:
+        price = _("summary.free")
+    else:
+        price = " / ".join(
+            format_price(price_for(pack, currency), currency, user.language)
+            for currency in offered_currencies(settings)
+        )
+    text = _("summary.text").format(
+        selfies=photos, style=style.name.get(user.language), photos=pack.photos, price=price
+    )
+    await query.message.answer(text, reply_markup=keyboards.summary(order.id, free=pack.is_free))
+
+
+async def order_change(
+    query: CallbackQuery,
+    state: FSMContext,
+    session: AsyncSession,
+    user: User,
+    catalogue: Catalogue,
+    callback_data: OrderCb,
+) -> None:
+    assert isinstance(query.message, Message)
+    data = await state.get_data()
+    if data.get("order_id") != callback_data.order_id:
+        await stale_button(query, state, session, user, catalogue)
+        return
+    await query.answer()
+    await order_queries.cancel_unpaid_order(session, callback_data.order_id)
+    await ask_for_style(query.message, state, catalogue, user, int(data["avatar_id"]))
+
+
+async def order_cancel(
+    query: CallbackQuery,
+    state: FSMContext,
+    session: AsyncSession,
+    user: User,
+    catalogue: Catalogue,
+    callback_data: OrderCb,
+) -> None:
+    assert isinstance(query.message, Message)
+    data = await state.get_data()
+    if data.get("order_id") != callback_data.order_id:
+        await stale_button(query, state, session, user, catalogue)
+        return
+    await query.answer()
+    await order_queries.cancel_unpaid_order(session, callback_data.order_id)
+    await state.clear()
+    await query.message.answer(_("cancel.done"))
+
+
+async def _cancel_pending_order(state: FSMContext, session: AsyncSession) -> None:
+    order_id = (await state.get_data()).get("order_id")
+    if order_id:
+        await order_queries.cancel_unpaid_order(session, int(order_id))
+
+
+# ---------------------------------------------------------------- anywhere
+
+
+async def cancel_command(message: Message, state: FSMContext, session: AsyncSession) -> None:
+    if await state.get_state() is None:
+        await message.answer(_("cancel.nothing"))
+        return
+    await _cancel_pending_order(state, session)
+    await state.clear()
+    await message.answer(_("cancel.done"))
+
+
+async def status_command(
+    message: Message, state: FSMContext, session: AsyncSession, user: User, catalogue: Catalogue
+) -> None:
+    if await state.get_state() is not None:
+        await show_current_step(message, state, session, user, catalogue)
+        return
+    for job in await job_queries.active_jobs(session, user.id):
+        if job.status == "queued":
+            text = _("status.job_queued").format(
+                order_id=job.order_id, photos=job.photos_total, position=await job_queries.queue_position(session, job)
+            )
+        else:
+            text = _("status.job_running").format(
+                order_id=job.order_id, photos=job.photos_total, done=job.photos_completed
+            )
+        await message.answer(text)
+        return
+    order = await order_queries.last_order(session, user.id)
+    if order is None:
+        await message.answer(_("status.nothing"))
+        return
+    style = catalogue.find_style(order.style)
+    await message.answer(
+        _("status.order").format(
+            order_id=order.id,
+            photos=order.photos,
+            style=style.name.get(user.language) if style else order.style,
+            status=_(f"order.status.{order.status}"),
+        )
+    )
+
+
+async def stale_button(
+    query: CallbackQuery, state: FSMContext, session: AsyncSession, user: User, catalogue: Catalogue
+) -> None:
+    """Buttons from an earlier step, an abandoned session, or forged data: say so, show the way."""
+    await query.answer(_("stale.button"), show_alert=False)
+    if isinstance(query.message, Message):
+        await show_current_step(query.message, state, session, user, catalogue)
+
+
+async def stray_input(
+    message: Message, state: FSMContext, session: AsyncSession, user: User, catalogue: Catalogue
+) -> None:
+    await message.answer(_("stray.use_buttons"))
+    await show_current_step(message, state, session, user, catalogue)
+
+
+def _is_image_document(message: Message) -> bool:
+    document = message.document
+    if document is None:
+        return False
+    if document.mime_type and document.mime_type.startswith("image/"):
+        return True
+    return bool(document.file_name and document.file_name.lower().endswith(IMAGE_EXTENSIONS))
+
+
+def build_router() -> Router:
+    router = Router(name="intake")
+    router.message.register(cancel_command, Command("cancel"))
+    router.message.register(status_command, Command("status"))
+    router.callback_query.register(new_session, MenuCb.filter(F.action == "new"))
+    router.callback_query.register(reuse_photos, MenuCb.filter(F.action == "reuse"))
+    router.callback_query.register(upload_done, UploadCb.filter(F.action == "done"), StateFilter(Intake.uploading))
+    router.callback_query.register(pick_style, StyleCb.filter(), StateFilter(Intake.style))
+    router.callback_query.register(pick_pack, PackCb.filter(), StateFilter(Intake.pack))
+    router.callback_query.register(order_change, OrderCb.filter(F.action == "change"), StateFilter(Intake.summary))
+    router.callback_query.register(order_cancel, OrderCb.filter(F.action == "cancel"), StateFilter(Intake.summary))
+
+    image_filter = F.photo | F.func(_is_image_document)
+    router.message.register(receive_image, image_filter, StateFilter(Intake.uploading, None))
+    router.message.register(wrong_upload_input, StateFilter(Intake.uploading))
+    router.message.register(
+        stray_input, StateFilter(Intake.style, Intake.pack, Intake.summary), ~F.text.startswith("/")
+    )
+    return router
+
+
+def build_fallback_router() -> Router:
+    """Registered last: any button no other handler took is stale or forged."""
+    router = Router(name="fallback")
+    router.callback_query.register(stale_button)
+    router.message.register(unknown_message)
+    return router
+
+
+async def unknown_message(message: Message) -> None:
+    await message.answer(_("unknown.message"))

@@ -1,0 +1,266 @@
+"""Paying for an order: choose YooKassa or Stars, pay, check; free starts; cancelling a queued job."""
+
+from __future__ import annotations
+
+import re
+
+from aiogram import Bot, F, Router
+from aiogram.filters import Command, StateFilter
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import CallbackQuery, LabeledPrice, Message, PreCheckoutQuery
+from aiogram.utils.i18n import gettext as _
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.callbacks import CheckCb, JobCb, OrderCb, PayCb
+from bot.settings import Settings
+from scheduler.payments import OrderNotPayable, PaymentService, PaymentUnavailable
+from storage import jobs as job_queries
+from storage import orders as order_queries
+from storage.models import User
+from studio.catalogue import Catalogue
+from studio.credits import Currency, format_price, price_for
+from studio.states import OrderStatus, PaymentStatus
+
+EMAIL = re.compile(r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,190}\.[A-Za-z]{2,24}$")
+STARS_PAYLOAD = re.compile(r"^order:(\d{1,18})$")
+
+
+class Checkout(StatesGroup):
+    email = State()
+
+
+def _methods(settings: Settings) -> list[str]:
+    methods = []
+    if settings.yookassa_enabled:
+        methods.append("yookassa")
+    if settings.STARS_ENABLED:
+        methods.append("stars")
+    return methods
+
+
+async def pay_order(
+    query: CallbackQuery,
+    callback_data: OrderCb,
+    state: FSMContext,
+    session: AsyncSession,
+    user: User,
+    bot: Bot,
+    settings: Settings,
+    catalogue: Catalogue,
+    payments: PaymentService,
+) -> None:
+    assert isinstance(query.message, Message)
+    order = await order_queries.get_order(session, callback_data.order_id, user.id)
+    if order is None or order.status != OrderStatus.AWAITING_PAYMENT:
+        await query.answer(_("payment.order_not_payable"), show_alert=True)
+        return
+    await query.answer()
+    await state.clear()  # the intake is over; payment buttons carry their own ids
+    methods = _methods(settings)
+    if not methods:
+        await query.message.answer(_("payment.no_methods"))
+        return
+    if len(methods) == 1:
+        await _start_method(query.message, methods[0], order.id, user, bot, settings, catalogue, payments, state)
+        return
+    pack = catalogue.pack(order.pack)
+    builder = InlineKeyboardBuilder()
+    builder.button(
+        text=_("button.pay_card").format(
+            price=format_price(price_for(pack, Currency.RUB), Currency.RUB, user.language)
+        ),
+        callback_data=PayCb(order_id=order.id, method="yookassa"),
+    )
+    builder.button(
+        text=_("button.pay_stars").format(
+            price=format_price(price_for(pack, Currency.STARS), Currency.STARS, user.language)
+        ),
+        callback_data=PayCb(order_id=order.id, method="stars"),
+    )
+    builder.adjust(1)
+    await query.message.answer(_("payment.choose_method"), reply_markup=builder.as_markup())
+
+
+async def pay_with(
+    query: CallbackQuery,
+    callback_data: PayCb,
+    state: FSMContext,
+    user: User,
+    bot: Bot,
+    settings: Settings,
+    catalogue: Catalogue,
+    payments: PaymentService,
+) -> None:
+    assert isinstance(query.message, Message)
+    if callback_data.method not in _methods(settings):
+        await query.answer(_("stale.button"))
+        return
+    await query.answer()
+    await _start_method(
+        query.message, callback_data.method, callback_data.order_id, user, bot, settings, catalogue, payments, state
+    )
+
+
+async def _start_method(
+    message: Message,
+    method: str,
+    order_id: int,
+    user: User,
+    bot: Bot,
+    settings: Settings,
+    catalogue: Catalogue,
+    payments: PaymentService,
+    state: FSMContext,
+) -> None:
+    if method == "stars":
+        await _send_invoice(message, order_id, user, bot, catalogue, payments)
+        return
+    if settings.YOOKASSA_RECEIPTS and not user.email:
+        await state.set_state(Checkout.email)
+        await state.update_data(order_id=order_id)
+        await message.answer(_("payment.ask_email"))
+        return
+    await _send_yookassa_link(message, order_id, user, payments)
+
+
+async def _send_yookassa_link(message: Message, order_id: int, user: User, payments: PaymentService) -> None:
+    try:
+        link = await payments.start_yookassa(order_id, user)
+    except OrderNotPayable:
+        await message.answer(_("payment.order_not_payable"))
+        return
+    except PaymentUnavailable as error:
+        await message.answer(_("payment.unavailable_retry" if error.retryable else "payment.unavailable"))
+        return
+    builder = InlineKeyboardBuilder()
+    builder.button(
+        text=_("button.pay_link").format(price=format_price(link.amount, Currency.RUB, user.language)),
+        url=link.confirmation_url,
+    )
+    builder.button(text=_("button.check_payment"), callback_data=CheckCb(payment_id=link.payment_id))
+    builder.adjust(1)
+    await message.answer(_("payment.link"), reply_markup=builder.as_markup())
+
+
+async def _send_invoice(
+    message: Message, order_id: int, user: User, bot: Bot, catalogue: Catalogue, payments: PaymentService
+) -> None:
+    async with payments.sessionmaker() as session:
+        order = await order_queries.get_order(session, order_id, user.id)
+    if order is None or order.status != OrderStatus.AWAITING_PAYMENT:
+        await message.answer(_("payment.order_not_payable"))
+        return
+    pack = catalogue.pack(order.pack)
+    title = pack.title.get(user.language)
+    await bot.send_invoice(
+        chat_id=message.chat.id,
+        title=title[:32],
+        description=_("payment.invoice_description").format(photos=pack.photos)[:255],
+        payload=f"order:{order.id}",
+        currency=Currency.STARS,
+        prices=[LabeledPrice(label=title[:32], amount=price_for(pack, Currency.STARS))],
+        provider_token="",
+    )
+
+
+async def receive_email(
+    message: Message, state: FSMContext, session: AsyncSession, user: User, payments: PaymentService
+) -> None:
+    email = (message.text or "").strip()
+    if not EMAIL.match(email):
+        await message.answer(_("payment.bad_email"))
+        return
+    user.email = email
+    order_id = int((await state.get_data())["order_id"])
+    await session.commit()
+    await state.clear()
+    await _send_yookassa_link(message, order_id, user, payments)
+
+
+async def check_payment(query: CallbackQuery, callback_data: CheckCb, user: User, payments: PaymentService) -> None:
+    try:
+        status = await payments.check(callback_data.payment_id, user)
+    except OrderNotPayable:
+        await query.answer(_("stale.button"))
+        return
+    except Exception:
+        await query.answer(_("payment.check_failed"), show_alert=True)
+        return
+    key = {
+        PaymentStatus.SUCCEEDED: "payment.check.succeeded",
+        PaymentStatus.CANCELED: "payment.check.canceled",
+        PaymentStatus.REFUNDED: "payment.check.refunded",
+    }.get(PaymentStatus(status), "payment.check.pending")
+    await query.answer(_(key), show_alert=True)
+
+
+async def start_free(
+    query: CallbackQuery, callback_data: OrderCb, state: FSMContext, user: User, payments: PaymentService
+) -> None:
+    try:
+        await payments.start_free(callback_data.order_id, user)
+    except OrderNotPayable:
+        await query.answer(_("payment.trial_used"), show_alert=True)
+        return
+    await state.clear()
+    await query.answer()
+
+
+async def pre_checkout(query: PreCheckoutQuery, payments: PaymentService) -> None:
+    match = STARS_PAYLOAD.match(query.invoice_payload)
+    refusal = (
+        "payment.refused.unknown_order"
+        if match is None
+        else await payments.stars_precheckout(
+            int(match.group(1)), query.from_user.id, query.currency, query.total_amount
+        )
+    )
+    if refusal is None:
+        await query.answer(ok=True)
+    else:
+        await query.answer(ok=False, error_message=_(refusal))
+
+
+async def successful_payment(message: Message, payments: PaymentService) -> None:
+    paid = message.successful_payment
+    assert paid is not None and message.from_user is not None
+    match = STARS_PAYLOAD.match(paid.invoice_payload)
+    if match is None:
+        return
+    await payments.stars_paid(
+        int(match.group(1)), message.from_user.id, paid.telegram_payment_charge_id, paid.currency, paid.total_amount
+    )
+
+
+async def cancel_job(query: CallbackQuery, callback_data: JobCb, session: AsyncSession, user: User) -> None:
+    job = await job_queries.get_job(session, callback_data.job_id)
+    if job is None or job.user_id != user.id:
+        await query.answer(_("stale.button"))
+        return
+    if not await job_queries.cancel_queued_job(session, job.id, user.id):
+        await query.answer(_("job.cancel_too_late"), show_alert=True)
+        return
+    await session.commit()
+    await query.answer()
+    if isinstance(query.message, Message):
+        await query.message.answer(_("job.cancelled").format(photos=job.photos_total))
+
+
+async def paysupport(message: Message) -> None:
+    await message.answer(_("payment.support"))
+
+
+def build_router() -> Router:
+    router = Router(name="payment")
+    router.callback_query.register(pay_order, OrderCb.filter(F.action == "pay"))
+    router.callback_query.register(start_free, OrderCb.filter(F.action == "start"))
+    router.callback_query.register(pay_with, PayCb.filter())
+    router.callback_query.register(check_payment, CheckCb.filter())
+    router.callback_query.register(cancel_job, JobCb.filter(F.action == "cancel"))
+    router.pre_checkout_query.register(pre_checkout)
+    router.message.register(successful_payment, F.successful_payment)
+    router.message.register(paysupport, Command("paysupport"))
+    router.message.register(receive_email, StateFilter(Checkout.email), F.text)
+    return router

@@ -1,0 +1,55 @@
+"""Messages that background work sends to users, in their language (implements UserNotifier)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiogram import Bot
+from aiogram.exceptions import TelegramAPIError
+from aiogram.types import InlineKeyboardMarkup
+from aiogram.utils.i18n import I18n
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+
+from bot.callbacks import JobCb, OrderCb
+
+log = logging.getLogger(__name__)
+
+
+class TelegramNotifier:
+    def __init__(self, bot: Bot, i18n: I18n) -> None:
+        self.bot = bot
+        self.i18n = i18n
+
+    def text(self, key: str, language: str, **values: Any) -> str:
+        return self.i18n.gettext(key, locale=language).format(**values)
+
+    def _buttons(self, spec: Any, language: str) -> InlineKeyboardMarkup | None:
+        if not spec:
+            return None
+        kind, target = spec
+        if target is None:
+            return None
+        builder = InlineKeyboardBuilder()
+        if kind == "pay_again":
+            builder.button(
+                text=self.text("button.pay_again", language), callback_data=OrderCb(order_id=target, action="pay")
+            )
+        elif kind == "cancel_job":
+            builder.button(
+                text=self.text("button.cancel_job", language), callback_data=JobCb(job_id=target, action="cancel")
+            )
+        else:
+            return None
+        return builder.as_markup()
+
+    async def tell(self, chat_id: int, language: str, key: str, *, buttons: Any = None, **values: Any) -> int | None:
+        try:
+            message = await self.bot.send_message(
+                chat_id, self.text(key, language, **values), reply_markup=self._buttons(buttons, language)
+            )
+        except TelegramAPIError as error:
+            # Telling the user is best effort: the durable state is already committed.
+            log.warning("could not tell chat %s (%s): %s", chat_id, key, error)
+            return None
+        return message.message_id

@@ -1,0 +1,148 @@
+"""Small httpx helpers shared by the provider clients (Kie.ai, Replicate).
+
+Kept deliberately small: a client factory with explicit timeouts and User-Agent, and a capped
+byte fetch that maps transport/HTTP failures onto the provider error hierarchy.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.utils
+import time
+from collections.abc import Mapping
+from urllib.parse import unquote_to_bytes
+
+import httpx
+
+from providers.base import PermanentProviderError, RetryableProviderError
+
+# An explicit, non-library User-Agent: Cloudflare in front of some providers answers a bare
+# 403 "error code: 1010" to default library agents (kie.md §1).
+USER_AGENT = "PinGlass/0.1 (+httpx)"
+DEFAULT_MAX_DOWNLOAD_BYTES = 30 * 1024 * 1024
+# Connecting should never take long; a slow connect means the host is unreachable.
+MAX_CONNECT_TIMEOUT_SECONDS = 10.0
+_DOWNLOAD_CHUNK_BYTES = 64 * 1024
+
+
+def request_timeout(total_seconds: float) -> httpx.Timeout:
+    """A timeout for one request: ``total_seconds`` for read/write/pool, connect capped lower."""
+    return httpx.Timeout(total_seconds, connect=min(total_seconds, MAX_CONNECT_TIMEOUT_SECONDS))
+
+
+def build_http_client(timeout_seconds: float, *, max_connections: int = 50) -> httpx.AsyncClient:
+    """An AsyncClient with timeouts everywhere and our User-Agent; the caller owns and closes it."""
+    return httpx.AsyncClient(
+        timeout=request_timeout(timeout_seconds),
+        headers={"User-Agent": USER_AGENT},
+        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+    )
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """Parse ``Retry-After`` (delta seconds or an HTTP date) into seconds from now."""
+    raw_value = headers.get("retry-after") or headers.get("Retry-After")
+    if not raw_value:
+        return None
+    raw_value = raw_value.strip()
+    try:
+        return max(0.0, float(raw_value))
+    except ValueError:
+        pass
+    try:
+        retry_at = email.utils.parsedate_to_datetime(raw_value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, retry_at.timestamp() - time.time())
+
+
+def decode_data_uri(uri: str, max_bytes: int) -> bytes:
+    """Decode a ``data:`` URI (base64 or percent-encoded) with the same size cap as downloads."""
+    header, separator, payload = uri.partition(",")
+    if not separator or not header.startswith("data:"):
+        raise PermanentProviderError("malformed data: URI")
+    # base64 inflates by 4/3: reject oversized payloads before decoding them.
+    if len(payload) > max_bytes * 4 // 3 + 4:
+        raise PermanentProviderError(f"data: URI larger than {max_bytes} bytes")
+    try:
+        data = (
+            base64.b64decode(payload, validate=True)
+            if header.endswith(";base64")
+            else unquote_to_bytes(payload)
+        )
+    except (binascii.Error, ValueError) as exc:
+        raise PermanentProviderError("undecodable data: URI") from exc
+    if len(data) > max_bytes:
+        raise PermanentProviderError(f"data: URI larger than {max_bytes} bytes")
+    return data
+
+
+async def fetch_bytes(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    timeout_seconds: float,
+    max_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
+    headers: Mapping[str, str] | None = None,
+) -> bytes:
+    """GET ``url`` (or decode a ``data:`` URI) into memory, at most ``max_bytes``.
+
+    404/410 mean the provider already deleted the file (result URLs expire): permanent.
+    408/429/5xx and network failures: retryable. Other 4xx: permanent.
+    """
+    if url.startswith("data:"):
+        return decode_data_uri(url, max_bytes)
+    if not url.startswith(("https://", "http://")):
+        raise PermanentProviderError(f"unsupported URL scheme: {url[:40]!r}")
+    request_headers = {"User-Agent": USER_AGENT, **(headers or {})}
+    try:
+        async with client.stream(
+            "GET",
+            url,
+            headers=request_headers,
+            timeout=request_timeout(timeout_seconds),
+            follow_redirects=True,
+        ) as response:
+            await _raise_for_download_status(response)
+            declared_length = response.headers.get("content-length")
+            if declared_length is not None and declared_length.isdigit() and int(declared_length) > max_bytes:
+                raise PermanentProviderError(
+                    f"download larger than {max_bytes} bytes ({declared_length})", status=response.status_code
+                )
+            body = bytearray()
+            async for chunk in response.aiter_bytes(_DOWNLOAD_CHUNK_BYTES):
+                body.extend(chunk)
+                # Content-Length may be absent or lie; enforce the cap on what actually arrives.
+                if len(body) > max_bytes:
+                    raise PermanentProviderError(f"download larger than {max_bytes} bytes")
+    except httpx.TimeoutException as exc:
+        raise RetryableProviderError(f"download timed out: {type(exc).__name__}") from exc
+    except httpx.TransportError as exc:
+        raise RetryableProviderError(f"download failed: {type(exc).__name__}: {exc}") from exc
+    if not body:
+        raise RetryableProviderError("download returned an empty body", status=response.status_code)
+    return bytes(body)
+
+
+def is_cloudflare_1010(status: int, body_text: str) -> bool:
+    """Cloudflare's bot check ("error code: 1010"): not an auth failure, a retry with a proper UA may pass."""
+    return status == 403 and "1010" in body_text[:200]
+
+
+async def _raise_for_download_status(response: httpx.Response) -> None:
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    if status == 403:
+        # Error pages are small; read it to tell Cloudflare's 1010 from a real denial.
+        body_text = (await response.aread())[:2000].decode("utf-8", "replace")
+        if is_cloudflare_1010(status, body_text):
+            raise RetryableProviderError("download blocked by Cloudflare (error code 1010)", status=status)
+    if status in (404, 410):
+        raise PermanentProviderError(
+            f"file gone (HTTP {status}); the URL has probably expired", status=status
+        )
+    if status in (408, 425, 429) or status >= 500:
+        raise RetryableProviderError(f"download got HTTP {status}", status=status)
+    raise PermanentProviderError(f"download got HTTP {status}", status=status)

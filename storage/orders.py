@@ -1,0 +1,63 @@
+"""Orders: what the user chose (photos, style, pack) and its price, before and after payment."""
+
+from __future__ import annotations
+
+from sqlalchemy import exists, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import LedgerEntry, Order
+from studio.catalogue import Pack
+from studio.states import LedgerReason, OrderStatus
+
+
+async def create_order(session: AsyncSession, *, user_id: int, avatar_id: int, style: str, pack: Pack) -> Order:
+    order = Order(
+        user_id=user_id,
+        avatar_id=avatar_id,
+        style=style,
+        pack=pack.id,
+        photos=pack.photos,
+        price_rub_kopecks=pack.price_rub_kopecks,
+        price_stars=pack.price_stars,
+        status=OrderStatus.READY if pack.is_free else OrderStatus.AWAITING_PAYMENT,
+    )
+    session.add(order)
+    await session.flush()
+    return order
+
+
+async def get_order(session: AsyncSession, order_id: int, user_id: int | None = None) -> Order | None:
+    query = select(Order).where(Order.id == order_id)
+    if user_id is not None:
+        query = query.where(Order.user_id == user_id)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def cancel_unpaid_order(session: AsyncSession, order_id: int) -> bool:
+    result = await session.execute(
+        update(Order)
+        .where(Order.id == order_id, Order.status.in_([OrderStatus.AWAITING_PAYMENT, OrderStatus.READY]))
+        .values(status=OrderStatus.CANCELLED)
+    )
+    return bool(result.rowcount)
+
+
+async def last_order(session: AsyncSession, user_id: int) -> Order | None:
+    return (
+        await session.execute(
+            select(Order)
+            .where(Order.user_id == user_id, Order.status != OrderStatus.CANCELLED)
+            .order_by(Order.id.desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+
+
+async def trial_used(session: AsyncSession, user_id: int) -> bool:
+    return bool(
+        (
+            await session.execute(
+                select(exists().where(LedgerEntry.user_id == user_id, LedgerEntry.reason == LedgerReason.TRIAL))
+            )
+        ).scalar_one()
+    )

@@ -1,0 +1,146 @@
+"""Generation rules: how a job fans out into tasks, what each task asks for, and how a job ends.
+
+Pure functions of plain data: the scheduler stores what ``plan_tasks`` returns, sends what
+``build_prompt`` returns, and asks ``settle_job`` whether a job is finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from studio.catalogue import Catalogue, Medium, Style
+from studio.states import JobStatus
+
+SEED_MODULUS = 2**31 - 1  # seeds live in 1..2**31-1: positive and safe for any provider's int32
+# The user's free-text description goes into every prompt; a cap keeps it from drowning the style.
+AVATAR_CONTEXT_MAX_CHARS = 200
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedTask:
+    position: int  # delivery order, 0..N-1
+    prompt_index: int
+    variant: int  # 0 for the first use of a prompt in the job, 1 for the second, ...
+    seed: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobOutcome:
+    status: JobStatus  # COMPLETED, PARTIAL or FAILED
+    succeeded: int
+    skipped: int
+
+
+def task_seed(job_id: int, prompt_index: int, variant: int) -> int:
+    """A seed that is the same in every process and distinct for every task of one job.
+
+    A job-wide base comes from SHA-256 (Python's ``hash`` is salted per process); the task offset
+    is the Cantor pairing of (prompt_index, variant), which is injective, so two tasks of one job
+    can only share a seed once that offset reaches 2**31 - far beyond any real pack.
+    """
+    if prompt_index < 0 or variant < 0:
+        raise ValueError("prompt_index and variant must not be negative")
+    digest = hashlib.sha256(f"pinglass:job:{job_id}".encode()).digest()
+    base = int.from_bytes(digest[:8], "big")
+    diagonal = prompt_index + variant
+    offset = diagonal * (diagonal + 1) // 2 + variant
+    return (base + offset) % SEED_MODULUS + 1
+
+
+def plan_tasks(style: Style, photos: int, job_id: int) -> list[PlannedTask]:
+    """Fan a job of ``photos`` out over the style's prompts, in the style's order, cycling.
+
+    Position i uses prompt ``order[i % len(order)]`` as its ``i // len(order)``-th repeat, so
+    (prompt_index, variant) is unique within the job, as the tasks table requires.
+    """
+    if photos < 1:
+        raise ValueError(f"a job needs at least one photo, got {photos}")
+    order = style.prompt_indices
+    if not order:
+        raise ValueError(f"style {style.id!r} has no prompts")
+    planned: list[PlannedTask] = []
+    for position in range(photos):
+        prompt_index = order[position % len(order)]
+        variant = position // len(order)
+        planned.append(
+            PlannedTask(
+                position=position,
+                prompt_index=prompt_index,
+                variant=variant,
+                seed=task_seed(job_id, prompt_index, variant),
+            )
+        )
+    return planned
+
+
+def build_prompt(catalogue: Catalogue, prompt_index: int, variant: int, avatar_context: str | None) -> str:
+    """The full text sent to the provider for one task.
+
+    The avoid list is written into the prompt because the primary models (nano-banana) take no
+    separate negative prompt.
+    """
+    if variant < 0:
+        raise ValueError(f"variant must not be negative, got {variant}")
+    prompt = catalogue.prompt(prompt_index)
+    identity = catalogue.identity
+    # Beyond the phrase list repeats fall back to earlier phrases; the distinct seed still varies
+    # the image, and catalogue validation guarantees this never happens within a sold pack.
+    pose = catalogue.variations[variant % len(catalogue.variations)]
+    parts = [_sentence(identity.preamble)]
+    subject = _clean_avatar_context(avatar_context)
+    if subject:
+        parts.append(_sentence(f"The person is {subject}"))
+    parts.append(_sentence(prompt.text))
+    parts.append(_sentence(f"Pose and expression: {pose}"))
+    parts.append(_sentence(identity.suffix))
+    if prompt.medium is Medium.PHOTO:
+        parts.append(_sentence(identity.photo_suffix))
+    # Semicolons, because single avoid items contain commas ("text, logos or watermarks").
+    parts.append(_sentence("Avoid: " + "; ".join(identity.avoid_list(prompt.medium))))
+    return " ".join(parts)
+
+
+def settle_job(total: int, stored_or_delivered: int, skipped: int) -> JobOutcome | None:
+    """The final outcome of a job once every task has ended, or None while some are still running.
+
+    Only stored/delivered and skipped tasks are final: a failed task is still being retried.
+    """
+    if total < 1:
+        raise ValueError(f"a job has at least one task, got total={total}")
+    if stored_or_delivered < 0 or skipped < 0:
+        raise ValueError("task counts must not be negative")
+    finished = stored_or_delivered + skipped
+    if finished > total:
+        raise ValueError(f"{finished} finished tasks exceed the job's {total}")
+    if finished < total:
+        return None
+    if skipped == 0:
+        status = JobStatus.COMPLETED
+    elif stored_or_delivered == 0:
+        status = JobStatus.FAILED
+    else:
+        status = JobStatus.PARTIAL
+    return JobOutcome(status=status, succeeded=stored_or_delivered, skipped=skipped)
+
+
+def credits_to_release(outcome: JobOutcome) -> int:
+    """How many photo credits the job gives back: one per skipped photo.
+
+    Releases are written per task (``credits.release_line_for_task``) as each task is skipped,
+    so this is the total those lines must add up to, not an extra release to write.
+    """
+    return outcome.skipped
+
+
+def _clean_avatar_context(avatar_context: str | None) -> str:
+    if not avatar_context:
+        return ""
+    # Free text from the user: one line, bounded, no trailing punctuation to double up.
+    single_line = " ".join(avatar_context.split())
+    return single_line[:AVATAR_CONTEXT_MAX_CHARS].rstrip(" .;,")
+
+
+def _sentence(text: str) -> str:
+    stripped = text.strip()
+    return stripped if stripped.endswith((".", "!", "?")) else f"{stripped}."

@@ -1,0 +1,274 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from studio.policy import (
+    BreakerState,
+    CircuitBreaker,
+    Decision,
+    DecisionAction,
+    FallbackPolicy,
+    PolicyError,
+    ProviderPolicy,
+    choose_provider,
+    decide_after_failure,
+    is_stuck,
+    next_poll_at,
+)
+
+T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+KIE, REPLICATE = 0, 1
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+@pytest.fixture()
+def policy() -> FallbackPolicy:
+    return FallbackPolicy()
+
+
+def test_default_policy_is_kie_then_replicate(policy: FallbackPolicy) -> None:
+    kie, replicate = policy.providers
+    assert (kie.name, kie.max_attempts, kie.backoff_seconds) == ("kie", 3, (2.0, 10.0, 30.0))
+    assert (kie.stuck_after_seconds, kie.first_poll_after_seconds) == (600.0, 25.0)
+    assert (replicate.name, replicate.max_attempts, replicate.backoff_seconds) == (
+        "replicate",
+        2,
+        (5.0, 20.0),
+    )
+    assert (replicate.stuck_after_seconds, replicate.first_poll_after_seconds) == (600.0, 15.0)
+    assert policy.index_of("replicate") == REPLICATE
+
+
+def test_policy_round_trips_through_json(policy: FallbackPolicy) -> None:
+    restored = FallbackPolicy.from_dict(json.loads(json.dumps(policy.to_dict())))
+    assert restored == policy
+
+
+def test_policy_from_settings_dict() -> None:
+    loaded = FallbackPolicy.from_dict(
+        {
+            "providers": [
+                {
+                    "name": "replicate",
+                    "max_attempts": 1,
+                    "backoff_seconds": [],
+                    "stuck_after_seconds": 300,
+                    "first_poll_after_seconds": 10,
+                    "poll_every_seconds": 3,
+                }
+            ]
+        }
+    )
+    assert loaded.providers == (ProviderPolicy("replicate", 1, (), 300.0, 10.0, 3.0),)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"max_atempts": 3}, "unknown keys"),
+        ({"max_attempts": 0}, "max_attempts must be at least 1"),
+        ({"max_attempts": "3"}, "expected an integer"),
+        ({"backoff_seconds": []}, "at least one backoff"),
+        ({"backoff_seconds": [1, -1]}, "must not be negative"),
+        ({"stuck_after_seconds": 0}, "must be positive"),
+        ({"poll_every_seconds": True}, "expected a number"),
+    ],
+)
+def test_bad_provider_policy_is_refused(change: dict[str, object], message: str) -> None:
+    data = {**FallbackPolicy().to_dict()["providers"][0], **change}
+    with pytest.raises(PolicyError, match=message):
+        FallbackPolicy.from_dict({"providers": [data]})
+
+
+def test_policy_needs_unique_providers() -> None:
+    kie = FallbackPolicy().providers[0]
+    with pytest.raises(PolicyError):
+        FallbackPolicy(providers=(kie, kie))
+    with pytest.raises(PolicyError):
+        FallbackPolicy(providers=())
+
+
+def test_whole_path_retry_fallback_skip(policy: FallbackPolicy) -> None:
+    # Kie fails three times (two backoff retries), Replicate twice, then the task is skipped.
+    assert decide_after_failure(policy, KIE, 1, True, at(0)) == Decision(DecisionAction.RETRY, KIE, 1, at(2))
+    assert decide_after_failure(policy, KIE, 2, True, at(100)) == Decision(DecisionAction.RETRY, KIE, 2, at(110))
+    assert decide_after_failure(policy, KIE, 3, True, at(200)) == Decision(
+        DecisionAction.FALLBACK, REPLICATE, 0, at(200)
+    )
+    assert decide_after_failure(policy, REPLICATE, 1, True, at(300)) == Decision(
+        DecisionAction.RETRY, REPLICATE, 1, at(305)
+    )
+    assert decide_after_failure(policy, REPLICATE, 2, True, at(400)) == Decision(DecisionAction.SKIP, None, 0, None)
+
+
+def test_non_retryable_failure_moves_on_at_once(policy: FallbackPolicy) -> None:
+    # Content policy, validation or an empty balance on Kie: no retry on Kie.
+    fallback = decide_after_failure(policy, KIE, 1, False, at(0))
+    assert (fallback.action, fallback.provider_index, fallback.retry_at) == (
+        DecisionAction.FALLBACK,
+        REPLICATE,
+        at(0),
+    )
+    assert decide_after_failure(policy, REPLICATE, 1, False, at(0)).action is DecisionAction.SKIP
+
+
+def test_backoff_repeats_its_last_value_for_extra_retries() -> None:
+    single = FallbackPolicy(providers=(ProviderPolicy("only", 5, (1.0, 4.0), 600, 20, 5),))
+    delays = [decide_after_failure(single, 0, attempt, True, at(0)).retry_at for attempt in (1, 2, 3, 4)]
+    assert delays == [at(1), at(4), at(4), at(4)]
+    assert decide_after_failure(single, 0, 5, True, at(0)).action is DecisionAction.SKIP
+
+
+def test_failure_without_attempt_is_a_bug(policy: FallbackPolicy) -> None:
+    with pytest.raises(ValueError):
+        decide_after_failure(policy, KIE, 0, True, at(0))
+    with pytest.raises(IndexError):
+        decide_after_failure(policy, 2, 1, True, at(0))
+
+
+def test_stuck_after_the_provider_deadline(policy: FallbackPolicy) -> None:
+    assert not is_stuck(policy, KIE, at(0), at(599))
+    assert is_stuck(policy, KIE, at(0), at(600))
+    assert is_stuck(policy, REPLICATE, at(0), at(3600))
+
+
+def test_with_callbacks_polling_is_only_the_backstop(policy: FallbackPolicy) -> None:
+    first = next_poll_at(policy, KIE, at(0), 0, at(1), callbacks_enabled=True, poll_interval_seconds=60)
+    assert first == at(60)
+    assert next_poll_at(policy, KIE, at(0), 1, at(60), True, 60) == at(120)
+    # The last backstop poll lands on the stuck deadline, not after it.
+    assert next_poll_at(policy, KIE, at(0), 9, at(570), True, 60) == at(600)
+
+
+def test_without_callbacks_polls_start_near_latency_then_back_off_gently(policy: FallbackPolicy) -> None:
+    assert next_poll_at(policy, KIE, at(0), 0, at(0), False, 60) == at(25)
+    assert next_poll_at(policy, REPLICATE, at(0), 0, at(0), False, 60) == at(15)
+    gaps = [
+        (next_poll_at(policy, KIE, at(0), polls, at(100), False, 60) - at(100)).total_seconds() for polls in range(1, 9)
+    ]
+    assert gaps[:4] == [5.0, 7.5, 11.25, 16.875]
+    assert gaps == sorted(gaps)
+    assert gaps[-1] == 60.0  # capped by the poll interval
+
+
+def test_poll_is_never_in_the_past(policy: FallbackPolicy) -> None:
+    # The scheduler was down: the first poll is overdue, so it is due now.
+    assert next_poll_at(policy, KIE, at(0), 0, at(500), False, 60) == at(500)
+    assert next_poll_at(policy, KIE, at(0), 4, at(700), True, 60) == at(700)
+
+
+def test_breaker_opens_after_threshold_failures_in_window() -> None:
+    breaker = CircuitBreaker(failure_threshold=3, window_seconds=60, cooldown_seconds=30)
+    breaker.record_failure(at(0))
+    breaker.record_failure(at(10))
+    assert breaker.state(at(10)) is BreakerState.CLOSED and breaker.allow_request(at(10))
+    breaker.record_failure(at(20))
+    assert breaker.state(at(20)) == "open"
+    assert not breaker.allow_request(at(49))
+
+
+def test_breaker_forgets_failures_outside_the_window() -> None:
+    breaker = CircuitBreaker(failure_threshold=3, window_seconds=60, cooldown_seconds=30)
+    breaker.record_failure(at(0))
+    breaker.record_failure(at(30))
+    breaker.record_failure(at(61))  # the first failure is out of the window by now
+    assert breaker.state(at(61)) is BreakerState.CLOSED
+    breaker.record_failure(at(62))
+    assert breaker.state(at(62)) is BreakerState.OPEN
+
+
+def test_success_ends_the_failure_streak() -> None:
+    breaker = CircuitBreaker(failure_threshold=3)
+    breaker.record_failure(at(0))
+    breaker.record_failure(at(1))
+    breaker.record_success(at(2))
+    breaker.record_failure(at(3))
+    breaker.record_failure(at(4))
+    assert breaker.state(at(4)) is BreakerState.CLOSED
+
+
+def test_half_open_allows_one_probe_and_success_closes() -> None:
+    breaker = CircuitBreaker(failure_threshold=1, cooldown_seconds=30)
+    breaker.record_failure(at(0))
+    assert breaker.state(at(29)) is BreakerState.OPEN
+    assert breaker.state(at(30)) == "half_open"
+    assert breaker.allow_request(at(30))
+    assert not breaker.allow_request(at(31))  # the probe is still out
+    breaker.record_success(at(35))
+    assert breaker.state(at(35)) is BreakerState.CLOSED
+    assert breaker.allow_request(at(36)) and breaker.allow_request(at(36))
+
+
+def test_half_open_probe_failure_reopens_for_a_new_cooldown() -> None:
+    breaker = CircuitBreaker(failure_threshold=1, cooldown_seconds=30)
+    breaker.record_failure(at(0))
+    assert breaker.allow_request(at(30))
+    breaker.record_failure(at(40))
+    assert breaker.state(at(69)) is BreakerState.OPEN
+    assert not breaker.allow_request(at(69))
+    assert breaker.state(at(70)) is BreakerState.HALF_OPEN
+    assert breaker.allow_request(at(70))
+
+
+def test_lost_probe_is_given_up_after_a_cooldown() -> None:
+    breaker = CircuitBreaker(failure_threshold=1, cooldown_seconds=30)
+    breaker.record_failure(at(0))
+    assert breaker.allow_request(at(30))
+    assert not breaker.allow_request(at(59))
+    assert breaker.allow_request(at(60))
+
+
+def test_late_results_while_open_change_nothing() -> None:
+    breaker = CircuitBreaker(failure_threshold=1, cooldown_seconds=30)
+    breaker.record_failure(at(0))
+    breaker.record_failure(at(10))
+    breaker.record_success(at(20))
+    assert breaker.state(at(29)) is BreakerState.OPEN
+    assert breaker.state(at(30)) is BreakerState.HALF_OPEN
+
+
+def test_breaker_round_trips_through_json_mid_state() -> None:
+    breaker = CircuitBreaker(failure_threshold=2, window_seconds=45, cooldown_seconds=20)
+    breaker.record_failure(at(0))
+    restored = CircuitBreaker.from_dict(json.loads(json.dumps(breaker.to_dict())))
+    assert restored == breaker
+    restored.record_failure(at(5))
+    assert restored.state(at(5)) is BreakerState.OPEN
+    assert restored.allow_request(at(25))
+    probing = CircuitBreaker.from_dict(json.loads(json.dumps(restored.to_dict())))
+    assert probing.state(at(26)) is BreakerState.HALF_OPEN
+    assert not probing.allow_request(at(26))  # the probe taken before saving is still out
+
+
+def test_breaker_from_bad_dict_is_refused() -> None:
+    with pytest.raises(PolicyError):
+        CircuitBreaker.from_dict({"failure_threshold": 5})
+    with pytest.raises(PolicyError):
+        CircuitBreaker.from_dict({**CircuitBreaker().to_dict(), "opened_at": "yesterday"})
+
+
+def test_choose_provider_routes_around_paused_and_open(policy: FallbackPolicy) -> None:
+    breakers = {"kie": CircuitBreaker(failure_threshold=1), "replicate": CircuitBreaker(failure_threshold=1)}
+    assert choose_provider(policy, breakers, set(), at(0)) == KIE
+    assert choose_provider(policy, {}, set(), at(0)) == KIE
+    assert choose_provider(policy, breakers, {"kie"}, at(0)) == REPLICATE
+    breakers["kie"].record_failure(at(0))
+    assert choose_provider(policy, breakers, set(), at(1)) == REPLICATE
+    breakers["replicate"].record_failure(at(1))
+    assert choose_provider(policy, breakers, set(), at(2)) is None
+    assert choose_provider(policy, breakers, {"kie", "replicate"}, at(100)) is None
+
+
+def test_choose_provider_sends_one_probe_to_a_half_open_provider(policy: FallbackPolicy) -> None:
+    breakers = {"kie": CircuitBreaker(failure_threshold=1, cooldown_seconds=30)}
+    breakers["kie"].record_failure(at(0))
+    assert choose_provider(policy, breakers, set(), at(30)) == KIE  # the probe
+    assert choose_provider(policy, breakers, set(), at(31)) == REPLICATE
+    breakers["kie"].record_success(at(40))
+    assert choose_provider(policy, breakers, set(), at(41)) == KIE
