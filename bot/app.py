@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import socket
@@ -31,9 +32,21 @@ from bot.middlewares.throttling import ThrottlingMiddleware
 from bot.middlewares.user import UserMiddleware
 from bot.notifier import TelegramNotifier
 from bot.observability import Heartbeat, Metrics
-from bot.settings import Settings
-from bot.web import TELEGRAM_WEBHOOK_PATH, YOOKASSA_PATH, build_web_app, yookassa_notifications
+from bot.settings import Settings, parse_limit
+from bot.web import (
+    KIE_CALLBACK_PATH,
+    REPLICATE_WEBHOOK_PATH,
+    TELEGRAM_WEBHOOK_PATH,
+    YOOKASSA_PATH,
+    build_web_app,
+    yookassa_notifications,
+)
+from providers.base import CreateLimiter, ImageProvider
+from providers.kie import KieProvider
+from providers.ratelimit import RedisSlidingWindowLimiter, SlidingWindowLimiter
+from providers.replicate import ReplicateProvider
 from providers.yookassa import IpAllowList, YooKassaClient, client_ip
+from scheduler.engine import EngineConfig, GenerationEngine
 from scheduler.payments import PaymentService
 from scheduler.signals import WorkSignals
 from storage.db import create_engine, create_sessionmaker
@@ -41,6 +54,7 @@ from storage.files import FileStore, LocalFileStore, S3FileStore
 from storage.images import register_heif
 from storage.migrate import upgrade_async
 from studio.catalogue import Catalogue, load_catalogue
+from studio.policy import FallbackPolicy
 
 log = logging.getLogger("pinglass")
 
@@ -95,6 +109,9 @@ class Application:
     signals: WorkSignals = field(init=False)
     yookassa: YooKassaClient | None = field(init=False, default=None)
     payments: PaymentService = field(init=False)
+    engine_service: GenerationEngine = field(init=False)
+    providers: list[ImageProvider] = field(init=False, default_factory=list)
+    _redis: Any = field(init=False, default=None)
     bot: Bot = field(init=False)
     dispatcher: Dispatcher = field(init=False)
     scheduler: AsyncIOScheduler = field(init=False)
@@ -135,10 +152,32 @@ class Application:
             vat_code=settings.YOOKASSA_VAT_CODE,
             poll_interval_seconds=settings.POLL_INTERVAL_SECONDS,
         )
+        self.providers = self._build_providers()
+        self.engine_service = GenerationEngine(
+            self.sessionmaker,
+            files=self.files,
+            catalogue=self.catalogue,
+            providers=self.providers,
+            policy=FallbackPolicy.from_dict(json.loads(settings.FALLBACK_POLICY))
+            if settings.FALLBACK_POLICY
+            else FallbackPolicy(),
+            signals=self.signals,
+            notifier=TelegramNotifier(self.bot, i18n),
+            config=EngineConfig(
+                worker_id=self.instance_id,
+                public_url=settings.PUBLIC_URL,
+                poll_interval_seconds=settings.POLL_INTERVAL_SECONDS,
+                tick_seconds=settings.DISPATCH_TICK_SECONDS,
+                lease_seconds=settings.TASK_LEASE_SECONDS,
+                store_retry_after_seconds=settings.TASK_LEASE_SECONDS,
+            ),
+            on_latency=lambda provider, seconds: self.metrics.provider_latency.labels(provider).observe(seconds),
+        )
         self.dispatcher = self._build_dispatcher(i18n)
         self.scheduler = self._build_scheduler()
         self.web_app = build_web_app(engine=self.engine, heartbeat=self.heartbeat, metrics=self.metrics)
         self._add_payment_routes()
+        self._add_provider_routes()
         if self.with_bot and settings.PUBLIC_URL:
             SimpleRequestHandler(
                 dispatcher=self.dispatcher,
@@ -152,6 +191,8 @@ class Application:
         await site.start()
         self.port = self._bound_port(site)
         self.scheduler.start()
+        self.engine_service.start()
+        self.signals.job_queued()  # pick up whatever was queued while we were down
         if self.with_bot:
             await self._start_bot()
         log.info(
@@ -166,6 +207,55 @@ class Application:
         server = site._server  # aiohttp exposes no public accessor for the bound socket
         sockets = getattr(server, "sockets", None) or []
         return int(sockets[0].getsockname()[1]) if sockets else self.settings.WEB_PORT
+
+    def _limiter(self, name: str, limit: str) -> CreateLimiter:
+        calls, seconds = parse_limit(limit)
+        if self.settings.REDIS_URL:
+            import redis.asyncio as redis_asyncio
+
+            if self._redis is None:
+                self._redis = redis_asyncio.Redis.from_url(self.settings.REDIS_URL)
+            return RedisSlidingWindowLimiter(self._redis, f"pinglass:limit:{name}:create", calls, seconds)
+        return SlidingWindowLimiter(calls, seconds)
+
+    def _build_providers(self) -> list[ImageProvider]:
+        settings = self.settings
+        providers: list[ImageProvider] = []
+        if settings.KIE_API_KEY.get_secret_value():
+            providers.append(
+                KieProvider(
+                    api_key=settings.KIE_API_KEY.get_secret_value(),
+                    api_url=settings.KIE_API_URL,
+                    upload_url=settings.KIE_UPLOAD_URL,
+                    model=settings.KIE_MODEL,
+                    hmac_key=settings.KIE_WEBHOOK_HMAC_KEY.get_secret_value() or None,
+                    create_limiter=self._limiter("kie", settings.KIE_CREATE_LIMIT),
+                )
+            )
+        if settings.REPLICATE_API_TOKEN.get_secret_value():
+            providers.append(
+                ReplicateProvider(
+                    api_token=settings.REPLICATE_API_TOKEN.get_secret_value(),
+                    api_url=settings.REPLICATE_API_URL,
+                    model=settings.REPLICATE_MODEL,
+                    webhook_secret=settings.REPLICATE_WEBHOOK_SECRET.get_secret_value() or None,
+                    create_limiter=self._limiter("replicate", settings.REPLICATE_CREATE_LIMIT),
+                )
+            )
+        return providers
+
+    def _add_provider_routes(self) -> None:
+        engine = self.engine_service
+
+        def endpoint(name: str) -> Any:
+            async def handle(request: web.Request) -> web.Response:
+                status = await engine.accept_callback(name, request.headers, await request.read())
+                return web.json_response({"status": status}, status=status)
+
+            return handle
+
+        self.web_app.router.add_post(KIE_CALLBACK_PATH, endpoint("kie"))
+        self.web_app.router.add_post(REPLICATE_WEBHOOK_PATH, endpoint("replicate"))
 
     def _add_payment_routes(self) -> None:
         settings = self.settings
@@ -212,6 +302,16 @@ class Application:
             next_run_time=_now(),
             max_instances=1,
             coalesce=True,
+        )
+        scheduler.add_job(
+            self.engine_service.recover,
+            "interval",
+            seconds=self.settings.RECOVER_INTERVAL_SECONDS,
+            next_run_time=_now(),
+            id="recover-generation",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
         )
         if self.yookassa is not None:
             scheduler.add_job(
@@ -263,6 +363,11 @@ class Application:
             await self.dispatcher.emit_shutdown(bot=self.bot)
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+        await self.engine_service.stop()
+        for provider in self.providers:
+            await provider.aclose()
+        if self._redis is not None:
+            await self._redis.aclose()
         if self._runner is not None:
             await self._runner.cleanup()
         await self.dispatcher.storage.close()

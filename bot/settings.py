@@ -78,7 +78,16 @@ class Settings(BaseSettings):
     STARS_ENABLED: bool = True
 
     POLL_INTERVAL_SECONDS: float = 60.0
+    # Account-wide create budgets as "<calls>/<seconds>" (Kie drops, not queues, what exceeds it).
+    KIE_CREATE_LIMIT: str = "20/10"
+    REPLICATE_CREATE_LIMIT: str = "600/60"
+    # The retry/fallback policy as JSON (studio.policy.FallbackPolicy.to_dict()); empty: defaults.
+    FALLBACK_POLICY: str = ""
     DISPATCH_TICK_SECONDS: float = 2.0
+    # A process that claimed a task and died holds it at most this long; also how long a reported
+    # result may stay undownloaded before another process fetches it.
+    TASK_LEASE_SECONDS: float = 90.0
+    RECOVER_INTERVAL_SECONDS: float = 15.0
     THROTTLE_UPDATES_PER_SECOND: float = 3.0
     MAX_PHOTO_BYTES: int = 20 * 1024 * 1024
     MIN_PHOTO_SIDE: int = 512
@@ -126,6 +135,12 @@ class Settings(BaseSettings):
     def callbacks_enabled(self) -> bool:
         return bool(self.PUBLIC_URL)
 
+    @field_validator("KIE_CREATE_LIMIT", "REPLICATE_CREATE_LIMIT")
+    @classmethod
+    def _limit_shape(cls, value: str) -> str:
+        parse_limit(value)
+        return value
+
     @property
     def file_url_secret(self) -> bytes:
         """Signs our own file URLs; derived from the token so every process agrees on it."""
@@ -134,6 +149,18 @@ class Settings(BaseSettings):
     @property
     def vat_code(self) -> Decimal:
         return Decimal(self.YOOKASSA_VAT_CODE)
+
+
+def parse_limit(value: str) -> tuple[int, float]:
+    """ "20/10" → (20, 10.0): at most 20 calls in any 10 seconds."""
+    calls, _, seconds = value.partition("/")
+    try:
+        parsed = int(calls), float(seconds)
+    except ValueError:
+        raise ValueError("must look like <calls>/<seconds>, e.g. 20/10") from None
+    if parsed[0] < 1 or parsed[1] <= 0:
+        raise ValueError("must look like <calls>/<seconds>, e.g. 20/10")
+    return parsed
 
 
 class SettingsError(Exception):

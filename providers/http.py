@@ -66,11 +66,7 @@ def decode_data_uri(uri: str, max_bytes: int) -> bytes:
     if len(payload) > max_bytes * 4 // 3 + 4:
         raise PermanentProviderError(f"data: URI larger than {max_bytes} bytes")
     try:
-        data = (
-            base64.b64decode(payload, validate=True)
-            if header.endswith(";base64")
-            else unquote_to_bytes(payload)
-        )
+        data = base64.b64decode(payload, validate=True) if header.endswith(";base64") else unquote_to_bytes(payload)
     except (binascii.Error, ValueError) as exc:
         raise PermanentProviderError("undecodable data: URI") from exc
     if len(data) > max_bytes:
@@ -140,9 +136,7 @@ async def _raise_for_download_status(response: httpx.Response) -> None:
         if is_cloudflare_1010(status, body_text):
             raise RetryableProviderError("download blocked by Cloudflare (error code 1010)", status=status)
     if status in (404, 410):
-        raise PermanentProviderError(
-            f"file gone (HTTP {status}); the URL has probably expired", status=status
-        )
+        raise PermanentProviderError(f"file gone (HTTP {status}); the URL has probably expired", status=status)
     if status in (408, 425, 429) or status >= 500:
         raise RetryableProviderError(f"download got HTTP {status}", status=status)
     raise PermanentProviderError(f"download got HTTP {status}", status=status)

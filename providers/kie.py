@@ -289,9 +289,7 @@ class KieProvider:
 
     # ------------------------------------------------------------------ create
 
-    def build_input(
-        self, prompt: str, reference_urls: Sequence[str], options: GenerationOptions
-    ) -> dict[str, Any]:
+    def build_input(self, prompt: str, reference_urls: Sequence[str], options: GenerationOptions) -> dict[str, Any]:
         """The model-specific ``input`` object; raises PermanentProviderError for what Kie would reject."""
         spec = self._spec
         prompt = prompt.strip()
@@ -307,16 +305,12 @@ class KieProvider:
         for url in urls:
             if _TELEGRAM_FILE_URL.search(url):
                 # A Telegram file URL embeds the bot token; it must never leave the process.
-                raise PermanentProviderError(
-                    "refusing to send a Telegram file URL to Kie (it carries the bot token)"
-                )
+                raise PermanentProviderError("refusing to send a Telegram file URL to Kie (it carries the bot token)")
             if not url.startswith(("https://", "http://")):
                 raise PermanentProviderError("reference images must be http(s) URLs (Kie accepts no base64)")
         aspect_value = spec.aspect_values.get(options.aspect_ratio)
         if aspect_value is None:
-            raise PermanentProviderError(
-                f"{self.model} does not support aspect ratio {options.aspect_ratio!r}"
-            )
+            raise PermanentProviderError(f"{self.model} does not support aspect ratio {options.aspect_ratio!r}")
         model_input: dict[str, Any] = {"prompt": prompt}
         if urls:
             model_input[spec.image_field] = urls
@@ -348,9 +342,7 @@ class KieProvider:
             body["callBackUrl"] = callback_url  # capital B (kie.md §3.1)
         if self._create_limiter is not None:
             await self._create_limiter.acquire()
-        data = await self._call(
-            "createTask", "POST", f"{self._api_url}/api/v1/jobs/createTask", json_payload=body
-        )
+        data = await self._call("createTask", "POST", f"{self._api_url}/api/v1/jobs/createTask", json_payload=body)
         task_id = None
         if isinstance(data, Mapping):
             task_id = data.get("taskId") or data.get("task_id")
@@ -463,9 +455,14 @@ class KieProvider:
         signature = (_header(headers, SIGNATURE_HEADER) or "").strip()
         if not timestamp or not signature:
             raise BadSignatureError("callback without X-Webhook-Timestamp / X-Webhook-Signature")
-        if not timestamp.isdigit():
+        if not (timestamp.isascii() and timestamp.isdigit()):
             raise BadSignatureError("X-Webhook-Timestamp is not Unix seconds")
-        if abs(self._wall_clock() - int(timestamp)) > self._callback_tolerance_seconds:
+        sent_at = int(timestamp)
+        if sent_at > 10**11:
+            # Documented as seconds; tolerate milliseconds for the age check only (the signature
+            # covers the literal header text either way).
+            sent_at //= 1000
+        if abs(self._wall_clock() - sent_at) > self._callback_tolerance_seconds:
             raise BadSignatureError("callback timestamp outside the accepted window (replay?)")
         expected = kie_webhook_signature(self._hmac_key, task_id, timestamp)
         if not hmac.compare_digest(expected.encode(), signature.encode()):
@@ -538,18 +535,14 @@ class KieProvider:
         # A JSON body without a usable code (or a 200 code on an error status): the HTTP status decides.
         effective_code = code if code is not None and code != 200 else http_status
         if 200 <= effective_code < 300:
-            raise RetryableProviderError(
-                f"kie {operation}: unexpected envelope {str(body)[:200]}", status=code
-            )
+            raise RetryableProviderError(f"kie {operation}: unexpected envelope {str(body)[:200]}", status=code)
         self._raise_for_code(operation, effective_code, message, response)
 
     @staticmethod
     def _raise_for_code(operation: str, code: int, message: str, response: httpx.Response) -> NoReturn:
         detail = f"kie {operation}: code {code}: {message}".strip()
         if is_cloudflare_1010(code, message) or is_cloudflare_1010(response.status_code, response.text):
-            raise RetryableProviderError(
-                f"kie {operation}: blocked by Cloudflare (error code 1010)", status=code
-            )
+            raise RetryableProviderError(f"kie {operation}: blocked by Cloudflare (error code 1010)", status=code)
         if code in (401, 403):
             raise PermanentProviderError(f"{detail} (authentication)", status=code)
         if code == 402:

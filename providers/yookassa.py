@@ -141,9 +141,7 @@ def translate_sdk_failure(error: BaseException, http_status: int | None = None) 
     if isinstance(error, ValueError | TypeError):
         # Client-side validation in the SDK (description too long, amount <= 0, receipt rules).
         return YooKassaError(f"YooKassa request rejected before sending: {error}", False, http_status, None)
-    return YooKassaError(
-        f"YooKassa SDK failed unexpectedly: {type(error).__name__}: {error}", False, http_status, None
-    )
+    return YooKassaError(f"YooKassa SDK failed unexpectedly: {type(error).__name__}: {error}", False, http_status, None)
 
 
 class _SocketTimeoutAdapter(HTTPAdapter):
@@ -280,9 +278,7 @@ def _require_provider_id(value: str, what: str) -> None:
 def _require_idempotence_key(key: str) -> None:
     # An empty key would make the SDK invent a random one, defeating retries with the same key.
     if not isinstance(key, str) or not key or len(key) > IDEMPOTENCE_KEY_MAX_LENGTH:
-        raise YooKassaError(
-            f"idempotence key must be 1-{IDEMPOTENCE_KEY_MAX_LENGTH} characters, got {key!r}", False
-        )
+        raise YooKassaError(f"idempotence key must be 1-{IDEMPOTENCE_KEY_MAX_LENGTH} characters, got {key!r}", False)
 
 
 def _string_metadata(metadata: Mapping[str, object]) -> dict[str, str]:
@@ -441,9 +437,7 @@ class YooKassaClient:
                 amount=amount,
             )
         payment_api = self._payment_api
-        return await self._call(
-            "create_payment", lambda: _payment_info(payment_api.create(params, idempotence_key))
-        )
+        return await self._call("create_payment", lambda: _payment_info(payment_api.create(params, idempotence_key)))
 
     async def get_payment(self, payment_id: str) -> PaymentInfo:
         _require_provider_id(payment_id, "payment id")
@@ -479,9 +473,7 @@ class YooKassaClient:
                 amount=amount,
             )
         refund_api = self._refund_api
-        return await self._call(
-            "create_refund", lambda: _refund_info(refund_api.create(params, idempotence_key))
-        )
+        return await self._call("create_refund", lambda: _refund_info(refund_api.create(params, idempotence_key)))
 
     async def get_refund(self, refund_id: str) -> RefundInfo:
         _require_provider_id(refund_id, "refund id")

@@ -26,6 +26,9 @@ from studio.states import OrderStatus, PaymentProviderName, PaymentStatus
 
 log = logging.getLogger(__name__)
 
+# Rounds of "find or create the live payment" per tap on Pay; each ends one stale attempt.
+MAX_ATTEMPT_ROUNDS = 3
+
 
 class PaymentUnavailable(Exception):
     """The provider could not create the payment now; ``retryable`` tells whether Pay may be tapped again."""
@@ -75,8 +78,20 @@ class PaymentService:
     async def start_yookassa(self, order_id: int, user: User) -> PayLink:
         if self.yookassa is None:
             raise PaymentUnavailable("YooKassa is not configured", retryable=False)
+        # A live attempt may turn out to be over (its notification lost, or a repeated key answered
+        # with a payment that has ended meanwhile); then the next round opens a fresh attempt.
+        for _round in range(MAX_ATTEMPT_ROUNDS):
+            link = await self._yookassa_round(order_id, user)
+            if link is not None:
+                return link
+        raise PaymentUnavailable(f"order {order_id}: no live payment after {MAX_ATTEMPT_ROUNDS} rounds", retryable=True)
+
+    async def _yookassa_round(self, order_id: int, user: User) -> PayLink | None:
+        """The link of the order's live YooKassa payment (created if needed); None when it just ended."""
+        assert self.yookassa is not None
         async with self.sessionmaker() as session:
-            order = await order_queries.get_order(session, order_id, user.id)
+            # The order row lock makes concurrent taps on Pay take turns, so they share one attempt.
+            order = await payment_queries.lock_order(session, order_id, user.id)
             if order is None or order.status not in payment_queries.PAYABLE_ORDER_STATUSES:
                 raise OrderNotPayable(str(order_id))
             amount = price_for(self.catalogue.pack(order.pack), Currency.RUB)
@@ -84,9 +99,19 @@ class PaymentService:
                 session, order, PaymentProviderName.YOOKASSA, amount, Currency.RUB
             )
             await session.commit()
-            if attempt.status == PaymentStatus.PENDING and attempt.confirmation_url:
-                return PayLink(attempt.id, attempt.confirmation_url, attempt.amount)
             attempt_id, key, pack = attempt.id, attempt.idempotence_key, self.catalogue.pack(order.pack)
+            live = (attempt.status, attempt.provider_payment_id, attempt.confirmation_url, attempt.amount)
+        status, provider_id, confirmation_url, attempt_amount = live
+        if status == PaymentStatus.PENDING and provider_id and confirmation_url:
+            try:
+                result = await self.sync(provider_id, report_cancel=False)
+            except PaymentProviderError as error:
+                # Cannot ask now: the link is most likely still good, and the poll settles it later.
+                log.warning("yookassa %s: could not re-check before reuse: %s", provider_id, error)
+                result = None
+            if result is not None and result.payment.status != PaymentStatus.PENDING:
+                return None
+            return PayLink(attempt_id, confirmation_url, attempt_amount)
         description = f"PinGlass: {pack.title.get(user.language)}, order {order_id}"
         try:
             info = await self.yookassa.create_payment(
@@ -110,9 +135,12 @@ class PaymentService:
         async with self.sessionmaker() as session:
             await payment_queries.attach_provider_payment(session, attempt_id, info.id, info.confirmation_url)
             await session.commit()
-        if info.final:
-            await self.sync(info.id)
-        return PayLink(attempt_id, info.confirmation_url or "", amount)
+        if info.final or not info.confirmation_url:
+            # Already over (a repeated key can return a payment that ended since): settle it and
+            # let the next round decide (paid: not payable any more; cancelled: a new attempt).
+            await self.sync(info.id, report_cancel=False)
+            return None
+        return PayLink(attempt_id, info.confirmation_url, amount)
 
     async def check(self, payment_id: int, user: User) -> str:
         """The "Check payment" button: ask YooKassa now; return the payment's status afterwards."""
@@ -129,13 +157,24 @@ class PaymentService:
             assert refreshed is not None
             return str(refreshed.status)
 
-    async def sync(self, provider_payment_id: str) -> payment_queries.ApplyResult | None:
-        """Re-fetch a YooKassa payment and act only on what the API says. Raises on provider errors."""
-        assert self.yookassa is not None
-        info = await self.yookassa.get_payment(provider_payment_id)
-        return await self._apply_yookassa(info)
+    async def sync(self, provider_payment_id: str, *, report_cancel: bool = True) -> payment_queries.ApplyResult | None:
+        """Re-fetch a YooKassa payment and act only on what the API says. Raises on provider errors.
 
-    async def _apply_yookassa(self, info: PaymentInfo) -> payment_queries.ApplyResult | None:
+        An id we never created is not fetched at all: a stray or forged notification costs no API
+        call and is answered 200 (a 5xx would only make its sender retry it for a day).
+        ``report_cancel=False``: the user is paying anew right now, so "your payment expired" is noise.
+        """
+        assert self.yookassa is not None
+        async with self.sessionmaker() as session:
+            ours = await payment_queries.find_by_provider_id(session, PaymentProviderName.YOOKASSA, provider_payment_id)
+        if ours is None:
+            return None
+        info = await self.yookassa.get_payment(provider_payment_id)
+        return await self._apply_yookassa(info, report_cancel=report_cancel)
+
+    async def _apply_yookassa(
+        self, info: PaymentInfo, *, report_cancel: bool = True
+    ) -> payment_queries.ApplyResult | None:
         async with self.sessionmaker() as session:
             payment = await payment_queries.find_by_provider_id(session, PaymentProviderName.YOOKASSA, info.id)
             if payment is None:
@@ -153,7 +192,9 @@ class PaymentService:
             await session.commit()
         if result.mismatch:
             log.error("payment %s amount mismatch: %s", payment.id, result.mismatch)
-        await self._tell_outcome(result, facts, cancellation_reason=info.cancellation_reason)
+        await self._tell_outcome(
+            result, facts, cancellation_reason=info.cancellation_reason, report_cancel=report_cancel
+        )
         return result
 
     async def reconcile(self) -> int:
@@ -166,7 +207,7 @@ class PaymentService:
         settled = 0
         for provider_id in ids:
             try:
-                result = await self.sync(provider_id)
+                result = await self.sync(provider_id, report_cancel=False)
             except PaymentProviderError as error:
                 log.warning("reconcile: YooKassa %s: %s", provider_id, error)
                 continue
@@ -242,6 +283,7 @@ class PaymentService:
             "chat_id": user.telegram_id,
             "language": user.language,
             "order_id": order.id,
+            "order_status": order.status,
             "photos": order.photos,
         }
         if job is not None:
@@ -250,12 +292,23 @@ class PaymentService:
         return facts
 
     async def _tell_outcome(
-        self, result: payment_queries.ApplyResult, facts: dict[str, object], cancellation_reason: str | None = None
+        self,
+        result: payment_queries.ApplyResult,
+        facts: dict[str, object],
+        cancellation_reason: str | None = None,
+        *,
+        report_cancel: bool = True,
     ) -> None:
         if result.credited and result.job is not None:
             self.signals.job_queued()
             await self._tell_queued(facts, key="payment.succeeded")
-        elif result.changed and result.payment.status == PaymentStatus.CANCELED:
+        elif (
+            report_cancel
+            and result.changed
+            and result.payment.status == PaymentStatus.CANCELED
+            # An order paid some other way meanwhile needs no "pay again".
+            and facts.get("order_status") == OrderStatus.AWAITING_PAYMENT
+        ):
             await self.notifier.tell(
                 int(facts["chat_id"]),  # type: ignore[call-overload]
                 str(facts["language"]),

@@ -137,6 +137,19 @@ async def add_photo(session: AsyncSession, avatar: Avatar, photo: NewPhoto) -> i
     raise AvatarFull
 
 
+async def abandon_avatar(session: AsyncSession, avatar_id: int) -> bool:
+    """Give up a set still being collected, so a later photo starts a new one instead of resuming it.
+
+    A finished (READY) set is never touched: the user may reuse it for another pack.
+    """
+    result = await session.execute(
+        update(Avatar)
+        .where(Avatar.id == avatar_id, Avatar.status == AvatarStatus.COLLECTING)
+        .values(status=AvatarStatus.DELETED)
+    )
+    return bool(result.rowcount)
+
+
 async def mark_ready(session: AsyncSession, avatar_id: int) -> None:
     await session.execute(
         update(Avatar)

@@ -191,9 +191,7 @@ def _open_header(data: bytes, *, max_pixels: int) -> Image.Image:
         raise ImageRejected(RejectReason.UNREADABLE, f"declared size {width}x{height}")
     cap = _effective_pixel_cap(max_pixels)
     if width * height > cap:
-        raise ImageRejected(
-            RejectReason.DECOMPRESSION_BOMB, f"declared {width}x{height} exceeds {cap} pixels"
-        )
+        raise ImageRejected(RejectReason.DECOMPRESSION_BOMB, f"declared {width}x{height} exceeds {cap} pixels")
     return image
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import LedgerEntry, Order
+from storage.models import GenerationJob, LedgerEntry, Order
 from studio.catalogue import Pack
 from studio.states import LedgerReason, OrderStatus
 
@@ -34,9 +34,15 @@ async def get_order(session: AsyncSession, order_id: int, user_id: int | None = 
 
 
 async def cancel_unpaid_order(session: AsyncSession, order_id: int) -> bool:
+    """Withdraw an order nobody paid for and nothing started; a free order that already has its job stays."""
     result = await session.execute(
         update(Order)
-        .where(Order.id == order_id, Order.status.in_([OrderStatus.AWAITING_PAYMENT, OrderStatus.READY]))
+        .where(
+            Order.id == order_id,
+            Order.status.in_([OrderStatus.AWAITING_PAYMENT, OrderStatus.READY]),
+            # A started trial keeps the READY status; cancelling it would orphan its queued job.
+            ~exists().where(GenerationJob.order_id == Order.id),
+        )
         .values(status=OrderStatus.CANCELLED)
     )
     return bool(result.rowcount)

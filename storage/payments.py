@@ -40,13 +40,36 @@ def new_idempotence_key(order_id: int) -> str:
     return f"pg-{order_id}-{uuid.uuid4().hex}"[:64]
 
 
+async def lock_order(session: AsyncSession, order_id: int, user_id: int) -> Order | None:
+    """The user's order, re-read after taking its row lock for the rest of the transaction.
+
+    A no-op UPDATE is the one lock that works on both databases: the row lock on PostgreSQL, the
+    write lock on SQLite (where SELECT ... FOR UPDATE does nothing). A concurrent caller waits here,
+    then sees what the first one committed, e.g. the attempt it opened.
+    """
+    await session.execute(
+        update(Order)
+        .where(Order.id == order_id, Order.user_id == user_id)
+        .values(status=Order.status)
+        .execution_options(synchronize_session=False)
+    )
+    return (
+        await session.execute(
+            select(Order)
+            .where(Order.id == order_id, Order.user_id == user_id)
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one_or_none()
+
+
 async def open_attempt(
     session: AsyncSession, order: Order, provider: PaymentProviderName, amount: int, currency: str
 ) -> Payment:
     """The attempt to pay this order with this provider: the live one if any, else a new one.
 
     A second tap on Pay reuses a pending payment (or retries a creation that never got an
-    answer with the same key) instead of creating another.
+    answer with the same key) instead of creating another. Call it under :func:`lock_order`, or
+    two concurrent taps may both find nothing and open two attempts.
     """
     live = (
         await session.execute(

@@ -280,9 +280,7 @@ def _parse_packs(raw_packs: Sequence[Any]) -> tuple[Pack, ...]:
     return tuple(packs)
 
 
-def _check_variations_cover_repeats(
-    variations: Sequence[str], styles: Sequence[Style], packs: Sequence[Pack]
-) -> None:
+def _check_variations_cover_repeats(variations: Sequence[str], styles: Sequence[Style], packs: Sequence[Pack]) -> None:
     # The biggest pack in the shortest style repeats each prompt this many times; each repeat
     # needs its own pose phrase or two photos of the pack would be asked for identically.
     needed = max(math.ceil(pack.photos / len(style.prompt_indices)) for pack in packs for style in styles)

@@ -24,9 +24,7 @@ from studio.states import LedgerReason
 
 REFERENCE_MAX_CHARS = 128  # ledger.reference column
 NOTE_MAX_CHARS = 255  # ledger.note column
-CREDITING_REASONS = frozenset(
-    {LedgerReason.PURCHASE, LedgerReason.TRIAL, LedgerReason.GRANT, LedgerReason.RELEASE}
-)
+CREDITING_REASONS = frozenset({LedgerReason.PURCHASE, LedgerReason.TRIAL, LedgerReason.GRANT, LedgerReason.RELEASE})
 DEBITING_REASONS = frozenset({LedgerReason.RESERVE, LedgerReason.REFUND})
 
 
@@ -44,9 +42,7 @@ class LedgerLine:
 
     def __post_init__(self) -> None:
         if not self.reference or len(self.reference) > REFERENCE_MAX_CHARS:
-            raise ValueError(
-                f"a ledger reference has 1..{REFERENCE_MAX_CHARS} characters: {self.reference!r}"
-            )
+            raise ValueError(f"a ledger reference has 1..{REFERENCE_MAX_CHARS} characters: {self.reference!r}")
         if self.note is not None and len(self.note) > NOTE_MAX_CHARS:
             raise ValueError(f"a ledger note has at most {NOTE_MAX_CHARS} characters")
         if self.reason in CREDITING_REASONS and self.delta <= 0:

@@ -91,9 +91,7 @@ class ProviderPolicy:
             max_attempts=_whole(data["max_attempts"], f"{name}.max_attempts"),
             backoff_seconds=tuple(_number(value, f"{name}.backoff_seconds") for value in backoff),
             stuck_after_seconds=_number(data["stuck_after_seconds"], f"{name}.stuck_after_seconds"),
-            first_poll_after_seconds=_number(
-                data["first_poll_after_seconds"], f"{name}.first_poll_after_seconds"
-            ),
+            first_poll_after_seconds=_number(data["first_poll_after_seconds"], f"{name}.first_poll_after_seconds"),
             poll_every_seconds=_number(data["poll_every_seconds"], f"{name}.poll_every_seconds"),
         )
 
@@ -284,9 +282,7 @@ class CircuitBreaker:
         if state is BreakerState.OPEN:
             return False
         probe_lost_at = (
-            None
-            if self.probe_started_at is None
-            else self.probe_started_at + timedelta(seconds=self.cooldown_seconds)
+            None if self.probe_started_at is None else self.probe_started_at + timedelta(seconds=self.cooldown_seconds)
         )
         if probe_lost_at is not None and now < probe_lost_at:
             return False

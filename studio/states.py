@@ -72,9 +72,7 @@ class AvatarStatus(StrEnum):
 
 JOB_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.QUEUED: frozenset({JobStatus.PROCESSING, JobStatus.CANCELLED}),
-    JobStatus.PROCESSING: frozenset(
-        {JobStatus.DELIVERING, JobStatus.COMPLETED, JobStatus.PARTIAL, JobStatus.FAILED}
-    ),
+    JobStatus.PROCESSING: frozenset({JobStatus.DELIVERING, JobStatus.COMPLETED, JobStatus.PARTIAL, JobStatus.FAILED}),
     JobStatus.DELIVERING: frozenset({JobStatus.COMPLETED, JobStatus.PARTIAL, JobStatus.FAILED}),
     JobStatus.COMPLETED: frozenset(),
     JobStatus.PARTIAL: frozenset(),
@@ -93,9 +91,7 @@ TASK_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
 }
 
 ACTIVE_JOB_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.PROCESSING, JobStatus.DELIVERING})
-FINAL_JOB_STATUSES = frozenset(
-    {JobStatus.COMPLETED, JobStatus.PARTIAL, JobStatus.FAILED, JobStatus.CANCELLED}
-)
+FINAL_JOB_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.PARTIAL, JobStatus.FAILED, JobStatus.CANCELLED})
 
 
 def sources_of(target: JobStatus | TaskStatus) -> frozenset[str]:

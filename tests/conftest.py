@@ -17,9 +17,7 @@ TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
 requires_postgres = pytest.mark.skipif(
     not TEST_DATABASE_URL, reason="PostgreSQL tests need TEST_DATABASE_URL (set by .ci/run)"
 )
-requires_redis = pytest.mark.skipif(
-    not TEST_REDIS_URL, reason="Redis tests need TEST_REDIS_URL (set by .ci/run)"
-)
+requires_redis = pytest.mark.skipif(not TEST_REDIS_URL, reason="Redis tests need TEST_REDIS_URL (set by .ci/run)")
 
 
 async def create_postgres_database() -> str:

@@ -17,7 +17,7 @@ from aiogram import Bot, F, Router
 from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
-from aiogram.types import CallbackQuery, Message
+from aiogram.types import CallbackQuery, InaccessibleMessage, Message
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -39,6 +39,11 @@ log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif")
 RESUME_WINDOW = timedelta(days=7)
+# Sentinel reason: a photo arrived outside the upload step (nothing to say about the photo itself).
+NOT_NOW = "upload.not_now"
+TOO_MANY = "photo.rejected.too_many"
+# A button's message may be too old for the bot to see (InaccessibleMessage); both can still be answered.
+ChatTarget = Message | InaccessibleMessage
 
 
 class Intake(StatesGroup):
@@ -46,6 +51,9 @@ class Intake(StatesGroup):
     style = State()
     pack = State()
     summary = State()
+
+
+AFTER_UPLOAD = (Intake.style, Intake.pack, Intake.summary)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +75,7 @@ def offered_currencies(settings: Settings) -> tuple[Currency, ...]:
     return tuple(currencies) or (Currency.STARS,)
 
 
-async def _begin_upload(message: Message, state: FSMContext, session: AsyncSession, user: User) -> Avatar:
+async def _begin_upload(state: FSMContext, session: AsyncSession, user: User) -> Avatar:
     avatar = await avatar_queries.create_avatar(session, user.id)
     await state.set_state(Intake.uploading)
     await state.set_data({"avatar_id": avatar.id})
@@ -81,7 +89,9 @@ async def _current_avatar(state: FSMContext, session: AsyncSession, user: User) 
     return await avatar_queries.get_avatar(session, int(avatar_id), user.id)
 
 
-async def ask_for_style(message: Message, state: FSMContext, catalogue: Catalogue, user: User, avatar_id: int) -> None:
+async def ask_for_style(
+    message: ChatTarget, state: FSMContext, catalogue: Catalogue, user: User, avatar_id: int
+) -> None:
     await state.set_state(Intake.style)
     await state.update_data(avatar_id=avatar_id, style=None, pack=None, order_id=None)
     lines = [_("style.prompt")]
@@ -98,7 +108,7 @@ def _upload_progress_text(count: int) -> str:
 
 
 async def show_current_step(
-    message: Message, state: FSMContext, session: AsyncSession, user: User, catalogue: Catalogue
+    message: ChatTarget, state: FSMContext, session: AsyncSession, user: User, catalogue: Catalogue
 ) -> None:
     """Tell the user where they are (after a stale button, stray input, or /status)."""
     current = await state.get_state()
@@ -123,9 +133,10 @@ async def show_current_step(
 async def new_session(
     query: CallbackQuery, state: FSMContext, session: AsyncSession, user: User, callback_data: MenuCb
 ) -> None:
-    assert isinstance(query.message, Message)
-    await _cancel_pending_order(state, session)
-    await _begin_upload(query.message, state, session, user)
+    assert query.message is not None  # the root router admits only queries from a private chat's message
+    await _leave_current_step(state, session)
+    await _begin_upload(state, session, user)
+    await session.commit()  # the set must exist before the first photo, which may come at once
     await query.answer()
     await query.message.answer(_("upload.instructions").format(min=MIN_PHOTOS, max=MAX_PHOTOS))
 
@@ -133,13 +144,14 @@ async def new_session(
 async def reuse_photos(
     query: CallbackQuery, state: FSMContext, session: AsyncSession, user: User, catalogue: Catalogue
 ) -> None:
-    assert isinstance(query.message, Message)
+    assert query.message is not None
     avatar = await avatar_queries.latest_ready_avatar(session, user.id)
     await query.answer()
     if avatar is None:
         await query.message.answer(_("reuse.none"))
         return
-    await _cancel_pending_order(state, session)
+    await _leave_current_step(state, session)
+    await session.commit()
     await ask_for_style(query.message, state, catalogue, user, avatar.id)
 
 
@@ -183,21 +195,21 @@ async def _take_photo(
     files: FileStore,
 ) -> PhotoOutcome:
     current = await state.get_state()
+    if current in {step.state for step in AFTER_UPLOAD}:
+        return await _photo_after_upload(state, session)
     avatar = await _current_avatar(state, session, user) if current == Intake.uploading.state else None
-    if current is None and avatar is None:
+    if avatar is None:
         # The conversation state was lost (or never started): keep collecting into a recent set.
         avatar = await avatar_queries.resumable_avatar(session, user.id, RESUME_WINDOW)
         if avatar is None:
-            avatar = await _begin_upload(message, state, session, user)
+            avatar = await _begin_upload(state, session, user)
         else:
             await state.set_state(Intake.uploading)
             await state.set_data({"avatar_id": avatar.id})
-    if avatar is None:
-        return PhotoOutcome(False, 0, "upload.not_now")
 
     count = await avatar_queries.photo_count(session, avatar.id)
     if is_full(count):
-        return PhotoOutcome(False, count, "photo.rejected.too_many")
+        return PhotoOutcome(False, count, TOO_MANY)
 
     file_id, file_unique_id, file_size = _file_of(message)
     if file_size is not None and file_size > settings.MAX_PHOTO_BYTES:
@@ -239,8 +251,15 @@ async def _take_photo(
         return PhotoOutcome(False, count, "photo.rejected.duplicate")
     except avatar_queries.AvatarFull:
         await files.delete(key)
-        return PhotoOutcome(False, MAX_PHOTOS, "photo.rejected.too_many")
+        return PhotoOutcome(False, MAX_PHOTOS, TOO_MANY)
     return PhotoOutcome(True, count)
+
+
+async def _photo_after_upload(state: FSMContext, session: AsyncSession) -> PhotoOutcome:
+    """The set is closed: a photo beyond eight is "too many", any other one is simply not expected now."""
+    avatar_id = (await state.get_data()).get("avatar_id")
+    count = await avatar_queries.photo_count(session, int(avatar_id)) if avatar_id else 0
+    return PhotoOutcome(False, count, TOO_MANY if is_full(count) else NOT_NOW)
 
 
 def _file_of(message: Message) -> tuple[str, str, int | None]:
@@ -261,7 +280,9 @@ async def _reply_to_upload(
     outcomes: list[PhotoOutcome],
 ) -> None:
     rejections = [outcome.reason_key for outcome in outcomes if outcome.reason_key]
-    if rejections == ["upload.not_now"] * len(outcomes):
+    if await state.get_state() != Intake.uploading.state:
+        # Photos after the set was closed: say why they were not taken, then where the user is.
+        await message.answer(_(TOO_MANY).format(max=MAX_PHOTOS) if TOO_MANY in rejections else _("stray.use_buttons"))
         await show_current_step(message, state, session, user, catalogue)
         return
     avatar = await _current_avatar(state, session, user)
@@ -276,8 +297,9 @@ async def _reply_to_upload(
         lines.append(_(reason).format(max=MAX_PHOTOS, min=MIN_PHOTOS))
     if is_full(count):
         lines.append(_("upload.full").format(max=MAX_PHOTOS))
-        await message.answer("\n".join(lines))
         await avatar_queries.mark_ready(session, avatar.id)
+        await session.commit()  # what the replies announce is durable before the user can act on them
+        await message.answer("\n".join(lines))
         await ask_for_style(message, state, catalogue, user, avatar.id)
         return
     lines.append(_upload_progress_text(count))
@@ -293,7 +315,7 @@ async def upload_done(
     catalogue: Catalogue,
     callback_data: UploadCb,
 ) -> None:
-    assert isinstance(query.message, Message)
+    assert query.message is not None
     data = await state.get_data()
     if data.get("avatar_id") != callback_data.avatar_id:
         await stale_button(query, state, session, user, catalogue)
@@ -302,8 +324,9 @@ async def upload_done(
     if not can_finish(count):
         await query.answer(_("upload.need_more").format(need=MIN_PHOTOS - count), show_alert=True)
         return
-    await query.answer()
     await avatar_queries.mark_ready(session, callback_data.avatar_id)
+    await session.commit()
+    await query.answer()
     await ask_for_style(query.message, state, catalogue, user, callback_data.avatar_id)
 
 
@@ -333,7 +356,7 @@ async def pick_style(
     catalogue: Catalogue,
     callback_data: StyleCb,
 ) -> None:
-    assert isinstance(query.message, Message)
+    assert query.message is not None
     data = await state.get_data()
     style = catalogue.find_style(callback_data.style)
     if data.get("avatar_id") != callback_data.avatar_id or style is None:
@@ -365,7 +388,7 @@ async def pick_pack(
     catalogue: Catalogue,
     callback_data: PackCb,
 ) -> None:
-    assert isinstance(query.message, Message)
+    assert query.message is not None
     data = await state.get_data()
     pack = catalogue.find_pack(callback_data.pack_id)
     style = catalogue.find_style(callback_data.style)
@@ -379,11 +402,12 @@ async def pick_pack(
     ):
         await stale_button(query, state, session, user, catalogue)
         return
-    await query.answer()
     photos = await avatar_queries.photo_count(session, callback_data.avatar_id)
     order = await order_queries.create_order(
         session, user_id=user.id, avatar_id=callback_data.avatar_id, style=style.id, pack=pack
     )
+    await session.commit()  # a quick Pay must find the order the summary shows
+    await query.answer()
     await state.set_state(Intake.summary)
     await state.update_data(pack=pack.id, order_id=order.id)
     if pack.is_free:
@@ -407,13 +431,14 @@ async def order_change(
     catalogue: Catalogue,
     callback_data: OrderCb,
 ) -> None:
-    assert isinstance(query.message, Message)
+    assert query.message is not None
     data = await state.get_data()
     if data.get("order_id") != callback_data.order_id:
         await stale_button(query, state, session, user, catalogue)
         return
-    await query.answer()
     await order_queries.cancel_unpaid_order(session, callback_data.order_id)
+    await session.commit()
+    await query.answer()
     await ask_for_style(query.message, state, catalogue, user, int(data["avatar_id"]))
 
 
@@ -425,21 +450,25 @@ async def order_cancel(
     catalogue: Catalogue,
     callback_data: OrderCb,
 ) -> None:
-    assert isinstance(query.message, Message)
+    assert query.message is not None
     data = await state.get_data()
     if data.get("order_id") != callback_data.order_id:
         await stale_button(query, state, session, user, catalogue)
         return
-    await query.answer()
     await order_queries.cancel_unpaid_order(session, callback_data.order_id)
+    await session.commit()
     await state.clear()
+    await query.answer()
     await query.message.answer(_("cancel.done"))
 
 
-async def _cancel_pending_order(state: FSMContext, session: AsyncSession) -> None:
-    order_id = (await state.get_data()).get("order_id")
-    if order_id:
-        await order_queries.cancel_unpaid_order(session, int(order_id))
+async def _leave_current_step(state: FSMContext, session: AsyncSession) -> None:
+    """Withdraw the unpaid order, and give up a set still being collected (a finished set stays reusable)."""
+    data = await state.get_data()
+    if data.get("order_id"):
+        await order_queries.cancel_unpaid_order(session, int(data["order_id"]))
+    if await state.get_state() == Intake.uploading.state and data.get("avatar_id"):
+        await avatar_queries.abandon_avatar(session, int(data["avatar_id"]))
 
 
 # ---------------------------------------------------------------- anywhere
@@ -449,7 +478,8 @@ async def cancel_command(message: Message, state: FSMContext, session: AsyncSess
     if await state.get_state() is None:
         await message.answer(_("cancel.nothing"))
         return
-    await _cancel_pending_order(state, session)
+    await _leave_current_step(state, session)
+    await session.commit()
     await state.clear()
     await message.answer(_("cancel.done"))
 
@@ -491,7 +521,7 @@ async def stale_button(
 ) -> None:
     """Buttons from an earlier step, an abandoned session, or forged data: say so, show the way."""
     await query.answer(_("stale.button"), show_alert=False)
-    if isinstance(query.message, Message):
+    if query.message is not None:
         await show_current_step(query.message, state, session, user, catalogue)
 
 
@@ -524,7 +554,7 @@ def build_router() -> Router:
     router.callback_query.register(order_cancel, OrderCb.filter(F.action == "cancel"), StateFilter(Intake.summary))
 
     image_filter = F.photo | F.func(_is_image_document)
-    router.message.register(receive_image, image_filter, StateFilter(Intake.uploading, None))
+    router.message.register(receive_image, image_filter, StateFilter(Intake.uploading, None, *AFTER_UPLOAD))
     router.message.register(wrong_upload_input, StateFilter(Intake.uploading))
     router.message.register(
         stray_input, StateFilter(Intake.style, Intake.pack, Intake.summary), ~F.text.startswith("/")

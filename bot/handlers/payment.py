@@ -21,7 +21,7 @@ from storage import orders as order_queries
 from storage.models import User
 from studio.catalogue import Catalogue
 from studio.credits import Currency, format_price, price_for
-from studio.states import OrderStatus, PaymentStatus
+from studio.states import JobStatus, OrderStatus, PaymentStatus
 
 EMAIL = re.compile(r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,190}\.[A-Za-z]{2,24}$")
 STARS_PAYLOAD = re.compile(r"^order:(\d{1,18})$")
@@ -29,6 +29,17 @@ STARS_PAYLOAD = re.compile(r"^order:(\d{1,18})$")
 
 class Checkout(StatesGroup):
     email = State()
+
+
+async def _end_update_transaction(session: AsyncSession) -> None:
+    """Commit the update's own transaction before the payment service writes in its own ones.
+
+    The user upsert of every update has already begun a write transaction; on SQLite that holds
+    the database's single write lock, so a second session writing meanwhile would wait for the
+    busy timeout and fail.
+    """
+    if session.in_transaction():
+        await session.commit()
 
 
 def _methods(settings: Settings) -> list[str]:
@@ -58,6 +69,7 @@ async def pay_order(
         return
     await query.answer()
     await state.clear()  # the intake is over; payment buttons carry their own ids
+    await _end_update_transaction(session)
     methods = _methods(settings)
     if not methods:
         await query.message.answer(_("payment.no_methods"))
@@ -87,6 +99,7 @@ async def pay_with(
     query: CallbackQuery,
     callback_data: PayCb,
     state: FSMContext,
+    session: AsyncSession,
     user: User,
     bot: Bot,
     settings: Settings,
@@ -98,6 +111,7 @@ async def pay_with(
         await query.answer(_("stale.button"))
         return
     await query.answer()
+    await _end_update_transaction(session)
     await _start_method(
         query.message, callback_data.method, callback_data.order_id, user, bot, settings, catalogue, payments, state
     )
@@ -179,7 +193,10 @@ async def receive_email(
     await _send_yookassa_link(message, order_id, user, payments)
 
 
-async def check_payment(query: CallbackQuery, callback_data: CheckCb, user: User, payments: PaymentService) -> None:
+async def check_payment(
+    query: CallbackQuery, callback_data: CheckCb, session: AsyncSession, user: User, payments: PaymentService
+) -> None:
+    await _end_update_transaction(session)
     try:
         status = await payments.check(callback_data.payment_id, user)
     except OrderNotPayable:
@@ -197,8 +214,14 @@ async def check_payment(query: CallbackQuery, callback_data: CheckCb, user: User
 
 
 async def start_free(
-    query: CallbackQuery, callback_data: OrderCb, state: FSMContext, user: User, payments: PaymentService
+    query: CallbackQuery,
+    callback_data: OrderCb,
+    state: FSMContext,
+    session: AsyncSession,
+    user: User,
+    payments: PaymentService,
 ) -> None:
+    await _end_update_transaction(session)
     try:
         await payments.start_free(callback_data.order_id, user)
     except OrderNotPayable:
@@ -223,12 +246,13 @@ async def pre_checkout(query: PreCheckoutQuery, payments: PaymentService) -> Non
         await query.answer(ok=False, error_message=_(refusal))
 
 
-async def successful_payment(message: Message, payments: PaymentService) -> None:
+async def successful_payment(message: Message, session: AsyncSession, payments: PaymentService) -> None:
     paid = message.successful_payment
     assert paid is not None and message.from_user is not None
     match = STARS_PAYLOAD.match(paid.invoice_payload)
     if match is None:
         return
+    await _end_update_transaction(session)
     await payments.stars_paid(
         int(match.group(1)), message.from_user.id, paid.telegram_payment_charge_id, paid.currency, paid.total_amount
     )
@@ -240,7 +264,11 @@ async def cancel_job(query: CallbackQuery, callback_data: JobCb, session: AsyncS
         await query.answer(_("stale.button"))
         return
     if not await job_queries.cancel_queued_job(session, job.id, user.id):
-        await query.answer(_("job.cancel_too_late"), show_alert=True)
+        await session.refresh(job)
+        if job.status == JobStatus.CANCELLED:  # a repeated tap: the first one cancelled it
+            await query.answer(_("stale.button"))
+        else:
+            await query.answer(_("job.cancel_too_late"), show_alert=True)
         return
     await session.commit()
     await query.answer()

@@ -1,4 +1,4 @@
-"""Write the gettext catalogues from bot/locales/messages.py: `python -m bot.locales.compile`.
+"""Write the gettext catalogues from bot/locales/messages*.py: `python -m bot.locales.compile`.
 
 Produces <lang>/LC_MESSAGES/messages.po (for translators and review) and the compiled .mo that
 aiogram's I18n loads.
@@ -13,7 +13,7 @@ from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import write_po
 
-from bot.locales.messages import MESSAGES
+from bot.locales.catalogue import all_messages
 
 LOCALES_DIR = Path(__file__).resolve().parent
 LANGUAGES = ("ru", "en")
@@ -32,7 +32,7 @@ def build_catalog(language: str) -> Catalog:
         revision_date=fixed,
         copyright_holder="PinGlass",
     )
-    for key, texts in MESSAGES.items():
+    for key, texts in all_messages().items():
         catalog.add(key, texts[column])
     return catalog
 

@@ -231,8 +231,23 @@ def parse_html(source: str) -> tuple[str, list[dict[str, Any]]]:
         index = cursor
     if stack:
         raise _EntityParseError(f'Can\'t find end tag corresponding to start tag "{stack[-1][0]}"')
-    entities.sort(key=lambda entity: entity["offset"])
-    return "".join(output), entities
+    return "".join(output), _merge_pre_code(entities)
+
+
+def _merge_pre_code(entities: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # <pre><code class="language-x"> is one "pre" entity with a language in Telegram, not two entities.
+    spans = {(e["offset"], e["length"]) for e in entities if e["type"] == "pre"}
+    merged = []
+    for entity in entities:
+        if entity["type"] == "code" and (entity["offset"], entity["length"]) in spans:
+            language = entity.get("language")
+            pre = next(e for e in entities if e["type"] == "pre" and e["offset"] == entity["offset"])
+            if language:
+                pre["language"] = language
+            continue
+        entity.pop("language", None)
+        merged.append(entity)
+    return sorted(merged, key=lambda entity: entity["offset"])
 
 
 def _html_entity(tag: str, offset: int, length: int, attributes: dict[str, str]) -> dict[str, Any] | None:
@@ -247,12 +262,18 @@ def _html_entity(tag: str, offset: int, length: int, attributes: dict[str, str])
         if not attributes.get("emoji-id"):
             return None
         entity["custom_emoji_id"] = attributes["emoji-id"]
+    language = attributes.get("class", attributes.get("language", ""))
+    if tag == "code" and language.startswith("language-"):
+        entity["language"] = language.removeprefix("language-")
     if tag == "blockquote" and "expandable" in attributes:
         entity["type"] = "expandable_blockquote"
     return entity
 
 
 _MARKDOWN_V2_RESERVED = frozenset("_*[]()~`>#+-=|{}.!")
+_MARKDOWN_V2_URL_RE = re.compile(r"\(((?:\\.|[^\\)])*)\)")
+_MARKDOWN_V2_CODE_RE = re.compile(r"`(?P<body>(?:\\.|[^\\`])*)`", re.DOTALL)
+_MARKDOWN_V2_PRE_RE = re.compile(r"```(?P<language>[^\s`]*)\n?(?P<body>(?:\\.|[^\\`]|`(?!``))*)```", re.DOTALL)
 _MARKDOWN_V2_MARKERS = {"*": "bold", "_": "italic", "__": "underline", "~": "strikethrough", "||": "spoiler"}
 _MARKDOWN_ENTITY_NAMES = {
     "bold": "Bold", "italic": "Italic", "underline": "Underline", "strikethrough": "Strikethrough",
@@ -273,6 +294,7 @@ def parse_markdown_v2(source: str) -> tuple[str, list[dict[str, Any]]]:
         position += utf16_length(text)
 
     index = 0
+    quote_line = False  # inside a ">" blockquote line
     while index < len(source):
         char = source[index]
         if char == "\\" and index + 1 < len(source) and 0 < ord(source[index + 1]) <= 126:
@@ -280,6 +302,10 @@ def parse_markdown_v2(source: str) -> tuple[str, list[dict[str, Any]]]:
             index += 2
             continue
         marker = source[index : index + 2] if source[index : index + 2] in ("__", "||") else char
+        line_end = index + 2 >= len(source) or source[index + 2] == "\n"
+        if marker == "||" and quote_line and line_end and not (stack and stack[-1][0] == "spoiler"):
+            index += 2  # "||" closing an expandable blockquote line
+            continue
         if marker in _MARKDOWN_V2_MARKERS:
             kind = _MARKDOWN_V2_MARKERS[marker]
             if stack and stack[-1][0] == kind:
@@ -292,20 +318,21 @@ def parse_markdown_v2(source: str) -> tuple[str, list[dict[str, Any]]]:
             continue
         if char == "`":
             fence = "```" if source.startswith("```", index) else "`"
-            end = source.find(fence, index + len(fence))
-            if end < 0:
+            code = _MARKDOWN_V2_PRE_RE.match(source, index) if fence == "```" else None
+            code = code or _MARKDOWN_V2_CODE_RE.match(source, index)
+            if code is None:
                 offset = _byte_offset(source, index)
                 raise _EntityParseError(f"Can't find end of the entity starting at byte offset {offset}")
-            body = source[index + len(fence) : end]
-            if fence == "```" and "\n" in body:
-                body = body.split("\n", 1)[1]  # the first line names the language
-            body = re.sub(r"\\([\\`])", r"\1", body)
+            # Any ASCII character may be escaped, inside code too; the first ``` line names a language.
+            body = re.sub(r"\\([\x01-\x7e])", r"\1", code.group("body"))
             start = position
             emit(body)
-            kind = "pre" if fence == "```" else "code"
+            entity = {"type": "pre" if fence == "```" else "code", "offset": start, "length": position - start}
+            if code.groupdict().get("language"):
+                entity["language"] = code.group("language")
             if position > start:
-                entities.append({"type": kind, "offset": start, "length": position - start})
-            index = end + len(fence)
+                entities.append(entity)
+            index = code.end()
             continue
         if char == "[":
             stack.append(("text_link", position, _byte_offset(source, index)))
@@ -313,14 +340,21 @@ def parse_markdown_v2(source: str) -> tuple[str, list[dict[str, Any]]]:
             continue
         if char == "]" and stack and stack[-1][0] == "text_link":
             _, start, offset = stack.pop()
-            if not source.startswith("(", index + 1) or (close := source.find(")", index + 2)) < 0:
+            url_match = _MARKDOWN_V2_URL_RE.match(source, index + 1)
+            if url_match is None:
                 raise _EntityParseError(f"Can't find end of a url at byte offset {offset}")
-            url = source[index + 2 : close]
+            url = re.sub(r"\\(.)", r"\1", url_match.group(1))
             if position > start:
                 entities.append({"type": "text_link", "offset": start, "length": position - start, "url": url})
-            index = close + 1
+            index = url_match.end()
             continue
+        if char == "\r":  # the documented separator for "___italic underline_\r__"; Telegram drops it
+            index += 1
+            continue
+        if char == "\n":
+            quote_line = False
         if char == ">" and (index == 0 or source[index - 1] == "\n"):
+            quote_line = True
             index += 1  # a blockquote line; the fake keeps the text and skips the entity
             continue
         if char in _MARKDOWN_V2_RESERVED:

@@ -28,7 +28,7 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -116,6 +116,8 @@ ERROR_DESCRIPTIONS_BY_STATUS = {
 }
 
 FaultKind = Literal["status", "stall", "drop"]
+# An API operation: parsed JSON body in, (HTTP status, JSON body) out; raises ApiReject.
+Operation = Callable[[dict[str, Any]], tuple[int, dict[str, Any]]]
 
 
 def _now() -> datetime:
@@ -140,7 +142,7 @@ def _object_id(kind: Literal["payment", "refund"]) -> str:
 class ApiReject(Exception):
     """A rejected API call, rendered as YooKassa's error body."""
 
-    def __init__(self, status: int, description: str, parameter: str | None = None, code: str | None = None):
+    def __init__(self, status: int, description: str, parameter: str | None = None, code: str | None = None) -> None:
         super().__init__(description)
         self.status = status
         self.description = description
@@ -452,7 +454,7 @@ class FakeYooKassa:
             transport.abort()
         return web.Response(status=500)
 
-    async def _api_call(self, request: web.Request, operation: Any) -> web.StreamResponse:
+    async def _api_call(self, request: web.Request, operation: Operation) -> web.StreamResponse:
         """Record, inject faults, authenticate, apply idempotence, run ``operation(body)``."""
         body_bytes = await request.read()
         route = self._route_name(request)
@@ -470,7 +472,7 @@ class FakeYooKassa:
         return response
 
     async def _api_call_inner(
-        self, request: web.Request, recorded: RecordedRequest, operation: Any
+        self, request: web.Request, recorded: RecordedRequest, operation: Operation
     ) -> web.StreamResponse:
         fault = self._take_fault(recorded.route)
         if fault is not None and fault.kind == "stall":
@@ -515,7 +517,7 @@ class FakeYooKassa:
         return web.Response(status=status, text="<html><body>Bad gateway</body></html>", content_type="text/html")
 
     def _idempotent(
-        self, request: web.Request, recorded: RecordedRequest, operation: Any
+        self, request: web.Request, recorded: RecordedRequest, operation: Operation
     ) -> tuple[int, dict[str, Any]]:
         if request.method != "POST":
             return operation(self._parse_body(recorded.body, required=False))

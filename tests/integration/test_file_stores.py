@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -274,6 +275,16 @@ async def test_s3_objects_are_visible_to_other_s3_clients(s3_store: S3FileStore,
     assert response["Body"].read() == b"seen by others"
 
 
+async def test_s3_with_a_given_client_leaves_it_open(moto_s3_endpoint: MotoS3Server, raw_s3_client: object) -> None:
+    bucket = unique_bucket_name("shared-client")
+    store = S3FileStore(bucket, None, None, None, None, client=raw_s3_client)
+    await store.ensure_bucket()
+    await store.put("a.jpg", b"x")
+    await store.aclose()
+    # The caller owns the client: it must still work after the store is closed.
+    assert raw_s3_client.get_object(Bucket=bucket, Key="a.jpg")["Body"].read() == b"x"  # type: ignore[attr-defined]
+
+
 async def test_s3_calls_after_aclose_fail(moto_s3_endpoint: MotoS3Server) -> None:
     store = make_s3_store(moto_s3_endpoint, unique_bucket_name())
     await store.ensure_bucket()
@@ -385,32 +396,27 @@ async def assert_fetch(url: str, status: int, body: bytes | None) -> None:
         assert response.content == body
 
 
-class serve_signed_files:  # noqa: N801 - used like a function: ``async with serve_signed_files(store)``
+@asynccontextmanager
+async def serve_signed_files(store: LocalFileStore) -> AsyncIterator[str]:
     """A minimal ``GET /files/{key}`` endpoint, as the web app would wire it, on an ephemeral port."""
 
-    def __init__(self, store: LocalFileStore) -> None:
-        self._store = store
-        self._runner: web.AppRunner | None = None
-
-    async def _handle(self, request: web.Request) -> web.Response:
+    async def handle(request: web.Request) -> web.Response:
         key = request.match_info["key"]
-        if not self._store.verify_signed_url(key, request.query.get("exp", ""), request.query.get("sig", "")):
+        if not store.verify_signed_url(key, request.query.get("exp", ""), request.query.get("sig", "")):
             raise web.HTTPForbidden()
         try:
-            return web.Response(body=await self._store.get(key), content_type="image/jpeg")
+            return web.Response(body=await store.get(key), content_type="image/jpeg")
         except FileNotFoundInStore as error:
             raise web.HTTPNotFound() from error
 
-    async def __aenter__(self) -> str:
-        app = web.Application()
-        app.router.add_get("/files/{key:.+}", self._handle)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+    app = web.Application()
+    app.router.add_get("/files/{key:.+}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
-        host, port = site._server.sockets[0].getsockname()[:2]  # type: ignore[union-attr]
-        return f"http://{host}:{port}"
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        assert self._runner is not None
-        await self._runner.cleanup()
+        host, port = runner.addresses[0][:2]
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()

@@ -111,18 +111,15 @@ def reference_png() -> bytes:
 
 
 async def poll_until_terminal(provider: ImageProvider, task_id: str, within_seconds: float = 5.0) -> TaskResult:
-    seen_states: list[TaskState] = []
     async with asyncio.timeout(within_seconds):
         while True:
             result = await provider.get_task(task_id)
-            if not seen_states or seen_states[-1] != result.state:
-                seen_states.append(result.state)
             if result.terminal:
                 return result
             await asyncio.sleep(0.005)
 
 
-async def create_one(provider: KieProvider, fake: FakeKie, callback_url: str | None = None) -> str:
+async def create_one(provider: KieProvider, callback_url: str | None = None) -> str:
     reference_url = await provider.upload_reference(reference_png(), "selfie.png")
     return await provider.create_task(PROMPT, [reference_url], GenerationOptions(), callback_url)
 
@@ -180,7 +177,7 @@ async def test_upload_create_poll_download_returns_a_png(fake: FakeKie, provider
 
 
 async def test_each_result_image_is_distinct(fake: FakeKie, provider: KieProvider) -> None:
-    task_ids = [await create_one(provider, fake) for _ in range(2)]
+    task_ids = [await create_one(provider) for _ in range(2)]
     results = [await poll_until_terminal(provider, task_id) for task_id in task_ids]
     images = [await provider.download(result.image_urls[0]) for result in results]
     assert images[0] != images[1]
@@ -205,7 +202,7 @@ async def test_get_credits(fake: FakeKie, provider: KieProvider) -> None:
 async def test_callback_with_valid_hmac_is_verified_and_refetched(
     fake: FakeKie, provider: KieProvider, receiver: CallbackReceiver
 ) -> None:
-    task_id = await create_one(provider, fake, callback_url=receiver.url)
+    task_id = await create_one(provider, callback_url=receiver.url)
     assert fake.creates[-1].payload["callBackUrl"] == receiver.url
     await fake.wait_for_callbacks(1)
 
@@ -223,7 +220,7 @@ async def test_duplicate_callbacks_parse_to_the_same_result(provider: KieProvide
         client = make_provider(duplicating_fake)
         receiver.provider = client
         try:
-            task_id = await create_one(client, duplicating_fake, callback_url=receiver.url)
+            task_id = await create_one(client, callback_url=receiver.url)
             await duplicating_fake.wait_for_callbacks(2)
         finally:
             await client.aclose()
@@ -236,7 +233,7 @@ async def test_failed_task_callback_parses_to_failed(
     fake: FakeKie, provider: KieProvider, receiver: CallbackReceiver
 ) -> None:
     fake.queue_outcomes(Outcome("fail", fail_code="500", fail_msg="internal error, please try again later."))
-    await create_one(provider, fake, callback_url=receiver.url)
+    await create_one(provider, callback_url=receiver.url)
     await fake.wait_for_callbacks(1)
     assert fake.callbacks[0].body["data"]["state"] == "fail"
     assert [result.state for result in receiver.results] == [TaskState.FAILED]
@@ -248,7 +245,7 @@ async def test_forged_callbacks_are_rejected(
     fake: FakeKie, provider: KieProvider, receiver: CallbackReceiver, forgery: Any
 ) -> None:
     fake.queue_outcomes(Outcome("stuck", latency=0.001))
-    task_id = await create_one(provider, fake)  # no callback_url: only the forgery arrives
+    task_id = await create_one(provider)  # no callback_url: only the forgery arrives
     record_info_before = len(fake.record_info_calls)
 
     status = await fake.send_forged_callback(task_id, forgery, url=receiver.url)
@@ -265,7 +262,7 @@ async def test_signed_callback_claiming_success_for_a_running_task_reports_runni
     fake: FakeKie, provider: KieProvider, receiver: CallbackReceiver
 ) -> None:
     fake.queue_outcomes(Outcome("stuck", latency=0.001))
-    task_id = await create_one(provider, fake)
+    task_id = await create_one(provider)
     await fake.wait_for(lambda: fake.tasks[task_id].state(time.monotonic()) == "generating")
 
     status = await fake.send_forged_callback(task_id, "premature_success", url=receiver.url)
@@ -280,7 +277,7 @@ async def test_without_hmac_key_callbacks_are_still_refetched(fake: FakeKie) -> 
     client = make_provider(fake, hmac_key=None)
     try:
         fake.queue_outcomes(Outcome("stuck", latency=0.001))
-        task_id = await create_one(client, fake)
+        task_id = await create_one(client)
         body = json.dumps({"code": 200, "data": {"taskId": task_id, "state": "success"}}).encode()
         result = await client.parse_callback({}, body)
     finally:
@@ -301,7 +298,7 @@ async def test_signature_vector_verifies_at_its_own_time(fake: FakeKie) -> None:
     on_time = make_provider(fake, wall_clock=lambda: 1765180634.0 + 299)
     too_late = make_provider(fake, wall_clock=lambda: 1765180634.0 + 301)
     try:
-        task_id = await create_one(on_time, fake)
+        task_id = await create_one(on_time)
         # Lower-case header names on purpose: a plain dict must be read case-insensitively.
         headers = {
             "x-webhook-timestamp": "1765180634",
@@ -320,10 +317,19 @@ async def test_signature_vector_verifies_at_its_own_time(fake: FakeKie) -> None:
 async def test_timestamps_outside_five_minutes_are_rejected(
     fake: FakeKie, provider: KieProvider, offset_seconds: int
 ) -> None:
-    task_id = await create_one(provider, fake)
+    task_id = await create_one(provider)
     headers = signed_headers(task_id, int(time.time()) + offset_seconds)
     with pytest.raises(BadSignatureError):
         await provider.parse_callback(headers, json.dumps({"data": {"taskId": task_id}}).encode())
+
+
+async def test_millisecond_timestamps_are_aged_correctly(fake: FakeKie, provider: KieProvider) -> None:
+    task_id = await create_one(provider)
+    body = json.dumps({"data": {"taskId": task_id}}).encode()
+    fresh = await provider.parse_callback(signed_headers(task_id, int(time.time() * 1000)), body)
+    assert fresh.provider_task_id == task_id
+    with pytest.raises(BadSignatureError):
+        await provider.parse_callback(signed_headers(task_id, int((time.time() - 400) * 1000)), body)
 
 
 @pytest.mark.parametrize(
@@ -336,7 +342,7 @@ async def test_timestamps_outside_five_minutes_are_rejected(
     ids=["data.taskId", "data.task_id", "top-level taskId"],
 )
 async def test_task_id_is_found_in_every_documented_place(fake: FakeKie, provider: KieProvider, body_for: Any) -> None:
-    task_id = await create_one(provider, fake)
+    task_id = await create_one(provider)
     result = await provider.parse_callback(
         signed_headers(task_id, int(time.time())), json.dumps(body_for(task_id)).encode()
     )
@@ -410,7 +416,7 @@ async def test_failed_task_is_failed_with_error(
     fake: FakeKie, provider: KieProvider, fail_code: Any, fail_msg: Any, retryable: bool, error_part: str
 ) -> None:
     fake.queue_outcomes(Outcome("fail", fail_code=fail_code, fail_msg=fail_msg))
-    result = await poll_until_terminal(provider, await create_one(provider, fake))
+    result = await poll_until_terminal(provider, await create_one(provider))
     assert result.state is TaskState.FAILED
     assert result.retryable is retryable
     assert result.error is not None and error_part in result.error
@@ -426,7 +432,7 @@ async def test_result_json_as_object_and_message_key_are_tolerated() -> None:
     async with FakeKie(latency=(0.005, 0.01), result_json_as_object=True, message_key="message") as fake:
         client = make_provider(fake)
         try:
-            result = await poll_until_terminal(client, await create_one(client, fake))
+            result = await poll_until_terminal(client, await create_one(client))
             with pytest.raises(TaskNotFoundError, match="recordInfo is null"):
                 await client.get_task("nope")
         finally:
@@ -437,7 +443,7 @@ async def test_result_json_as_object_and_message_key_are_tolerated() -> None:
 
 async def test_stuck_task_stays_running(fake: FakeKie, provider: KieProvider) -> None:
     fake.queue_outcomes(Outcome("stuck", latency=0.01))
-    task_id = await create_one(provider, fake)
+    task_id = await create_one(provider)
     await asyncio.sleep(0.05)
     assert (await provider.get_task(task_id)).state is TaskState.RUNNING
 
@@ -482,7 +488,13 @@ async def test_envelope_codes_map_to_typed_errors(
     assert not isinstance(caught.value, TaskNotFoundError)
 
 
-async def test_wrong_api_key_is_permanent_auth_error(fake: FakeKie) -> None:
+@pytest.mark.parametrize("error_http_status", [200, None], ids=["http-200", "http-401"])
+async def test_wrong_api_key_is_permanent_auth_error(error_http_status: int | None) -> None:
+    async with FakeKie(error_http_status=error_http_status) as fake:
+        await _assert_wrong_key_is_permanent(fake)
+
+
+async def _assert_wrong_key_is_permanent(fake: FakeKie) -> None:
     client = KieProvider("wrong-key", fake.url, fake.url, MODEL, timeout=5.0)
     try:
         with pytest.raises(PermanentProviderError, match="401") as caught:
@@ -498,10 +510,10 @@ async def test_insufficient_balance_is_reported() -> None:
     async with FakeKie(balance=2, latency=(0.005, 0.01)) as fake:
         client = make_provider(fake)
         try:
-            await create_one(client, fake)
-            await create_one(client, fake)
+            await create_one(client)
+            await create_one(client)
             with pytest.raises(InsufficientBalanceError):
-                await create_one(client, fake)
+                await create_one(client)
             assert await client.get_credits() == 0
         finally:
             await client.aclose()
@@ -563,7 +575,7 @@ async def test_expired_result_url_is_permanent() -> None:
     async with FakeKie(latency=(0.005, 0.01), result_ttl_seconds=0.05) as fake:
         client = make_provider(fake)
         try:
-            result = await poll_until_terminal(client, await create_one(client, fake))
+            result = await poll_until_terminal(client, await create_one(client))
             await asyncio.sleep(0.1)
             with pytest.raises(PermanentProviderError, match="404"):
                 await client.download(result.image_urls[0])
@@ -574,7 +586,7 @@ async def test_expired_result_url_is_permanent() -> None:
 async def test_download_size_cap(fake: FakeKie) -> None:
     client = make_provider(fake, max_download_bytes=10_000)
     try:
-        result = await poll_until_terminal(client, await create_one(client, fake))
+        result = await poll_until_terminal(client, await create_one(client))
         with pytest.raises(PermanentProviderError, match="larger than"):
             await client.download(result.image_urls[0])
     finally:
@@ -705,7 +717,7 @@ async def test_fake_refuses_reference_urls_it_cannot_serve(fake: FakeKie, provid
 
 
 async def test_cancel_is_a_noop(fake: FakeKie, provider: KieProvider) -> None:
-    task_id = await create_one(provider, fake)
+    task_id = await create_one(provider)
     requests_before = len(fake.requests)
     await provider.cancel(task_id)
     assert len(fake.requests) == requests_before

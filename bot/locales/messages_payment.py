@@ -1,0 +1,114 @@
+"""Texts of the payment conversation: key → (Russian, English)."""
+
+from __future__ import annotations
+
+PAYMENT_MESSAGES: dict[str, tuple[str, str]] = {
+    "button.pay_again": ("💳 Оплатить снова", "💳 Pay again"),
+    "button.cancel_job": ("✖️ Отменить заказ", "✖️ Cancel the order"),
+    "button.pay_card": ("💳 Картой — {price}", "💳 By card — {price}"),
+    "button.pay_stars": ("⭐ Telegram Stars — {price}", "⭐ Telegram Stars — {price}"),
+    "button.pay_link": ("💳 Оплатить {price}", "💳 Pay {price}"),
+    "button.check_payment": ("🔄 Проверить оплату", "🔄 Check payment"),
+    "payment.choose_method": ("Как удобнее оплатить?", "How would you like to pay?"),
+    "payment.no_methods": (
+        "Оплата сейчас недоступна. Попробуйте позже или напишите в /paysupport.",
+        "Payments are not available right now. Please try later or write to /paysupport.",
+    ),
+    "payment.link": (
+        "Нажмите «Оплатить» — откроется страница ЮKassa. После оплаты я сам пришлю подтверждение; "
+        "если нет — нажмите «Проверить оплату».",
+        "Tap Pay to open the YooKassa page. I'll confirm as soon as the payment arrives; if I don't, "
+        "tap Check payment.",
+    ),
+    "payment.order_not_payable": (
+        "Этот заказ уже оплачен или отменён. /status — посмотреть статус.",
+        "This order is already paid or cancelled. /status shows where it is.",
+    ),
+    "payment.unavailable_retry": (
+        "Платёжный сервис сейчас не отвечает. Нажмите «Оплатить» ещё раз через минуту — повторного списания не будет.",
+        "The payment service is not answering right now. Tap Pay again in a minute — you will not be charged twice.",
+    ),
+    "payment.unavailable": (
+        "Не получилось создать платёж. Попробуйте Telegram Stars или напишите в /paysupport.",
+        "The payment could not be created. Try Telegram Stars or write to /paysupport.",
+    ),
+    "payment.ask_email": (
+        "Для чека по 54-ФЗ пришлите, пожалуйста, ваш e-mail (один раз).",
+        "For the fiscal receipt, please send your e-mail address (only once).",
+    ),
+    "payment.bad_email": (
+        "Похоже, в адресе ошибка. Пришлите e-mail в виде name@example.com.",
+        "That address looks wrong. Please send an e-mail like name@example.com.",
+    ),
+    "payment.invoice_description": (
+        "{photos} AI-портретов по вашим селфи. Первые придут через пару минут после оплаты.",
+        "{photos} AI portraits made from your selfies. The first arrive minutes after payment.",
+    ),
+    "payment.check_failed": (
+        "Не удалось проверить оплату прямо сейчас. Попробуйте через минуту.",
+        "I couldn't check the payment right now. Please try again in a minute.",
+    ),
+    "payment.check.succeeded": ("Оплата получена ✅", "Payment received ✅"),
+    "payment.check.pending": (
+        "Оплата ещё не поступила. Если вы уже оплатили, подождите минуту.",
+        "The payment has not arrived yet. If you have paid, please wait a minute.",
+    ),
+    "payment.check.canceled": (
+        "Платёж не завершён. Можно оплатить заново.",
+        "The payment was not completed. You can pay again.",
+    ),
+    "payment.check.refunded": ("Этот платёж возвращён.", "This payment was refunded."),
+    "payment.succeeded": (
+        "✅ Оплата получена! {photos} портретов поставлены в очередь (место: {position}). "
+        "Я пришлю их сюда, как только будут готовы.",
+        "✅ Payment received! {photos} portraits are queued (position {position}). "
+        "I'll send them here as soon as they are ready.",
+    ),
+    "job.queued": (
+        "🎁 Запускаем! {photos} портретов в очереди (место: {position}).",
+        "🎁 Here we go! {photos} portraits are queued (position {position}).",
+    ),
+    "payment.canceled.expired": (
+        "⌛ Время на оплату истекло, платёж отменён. Можно оплатить заново.",
+        "⌛ The payment expired and was cancelled. You can pay again.",
+    ),
+    "payment.canceled.other": (
+        "Платёж не прошёл. Можно попробовать ещё раз или выбрать другой способ.",
+        "The payment did not go through. You can try again or choose another method.",
+    ),
+    "payment.refused.unknown_order": ("Заказ не найден.", "Order not found."),
+    "payment.refused.not_payable": (
+        "Этот заказ уже оплачен или отменён.",
+        "This order is already paid or cancelled.",
+    ),
+    "payment.refused.price_changed": (
+        "Цена изменилась — откройте заказ заново.",
+        "The price has changed — please open the order again.",
+    ),
+    "payment.trial_used": (
+        "Пробный пакет уже использован. Выберите другой пакет.",
+        "The trial pack has already been used. Please choose another pack.",
+    ),
+    "payment.support": (
+        "Вопросы по оплате: напишите нам, указав номер заказа из /status — ответим в течение дня. "
+        "Если портреты не получены, кредиты за них возвращаются автоматически; возврат денег — по запросу.",
+        "Payment questions: write to us with the order number from /status — we answer within a day. "
+        "Credits for portraits that could not be made are returned automatically; refunds on request.",
+    ),
+    "job.cancelled": (
+        "Заказ отменён, {photos} кредитов вернулись на ваш баланс.",
+        "The order is cancelled; {photos} credits are back on your balance.",
+    ),
+    "job.cancel_too_late": (
+        "Генерация уже началась — отменить нельзя.",
+        "Generation has already started — it can no longer be cancelled.",
+    ),
+    "status.job_queued": (
+        "Заказ №{order_id}: {photos} портретов в очереди, место {position}.",
+        "Order #{order_id}: {photos} portraits queued, position {position}.",
+    ),
+    "status.job_running": (
+        "Заказ №{order_id}: готово {done} из {photos} портретов.",
+        "Order #{order_id}: {done} of {photos} portraits ready.",
+    ),
+}

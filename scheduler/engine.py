@@ -1,0 +1,513 @@
+"""The generation engine: queued jobs become portraits, fire-and-forget, with fallback and recovery.
+
+Loops (asyncio tasks, woken by events, with a short tick as a backstop):
+- jobs: claim queued jobs (paid first), fan them out into tasks;
+- submit: lease due pending tasks and create them at the provider within its rate budget;
+- poll: ask the provider about submitted tasks whose ``next_poll_at`` has come (the backstop
+  for callbacks, or the only source without ``PUBLIC_URL``);
+and ``recover`` (an APScheduler job): stuck tasks, results never stored, jobs left half-claimed.
+
+Whoever learns a task finished (callback or poll) records it with a conditional UPDATE; the one
+that wins downloads the image at once (provider URLs expire), stores it with a thumbnail and
+signals delivery. Nothing here is the source of truth: every state lives in the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from providers.base import (
+    BadSignatureError,
+    GenerationOptions,
+    ImageProvider,
+    PermanentProviderError,
+    ProviderError,
+    TaskResult,
+    TaskState,
+)
+from scheduler.notify import UserNotifier
+from scheduler.signals import WorkSignals
+from storage import queue
+from storage.files import FileStore
+from storage.images import make_thumbnail
+from storage.models import GenerationJob, GenerationTask, ReferencePhoto, utcnow
+from studio.catalogue import Catalogue
+from studio.generation import build_prompt, plan_tasks
+from studio.policy import CircuitBreaker, DecisionAction, FallbackPolicy, choose_provider, decide_after_failure
+from studio.policy import is_stuck as policy_is_stuck
+from studio.policy import next_poll_at as policy_next_poll_at
+from studio.states import JobStatus, TaskStatus
+
+log = logging.getLogger(__name__)
+
+CALLBACK_PATHS = {"kie": "/providers/kie/callback", "replicate": "/providers/replicate/webhook"}
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    worker_id: str
+    public_url: str = ""
+    poll_interval_seconds: float = 60.0
+    tick_seconds: float = 2.0
+    lease_seconds: float = 120.0
+    max_inflight_creates: int = 16
+    jobs_per_claim: int = 20
+    polls_per_round: int = 200
+    store_retry_after_seconds: float = 120.0
+
+
+class GenerationEngine:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        files: FileStore,
+        catalogue: Catalogue,
+        providers: Sequence[ImageProvider],
+        policy: FallbackPolicy,
+        signals: WorkSignals,
+        notifier: UserNotifier,
+        config: EngineConfig,
+        on_latency: Callable[[str, float], None] | None = None,
+    ) -> None:
+        by_name = {provider.name: provider for provider in providers}
+        # The policy decides the order; providers without credentials simply are not in it.
+        configured = tuple(p for p in policy.providers if p.name in by_name)
+        self.policy = FallbackPolicy(providers=configured) if configured else policy
+        self.providers: list[ImageProvider] = [by_name[p.name] for p in self.policy.providers if p.name in by_name]
+        self.sessionmaker = sessionmaker
+        self.files = files
+        self.catalogue = catalogue
+        self.signals = signals
+        self.notifier = notifier
+        self.config = config
+        self.on_latency = on_latency
+        self.breakers: dict[str, CircuitBreaker] = {p.name: CircuitBreaker() for p in self.providers}
+        self.paused: set[str] = set()
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[None]] = set()
+        self._loops: list[asyncio.Task[None]] = []
+        self._ref_locks: dict[tuple[int, str], asyncio.Lock] = {}
+        # A fast provider can call back before our "submitted" commit lands; keep such results briefly.
+        self._early_results: dict[tuple[str, str], TaskResult] = {}
+        self._stopping = False
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.providers)
+
+    @property
+    def callbacks_enabled(self) -> bool:
+        return bool(self.config.public_url)
+
+    def provider(self, name: str) -> ImageProvider | None:
+        return next((provider for provider in self.providers if provider.name == name), None)
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        if not self.enabled:
+            log.warning("no image provider is configured: queued jobs wait until one is")
+            return
+        self._loops = [
+            asyncio.create_task(self._loop(self.signals.jobs_queued, self.dispatch_jobs), name="engine-jobs"),
+            asyncio.create_task(self._loop(self.signals.tasks_pending, self.submit_due), name="engine-submit"),
+            asyncio.create_task(self._poll_loop(), name="engine-poll"),
+        ]
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for task in [*self._loops, *self._inflight, *self._background]:
+            task.cancel()
+        await asyncio.gather(*self._loops, *self._inflight, *self._background, return_exceptions=True)
+
+    async def _loop(self, event: asyncio.Event, work: Callable[[], Awaitable[object]]) -> None:
+        while not self._stopping:
+            event.clear()
+            try:
+                await work()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("engine loop %s failed; retrying after a tick", work.__name__)
+            try:
+                await asyncio.wait_for(event.wait(), timeout=self.config.tick_seconds)
+            except TimeoutError:
+                pass
+
+    def _spawn(self, coroutine: Awaitable[None], pool: set[asyncio.Task[None]]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        pool.add(task)
+        task.add_done_callback(pool.discard)
+
+    # ------------------------------------------------------------ jobs → tasks
+
+    async def dispatch_jobs(self) -> int:
+        claimed_total = 0
+        while True:
+            async with self.sessionmaker() as session:
+                claimed = await queue.claim_queued_jobs(session, self.config.worker_id, self.config.jobs_per_claim)
+                for job_id in claimed:
+                    await self._fan_out(session, job_id)
+                await session.commit()
+            claimed_total += len(claimed)
+            if claimed:
+                self.signals.task_pending()
+            if len(claimed) < self.config.jobs_per_claim:
+                return claimed_total
+
+    async def _fan_out(self, session: AsyncSession, job_id: int) -> None:
+        job = await session.get(GenerationJob, job_id)
+        assert job is not None
+        style = self.catalogue.style(job.style)
+        await queue.add_tasks(session, job.id, plan_tasks(style, job.photos_total, job.id))
+
+    # ------------------------------------------------------------ submitting
+
+    async def submit_due(self) -> int:
+        submitted = 0
+        while not self._stopping:
+            free = self.config.max_inflight_creates - len(self._inflight)
+            if free <= 0:
+                await asyncio.wait(set(self._inflight), return_when=asyncio.FIRST_COMPLETED)
+                continue
+            async with self.sessionmaker() as session:
+                ids = await queue.claim_pending_tasks(
+                    session, self.config.worker_id, free, timedelta(seconds=self.config.lease_seconds)
+                )
+                await session.commit()
+            if not ids:
+                break
+            for task_id in ids:
+                self._spawn(self._submit(task_id), self._inflight)
+            submitted += len(ids)
+        return submitted
+
+    async def _submit(self, task_id: int) -> None:
+        worker = self.config.worker_id
+        async with self.sessionmaker() as session:
+            task = await session.get(GenerationTask, task_id)
+            job = await session.get(GenerationJob, task.job_id) if task else None
+            if task is None or job is None or task.status != TaskStatus.PENDING or task.claimed_by != worker:
+                return
+            index = self._provider_index_for(task)
+            if index is None:  # every provider is paused or open: wait, this is not a failure
+                await queue.release_claim(session, task.id, worker)
+                await session.commit()
+                return
+            provider = self.providers[index]
+            prompt = build_prompt(self.catalogue, task.prompt_index, task.variant, None)
+            options = GenerationOptions(seed=task.seed)
+            attempts_before = task.attempts if index == task.provider_index else 0
+            job_id = job.id
+        try:
+            references = await self._references(job_id, provider)
+            provider_task_id = await provider.create_task(prompt, references, options, self._callback_url(provider))
+        except ProviderError as error:
+            self.breakers[provider.name].record_failure(utcnow())
+            await self._after_failure(
+                task_id, TaskStatus.PENDING, index, attempts_before + 1, error.retryable, str(error), worker
+            )
+            return
+        self.breakers[provider.name].record_success(utcnow())
+        now = utcnow()
+        async with self.sessionmaker() as session:
+            recorded = await queue.mark_submitted(
+                session,
+                task_id,
+                worker,
+                provider=provider.name,
+                provider_index=index,
+                provider_task_id=provider_task_id,
+                next_poll_at=policy_next_poll_at(
+                    self.policy, index, now, 0, now, self.callbacks_enabled, self.config.poll_interval_seconds
+                ),
+            )
+            await session.commit()
+        early = self._early_results.pop((provider.name, provider_task_id), None)
+        if recorded and early is not None:
+            await self.handle_result(provider, early)
+
+    def _provider_index_for(self, task: GenerationTask) -> int | None:
+        now = utcnow()
+        if task.provider_index == 0:
+            # Fresh work follows the breakers: while the primary fails, go straight to the fallback.
+            return choose_provider(self.policy, self.breakers, self.paused, now)
+        index = task.provider_index
+        if index >= len(self.providers) or self.providers[index].name in self.paused:
+            return None
+        return index
+
+    def _callback_url(self, provider: ImageProvider) -> str | None:
+        if not self.callbacks_enabled or provider.name not in CALLBACK_PATHS:
+            return None
+        return f"{self.config.public_url}{CALLBACK_PATHS[provider.name]}"
+
+    async def _references(self, job_id: int, provider: ImageProvider) -> list[str]:
+        """Upload the job's selfies to this provider once per job; later tasks reuse the URLs."""
+        lock = self._ref_locks.setdefault((job_id, provider.name), asyncio.Lock())
+        async with lock:
+            async with self.sessionmaker() as session:
+                job = await session.get(GenerationJob, job_id)
+                assert job is not None
+                known = (job.provider_refs or {}).get(provider.name)
+                if known:
+                    return list(known["urls"])
+                photos = list(
+                    (
+                        await session.execute(
+                            ReferencePhoto.__table__.select()
+                            .where(ReferencePhoto.avatar_id == job.avatar_id)
+                            .order_by(ReferencePhoto.slot)
+                        )
+                    ).mappings()
+                )
+            if not photos:
+                raise PermanentProviderError(f"job {job_id} has no reference photos")
+            urls = []
+            for photo in photos:
+                data = await self.files.get(photo["storage_key"])
+                urls.append(await provider.upload_reference(data, f"job{job_id}-ref{photo['slot']}.jpg"))
+            async with self.sessionmaker() as session:
+                urls = await queue.set_provider_refs(session, job_id, provider.name, urls)
+                await session.commit()
+            return urls
+
+    # ------------------------------------------------------------ results
+
+    async def accept_callback(self, provider_name: str, headers: Mapping[str, str], body: bytes) -> int:
+        """A provider callback: verify, record, answer at once (downloads run in the background)."""
+        provider = self.provider(provider_name)
+        if provider is None:
+            return 404
+        try:
+            result = await provider.parse_callback(headers, body)
+        except BadSignatureError:
+            return 401
+        except ProviderError as error:
+            log.warning("%s callback could not be checked: %s", provider_name, error)
+            return 503 if error.retryable else 400
+        await self.handle_result(provider, result)
+        return 200
+
+    async def handle_result(self, provider: ImageProvider, result: TaskResult) -> None:
+        if result.state == TaskState.SUCCEEDED and result.image_urls:
+            async with self.sessionmaker() as session:
+                task = await queue.mark_provider_succeeded(
+                    session, provider.name, result.provider_task_id, result.image_urls[0]
+                )
+                await session.commit()
+            if task is None:
+                self._remember_early(provider.name, result)
+            else:
+                self.breakers[provider.name].record_success(utcnow())
+                if task.submitted_at and self.on_latency:
+                    self.on_latency(provider.name, (utcnow() - task.submitted_at).total_seconds())
+                self._spawn(self._store(task.id, provider, result.image_urls[0]), self._background)
+        elif result.state == TaskState.FAILED or (result.state == TaskState.SUCCEEDED and not result.image_urls):
+            async with self.sessionmaker() as session:
+                task = await queue.find_submitted(session, provider.name, result.provider_task_id)
+            if task is None:
+                self._remember_early(provider.name, result)
+                return  # a duplicate, a task settled another way, or one not yet recorded as submitted
+            self.breakers[provider.name].record_failure(utcnow())
+            await self._after_failure(
+                task.id,
+                TaskStatus.SUBMITTED,
+                task.provider_index,
+                max(task.attempts, 1),
+                result.retryable,
+                result.error or "provider reported failure",
+            )
+
+    def _remember_early(self, provider_name: str, result: TaskResult) -> None:
+        if len(self._early_results) > 10_000:  # duplicates of long-settled tasks must not pile up
+            self._early_results.clear()
+        self._early_results[(provider_name, result.provider_task_id)] = result
+
+    async def _store(self, task_id: int, provider: ImageProvider, url: str) -> None:
+        """Download at once (provider URLs expire), store original + thumbnail, mark stored, signal."""
+        async with self.sessionmaker() as session:
+            task = await session.get(GenerationTask, task_id)
+            if task is None or task.status != TaskStatus.SUCCEEDED:
+                return
+            job_id, index, attempts = task.job_id, task.provider_index, max(task.attempts, 1)
+        try:
+            data = await provider.download(url)
+            thumbnail = await asyncio.to_thread(make_thumbnail, data)
+        except ProviderError as error:
+            await self._after_failure(task_id, TaskStatus.SUCCEEDED, index, attempts, error.retryable, str(error))
+            return
+        except Exception as error:  # an undecodable image is the provider's failure, not ours
+            await self._after_failure(task_id, TaskStatus.SUCCEEDED, index, attempts, True, f"bad image: {error}")
+            return
+        extension = "png" if data[:8] == b"\x89PNG\r\n\x1a\n" else "jpg"
+        result_key = f"results/{job_id}/{task_id}.{extension}"
+        thumb_key = f"results/{job_id}/{task_id}.thumb.jpg"
+        await self.files.put(result_key, data, f"image/{'png' if extension == 'png' else 'jpeg'}")
+        await self.files.put(thumb_key, thumbnail, "image/jpeg")
+        async with self.sessionmaker() as session:
+            stored = await queue.mark_stored(
+                session, task_id, result_key=result_key, thumb_key=thumb_key, stored_at=utcnow()
+            )
+            await session.commit()
+        if stored:
+            self.signals.task_stored()
+            await self.settle_job(job_id)
+
+    async def _after_failure(
+        self,
+        task_id: int,
+        from_status: TaskStatus,
+        provider_index: int,
+        attempts_on_provider: int,
+        retryable: bool,
+        error: str,
+        worker: str | None = None,
+    ) -> None:
+        decision = decide_after_failure(self.policy, provider_index, attempts_on_provider, retryable, utcnow())
+        async with self.sessionmaker() as session:
+            if decision.action == DecisionAction.SKIP:
+                changed = await queue.skip_task(session, task_id, from_status=from_status, error=error, worker=worker)
+            else:
+                assert decision.provider_index is not None and decision.retry_at is not None
+                changed = await queue.retry_later(
+                    session,
+                    task_id,
+                    from_status=from_status,
+                    provider_index=decision.provider_index,
+                    attempts=decision.attempts_on_provider,
+                    retry_at=decision.retry_at,
+                    error=error,
+                    worker=worker,
+                )
+            task = await session.get(GenerationTask, task_id)
+            job_id = task.job_id if task else None
+            await session.commit()
+        log.info("task %s failed (%s): %s → %s", task_id, error[:120], from_status, decision.action)
+        if changed and decision.action == DecisionAction.SKIP and job_id is not None:
+            await self.settle_job(job_id)
+        elif changed:
+            self.signals.task_pending()
+
+    # ------------------------------------------------------------ polling
+
+    async def _poll_loop(self) -> None:
+        while not self._stopping:
+            try:
+                await self.poll_due()
+                async with self.sessionmaker() as session:
+                    upcoming = await queue.next_poll_time(session)
+                    pending_at = await queue.next_pending_time(session)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("poll round failed")
+                upcoming = pending_at = None
+            # Sleep until the earliest due poll (not a fixed minute), capped by the interval.
+            wait = self.config.poll_interval_seconds
+            for moment in (upcoming, pending_at):
+                if moment is not None:
+                    wait = min(wait, max(0.05, (moment - utcnow()).total_seconds()))
+            if pending_at is not None and pending_at <= utcnow() + timedelta(seconds=wait):
+                self._spawn(self._wake_submit_at(pending_at), self._background)
+            await asyncio.sleep(wait)
+
+    async def _wake_submit_at(self, moment: datetime) -> None:
+        await asyncio.sleep(max(0.0, (moment - utcnow()).total_seconds()))
+        self.signals.task_pending()
+
+    async def poll_due(self) -> int:
+        async with self.sessionmaker() as session:
+            due = await queue.due_polls(session, self.config.polls_per_round)
+        for task in due:
+            provider = self.provider(task.provider or "")
+            if provider is None or task.provider_task_id is None:
+                continue
+            now = utcnow()
+            if task.submitted_at and policy_is_stuck(self.policy, task.provider_index, task.submitted_at, now):
+                await self._after_failure(
+                    task.id, TaskStatus.SUBMITTED, task.provider_index, max(task.attempts, 1), True, "stuck"
+                )
+                continue
+            try:
+                result = await provider.get_task(task.provider_task_id)
+            except ProviderError as error:
+                if isinstance(error, PermanentProviderError):
+                    await self._after_failure(
+                        task.id, TaskStatus.SUBMITTED, task.provider_index, max(task.attempts, 1), False, str(error)
+                    )
+                else:
+                    await self._reschedule(task, now)
+                continue
+            if result.terminal:
+                await self.handle_result(provider, result)
+            else:
+                await self._reschedule(task, now)
+        return len(due)
+
+    async def _reschedule(self, task: GenerationTask, now: datetime) -> None:
+        assert task.submitted_at is not None
+        upcoming = policy_next_poll_at(
+            self.policy,
+            task.provider_index,
+            task.submitted_at,
+            task.polls + 1,
+            now,
+            self.callbacks_enabled,
+            self.config.poll_interval_seconds,
+        )
+        async with self.sessionmaker() as session:
+            await queue.reschedule_poll(session, task.id, upcoming)
+            await session.commit()
+
+    # ------------------------------------------------------------ recovery and completion
+
+    async def recover(self) -> None:
+        """Backstop for what a dead process or a lost event left behind."""
+        now = utcnow()
+        async with self.sessionmaker() as session:
+            orphans = await queue.processing_jobs_without_tasks(session, now - timedelta(seconds=30))
+            for job_id in orphans:
+                await self._fan_out(session, job_id)
+            stale = await queue.stale_succeeded(session, now - timedelta(seconds=self.config.store_retry_after_seconds))
+            settle = await queue.unsettled_processing_jobs(session)
+            await session.commit()
+        if orphans:
+            self.signals.task_pending()
+        for task in stale:
+            provider = self.provider(task.provider or "")
+            if provider is not None and task.result_url:
+                self._spawn(self._store(task.id, provider, task.result_url), self._background)
+        for job_id in settle:
+            await self.settle_job(job_id)
+
+    async def settle_job(self, job_id: int) -> None:
+        """When no task can change any more: hand the job to delivery, or fail it and tell the user."""
+        async with self.sessionmaker() as session:
+            counts = await queue.task_counts(session, job_id)
+            job = await session.get(GenerationJob, job_id)
+            if job is None or job.status != JobStatus.PROCESSING:
+                return
+            open_tasks = sum(counts.get(s, 0) for s in (TaskStatus.PENDING, TaskStatus.SUBMITTED, TaskStatus.SUCCEEDED))
+            if open_tasks or not counts:
+                return
+            succeeded = counts.get(TaskStatus.STORED, 0) + counts.get(TaskStatus.DELIVERED, 0)
+            if succeeded:
+                moved = await queue.move_job(session, job_id, JobStatus.PROCESSING, JobStatus.DELIVERING)
+            else:
+                moved = await queue.move_job(
+                    session, job_id, JobStatus.PROCESSING, JobStatus.FAILED, finished_at=utcnow()
+                )
+            chat_id, language, photos = job.chat_id, job.language, job.photos_total
+            await session.commit()
+        if moved and not succeeded:
+            await self.notifier.tell(chat_id, language, "job.failed", photos=photos)
+        if moved and succeeded:
+            self.signals.task_stored()

@@ -1,0 +1,425 @@
+"""The work queue in the database: claiming jobs and tasks safely across processes, and every task
+transition as a conditional UPDATE (procrastinate-style: status + attempts + lease, no in-memory truth).
+
+Claiming: PostgreSQL locks candidate rows with ``FOR UPDATE SKIP LOCKED`` so concurrent workers
+take disjoint rows; SQLite serialises writers, so one ``UPDATE … WHERE id IN (subquery) AND
+<still claimable> RETURNING`` is atomic there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage import ledger
+from storage.models import GenerationJob, GenerationTask, User, utcnow
+from storage.sql import insert_for
+from studio.credits import release_line_for_task
+from studio.generation import PlannedTask
+from studio.states import JobStatus, TaskStatus
+
+BUSY_JOB_STATUSES = (JobStatus.PROCESSING, JobStatus.DELIVERING)
+
+
+def _is_postgres(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+async def _claim(
+    session: AsyncSession, model: Any, candidates: Select[Any], still_claimable: Any, values: dict[str, Any]
+) -> list[int]:
+    if _is_postgres(session):
+        ids = list((await session.execute(candidates.with_for_update(skip_locked=True))).scalars())
+        if not ids:
+            return []
+        id_filter = model.id.in_(ids)
+    else:
+        id_filter = model.id.in_(candidates.scalar_subquery())
+    result = await session.execute(update(model).where(id_filter, still_claimable).values(**values).returning(model.id))
+    return sorted(result.scalars())
+
+
+# ---------------------------------------------------------------- jobs
+
+
+async def claim_queued_jobs(session: AsyncSession, worker: str, limit: int) -> list[int]:
+    """queued → processing, paid before free then oldest, skipping users already at their limit."""
+    busy_alias = GenerationJob.__table__.alias("busy_jobs")
+    busy = (
+        select(func.count())
+        .select_from(busy_alias)
+        .where(busy_alias.c.user_id == GenerationJob.user_id, busy_alias.c.status.in_(BUSY_JOB_STATUSES))
+        .scalar_subquery()
+    )
+    allowance = select(User.max_active_jobs).where(User.id == GenerationJob.user_id).scalar_subquery()
+    candidates = (
+        select(GenerationJob.id)
+        .where(GenerationJob.status == JobStatus.QUEUED, busy < allowance)
+        .order_by(GenerationJob.priority.desc(), GenerationJob.created_at, GenerationJob.id)
+        .limit(limit)
+    )
+    now = utcnow()
+    return await _claim(
+        session,
+        GenerationJob,
+        candidates,
+        GenerationJob.status == JobStatus.QUEUED,
+        {
+            "status": JobStatus.PROCESSING,
+            "claimed_by": worker,
+            "started_at": now,
+            "attempts": GenerationJob.attempts + 1,
+        },
+    )
+
+
+async def add_tasks(session: AsyncSession, job_id: int, planned: Sequence[PlannedTask]) -> None:
+    """Create the job's tasks once; a repeat (another worker, a restart) inserts nothing."""
+    now = utcnow()
+    rows = [
+        {
+            "job_id": job_id,
+            "position": task.position,
+            "prompt_index": task.prompt_index,
+            "variant": task.variant,
+            "seed": task.seed,
+            "status": TaskStatus.PENDING,
+            "attempts": 0,
+            "polls": 0,
+            "provider_index": 0,
+            "flagged": False,
+            "created_at": now,
+        }
+        for task in planned
+    ]
+    if rows:
+        await session.execute(
+            insert_for(session, GenerationTask)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=["job_id", "prompt_index", "variant"])
+        )
+
+
+async def set_provider_refs(session: AsyncSession, job_id: int, provider: str, urls: list[str]) -> list[str]:
+    """Remember the job's reference URLs at a provider; the first writer wins, everyone uses its URLs."""
+    job = await session.get(GenerationJob, job_id, with_for_update=_is_postgres(session))
+    assert job is not None
+    refs = dict(job.provider_refs or {})
+    if provider in refs:
+        return list(refs[provider]["urls"])
+    refs[provider] = {"urls": urls, "at": utcnow().isoformat()}
+    job.provider_refs = refs
+    await session.flush()
+    return urls
+
+
+# ---------------------------------------------------------------- tasks
+
+
+def _unclaimed(now: datetime) -> Any:
+    return or_(GenerationTask.claimed_by.is_(None), GenerationTask.lease_expires_at < now)
+
+
+def _due(now: datetime) -> Any:
+    return or_(GenerationTask.next_poll_at.is_(None), GenerationTask.next_poll_at <= now)
+
+
+async def count_due_pending(session: AsyncSession) -> int:
+    now = utcnow()
+    return int(
+        (
+            await session.execute(
+                select(func.count())
+                .select_from(GenerationTask)
+                .where(GenerationTask.status == TaskStatus.PENDING, _due(now), _unclaimed(now))
+            )
+        ).scalar_one()
+    )
+
+
+async def claim_pending_tasks(session: AsyncSession, worker: str, limit: int, lease: timedelta) -> list[int]:
+    """Due pending tasks, in the queue's order (job priority, job age, position), leased to ``worker``."""
+    now = utcnow()
+    candidates = (
+        select(GenerationTask.id)
+        .join(GenerationJob, GenerationJob.id == GenerationTask.job_id)
+        .where(
+            GenerationTask.status == TaskStatus.PENDING,
+            GenerationJob.status == JobStatus.PROCESSING,
+            _due(now),
+            _unclaimed(now),
+        )
+        .order_by(
+            GenerationJob.priority.desc(), GenerationJob.created_at, GenerationTask.job_id, GenerationTask.position
+        )
+        .limit(limit)
+    )
+    return await _claim(
+        session,
+        GenerationTask,
+        candidates,
+        and_(GenerationTask.status == TaskStatus.PENDING, _unclaimed(now)),
+        {"claimed_by": worker, "lease_expires_at": now + lease},
+    )
+
+
+async def mark_submitted(
+    session: AsyncSession,
+    task_id: int,
+    worker: str,
+    *,
+    provider: str,
+    provider_index: int,
+    provider_task_id: str,
+    next_poll_at: datetime,
+) -> bool:
+    result = await session.execute(
+        update(GenerationTask)
+        .where(
+            GenerationTask.id == task_id,
+            GenerationTask.status == TaskStatus.PENDING,
+            GenerationTask.claimed_by == worker,
+        )
+        .values(
+            status=TaskStatus.SUBMITTED,
+            provider=provider,
+            provider_index=provider_index,
+            provider_task_id=provider_task_id,
+            submitted_at=utcnow(),
+            next_poll_at=next_poll_at,
+            polls=0,
+            attempts=GenerationTask.attempts + 1,
+            claimed_by=None,
+            lease_expires_at=None,
+            error=None,
+        )
+    )
+    return bool(result.rowcount)
+
+
+async def release_claim(session: AsyncSession, task_id: int, worker: str) -> None:
+    await session.execute(
+        update(GenerationTask)
+        .where(GenerationTask.id == task_id, GenerationTask.claimed_by == worker)
+        .values(claimed_by=None, lease_expires_at=None)
+    )
+
+
+async def retry_later(
+    session: AsyncSession,
+    task_id: int,
+    *,
+    from_status: TaskStatus,
+    provider_index: int,
+    attempts: int,
+    retry_at: datetime,
+    error: str,
+    worker: str | None = None,
+) -> bool:
+    """A failed try goes back to pending (same or next provider), not before ``retry_at``."""
+    conditions = [GenerationTask.id == task_id, GenerationTask.status == from_status]
+    if worker is not None:
+        conditions.append(GenerationTask.claimed_by == worker)
+    result = await session.execute(
+        update(GenerationTask)
+        .where(*conditions)
+        .values(
+            status=TaskStatus.PENDING,
+            provider_index=provider_index,
+            attempts=attempts,
+            next_poll_at=retry_at,
+            provider_task_id=None,
+            result_url=None,
+            claimed_by=None,
+            lease_expires_at=None,
+            error=error[:1000],
+        )
+    )
+    return bool(result.rowcount)
+
+
+async def skip_task(
+    session: AsyncSession, task_id: int, *, from_status: TaskStatus, error: str, worker: str | None = None
+) -> bool:
+    """Every provider is exhausted: the task is skipped and its credit released, exactly once."""
+    conditions = [GenerationTask.id == task_id, GenerationTask.status == from_status]
+    if worker is not None:
+        conditions.append(GenerationTask.claimed_by == worker)
+    result = await session.execute(
+        update(GenerationTask)
+        .where(*conditions)
+        .values(status=TaskStatus.SKIPPED, claimed_by=None, lease_expires_at=None, error=error[:1000])
+        .returning(GenerationTask.job_id)
+    )
+    job_id = result.scalar_one_or_none()
+    if job_id is None:
+        return False
+    job = await session.get(GenerationJob, job_id)
+    assert job is not None
+    await session.execute(
+        update(GenerationJob).where(GenerationJob.id == job_id).values(photos_failed=GenerationJob.photos_failed + 1)
+    )
+    await ledger.record(session, job.user_id, release_line_for_task(task_id), order_id=job.order_id, job_id=job_id)
+    return True
+
+
+async def mark_provider_succeeded(
+    session: AsyncSession, provider: str, provider_task_id: str, image_url: str
+) -> GenerationTask | None:
+    """submitted → succeeded: only the first report (callback or poll) wins and gets to download."""
+    result = await session.execute(
+        update(GenerationTask)
+        .where(
+            GenerationTask.provider == provider,
+            GenerationTask.provider_task_id == provider_task_id,
+            GenerationTask.status == TaskStatus.SUBMITTED,
+        )
+        .values(status=TaskStatus.SUCCEEDED, result_url=image_url, provider_done_at=utcnow())
+        .returning(GenerationTask.id)
+    )
+    task_id = result.scalar_one_or_none()
+    return None if task_id is None else await session.get(GenerationTask, task_id)
+
+
+async def find_submitted(session: AsyncSession, provider: str, provider_task_id: str) -> GenerationTask | None:
+    return (
+        await session.execute(
+            select(GenerationTask).where(
+                GenerationTask.provider == provider,
+                GenerationTask.provider_task_id == provider_task_id,
+                GenerationTask.status == TaskStatus.SUBMITTED,
+            )
+        )
+    ).scalar_one_or_none()
+
+
+async def mark_stored(
+    session: AsyncSession, task_id: int, *, result_key: str, thumb_key: str, stored_at: datetime
+) -> bool:
+    result = await session.execute(
+        update(GenerationTask)
+        .where(GenerationTask.id == task_id, GenerationTask.status == TaskStatus.SUCCEEDED)
+        .values(status=TaskStatus.STORED, result_key=result_key, thumb_key=thumb_key, stored_at=stored_at)
+        .returning(GenerationTask.job_id)
+    )
+    job_id = result.scalar_one_or_none()
+    if job_id is None:
+        return False
+    await session.execute(
+        update(GenerationJob)
+        .where(GenerationJob.id == job_id)
+        .values(
+            photos_completed=GenerationJob.photos_completed + 1,
+            first_image_at=func.coalesce(GenerationJob.first_image_at, stored_at),
+        )
+    )
+    return True
+
+
+async def due_polls(session: AsyncSession, limit: int) -> list[GenerationTask]:
+    now = utcnow()
+    return list(
+        (
+            await session.execute(
+                select(GenerationTask)
+                .where(GenerationTask.status == TaskStatus.SUBMITTED, GenerationTask.next_poll_at <= now)
+                .order_by(GenerationTask.next_poll_at, GenerationTask.id)
+                .limit(limit)
+            )
+        ).scalars()
+    )
+
+
+async def next_poll_time(session: AsyncSession) -> datetime | None:
+    return (
+        await session.execute(
+            select(func.min(GenerationTask.next_poll_at)).where(GenerationTask.status == TaskStatus.SUBMITTED)
+        )
+    ).scalar_one_or_none()
+
+
+async def next_pending_time(session: AsyncSession) -> datetime | None:
+    return (
+        await session.execute(
+            select(func.min(GenerationTask.next_poll_at)).where(GenerationTask.status == TaskStatus.PENDING)
+        )
+    ).scalar_one_or_none()
+
+
+async def reschedule_poll(session: AsyncSession, task_id: int, next_poll_at: datetime) -> None:
+    await session.execute(
+        update(GenerationTask)
+        .where(GenerationTask.id == task_id, GenerationTask.status == TaskStatus.SUBMITTED)
+        .values(next_poll_at=next_poll_at, polls=GenerationTask.polls + 1)
+    )
+
+
+async def stale_succeeded(session: AsyncSession, older_than: datetime, limit: int = 50) -> list[GenerationTask]:
+    """Tasks whose result was reported but never stored (the process died mid-download)."""
+    return list(
+        (
+            await session.execute(
+                select(GenerationTask)
+                .where(GenerationTask.status == TaskStatus.SUCCEEDED, GenerationTask.provider_done_at < older_than)
+                .limit(limit)
+            )
+        ).scalars()
+    )
+
+
+async def unsettled_processing_jobs(session: AsyncSession, limit: int = 100) -> list[int]:
+    """Processing jobs none of whose tasks can still change without delivery: ready to settle."""
+    open_task = (
+        select(GenerationTask.id)
+        .where(
+            GenerationTask.job_id == GenerationJob.id,
+            GenerationTask.status.in_([TaskStatus.PENDING, TaskStatus.SUBMITTED, TaskStatus.SUCCEEDED]),
+        )
+        .exists()
+    )
+    any_task = select(GenerationTask.id).where(GenerationTask.job_id == GenerationJob.id).exists()
+    return list(
+        (
+            await session.execute(
+                select(GenerationJob.id)
+                .where(GenerationJob.status == JobStatus.PROCESSING, any_task, ~open_task)
+                .limit(limit)
+            )
+        ).scalars()
+    )
+
+
+async def processing_jobs_without_tasks(session: AsyncSession, older_than: datetime) -> list[int]:
+    """Claimed jobs whose fan-out never happened (the claiming process died in between)."""
+    any_task = select(GenerationTask.id).where(GenerationTask.job_id == GenerationJob.id).exists()
+    return list(
+        (
+            await session.execute(
+                select(GenerationJob.id).where(
+                    GenerationJob.status == JobStatus.PROCESSING, ~any_task, GenerationJob.started_at < older_than
+                )
+            )
+        ).scalars()
+    )
+
+
+async def task_counts(session: AsyncSession, job_id: int) -> dict[str, int]:
+    rows = await session.execute(
+        select(GenerationTask.status, func.count())
+        .where(GenerationTask.job_id == job_id)
+        .group_by(GenerationTask.status)
+    )
+    return {status: int(count) for status, count in rows.all()}
+
+
+async def move_job(session: AsyncSession, job_id: int, source: JobStatus, target: JobStatus, **values: Any) -> bool:
+    result = await session.execute(
+        update(GenerationJob)
+        .where(GenerationJob.id == job_id, GenerationJob.status == source)
+        .values(status=target, **values)
+    )
+    return bool(result.rowcount)

@@ -1,0 +1,120 @@
+"""Seeding paid jobs straight into the database and settings for the fake providers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from storage import avatars, jobs, ledger
+from storage.files import FileStore
+from storage.models import GenerationJob, GenerationTask, Order, User
+from storage.orders import create_order
+from storage.users import TelegramProfile, register_user
+from studio.catalogue import Catalogue
+from studio.credits import purchase_line
+from studio.states import OrderStatus
+from tests.image_corpus import selfie_like_jpeg
+
+FAST_POLICY: dict[str, Any] = {
+    "providers": [
+        {
+            "name": "kie",
+            "max_attempts": 2,
+            "backoff_seconds": [0.05, 0.1],
+            "stuck_after_seconds": 5.0,
+            "first_poll_after_seconds": 0.1,
+            "poll_every_seconds": 0.1,
+        },
+        {
+            "name": "replicate",
+            "max_attempts": 2,
+            "backoff_seconds": [0.05, 0.1],
+            "stuck_after_seconds": 5.0,
+            "first_poll_after_seconds": 0.1,
+            "poll_every_seconds": 0.1,
+        },
+    ]
+}
+
+
+def provider_settings(kie: Any = None, replicate: Any = None, **extra: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "FALLBACK_POLICY": json.dumps(FAST_POLICY),
+        "DISPATCH_TICK_SECONDS": 0.5,
+        "TASK_LEASE_SECONDS": 3,
+        "RECOVER_INTERVAL_SECONDS": 1,
+    }
+    if kie is not None:
+        values |= {
+            "KIE_API_KEY": kie.api_key,
+            "KIE_API_URL": kie.url,
+            "KIE_UPLOAD_URL": kie.url,
+            "KIE_CREATE_LIMIT": f"{kie.create_limit}/{kie.create_window_seconds}",
+        }
+        if kie.hmac_key:
+            values["KIE_WEBHOOK_HMAC_KEY"] = kie.hmac_key
+    if replicate is not None:
+        values |= {
+            "REPLICATE_API_TOKEN": replicate.api_token,
+            "REPLICATE_API_URL": replicate.base_url,
+            "REPLICATE_WEBHOOK_SECRET": replicate.webhook_secret,
+        }
+    return values | extra
+
+
+async def seed_paid_job(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    files: FileStore,
+    catalogue: Catalogue,
+    *,
+    telegram_id: int,
+    pack: str = "p23",
+    style: str = "professional",
+    selfies: int = 5,
+) -> int:
+    """A user with a ready photo set and a paid order turned into a queued job; returns the job id."""
+    async with sessionmaker() as session:
+        user, _ = await register_user(session, TelegramProfile(telegram_id, None, "Test", "en"))
+        avatar = await avatars.create_avatar(session, user.id)
+        for index in range(selfies):
+            data = selfie_like_jpeg(seed=telegram_id * 100 + index)
+            key = f"refs/{user.id}/{avatar.id}/{index}.jpg"
+            await files.put(key, data)
+            await avatars.add_photo(
+                session,
+                avatar,
+                avatars.NewPhoto(key, len(data), 1024, 1280, f"{telegram_id}-{index}".ljust(64, "0"), None),
+            )
+        await avatars.mark_ready(session, avatar.id)
+        order = await create_order(
+            session, user_id=user.id, avatar_id=avatar.id, style=style, pack=catalogue.pack(pack)
+        )
+        order.status = OrderStatus.PAID
+        await ledger.record(session, user.id, purchase_line(f"seed-{order.id}", order.photos), order_id=order.id)
+        job = await jobs.create_job_for_order(session, order, user, priority=jobs.PRIORITY_PAID)
+        assert job is not None
+        await session.commit()
+        return job.id
+
+
+async def task_statuses(sessionmaker: async_sessionmaker[AsyncSession], job_id: int) -> dict[str, int]:
+    async with sessionmaker() as session:
+        rows = await session.execute(
+            select(GenerationTask.status, func.count())
+            .where(GenerationTask.job_id == job_id)
+            .group_by(GenerationTask.status)
+        )
+        return {status: count for status, count in rows.all()}
+
+
+async def job_row(sessionmaker: async_sessionmaker[AsyncSession], job_id: int) -> GenerationJob:
+    async with sessionmaker() as session:
+        job = await session.get(GenerationJob, job_id)
+        assert job is not None
+        return job
+
+
+__all__ = ["Order", "User", "job_row", "provider_settings", "seed_paid_job", "task_statuses"]

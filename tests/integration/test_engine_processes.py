@@ -1,0 +1,116 @@
+"""Real processes: a SIGKILL mid-job loses nothing; two schedulers on PostgreSQL never double-submit."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from pathlib import Path
+
+from sqlalchemy import select
+
+from storage.db import create_engine, create_sessionmaker
+from storage.files import LocalFileStore
+from storage.migrate import upgrade_async
+from storage.models import GenerationTask
+from studio.catalogue import load_catalogue
+from studio.states import TaskStatus
+from tests.conftest import requires_postgres
+from tests.engine_support import provider_settings, seed_paid_job, task_statuses
+from tests.fakes.kie import FakeKie
+from tests.fakes.telegram import FakeTelegram
+from tests.process_harness import start_process
+
+
+def _base_settings(fake_telegram: FakeTelegram, database_url: str, files: Path, kie: FakeKie) -> dict[str, object]:
+    return {
+        "BOT_TOKEN": fake_telegram.token,
+        "TELEGRAM_API_URL": fake_telegram.base_url,
+        "DATABASE_URL": database_url,
+        "LOCAL_STORAGE_DIR": str(files),
+        "LOG_LEVEL": "INFO",
+        **provider_settings(kie, POLL_INTERVAL_SECONDS=1),
+    }
+
+
+async def _seed(database_url: str, files: Path, telegram_ids: list[int], pack: str = "p23") -> tuple[object, list[int]]:
+    await upgrade_async(database_url)
+    engine = create_engine(database_url)
+    sessionmaker = create_sessionmaker(engine)
+    store = LocalFileStore(files)
+    catalogue = load_catalogue()
+    job_ids = [
+        await seed_paid_job(sessionmaker, store, catalogue, telegram_id=telegram_id, pack=pack)
+        for telegram_id in telegram_ids
+    ]
+    return (engine, sessionmaker), job_ids
+
+
+async def _stored(sessionmaker: object, job_ids: list[int]) -> int:
+    total = 0
+    for job_id in job_ids:
+        counts = await task_statuses(sessionmaker, job_id)  # type: ignore[arg-type]
+        total += counts.get(TaskStatus.STORED, 0) + counts.get(TaskStatus.DELIVERED, 0)
+    return total
+
+
+async def test_sigkill_mid_job_and_restart_completes_every_photo_once(
+    fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path
+) -> None:
+    files = tmp_path / "files"
+    async with FakeKie(create_limit=20, create_window_seconds=1.0, latency=(0.2, 1.0)) as kie:
+        (engine, sessionmaker), job_ids = await _seed(sqlite_url, files, [fake_telegram.user().id])
+        settings = _base_settings(fake_telegram, sqlite_url, files, kie)
+        rng = random.Random(7)
+        kills = 0
+        try:
+            while await _stored(sessionmaker, job_ids) < 23 and kills < 3:
+                process = await start_process(settings, tmp_path / "app.log")
+                await asyncio.sleep(rng.uniform(0.3, 1.2))
+                process.kill()
+                kills += 1
+            process = await start_process(settings, tmp_path / "app.log")
+            async with asyncio.timeout(60):
+                while await _stored(sessionmaker, job_ids) < 23:
+                    await asyncio.sleep(0.2)
+            process.terminate()
+            async with sessionmaker() as session:  # type: ignore[operator]
+                tasks = list((await session.execute(select(GenerationTask))).scalars())
+            assert len(tasks) == 23
+            assert all(task.status == TaskStatus.STORED for task in tasks)
+            assert len({task.result_key for task in tasks}) == 23
+            assert all((files / task.result_key).exists() for task in tasks if task.result_key)
+            assert kills >= 1
+        finally:
+            await engine.dispose()  # type: ignore[attr-defined]
+
+
+@requires_postgres
+async def test_two_scheduler_processes_on_postgres_never_submit_a_task_twice(
+    fake_telegram: FakeTelegram, postgres_url: str, tmp_path: Path
+) -> None:
+    files = tmp_path / "files"
+    async with FakeKie(create_limit=40, create_window_seconds=1.0, latency=(0.05, 0.3)) as kie:
+        users = [fake_telegram.user().id for _ in range(4)]
+        (engine, sessionmaker), job_ids = await _seed(postgres_url, files, users, pack="p15")
+        settings = _base_settings(fake_telegram, postgres_url, files, kie)
+        settings["KIE_CREATE_LIMIT"] = "20/1.0"  # two processes, each within half the account budget
+        first = await start_process(settings, tmp_path / "one.log")
+        second = await start_process(settings, tmp_path / "two.log")
+        try:
+            async with asyncio.timeout(90):
+                while await _stored(sessionmaker, job_ids) < 60:
+                    await asyncio.sleep(0.2)
+        finally:
+            first.terminate()
+            second.terminate()
+        async with sessionmaker() as session:  # type: ignore[operator]
+            tasks = list((await session.execute(select(GenerationTask))).scalars())
+        await engine.dispose()  # type: ignore[attr-defined]
+        created = [create.task_id for create in kie.creates if create.task_id]
+        assert len(tasks) == 60
+        assert len(created) == 60, "a task was submitted more than once"
+        assert Counter(task.provider_task_id for task in tasks).most_common(1)[0][1] == 1
+        claimed_by = Counter(task.claimed_by for task in tasks)
+        assert claimed_by  # both processes worked: each log shows submissions
+        assert "Traceback" not in first.log() and "Traceback" not in second.log()

@@ -1,0 +1,66 @@
+"""Run PinGlass as a real OS process (python -m bot / -m scheduler) for crash and scale-out tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tests.harness import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class AppProcess:
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def terminate(self, timeout: float = 15.0) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def process_env(settings: dict[str, Any]) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.isupper() or key in {"PATH", "HOME", "LANG"}}
+    env.update({key: str(value) for key, value in settings.items()})
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+async def start_process(settings: dict[str, Any], log_path: Path, module: str = "scheduler") -> AppProcess:
+    port = free_port()
+    env = process_env({**settings, "WEB_HOST": "127.0.0.1", "WEB_PORT": port})
+    log_file = log_path.open("ab")
+    process = subprocess.Popen(  # noqa: ASYNC220 - a child we keep running while the test goes on
+        [sys.executable, "-m", module], cwd=log_path.parent, env=env, stdout=log_file, stderr=subprocess.STDOUT
+    )
+    handle = AppProcess(process, port, log_path)
+    async with aiohttp.ClientSession() as client:
+        for _ in range(300):
+            if process.poll() is not None:
+                raise RuntimeError(f"{module} exited early:\n{handle.log()}")
+            try:
+                async with client.get(f"http://127.0.0.1:{port}/healthz") as response:
+                    if response.status == 200:
+                        return handle
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    handle.kill()
+    raise RuntimeError(f"{module} did not become healthy:\n{handle.log()}")
