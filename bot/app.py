@@ -25,6 +25,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.album import AlbumCollector, UserLocks
+from bot.delivery import DeliveryService
 from bot.handlers import build_root_router
 from bot.i18n import UserLanguageMiddleware, build_i18n
 from bot.middlewares.db import DbSessionMiddleware
@@ -33,6 +34,7 @@ from bot.middlewares.user import UserMiddleware
 from bot.notifier import TelegramNotifier
 from bot.observability import Heartbeat, Metrics
 from bot.settings import Settings, parse_limit
+from bot.telegram_limits import OutgoingLimits
 from bot.web import (
     KIE_CALLBACK_PATH,
     REPLICATE_WEBHOOK_PATH,
@@ -110,6 +112,7 @@ class Application:
     yookassa: YooKassaClient | None = field(init=False, default=None)
     payments: PaymentService = field(init=False)
     engine_service: GenerationEngine = field(init=False)
+    delivery: DeliveryService = field(init=False)
     providers: list[ImageProvider] = field(init=False, default_factory=list)
     _redis: Any = field(init=False, default=None)
     bot: Bot = field(init=False)
@@ -135,6 +138,14 @@ class Application:
         self.heartbeat = Heartbeat()
         self.metrics = Metrics()
         self.bot = build_bot(settings)
+        self.bot.session.middleware(
+            OutgoingLimits(
+                global_rate=settings.TELEGRAM_GLOBAL_RATE,
+                chat_rate=settings.TELEGRAM_CHAT_RATE,
+                on_retry_after=self.metrics.telegram_429.inc,
+                on_send=lambda method: self.metrics.telegram_sends.labels(method).inc(),
+            )
+        )
         self.signals = WorkSignals()
         i18n = build_i18n()
         if settings.yookassa_enabled:
@@ -173,6 +184,15 @@ class Application:
             ),
             on_latency=lambda provider, seconds: self.metrics.provider_latency.labels(provider).observe(seconds),
         )
+        self.delivery = DeliveryService(
+            self.bot,
+            self.sessionmaker,
+            files=self.files,
+            notifier=TelegramNotifier(self.bot, i18n),
+            signals=self.signals,
+            catalogue=self.catalogue,
+            tick_seconds=settings.DISPATCH_TICK_SECONDS,
+        )
         self.dispatcher = self._build_dispatcher(i18n)
         self.scheduler = self._build_scheduler()
         self.web_app = build_web_app(engine=self.engine, heartbeat=self.heartbeat, metrics=self.metrics)
@@ -192,6 +212,7 @@ class Application:
         self.port = self._bound_port(site)
         self.scheduler.start()
         self.engine_service.start()
+        self.delivery.start()
         self.signals.job_queued()  # pick up whatever was queued while we were down
         if self.with_bot:
             await self._start_bot()
@@ -287,7 +308,7 @@ class Application:
         )
         dispatcher.update.outer_middleware(ThrottlingMiddleware(self.settings.THROTTLE_UPDATES_PER_SECOND))
         dispatcher.update.outer_middleware(DbSessionMiddleware(self.sessionmaker))
-        dispatcher.update.outer_middleware(UserMiddleware(i18n))
+        dispatcher.update.outer_middleware(UserMiddleware(i18n, on_unblocked=self.signals.task_stored))
         UserLanguageMiddleware(i18n).setup(dispatcher)
         dispatcher.include_router(build_root_router())
         return dispatcher
@@ -364,6 +385,7 @@ class Application:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         await self.engine_service.stop()
+        await self.delivery.stop()
         for provider in self.providers:
             await provider.aclose()
         if self._redis is not None:

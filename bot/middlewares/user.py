@@ -15,8 +15,9 @@ from storage.users import TelegramProfile, register_user
 
 
 class UserMiddleware(BaseMiddleware):
-    def __init__(self, i18n: I18n) -> None:
+    def __init__(self, i18n: I18n, on_unblocked: Callable[[], None] | None = None) -> None:
         self.i18n = i18n
+        self.on_unblocked = on_unblocked
 
     async def __call__(
         self,
@@ -36,6 +37,11 @@ class UserMiddleware(BaseMiddleware):
         user, created = await register_user(data["session"], profile)
         data["user"] = user
         data["user_created"] = created
+        if user.is_blocked and isinstance(event, Update) and (event.message or event.callback_query):
+            # Writing to us again means the bot is unblocked: resume any paused delivery.
+            user.is_blocked = False
+            if self.on_unblocked is not None:
+                self.on_unblocked()
         if user.is_banned:
             await self._tell_banned(event, user.language)
             return None

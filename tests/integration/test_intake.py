@@ -21,6 +21,7 @@ from PIL import Image
 from sqlalchemy import select
 
 from bot.app import Application
+from storage import orders as order_queries
 from storage.files import S3FileStore
 from storage.images import register_heif
 from storage.models import Avatar, LedgerEntry, Order, ReferencePhoto, User
@@ -297,13 +298,14 @@ async def test_album_of_six_gets_one_reply_then_trial_pack_in_english(
         "ready",
     )
 
-    # Starting the trial uses it up. The service is called directly: the "Start for free" button itself hangs on
-    # SQLite (see test_start_for_free_button_on_sqlite), which is a payment/middleware defect, not intake's.
-    async with app.sessionmaker() as session:
-        user_row = (await session.execute(select(User).where(User.telegram_id == user.id))).scalar_one()
-    await app.payments.start_free(trial_order_id, user_row)
+    # Starting the trial queues it and uses the trial up.
+    await user.click("Start for free")
+    queued = await user.wait_reply(timeout=REPLY_TIMEOUT)
+    assert "Here we go! 3 portraits are queued" in queued.content
     async with app.sessionmaker() as session:
         assert "trial" in (await session.execute(select(LedgerEntry.reason))).scalars().all()
+        # A started trial keeps its READY order: withdrawing it now would orphan the queued job.
+        assert not await order_queries.cancel_unpaid_order(session, trial_order_id)
 
     greeting = await command(user, "/start")
     assert button_texts(greeting) == ["📸 New photo session", "🔁 Use my previous photos"]
@@ -314,7 +316,6 @@ async def test_album_of_six_gets_one_reply_then_trial_pack_in_english(
     summary = await click(user, "23 photos")
     assert "Selfies: 6" in summary.content and "Portraits: 23" in summary.content and "Price: 650 ⭐" in summary.content
     final = await snapshot(app, user)
-    # The started trial keeps its order although the conversation still remembered it when the user moved on.
     assert [(o[1], o[3], o[-1]) for o in final.orders] == [
         (avatar_id, "trial", "ready"),
         (avatar_id, "p23", "awaiting_payment"),
@@ -347,32 +348,6 @@ async def test_image_files_jpeg_png_webp_heic_are_accepted(app_and_fake: tuple[A
     assert [tuple(size) for size in sizes] == [(1024, 1280)] * 3 + [(640, 800)] * 2
     style_prompt = await click(user, "Done")
     assert "Choose the style" in style_prompt.content
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="on SQLite the update's own session holds the write lock taken by UserMiddleware's register_user, so "
-    "PaymentService.start_free (its own session) waits out the busy timeout and fails: 'database is locked'",
-)
-async def test_start_for_free_button_on_sqlite(
-    fake_telegram: FakeTelegram, sqlite_url: str, files_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import storage.db
-
-    # The defect makes the button wait out SQLite's busy timeout; 1 s instead of 30 keeps the suite fast.
-    monkeypatch.setattr(storage.db, "SQLITE_BUSY_TIMEOUT_SECONDS", 1)
-    async with running_app(app_settings(fake_telegram, sqlite_url, files_dir)) as app:
-        user = fake_telegram.user(language_code="en")
-        await start_session(user, "New photo session")
-        for photo in selfies(5, first_seed=250):
-            await send_photo(user, photo)
-        await click(user, "Done")
-        await click(user, "Lifestyle")
-        await click(user, "Trial")
-        await user.click("Start for free")
-        queued = await user.wait_reply(timeout=5)
-        assert "Here we go" in queued.content
-        assert [o[-1] for o in (await snapshot(app, user)).orders] == ["ready"]
 
 
 # ---------------------------------------------------------------- refusals

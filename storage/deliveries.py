@@ -1,0 +1,100 @@
+"""Delivery bookkeeping: each album chunk is recorded before it is sent and confirmed after, so a
+restart resumes at the first unconfirmed chunk and never repeats a confirmed one."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import Delivery, GenerationJob, GenerationTask, User, utcnow
+from studio.states import DeliveryStatus, JobStatus, TaskStatus
+
+
+async def jobs_to_deliver(session: AsyncSession, limit: int = 200) -> list[int]:
+    """Jobs with portraits stored but not delivered, or whose delivery phase has to be finished."""
+    has_stored = (
+        select(GenerationTask.id)
+        .where(GenerationTask.job_id == GenerationJob.id, GenerationTask.status == TaskStatus.STORED)
+        .exists()
+    )
+    blocked = select(User.is_blocked).where(User.id == GenerationJob.user_id).scalar_subquery()
+    query = (
+        select(GenerationJob.id)
+        .where(
+            GenerationJob.status.in_([JobStatus.PROCESSING, JobStatus.DELIVERING]),
+            (GenerationJob.status == JobStatus.DELIVERING) | has_stored | GenerationJob.progress_message_id.is_(None),
+            blocked.is_not(True),
+        )
+        .order_by(GenerationJob.priority.desc(), GenerationJob.id)
+        .limit(limit)
+    )
+    return list((await session.execute(query)).scalars())
+
+
+async def tasks_in_order(session: AsyncSession, job_id: int) -> list[GenerationTask]:
+    return list(
+        (
+            await session.execute(
+                select(GenerationTask).where(GenerationTask.job_id == job_id).order_by(GenerationTask.position)
+            )
+        ).scalars()
+    )
+
+
+async def unconfirmed_chunks(session: AsyncSession, job_id: int) -> list[Delivery]:
+    return list(
+        (
+            await session.execute(
+                select(Delivery)
+                .where(Delivery.job_id == job_id, Delivery.status == DeliveryStatus.SENDING)
+                .order_by(Delivery.chunk_index)
+            )
+        ).scalars()
+    )
+
+
+async def open_chunk(session: AsyncSession, job_id: int, task_ids: list[int]) -> Delivery:
+    next_index = (
+        await session.execute(
+            select(func.coalesce(func.max(Delivery.chunk_index), -1)).where(Delivery.job_id == job_id)
+        )
+    ).scalar_one() + 1
+    chunk = Delivery(
+        job_id=job_id, chunk_index=next_index, task_ids=task_ids, status=DeliveryStatus.SENDING, message_ids=[]
+    )
+    session.add(chunk)
+    await session.flush()
+    return chunk
+
+
+async def confirm_chunk(
+    session: AsyncSession, chunk_id: int, delivered: dict[int, str | None], message_ids: list[int], complete: bool
+) -> None:
+    """Mark the delivered tasks (with their Telegram file ids) and, when all went, the chunk."""
+    now = utcnow()
+    for task_id, file_id in delivered.items():
+        await session.execute(
+            update(GenerationTask)
+            .where(GenerationTask.id == task_id, GenerationTask.status == TaskStatus.STORED)
+            .values(status=TaskStatus.DELIVERED, delivered_at=now, telegram_file_id=file_id)
+        )
+    chunk = await session.get(Delivery, chunk_id)
+    assert chunk is not None
+    chunk.message_ids = [*chunk.message_ids, *message_ids]
+    chunk.attempts = chunk.attempts + 1
+    if complete:
+        chunk.status = DeliveryStatus.SENT
+        chunk.sent_at = now
+
+
+async def set_progress_message(session: AsyncSession, job_id: int, message_id: int) -> bool:
+    result = await session.execute(
+        update(GenerationJob)
+        .where(GenerationJob.id == job_id, GenerationJob.progress_message_id.is_(None))
+        .values(progress_message_id=message_id)
+    )
+    return bool(result.rowcount)
+
+
+async def mark_user_blocked(session: AsyncSession, user_id: int, blocked: bool) -> None:
+    await session.execute(update(User).where(User.id == user_id).values(is_blocked=blocked))
