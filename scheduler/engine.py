@@ -56,7 +56,9 @@ class EngineConfig:
     poll_interval_seconds: float = 60.0
     tick_seconds: float = 2.0
     lease_seconds: float = 120.0
-    max_inflight_creates: int = 16
+    # Claimed tasks wait in the provider's rate limiter; few in flight keep new jobs' first
+    # portraits from queueing behind a long line of already-claimed ones.
+    max_inflight_creates: int = 4
     jobs_per_claim: int = 20
     polls_per_round: int = 200
     store_retry_after_seconds: float = 120.0
@@ -206,15 +208,19 @@ class GenerationEngine:
             options = GenerationOptions(seed=task.seed)
             attempts_before = task.attempts if index == task.provider_index else 0
             job_id = job.id
+        keeper = asyncio.create_task(self._keep_lease(task_id))
         try:
             references = await self._references(job_id, provider)
             provider_task_id = await provider.create_task(prompt, references, options, self._callback_url(provider))
         except ProviderError as error:
+            keeper.cancel()
             self.breakers[provider.name].record_failure(utcnow())
             await self._after_failure(
                 task_id, TaskStatus.PENDING, index, attempts_before + 1, error.retryable, str(error), worker
             )
             return
+        finally:
+            keeper.cancel()
         self.breakers[provider.name].record_success(utcnow())
         now = utcnow()
         async with self.sessionmaker() as session:
@@ -233,6 +239,15 @@ class GenerationEngine:
         early = self._early_results.pop((provider.name, provider_task_id), None)
         if recorded and early is not None:
             await self.handle_result(provider, early)
+
+    async def _keep_lease(self, task_id: int) -> None:
+        """While a submit waits for the rate budget, keep the claim alive so no one else takes it."""
+        lease = timedelta(seconds=self.config.lease_seconds)
+        while True:
+            await asyncio.sleep(self.config.lease_seconds / 3)
+            async with self.sessionmaker() as session:
+                await queue.renew_claim(session, task_id, self.config.worker_id, lease)
+                await session.commit()
 
     def _provider_index_for(self, task: GenerationTask) -> int | None:
         now = utcnow()

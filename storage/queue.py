@@ -154,7 +154,13 @@ async def claim_pending_tasks(session: AsyncSession, worker: str, limit: int, le
             _unclaimed(now),
         )
         .order_by(
-            GenerationJob.priority.desc(), GenerationJob.created_at, GenerationTask.job_id, GenerationTask.position
+            GenerationJob.priority.desc(),
+            # Every job's first portrait goes before later portraits of older jobs: a new payer sees
+            # work start at once instead of waiting for the whole backlog.
+            GenerationTask.position > 0,
+            GenerationJob.created_at,
+            GenerationTask.job_id,
+            GenerationTask.position,
         )
         .limit(limit)
     )
@@ -197,6 +203,19 @@ async def mark_submitted(
             lease_expires_at=None,
             error=None,
         )
+    )
+    return bool(result.rowcount)
+
+
+async def renew_claim(session: AsyncSession, task_id: int, worker: str, lease: timedelta) -> bool:
+    result = await session.execute(
+        update(GenerationTask)
+        .where(
+            GenerationTask.id == task_id,
+            GenerationTask.claimed_by == worker,
+            GenerationTask.status == TaskStatus.PENDING,
+        )
+        .values(lease_expires_at=utcnow() + lease)
     )
     return bool(result.rowcount)
 

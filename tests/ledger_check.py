@@ -7,9 +7,9 @@ jobs → reservations, cancelled jobs → releases) and requires the ledger to s
     balance == purchases + trials + grants - reservations + releases - refunds,  balance >= 0
 
 plus the per-row rules: every succeeded (or later refunded) payment has exactly one purchase line
-of its order's size, nothing else has one; every job has exactly one reserve line equal to
-``photos_total``; a cancelled job has its whole reservation released once; no job gets back more
-than it reserved.
+of its order's size, nothing else has one; refund lines belong to refunded payments and take back
+at most what was bought; every job has exactly one reserve line equal to ``photos_total``; a
+cancelled job has its whole reservation released once; no job gets back more than it reserved.
 """
 
 from __future__ import annotations
@@ -109,6 +109,19 @@ async def _check(session: AsyncSession) -> dict[int, UserTotals]:
     for entry in entries:
         if entry.reason == LedgerReason.PURCHASE and entry.payment_id not in credited_payment_ids:
             problems.append(f"ledger {entry.id}: purchase line without a credited payment ({entry.payment_id})")
+    # Refunds: only of refunded payments, never more than the payment bought.
+    refunded_payments = {payment.id: payment for payment in payments if payment.status == PaymentStatus.REFUNDED}
+    refunded_by_payment: dict[int | None, int] = defaultdict(int)
+    for entry in entries:
+        if entry.reason == LedgerReason.REFUND:
+            refunded_by_payment[entry.payment_id] += -entry.delta
+            if entry.payment_id not in refunded_payments:
+                problems.append(f"ledger {entry.id}: refund line without a refunded payment ({entry.payment_id})")
+    for payment_id, taken in refunded_by_payment.items():
+        payment_row = refunded_payments.get(payment_id) if payment_id is not None else None
+        order = orders.get(payment_row.order_id) if payment_row is not None else None
+        if order is not None and taken > order.photos:
+            problems.append(f"payment {payment_id}: {taken} credits refunded of {order.photos} bought")
 
     # Reservations and releases: derived from the jobs table.
     expected_reservations: dict[int, int] = defaultdict(int)

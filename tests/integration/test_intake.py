@@ -15,12 +15,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
 from sqlalchemy import select
 
 from bot.app import Application
+from bot.settings import Settings
 from storage import orders as order_queries
 from storage.files import S3FileStore
 from storage.images import register_heif
@@ -168,6 +170,12 @@ async def settle(fake: FakeTelegram, user: FakeUser, expected: int) -> list[Chat
     return fake.sent_messages(user.id)[-expected:] if expected else []
 
 
+def intake_settings(fake: FakeTelegram, database_url: str, files_dir: Path, **overrides: Any) -> Settings:
+    # The conversation here replies far faster than Telegram's ~1 message/s per chat; the outgoing limiter
+    # belongs to delivery's tests, and at 1/s these tests would mostly wait for it.
+    return app_settings(fake, database_url, files_dir, **({"TELEGRAM_CHAT_RATE": 1000.0} | overrides))
+
+
 @pytest.fixture
 def files_dir(tmp_path: Path) -> Path:
     return tmp_path / "files"
@@ -177,7 +185,7 @@ def files_dir(tmp_path: Path) -> Path:
 async def app_and_fake(
     fake_telegram: FakeTelegram, sqlite_url: str, files_dir: Path
 ) -> AsyncIterator[tuple[Application, FakeTelegram]]:
-    async with running_app(app_settings(fake_telegram, sqlite_url, files_dir)) as app:
+    async with running_app(intake_settings(fake_telegram, sqlite_url, files_dir)) as app:
         yield app, fake_telegram
 
 
@@ -187,7 +195,7 @@ async def app_and_fake(
 async def test_single_photos_style_pack_and_summary_in_russian(
     fake_telegram: FakeTelegram, database_url: str, files_dir: Path
 ) -> None:
-    async with running_app(app_settings(fake_telegram, database_url, files_dir)) as app:
+    async with running_app(intake_settings(fake_telegram, database_url, files_dir)) as app:
         user = fake_telegram.user(first_name="Анна", language_code="ru")
         greeting = await command(user, "/start")
         assert "Анна" in greeting.content
@@ -456,11 +464,11 @@ async def test_album_with_a_bad_photo_and_an_album_past_eight(app_and_fake: tupl
     good = selfies(8, first_seed=800)
 
     before = len(fake.sent_messages(user.id))
-    await user.send_album([good[0], corpus.small_jpeg(), good[1]])
+    await user.send_album([good[0], corpus.small_jpeg(), good[1], good[0]])
     reply = await user.wait_reply(timeout=REPLY_TIMEOUT)
-    assert "2 of the 3 photos in the album were accepted" in reply.content
-    assert "The photo is too small" in reply.content and "2 of 5–8 photos received" in reply.content
-    assert "3 of 5–8" not in reply.content
+    assert "2 of the 4 photos in the album were accepted" in reply.content
+    assert "The photo is too small" in reply.content and "already in your set" in reply.content
+    assert "2 of 5–8 photos received" in reply.content
 
     assert "3 of 5–8" in (await send_photo(user, good[2])).content
 
@@ -481,6 +489,27 @@ async def test_album_with_a_bad_photo_and_an_album_past_eight(app_and_fake: tupl
     await assert_stored_photos_are_jpegs(app, snap)
 
 
+async def test_album_of_ten_without_start_in_webhook_mode(
+    fake_telegram: FakeTelegram, sqlite_url: str, files_dir: Path
+) -> None:
+    # Webhook mode: Telegram POSTs the album's updates concurrently, the hardest case for one reply per album.
+    async with running_app(intake_settings(fake_telegram, sqlite_url, files_dir, webhook=True)) as app:
+        user = fake_telegram.user(language_code="ru")
+        await user.send_album(selfies(10, first_seed=950))  # no /start, no button: the photos start a set
+        reply = await user.wait_reply(timeout=REPLY_TIMEOUT)
+        assert "Из альбома принято 8 из 10 фото" in reply.content
+        assert "В наборе уже 8 фото" in reply.content and "Все 8 фото получены" in reply.content
+        style_prompt = await user.wait_reply(lambda message: bool(message.buttons), timeout=REPLY_TIMEOUT)
+        assert button_texts(style_prompt) == list(STYLE_NAMES["ru"])
+        await asyncio.sleep(ALBUM_SETTLE_SECONDS)
+        assert len(fake_telegram.sent_messages(user.id)) == 2
+        assert all(delivery.status == 200 for delivery in fake_telegram.webhook_deliveries)
+        snap = await snapshot(app, user)
+        assert len(snap.avatars) == 1 and snap.avatars[0][1] == "ready"
+        assert [slot for _, slot, *_ in snap.photos] == list(range(1, 9))
+        await assert_stored_photos_are_jpegs(app, snap)
+
+
 # ---------------------------------------------------------------- anywhere: /cancel, /status, stale and forged buttons
 
 
@@ -495,6 +524,14 @@ async def test_cancel_and_status_at_every_step(app_and_fake: tuple[Application, 
         await send_photo(user, photo)
     status = await command(user, "/status")
     assert "We are collecting your selfies" in status.content and "2 of 5–8 photos received" in status.content
+    # Done forged before five photos: refused with the number still missing, the step stays.
+    [(avatar_id, _)] = (await snapshot(app, user)).avatars
+    query_id = await user.press_button(status.message_id, f"u:done:{avatar_id}")
+    answer = await fake.wait_for(
+        lambda call: call.method == "answerCallbackQuery" and str(call.params["callback_query_id"]) == query_id,
+        timeout=REPLY_TIMEOUT,
+    )
+    assert answer.params["text"] == "Send at least 3 more." and answer.params["show_alert"] is True
     cancelled = await command(user, "/cancel")
     assert "OK, cancelled" in cancelled.content
     assert "You have no orders yet" in (await command(user, "/status")).content
@@ -512,6 +549,12 @@ async def test_cancel_and_status_at_every_step(app_and_fake: tuple[Application, 
 
     await click(user, "Done")
     assert "Choose the style" in (await command(user, "/status")).content  # shows the step again, with buttons
+    # Text or another photo while a button is expected: pointed to the buttons, nothing stored.
+    for send in (user.send_text("professional please"), user.send_photo(selfies(1, first_seed=1150)[0])):
+        await send
+        assert "Please use the buttons" in (await user.wait_reply(timeout=REPLY_TIMEOUT)).content
+        assert "Choose the style" in (await user.wait_reply(lambda m: bool(m.buttons), timeout=REPLY_TIMEOUT)).content
+    assert (await snapshot(app, user)).photos == snap.photos
     await click(user, "Professional")
     assert "Next: choose a pack" in (await command(user, "/status")).content
     await click(user, "7 photos")
@@ -541,7 +584,7 @@ async def test_stale_and_forged_buttons_are_answered_and_change_nothing(
 ) -> None:
     # No per-user throttle: this test presses buttons far faster than a person could, and a dropped update
     # would look like a handler that failed to answer.
-    settings = app_settings(fake_telegram, sqlite_url, files_dir, THROTTLE_UPDATES_PER_SECOND=0)
+    settings = intake_settings(fake_telegram, sqlite_url, files_dir, THROTTLE_UPDATES_PER_SECOND=0)
     async with running_app(settings) as app:
         await _stale_and_forged_buttons(app, fake_telegram)
 
@@ -632,8 +675,8 @@ def unique_telegram_id() -> int:
 async def test_resume_after_restart_with_fsm_in_redis(
     fake_telegram: FakeTelegram, database_url: str, redis_url: str, files_dir: Path
 ) -> None:
-    def settings() -> object:
-        return app_settings(fake_telegram, database_url, files_dir, REDIS_URL=redis_url)
+    def settings() -> Settings:
+        return intake_settings(fake_telegram, database_url, files_dir, REDIS_URL=redis_url)
 
     user = fake_telegram.user(user_id=unique_telegram_id(), language_code="ru")
     photos = selfies(5, first_seed=1400)
@@ -678,12 +721,12 @@ async def test_without_redis_a_restart_resumes_the_set_from_the_database(
 ) -> None:
     user = fake_telegram.user(language_code="en")
     photos = selfies(5, first_seed=1500)
-    async with running_app(app_settings(fake_telegram, sqlite_url, files_dir)) as app:
+    async with running_app(intake_settings(fake_telegram, sqlite_url, files_dir)) as app:
         await start_session(user, "New photo session")
         for photo in photos[:2]:
             await send_photo(user, photo)
         before = await snapshot(app, user)
-    async with running_app(app_settings(fake_telegram, sqlite_url, files_dir)) as app:
+    async with running_app(intake_settings(fake_telegram, sqlite_url, files_dir)) as app:
         # The in-memory step is gone, the set is not: the next photo joins it.
         assert "3 of 5–8 photos received" in (await send_photo(user, photos[2])).content
         snap = await snapshot(app, user)
@@ -703,7 +746,7 @@ async def test_happy_path_with_files_in_s3(
         "S3_ACCESS_KEY": moto_s3_endpoint.access_key,
         "S3_SECRET_KEY": moto_s3_endpoint.secret_key,
     }
-    async with running_app(app_settings(fake_telegram, sqlite_url, files_dir, **s3)) as app:
+    async with running_app(intake_settings(fake_telegram, sqlite_url, files_dir, **s3)) as app:
         assert isinstance(app.files, S3FileStore)
         await app.files.ensure_bucket()
         user = fake_telegram.user(language_code="ru")

@@ -599,6 +599,29 @@ async def test_card_payment_expiring_after_the_order_was_paid_with_stars_is_not_
         await assert_ledger_balanced(app.sessionmaker)
 
 
+async def test_receipt_email_is_asked_and_sent_with_the_payment(
+    fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path
+) -> None:
+    async with payment_app(fake_telegram, sqlite_url, tmp_path, YOOKASSA_RECEIPTS=True) as (app, kassa):
+        kassa.fiscalization = True  # a payment without a receipt would be refused
+        user = fake_telegram.user(language_code="en")
+        order_id = await to_summary(app, user)
+        asked = await choose(user, "By card")
+        assert "e-mail" in asked.content
+        await user.send_text("not an address")
+        await user.wait_reply(has_text("looks wrong"), timeout=REPLY_TIMEOUT)
+        await user.send_text("anna@example.com")
+        await user.wait_reply(has_button("Check payment"), timeout=REPLY_TIMEOUT)
+        [create] = kassa.requests_to(CREATE_ROUTE)
+        assert create.json()["receipt"]["customer"] == {"email": "anna@example.com"}
+        assert (await books(app, user.id)).user.email == "anna@example.com"
+
+        await kassa.pay(next(iter(kassa.payments)))
+        await paid_message(user)
+        assert_one_paid_job(await books(app, user.id), order_id)
+        await assert_ledger_balanced(app.sessionmaker)
+
+
 # ---------------------------------------------------------------- Telegram Stars
 
 
@@ -699,7 +722,10 @@ async def test_trial_is_low_priority_once_per_user_and_status_shows_the_queue(
     async with payment_app(fake_telegram, database_url, tmp_path) as (app, _kassa):
         trial_user = fake_telegram.user(language_code="en")
         trial_order = await to_summary(app, trial_user, pack="Trial")
-        await trial_user.click("Start for free")
+        summary = trial_user.messages[-1]
+        start = next(b["callback_data"] for b in summary.buttons if "Start for free" in b["text"])
+        # A double tap: one trial, one job.
+        await asyncio.gather(*(trial_user.press_button(summary.message_id, start) for _ in range(2)))
         queued = await trial_user.wait_reply(has_text("portraits are queued"), timeout=REPLY_TIMEOUT)
         assert "3 portraits are queued (position 1)" in queued.content
         state = await books(app, trial_user.id)
@@ -815,6 +841,8 @@ async def test_a_started_job_cannot_be_cancelled(fake_telegram: FakeTelegram, sq
         "reserve too small",
         "double release",
         "job resized",
+        "refund of a kept payment",
+        "negative balance",
     ],
 )
 async def test_ledger_check_catches_imbalance(sqlite_url: str, corruption: str) -> None:
@@ -880,6 +908,16 @@ async def test_ledger_check_catches_imbalance(sqlite_url: str, corruption: str) 
                     session.add(line("release", f"task:{job.id}", 1, job_id=job.id))
                 case "job resized":
                     await session.execute(update(GenerationJob).values(photos_total=8))
+                case "refund of a kept payment":
+                    session.add(line("refund", f"refund:payment:{payment.id}", -7, payment_id=payment.id))
+                case "negative balance":
+                    # A second job reserved without credits behind it (its reserve line is right).
+                    extra = GenerationJob(
+                        user_id=user.id, chat_id=1, style="professional", priority=0, status="queued", photos_total=8
+                    )
+                    session.add(extra)
+                    await session.flush()
+                    session.add(line("reserve", f"job:{extra.id}", -8, job_id=extra.id))
             await session.commit()
             with pytest.raises(AssertionError, match="ledger out of balance"):
                 await assert_ledger_balanced(sessionmaker)

@@ -1,0 +1,12 @@
+"""`make bench`: every benchmark, one after the other; each prints its own numbers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+BENCHMARKS = ["bench.bench_images", "bench.bench_pipeline"]
+
+for module in BENCHMARKS:
+    print(f"\n##### {module}", flush=True)
+    subprocess.run([sys.executable, "-m", module], check=False)
