@@ -31,7 +31,6 @@ from tests.fakes.kie import FakeKie
 from tests.fakes.telegram import FakeTelegram
 from tests.harness import app_settings, running_app
 
-
 # Production's policy with the first poll scaled to the fake's 0.5-3 s latency.
 BENCH_POLICY = {
     "providers": [
@@ -163,8 +162,12 @@ async def main_async(jobs: int, pack: str, json_path: Path | None) -> None:
         print(f"  {'provider_429':32} {result['provider_429']}")
         print(f"  {'telegram_calls_per_pack':32} {result['telegram_calls_per_pack']}")
     if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(results, indent=2))
+        await asyncio.to_thread(_write_json, json_path, results)
+
+
+def _write_json(path: Path, results: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2))
 
 
 def main() -> None:

@@ -102,8 +102,15 @@ class DeliveryService:
     async def deliver_all(self) -> None:
         async with self.sessionmaker() as session:
             job_ids = await queries.jobs_to_deliver(session)
-        # Different users' packs go out side by side; one user's chunks stay in order.
-        await asyncio.gather(*(self.deliver_job(job_id) for job_id in job_ids))
+        # Different users' packs go out side by side (bounded: the Telegram limiter is the real
+        # pace, and unbounded writers starve each other on SQLite); one user's chunks stay in order.
+        gate = asyncio.Semaphore(8)
+
+        async def one(job_id: int) -> None:
+            async with gate:
+                await self.deliver_job(job_id)
+
+        await asyncio.gather(*(one(job_id) for job_id in job_ids))
 
     async def deliver_job(self, job_id: int) -> None:
         lock = self._job_locks.setdefault(job_id, asyncio.Lock())

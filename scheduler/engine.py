@@ -28,6 +28,7 @@ from providers.base import (
     ImageProvider,
     PermanentProviderError,
     ProviderError,
+    RateLimitedError,
     TaskResult,
     TaskState,
 )
@@ -207,11 +208,30 @@ class GenerationEngine:
             prompt = build_prompt(self.catalogue, task.prompt_index, task.variant, None)
             options = GenerationOptions(seed=task.seed)
             attempts_before = task.attempts if index == task.provider_index else 0
+            task_provider_index, task_attempts = task.provider_index, task.attempts
             job_id = job.id
         keeper = asyncio.create_task(self._keep_lease(task_id))
         try:
             references = await self._references(job_id, provider)
             provider_task_id = await provider.create_task(prompt, references, options, self._callback_url(provider))
+        except RateLimitedError as error:
+            # The provider dropped the request (it never ran): wait out the window, spend no attempt.
+            keeper.cancel()
+            delay = error.retry_after or provider.limits.create.period_seconds
+            async with self.sessionmaker() as session:
+                await queue.retry_later(
+                    session,
+                    task_id,
+                    from_status=TaskStatus.PENDING,
+                    provider_index=task_provider_index,
+                    attempts=task_attempts,
+                    retry_at=utcnow() + timedelta(seconds=delay),
+                    error=str(error),
+                    worker=worker,
+                )
+                await session.commit()
+            self.signals.task_pending()
+            return
         except ProviderError as error:
             keeper.cancel()
             self.breakers[provider.name].record_failure(utcnow())
@@ -312,15 +332,18 @@ class GenerationEngine:
         return 200
 
     async def handle_result(self, provider: ImageProvider, result: TaskResult) -> None:
+        key = (provider.name, result.provider_task_id)
+        # Remember first, then look: if the submit's commit lands in between, the submitter sees
+        # this result; if it landed before, the UPDATE below finds the row. Either way, once.
+        self._remember_early(provider.name, result)
         if result.state == TaskState.SUCCEEDED and result.image_urls:
             async with self.sessionmaker() as session:
                 task = await queue.mark_provider_succeeded(
                     session, provider.name, result.provider_task_id, result.image_urls[0]
                 )
                 await session.commit()
-            if task is None:
-                self._remember_early(provider.name, result)
-            else:
+            if task is not None:
+                self._early_results.pop(key, None)
                 self.breakers[provider.name].record_success(utcnow())
                 if task.submitted_at and self.on_latency:
                     self.on_latency(provider.name, (utcnow() - task.submitted_at).total_seconds())
@@ -329,8 +352,8 @@ class GenerationEngine:
             async with self.sessionmaker() as session:
                 task = await queue.find_submitted(session, provider.name, result.provider_task_id)
             if task is None:
-                self._remember_early(provider.name, result)
                 return  # a duplicate, a task settled another way, or one not yet recorded as submitted
+            self._early_results.pop(key, None)
             self.breakers[provider.name].record_failure(utcnow())
             await self._after_failure(
                 task.id,

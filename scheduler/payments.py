@@ -10,16 +10,18 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from providers.payments import PaymentInfo, PaymentProviderError
+from providers.stars import StarsPayments
 from providers.yookassa import YooKassaClient
 from scheduler.notify import UserNotifier
 from scheduler.signals import WorkSignals
 from storage import jobs, ledger
 from storage import orders as order_queries
 from storage import payments as payment_queries
-from storage.models import GenerationJob, Order, User, utcnow
+from storage.models import GenerationJob, Order, Payment, User, utcnow
 from studio.catalogue import Catalogue
 from studio.credits import Currency, price_for, trial_line
 from studio.states import OrderStatus, PaymentProviderName, PaymentStatus
@@ -252,6 +254,33 @@ class PaymentService:
             await session.commit()
         await self._tell_outcome(result, facts)
         return result
+
+    async def refund_stars(self, payment_id: int, stars: StarsPayments) -> bool:
+        """Refund a Stars payment at Telegram and take its credits back, once (the admin command calls this)."""
+        async with self.sessionmaker() as session:
+            payment = await payment_queries.get_payment(session, payment_id)
+            if payment is None or payment.provider != PaymentProviderName.STARS or not payment.provider_payment_id:
+                raise OrderNotPayable(str(payment_id))
+            user = await session.get(User, payment.user_id)
+            order = await session.get(Order, payment.order_id)
+            assert user is not None and order is not None
+            charge_id = payment.provider_payment_id
+        await stars.refund(user.telegram_id, charge_id)  # a repeat answers "already refunded": still once
+        async with self.sessionmaker() as session:
+            payment = await payment_queries.get_payment(session, payment_id)
+            assert payment is not None
+            # Credits already spent on delivered portraits cannot be taken back: never go below zero.
+            take = min(order.photos, await ledger.balance(session, payment.user_id))
+            taken = False
+            if take > 0:
+                taken = await payment_queries.record_refund(session, payment, take, f"stars:{charge_id}")
+            await session.execute(
+                update(Payment)
+                .where(Payment.id == payment_id, Payment.status == PaymentStatus.SUCCEEDED)
+                .values(status=PaymentStatus.REFUNDED, updated_at=utcnow())
+            )
+            await session.commit()
+        return taken
 
     # ------------------------------------------------------------ free starts
 

@@ -228,6 +228,14 @@ async def release_claim(session: AsyncSession, task_id: int, worker: str) -> Non
     )
 
 
+def _task_in(task_id: int, status: TaskStatus, worker: str | None) -> list[Any]:
+    """The WHERE of a task transition: this task, still in ``status`` (and still ours, if leased)."""
+    conditions = [GenerationTask.id == task_id, GenerationTask.status == status]
+    if worker is not None:
+        conditions.append(GenerationTask.claimed_by == worker)
+    return conditions
+
+
 async def retry_later(
     session: AsyncSession,
     task_id: int,
@@ -240,9 +248,7 @@ async def retry_later(
     worker: str | None = None,
 ) -> bool:
     """A failed try goes back to pending (same or next provider), not before ``retry_at``."""
-    conditions = [GenerationTask.id == task_id, GenerationTask.status == from_status]
-    if worker is not None:
-        conditions.append(GenerationTask.claimed_by == worker)
+    conditions = _task_in(task_id, from_status, worker)
     result = await session.execute(
         update(GenerationTask)
         .where(*conditions)
@@ -265,9 +271,7 @@ async def skip_task(
     session: AsyncSession, task_id: int, *, from_status: TaskStatus, error: str, worker: str | None = None
 ) -> bool:
     """Every provider is exhausted: the task is skipped and its credit released, exactly once."""
-    conditions = [GenerationTask.id == task_id, GenerationTask.status == from_status]
-    if worker is not None:
-        conditions.append(GenerationTask.claimed_by == worker)
+    conditions = _task_in(task_id, from_status, worker)
     result = await session.execute(
         update(GenerationTask)
         .where(*conditions)

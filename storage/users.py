@@ -20,7 +20,17 @@ class TelegramProfile:
 
 
 async def register_user(session: AsyncSession, profile: TelegramProfile) -> tuple[User, bool]:
-    """Insert the user once (concurrent updates race safely); return (user, created)."""
+    """Insert the user once (concurrent updates race safely); return (user, created).
+
+    Reads first: most updates come from known users, and on SQLite any INSERT would take the
+    single write lock for the rest of the update's transaction.
+    """
+    known = (await session.execute(select(User).where(User.telegram_id == profile.telegram_id))).scalar_one_or_none()
+    if known is not None:
+        if known.username != profile.username or known.first_name != profile.first_name:
+            known.username = profile.username
+            known.first_name = profile.first_name
+        return known, False
     statement = (
         insert_for(session, User)
         .values(

@@ -65,6 +65,36 @@ def provider_settings(kie: Any = None, replicate: Any = None, **extra: Any) -> d
     return values | extra
 
 
+async def seed_unpaid_order(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    files: FileStore,
+    catalogue: Catalogue,
+    *,
+    telegram_id: int,
+    pack: str = "p7",
+    style: str = "professional",
+) -> int:
+    """A user with a ready photo set and an order awaiting payment; returns the order id."""
+    async with sessionmaker() as session:
+        user, _ = await register_user(session, TelegramProfile(telegram_id, None, "Test", "en"))
+        avatar = await avatars.create_avatar(session, user.id)
+        for index in range(5):
+            data = selfie_like_jpeg(seed=telegram_id * 100 + index)
+            key = f"refs/{user.id}/{avatar.id}/{index}.jpg"
+            await files.put(key, data)
+            await avatars.add_photo(
+                session,
+                avatar,
+                avatars.NewPhoto(key, len(data), 1024, 1280, f"{telegram_id}-{index}".ljust(64, "0"), None),
+            )
+        await avatars.mark_ready(session, avatar.id)
+        order = await create_order(
+            session, user_id=user.id, avatar_id=avatar.id, style=style, pack=catalogue.pack(pack)
+        )
+        await session.commit()
+        return order.id
+
+
 async def seed_paid_job(
     sessionmaker: async_sessionmaker[AsyncSession],
     files: FileStore,

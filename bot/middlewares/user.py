@@ -34,7 +34,11 @@ class UserMiddleware(BaseMiddleware):
             first_name=from_user.first_name,
             language=pick_language(from_user.language_code),
         )
-        user, created = await register_user(data["session"], profile)
+        session = data["session"]
+        user, created = await register_user(session, profile)
+        if session.in_transaction():
+            # Release SQLite's write lock now, not at the end of a long handler.
+            await session.commit()
         data["user"] = user
         data["user_created"] = created
         if user.is_blocked and isinstance(event, Update) and (event.message or event.callback_query):

@@ -19,7 +19,7 @@ from tests.fakes.telegram import FakeTelegram
 from tests.harness import app_settings, running_app
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:  # noqa: ASYNC109
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 60.0) -> None:  # noqa: ASYNC109
     async with asyncio.timeout(timeout):
         while not await check():
             await asyncio.sleep(0.05)

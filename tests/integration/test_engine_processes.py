@@ -14,9 +14,9 @@ from storage.files import LocalFileStore
 from storage.migrate import upgrade_async
 from storage.models import GenerationTask
 from studio.catalogue import load_catalogue
-from studio.states import TaskStatus
+from studio.states import JobStatus, TaskStatus
 from tests.conftest import requires_postgres
-from tests.engine_support import provider_settings, seed_paid_job, task_statuses
+from tests.engine_support import job_row, provider_settings, seed_paid_job, task_statuses
 from tests.fakes.kie import FakeKie
 from tests.fakes.telegram import FakeTelegram
 from tests.process_harness import start_process
@@ -59,7 +59,8 @@ async def test_sigkill_mid_job_and_restart_completes_every_photo_once(
 ) -> None:
     files = tmp_path / "files"
     async with FakeKie(create_limit=20, create_window_seconds=1.0, latency=(0.2, 1.0)) as kie:
-        (engine, sessionmaker), job_ids = await _seed(sqlite_url, files, [fake_telegram.user().id])
+        user_id = fake_telegram.user().id
+        (engine, sessionmaker), job_ids = await _seed(sqlite_url, files, [user_id])
         settings = _base_settings(fake_telegram, sqlite_url, files, kie)
         rng = random.Random(7)
         kills = 0
@@ -70,14 +71,17 @@ async def test_sigkill_mid_job_and_restart_completes_every_photo_once(
                 process.kill()
                 kills += 1
             process = await start_process(settings, tmp_path / "app.log")
-            async with asyncio.timeout(60):
-                while await _stored(sessionmaker, job_ids) < 23:
+            async with asyncio.timeout(90):
+                while (await job_row(sessionmaker, job_ids[0])).status != JobStatus.COMPLETED:  # type: ignore[arg-type]
                     await asyncio.sleep(0.2)
             process.terminate()
+            chat = fake_telegram.sent_messages(user_id)
+            photos = [m.file_unique_id for m in chat if m.kind == "photo"]
+            assert len(photos) == 23 and len(set(photos)) == 23, "a portrait was lost or sent twice"
             async with sessionmaker() as session:  # type: ignore[operator]
                 tasks = list((await session.execute(select(GenerationTask))).scalars())
             assert len(tasks) == 23
-            assert all(task.status == TaskStatus.STORED for task in tasks)
+            assert all(task.status == TaskStatus.DELIVERED for task in tasks)
             assert len({task.result_key for task in tasks}) == 23
             assert all((files / task.result_key).exists() for task in tasks if task.result_key)
             assert kills >= 1

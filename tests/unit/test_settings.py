@@ -89,3 +89,13 @@ def test_process_without_token_prints_one_line_and_exits(tmp_path: Path, module:
     assert len(lines) == 1, result.stderr
     assert "BOT_TOKEN" in lines[0] and "@BotFather" in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_env_example_lists_every_setting_and_readme_documents_them() -> None:
+    from bot.settings import Settings
+
+    example = (ROOT / ".env.example").read_text()
+    readme = (ROOT / "README.md").read_text()
+    for name in Settings.model_fields:
+        assert f"{name}=" in example, f"{name} missing from .env.example"
+        assert f"`{name}`" in readme, f"{name} missing from the README's configuration table"

@@ -1,0 +1,47 @@
+"""Telegram Stars: invoices in XTR and refunds through the Bot API (digital goods must be sold for Stars)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiogram import Bot
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.types import LabeledPrice
+
+from providers.payments import PaymentProviderError
+
+STARS_CURRENCY = "XTR"
+
+
+@dataclass(frozen=True, slots=True)
+class StarsInvoice:
+    title: str
+    description: str
+    payload: str
+    stars: int
+
+
+class StarsPayments:
+    def __init__(self, bot: Bot) -> None:
+        self.bot = bot
+
+    async def send_invoice(self, chat_id: int, invoice: StarsInvoice) -> int:
+        message = await self.bot.send_invoice(
+            chat_id=chat_id,
+            title=invoice.title[:32],
+            description=invoice.description[:255],
+            payload=invoice.payload,
+            currency=STARS_CURRENCY,
+            prices=[LabeledPrice(label=invoice.title[:32], amount=invoice.stars)],
+            provider_token="",
+        )
+        return message.message_id
+
+    async def refund(self, user_telegram_id: int, charge_id: str) -> bool:
+        """Refund a Stars payment; False when Telegram says it was already refunded."""
+        try:
+            return await self.bot.refund_star_payment(user_id=user_telegram_id, telegram_payment_charge_id=charge_id)
+        except TelegramBadRequest as error:
+            if "CHARGE_ALREADY_REFUNDED" in error.message:
+                return False
+            raise PaymentProviderError(error.message, retryable=False) from error

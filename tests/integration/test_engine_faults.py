@@ -1,0 +1,133 @@
+"""Engine under faults: forged and duplicate callbacks, the breaker, and a 100-job backlog without 429s."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import aiohttp
+from sqlalchemy import select
+
+from storage.models import GenerationTask
+from studio.policy import BreakerState, CircuitBreaker
+from studio.states import TaskStatus
+from tests.engine_support import provider_settings, seed_paid_job, task_statuses
+from tests.fakes.kie import FakeKie
+from tests.fakes.replicate import FakeReplicate
+from tests.fakes.telegram import FakeTelegram
+from tests.harness import app_settings, running_app
+
+
+async def _all_stored(app: object, job_ids: list[int], per_job: int, timeout: float = 60) -> None:  # noqa: ASYNC109
+    async with asyncio.timeout(timeout):
+        while True:
+            done = 0
+            for job_id in job_ids:
+                counts = await task_statuses(app.sessionmaker, job_id)  # type: ignore[attr-defined]
+                done += counts.get(TaskStatus.STORED, 0) + counts.get(TaskStatus.DELIVERED, 0)
+            if done == per_job * len(job_ids):
+                return
+            await asyncio.sleep(0.1)
+
+
+async def test_forged_callbacks_are_rejected_and_duplicates_are_harmless(
+    fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path
+) -> None:
+    async with FakeKie(
+        hmac_key="kie-hmac-secret",
+        create_limit=40,
+        create_window_seconds=1.0,
+        latency=(0.3, 0.6),
+        duplicate_callbacks=2,
+    ) as kie:
+        settings = app_settings(fake_telegram, sqlite_url, tmp_path / "files", webhook=True, **provider_settings(kie))
+        async with running_app(settings) as app:
+            job_id = await seed_paid_job(
+                app.sessionmaker, app.files, app.catalogue, telegram_id=fake_telegram.user().id, pack="p7"
+            )
+            app.signals.job_queued()
+            await kie.wait_for_task_count(1, within_seconds=10)
+            task_id = next(iter(kie.tasks))
+            url = f"http://127.0.0.1:{app.port}/providers/kie/callback"
+            body = kie.callback_body(kie.tasks[task_id], state="success")
+            async with aiohttp.ClientSession() as client:
+                bad = {"X-Webhook-Timestamp": str(int(time.time())), "X-Webhook-Signature": "Zm9yZ2Vk"}
+                async with client.post(url, json=body, headers=bad) as response:
+                    assert response.status == 401
+                async with client.post(url, json=body) as response:  # no signature at all
+                    assert response.status == 401
+            await _all_stored(app, [job_id], 7)
+            async with app.sessionmaker() as session:
+                tasks = list((await session.execute(select(GenerationTask))).scalars())
+            assert len(tasks) == 7 and len({t.result_key for t in tasks}) == 7
+            assert sum(1 for c in kie.callbacks if c.status == 200) >= 7 * 2  # duplicates were answered, once settled
+
+
+async def test_breaker_opens_while_kie_is_down_and_closes_after_recovery(
+    fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path
+) -> None:
+    async with (
+        FakeKie(create_limit=40, create_window_seconds=1.0, latency=(0.05, 0.1)) as kie,
+        FakeReplicate(latency=(0.05, 0.1)) as replicate,
+    ):
+        settings = app_settings(
+            fake_telegram, sqlite_url, tmp_path / "files", webhook=True, **provider_settings(kie, replicate)
+        )
+        async with running_app(settings) as app:
+            engine = app.engine_service
+            engine.breakers["kie"] = CircuitBreaker(failure_threshold=3, window_seconds=30, cooldown_seconds=1.0)
+            kie.outage = True
+            first = await seed_paid_job(
+                app.sessionmaker, app.files, app.catalogue, telegram_id=fake_telegram.user().id, pack="p7"
+            )
+            app.signals.job_queued()
+            await _all_stored(app, [first], 7)
+            from storage.models import utcnow
+
+            assert engine.breakers["kie"].state(utcnow()) == BreakerState.OPEN
+            kie_creates_during_outage = len(kie.creates)
+            kie.outage = False
+            await asyncio.sleep(1.2)  # the cool-down passes: the next fresh task probes Kie
+            second = await seed_paid_job(
+                app.sessionmaker, app.files, app.catalogue, telegram_id=fake_telegram.user().id, pack="p7"
+            )
+            app.signals.job_queued()
+            await _all_stored(app, [second], 7)
+            assert engine.breakers["kie"].state(utcnow()) == BreakerState.CLOSED
+            async with app.sessionmaker() as session:
+                providers = (
+                    (await session.execute(select(GenerationTask.provider).where(GenerationTask.job_id == second)))
+                    .scalars()
+                    .all()
+                )
+            assert "kie" in providers
+            assert kie_creates_during_outage <= 3 + 2  # the breaker stopped sending new work to a dead Kie
+            assert replicate.creates
+
+
+async def test_a_backlog_of_100_jobs_never_makes_kie_answer_429(
+    fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path
+) -> None:
+    async with FakeKie(create_limit=50, create_window_seconds=1.0, latency=(0.01, 0.05)) as kie:
+        settings = app_settings(
+            fake_telegram,
+            sqlite_url,
+            tmp_path / "files",
+            webhook=True,
+            **provider_settings(kie, TASK_LEASE_SECONDS=30),
+        )
+        async with running_app(settings) as app:
+            users = [fake_telegram.user() for _ in range(100)]
+            job_ids = [
+                await seed_paid_job(
+                    app.sessionmaker, app.files, app.catalogue, telegram_id=u.id, pack="trial", selfies=5
+                )
+                for u in users
+            ]
+            app.signals.job_queued()
+            await _all_stored(app, job_ids, 3, timeout=120)
+            assert kie.rate_limited_count == 0
+            async with app.sessionmaker() as session:
+                tasks = list((await session.execute(select(GenerationTask))).scalars())
+            assert len(tasks) == 300 and all(t.status in (TaskStatus.STORED, TaskStatus.DELIVERED) for t in tasks)
