@@ -73,12 +73,13 @@ async def seed_unpaid_order(
     telegram_id: int,
     pack: str = "p7",
     style: str = "professional",
+    selfies: int = 5,
 ) -> int:
     """A user with a ready photo set and an order awaiting payment; returns the order id."""
     async with sessionmaker() as session:
         user, _ = await register_user(session, TelegramProfile(telegram_id, None, "Test", "en"))
         avatar = await avatars.create_avatar(session, user.id)
-        for index in range(5):
+        for index in range(selfies):
             data = selfie_like_jpeg(seed=telegram_id * 100 + index)
             key = f"refs/{user.id}/{avatar.id}/{index}.jpg"
             await files.put(key, data)
@@ -106,22 +107,14 @@ async def seed_paid_job(
     selfies: int = 5,
 ) -> int:
     """A user with a ready photo set and a paid order turned into a queued job; returns the job id."""
+    order_id = await seed_unpaid_order(
+        sessionmaker, files, catalogue, telegram_id=telegram_id, pack=pack, style=style, selfies=selfies
+    )
     async with sessionmaker() as session:
-        user, _ = await register_user(session, TelegramProfile(telegram_id, None, "Test", "en"))
-        avatar = await avatars.create_avatar(session, user.id)
-        for index in range(selfies):
-            data = selfie_like_jpeg(seed=telegram_id * 100 + index)
-            key = f"refs/{user.id}/{avatar.id}/{index}.jpg"
-            await files.put(key, data)
-            await avatars.add_photo(
-                session,
-                avatar,
-                avatars.NewPhoto(key, len(data), 1024, 1280, f"{telegram_id}-{index}".ljust(64, "0"), None),
-            )
-        await avatars.mark_ready(session, avatar.id)
-        order = await create_order(
-            session, user_id=user.id, avatar_id=avatar.id, style=style, pack=catalogue.pack(pack)
-        )
+        order = await session.get(Order, order_id)
+        assert order is not None
+        user = await session.get(User, order.user_id)
+        assert user is not None
         order.status = OrderStatus.PAID
         await ledger.record(session, user.id, purchase_line(f"seed-{order.id}", order.photos), order_id=order.id)
         job = await jobs.create_job_for_order(session, order, user, priority=jobs.PRIORITY_PAID)

@@ -426,6 +426,20 @@ async def pick_pack(
     await query.message.answer(text, reply_markup=keyboards.summary(order.id, free=pack.is_free))
 
 
+async def _withdraw_summary_order(
+    query: CallbackQuery, state: FSMContext, session: AsyncSession, user: User, catalogue: Catalogue, order_id: int
+) -> dict[str, object] | None:
+    """Change and Cancel both withdraw the order on the summary; a stale button gets the usual answer."""
+    data = await state.get_data()
+    if data.get("order_id") != order_id:
+        await stale_button(query, state, session, user, catalogue)
+        return None
+    await order_queries.cancel_unpaid_order(session, order_id)
+    await session.commit()
+    await query.answer()
+    return data
+
+
 async def order_change(
     query: CallbackQuery,
     state: FSMContext,
@@ -435,14 +449,9 @@ async def order_change(
     callback_data: OrderCb,
 ) -> None:
     assert query.message is not None
-    data = await state.get_data()
-    if data.get("order_id") != callback_data.order_id:
-        await stale_button(query, state, session, user, catalogue)
-        return
-    await order_queries.cancel_unpaid_order(session, callback_data.order_id)
-    await session.commit()
-    await query.answer()
-    await ask_for_style(query.message, state, catalogue, user, int(data["avatar_id"]))
+    data = await _withdraw_summary_order(query, state, session, user, catalogue, callback_data.order_id)
+    if data is not None:
+        await ask_for_style(query.message, state, catalogue, user, int(str(data["avatar_id"])))
 
 
 async def order_cancel(
@@ -454,15 +463,9 @@ async def order_cancel(
     callback_data: OrderCb,
 ) -> None:
     assert query.message is not None
-    data = await state.get_data()
-    if data.get("order_id") != callback_data.order_id:
-        await stale_button(query, state, session, user, catalogue)
-        return
-    await order_queries.cancel_unpaid_order(session, callback_data.order_id)
-    await session.commit()
-    await state.clear()
-    await query.answer()
-    await query.message.answer(_("cancel.done"))
+    if await _withdraw_summary_order(query, state, session, user, catalogue, callback_data.order_id) is not None:
+        await state.clear()
+        await query.message.answer(_("cancel.done"))
 
 
 async def _leave_current_step(state: FSMContext, session: AsyncSession) -> None:
