@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import socket
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +31,7 @@ from bot.delivery import DeliveryService
 from bot.handlers import build_root_router
 from bot.i18n import UserLanguageMiddleware, build_i18n
 from bot.middlewares.db import DbSessionMiddleware
+from bot.middlewares.metrics import UpdateCountingMiddleware
 from bot.middlewares.throttling import ThrottlingMiddleware
 from bot.middlewares.user import UserMiddleware
 from bot.notifier import TelegramNotifier
@@ -102,7 +105,8 @@ class Application:
 
     settings: Settings
     with_bot: bool = True
-    instance_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{id(object())}")
+    # Unique per process and per start: leases and claims compare it, so two processes must never share it.
+    instance_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
 
     engine: AsyncEngine = field(init=False)
     sessionmaker: async_sessionmaker[AsyncSession] = field(init=False)
@@ -148,6 +152,7 @@ class Application:
         )
         self.signals = WorkSignals()
         i18n = build_i18n()
+        notifier = TelegramNotifier(self.bot, i18n)
         if settings.yookassa_enabled:
             self.yookassa = YooKassaClient(
                 settings.YOOKASSA_SHOP_ID, settings.YOOKASSA_SECRET_KEY.get_secret_value(), settings.YOOKASSA_API_URL
@@ -155,7 +160,7 @@ class Application:
         self.payments = PaymentService(
             self.sessionmaker,
             catalogue=self.catalogue,
-            notifier=TelegramNotifier(self.bot, i18n),
+            notifier=notifier,
             signals=self.signals,
             yookassa=self.yookassa,
             return_url=settings.YOOKASSA_RETURN_URL or "https://t.me/",
@@ -173,7 +178,7 @@ class Application:
             if settings.FALLBACK_POLICY
             else FallbackPolicy(),
             signals=self.signals,
-            notifier=TelegramNotifier(self.bot, i18n),
+            notifier=notifier,
             config=EngineConfig(
                 worker_id=self.instance_id,
                 public_url=settings.PUBLIC_URL,
@@ -188,9 +193,11 @@ class Application:
             self.bot,
             self.sessionmaker,
             files=self.files,
-            notifier=TelegramNotifier(self.bot, i18n),
+            notifier=notifier,
             signals=self.signals,
             catalogue=self.catalogue,
+            worker_id=self.instance_id,
+            lease_seconds=settings.TASK_LEASE_SECONDS,
             tick_seconds=settings.DISPATCH_TICK_SECONDS,
         )
         self.dispatcher = self._build_dispatcher(i18n)
@@ -306,6 +313,7 @@ class Application:
             payments=self.payments,
             signals=self.signals,
         )
+        dispatcher.update.outer_middleware(UpdateCountingMiddleware(self.metrics.updates_handled))
         dispatcher.update.outer_middleware(ThrottlingMiddleware(self.settings.THROTTLE_UPDATES_PER_SECOND))
         dispatcher.update.outer_middleware(DbSessionMiddleware(self.sessionmaker))
         dispatcher.update.outer_middleware(UserMiddleware(i18n, on_unblocked=self.signals.task_stored))

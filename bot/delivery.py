@@ -7,6 +7,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
+from datetime import timedelta
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramForbiddenError
@@ -59,9 +60,13 @@ class DeliveryService:
         notifier: TelegramNotifier,
         signals: WorkSignals,
         catalogue: Catalogue,
+        worker_id: str,
+        lease_seconds: float = 90.0,
         edit_interval_seconds: float = 3.0,
         tick_seconds: float = 2.0,
     ) -> None:
+        self.worker_id = worker_id
+        self.lease = timedelta(seconds=lease_seconds)
         self.bot = bot
         self.sessionmaker = sessionmaker
         self.files = files
@@ -117,12 +122,24 @@ class DeliveryService:
         if lock.locked():
             return  # the running pass will see the new portraits too (it re-reads after each chunk)
         async with lock:
+            if not await self._claim(job_id):
+                self._job_locks.pop(job_id, None)
+                return  # another process is delivering this job
             try:
                 await self._deliver_job(job_id)
             except TelegramForbiddenError:
                 await self._user_blocked(job_id)
             finally:
                 self._job_locks.pop(job_id, None)
+                async with self.sessionmaker() as session:
+                    await queries.release_delivery(session, job_id, self.worker_id)
+                    await session.commit()
+
+    async def _claim(self, job_id: int) -> bool:
+        async with self.sessionmaker() as session:
+            claimed = await queries.claim_delivery(session, job_id, self.worker_id, self.lease)
+            await session.commit()
+        return claimed
 
     async def _deliver_job(self, job_id: int) -> None:
         async with self.sessionmaker() as session:
@@ -144,6 +161,8 @@ class DeliveryService:
                 batch = self._next_batch(job, tasks)
                 if not batch:
                     break
+                if not await queries.claim_delivery(session, job_id, self.worker_id, self.lease):
+                    break  # our lease lapsed and another process took over
                 chunk = await queries.open_chunk(session, job_id, [task.id for task in batch])
                 await session.commit()
             await self._send_chunk(job, chunk.id, batch)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -39,19 +39,12 @@ class Metrics:
         self.updates_handled = Counter("pinglass_updates_handled", "Telegram updates handled", ["type"], registry=r)
         self.telegram_sends = Counter("pinglass_telegram_sends", "Bot API send calls", ["method"], registry=r)
         self.telegram_429 = Counter("pinglass_telegram_429", "Bot API 429 answers", registry=r)
-        self.jobs = Gauge("pinglass_jobs", "Generation jobs by status", ["status"], registry=r)
-        self.tasks = Gauge("pinglass_tasks", "Generation tasks by status", ["status"], registry=r)
-        self.queue_depth = Gauge("pinglass_queue_depth", "Queued generation jobs", registry=r)
-        self.oldest_queued_age = Gauge("pinglass_oldest_queued_age_seconds", "Age of the oldest queued job", registry=r)
         self.provider_latency = Histogram(
             "pinglass_provider_latency_seconds",
             "Provider task latency, submit to done",
             ["provider"],
             buckets=(1, 2, 5, 10, 20, 30, 45, 60, 90, 120, 300, 600),
             registry=r,
-        )
-        self.provider_calls = Counter(
-            "pinglass_provider_calls", "Provider API calls", ["provider", "call", "outcome"], registry=r
         )
 
 

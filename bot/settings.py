@@ -6,7 +6,6 @@ import hashlib
 import hmac
 import re
 import secrets
-from decimal import Decimal
 from ipaddress import ip_network
 from typing import Annotated, Literal
 
@@ -145,10 +144,6 @@ class Settings(BaseSettings):
     def file_url_secret(self) -> bytes:
         """Signs our own file URLs; derived from the token so every process agrees on it."""
         return hmac.new(self.BOT_TOKEN.get_secret_value().encode(), b"pinglass-file-urls", hashlib.sha256).digest()
-
-    @property
-    def vat_code(self) -> Decimal:
-        return Decimal(self.YOOKASSA_VAT_CODE)
 
 
 def parse_limit(value: str) -> tuple[int, float]:

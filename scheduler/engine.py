@@ -448,27 +448,34 @@ class GenerationEngine:
             except Exception:
                 log.exception("poll round failed")
                 upcoming = pending_at = None
-            # Sleep until the earliest due poll (not a fixed minute), capped by the interval.
+            # Sleep until the earliest due poll or retry (not a fixed minute), capped by the interval.
+            # A retry already past due is the submit loop's (it may be waiting for a provider), so
+            # it must not make this loop spin.
+            now = utcnow()
             wait = self.config.poll_interval_seconds
-            for moment in (upcoming, pending_at):
-                if moment is not None:
-                    wait = min(wait, max(0.05, (moment - utcnow()).total_seconds()))
-            if pending_at is not None and pending_at <= utcnow() + timedelta(seconds=wait):
-                self._spawn(self._wake_submit_at(pending_at), self._background)
+            if upcoming is not None:
+                wait = min(wait, max(0.05, (upcoming - now).total_seconds()))
+            retry_due = pending_at is not None and pending_at > now
+            if retry_due:
+                wait = min(wait, (pending_at - now).total_seconds())  # type: ignore[operator]
             await asyncio.sleep(wait)
-
-    async def _wake_submit_at(self, moment: datetime) -> None:
-        await asyncio.sleep(max(0.0, (moment - utcnow()).total_seconds()))
-        self.signals.task_pending()
+            if retry_due and pending_at <= utcnow():  # type: ignore[operator]
+                self.signals.task_pending()
 
     async def poll_due(self) -> int:
         async with self.sessionmaker() as session:
             due = await queue.due_polls(session, self.config.polls_per_round)
         for task in due:
             provider = self.provider(task.provider or "")
-            if provider is None or task.provider_task_id is None:
-                continue
             now = utcnow()
+            if provider is None or task.provider_task_id is None:
+                # Its provider is no longer configured: ask again an interval later, never in a tight loop.
+                async with self.sessionmaker() as session:
+                    await queue.reschedule_poll(
+                        session, task.id, now + timedelta(seconds=self.config.poll_interval_seconds)
+                    )
+                    await session.commit()
+                continue
             if task.submitted_at and policy_is_stuck(self.policy, task.provider_index, task.submitted_at, now):
                 await self._after_failure(
                     task.id, TaskStatus.SUBMITTED, task.provider_index, max(task.attempts, 1), True, "stuck"

@@ -10,7 +10,6 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from providers.payments import PaymentInfo, PaymentProviderError
@@ -21,7 +20,7 @@ from scheduler.signals import WorkSignals
 from storage import jobs, ledger
 from storage import orders as order_queries
 from storage import payments as payment_queries
-from storage.models import GenerationJob, Order, Payment, User, utcnow
+from storage.models import GenerationJob, Order, User, utcnow
 from studio.catalogue import Catalogue
 from studio.credits import Currency, price_for, trial_line
 from studio.states import OrderStatus, PaymentProviderName, PaymentStatus
@@ -269,16 +268,7 @@ class PaymentService:
         async with self.sessionmaker() as session:
             payment = await payment_queries.get_payment(session, payment_id)
             assert payment is not None
-            # Credits already spent on delivered portraits cannot be taken back: never go below zero.
-            take = min(order.photos, await ledger.balance(session, payment.user_id))
-            taken = False
-            if take > 0:
-                taken = await payment_queries.record_refund(session, payment, take, f"stars:{charge_id}")
-            await session.execute(
-                update(Payment)
-                .where(Payment.id == payment_id, Payment.status == PaymentStatus.SUCCEEDED)
-                .values(status=PaymentStatus.REFUNDED, updated_at=utcnow())
-            )
+            taken = await payment_queries.record_refund(session, payment, order.photos, f"stars:{charge_id}")
             await session.commit()
         return taken
 

@@ -3,7 +3,9 @@ restart resumes at the first unconfirmed chunk and never repeats a confirmed one
 
 from __future__ import annotations
 
-from sqlalchemy import func, select, update
+from datetime import timedelta
+
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Delivery, GenerationJob, GenerationTask, User, utcnow
@@ -29,6 +31,32 @@ async def jobs_to_deliver(session: AsyncSession, limit: int = 200) -> list[int]:
         .limit(limit)
     )
     return list((await session.execute(query)).scalars())
+
+
+async def claim_delivery(session: AsyncSession, job_id: int, worker: str, lease: timedelta) -> bool:
+    """Take (or renew) the right to deliver this job; another live process holding it wins."""
+    now = utcnow()
+    result = await session.execute(
+        update(GenerationJob)
+        .where(
+            GenerationJob.id == job_id,
+            or_(
+                GenerationJob.delivery_owner.is_(None),
+                GenerationJob.delivery_owner == worker,
+                GenerationJob.delivery_lease_until < now,
+            ),
+        )
+        .values(delivery_owner=worker, delivery_lease_until=now + lease)
+    )
+    return bool(result.rowcount)
+
+
+async def release_delivery(session: AsyncSession, job_id: int, worker: str) -> None:
+    await session.execute(
+        update(GenerationJob)
+        .where(GenerationJob.id == job_id, GenerationJob.delivery_owner == worker)
+        .values(delivery_owner=None, delivery_lease_until=None)
+    )
 
 
 async def tasks_in_order(session: AsyncSession, job_id: int) -> list[GenerationTask]:

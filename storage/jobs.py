@@ -89,14 +89,6 @@ async def active_jobs(session: AsyncSession, user_id: int) -> list[GenerationJob
     )
 
 
-async def last_job(session: AsyncSession, user_id: int) -> GenerationJob | None:
-    return (
-        await session.execute(
-            select(GenerationJob).where(GenerationJob.user_id == user_id).order_by(GenerationJob.id.desc()).limit(1)
-        )
-    ).scalar_one_or_none()
-
-
 async def get_job(session: AsyncSession, job_id: int) -> GenerationJob | None:
     return await session.get(GenerationJob, job_id)
 

@@ -55,11 +55,3 @@ async def totals_by_reason(session: AsyncSession, user_id: int | None = None) ->
     if user_id is not None:
         query = query.where(LedgerEntry.user_id == user_id)
     return {reason: int(total) for reason, total in (await session.execute(query)).all()}
-
-
-async def entries(session: AsyncSession, user_id: int) -> list[LedgerEntry]:
-    return list(
-        (
-            await session.execute(select(LedgerEntry).where(LedgerEntry.user_id == user_id).order_by(LedgerEntry.id))
-        ).scalars()
-    )

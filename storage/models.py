@@ -202,6 +202,9 @@ class GenerationJob(Base):
     provider_refs: Mapped[dict[str, Any]] = mapped_column(default=dict)
     claimed_by: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None] = mapped_column()
+    # One process delivers a job at a time (several may run the scheduler): who, and until when.
+    delivery_owner: Mapped[str | None] = mapped_column(String(64))
+    delivery_lease_until: Mapped[datetime | None] = mapped_column()
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

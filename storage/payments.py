@@ -265,16 +265,19 @@ async def _succeed(
 
 
 async def record_refund(session: AsyncSession, payment: Payment, photos: int, refund_reference: str) -> bool:
-    """Take back the credits of a refunded payment, once per refund; mark the payment refunded."""
-    taken = await ledger.record(
+    """Mark the payment refunded and take back up to ``photos`` credits, once per refund.
+
+    Credits already spent on delivered portraits cannot be taken back: the balance never goes
+    below zero. Returns whether credits were taken by this call.
+    """
+    await _move(session, payment, PaymentStatus.REFUNDED, {"refund": refund_reference}, from_=[PaymentStatus.SUCCEEDED])
+    take = min(photos, await ledger.balance(session, payment.user_id))
+    if take <= 0:
+        return False
+    return await ledger.record(
         session,
         payment.user_id,
-        refund_line(refund_reference, photos),
+        refund_line(refund_reference, take),
         order_id=payment.order_id,
         payment_id=payment.id,
     )
-    if taken:
-        await _move(
-            session, payment, PaymentStatus.REFUNDED, {"refund": refund_reference}, from_=[PaymentStatus.SUCCEEDED]
-        )
-    return taken

@@ -128,19 +128,6 @@ def _due(now: datetime) -> Any:
     return or_(GenerationTask.next_poll_at.is_(None), GenerationTask.next_poll_at <= now)
 
 
-async def count_due_pending(session: AsyncSession) -> int:
-    now = utcnow()
-    return int(
-        (
-            await session.execute(
-                select(func.count())
-                .select_from(GenerationTask)
-                .where(GenerationTask.status == TaskStatus.PENDING, _due(now), _unclaimed(now))
-            )
-        ).scalar_one()
-    )
-
-
 async def claim_pending_tasks(session: AsyncSession, worker: str, limit: int, lease: timedelta) -> list[int]:
     """Due pending tasks, in the queue's order (job priority, job age, position), leased to ``worker``."""
     now = utcnow()

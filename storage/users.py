@@ -56,11 +56,3 @@ async def set_source_once(session: AsyncSession, user_id: int, source: str) -> b
     """Store the deep-link source only if none was stored before."""
     result = await session.execute(update(User).where(User.id == user_id, User.source.is_(None)).values(source=source))
     return bool(result.rowcount)
-
-
-async def touch(session: AsyncSession, user_id: int) -> None:
-    await session.execute(update(User).where(User.id == user_id).values(last_seen_at=utcnow()))
-
-
-async def find_by_telegram_id(session: AsyncSession, telegram_id: int) -> User | None:
-    return (await session.execute(select(User).where(User.telegram_id == telegram_id))).scalar_one_or_none()

@@ -173,9 +173,6 @@ async def receive_image(
     album_key = (message.chat.id, message.media_group_id) if message.media_group_id else None
     if album_key is not None:
         album_collector.begin(album_key)
-    # Never wait for the user's lock inside a write transaction: on SQLite that transaction holds the one write
-    # lock, which the photo holding the user's lock needs to finish (a deadlock until the busy timeout).
-    await session.commit()
     async with user_locks.lock(user.id):
         outcome = await _take_photo(message, state, session, user, bot, settings, files)
         await session.commit()  # never hold a write transaction while waiting for album siblings

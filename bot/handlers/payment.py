@@ -31,17 +31,6 @@ class Checkout(StatesGroup):
     email = State()
 
 
-async def _end_update_transaction(session: AsyncSession) -> None:
-    """Commit the update's own transaction before the payment service writes in its own ones.
-
-    The user upsert of every update has already begun a write transaction; on SQLite that holds
-    the database's single write lock, so a second session writing meanwhile would wait for the
-    busy timeout and fail.
-    """
-    if session.in_transaction():
-        await session.commit()
-
-
 def _methods(settings: Settings) -> list[str]:
     methods = []
     if settings.yookassa_enabled:
@@ -69,7 +58,6 @@ async def pay_order(
         return
     await query.answer()
     await state.clear()  # the intake is over; payment buttons carry their own ids
-    await _end_update_transaction(session)
     methods = _methods(settings)
     if not methods:
         await query.message.answer(_("payment.no_methods"))
@@ -99,7 +87,6 @@ async def pay_with(
     query: CallbackQuery,
     callback_data: PayCb,
     state: FSMContext,
-    session: AsyncSession,
     user: User,
     bot: Bot,
     settings: Settings,
@@ -111,7 +98,6 @@ async def pay_with(
         await query.answer(_("stale.button"))
         return
     await query.answer()
-    await _end_update_transaction(session)
     await _start_method(
         query.message, callback_data.method, callback_data.order_id, user, bot, settings, catalogue, payments, state
     )
@@ -193,10 +179,7 @@ async def receive_email(
     await _send_yookassa_link(message, order_id, user, payments)
 
 
-async def check_payment(
-    query: CallbackQuery, callback_data: CheckCb, session: AsyncSession, user: User, payments: PaymentService
-) -> None:
-    await _end_update_transaction(session)
+async def check_payment(query: CallbackQuery, callback_data: CheckCb, user: User, payments: PaymentService) -> None:
     try:
         status = await payments.check(callback_data.payment_id, user)
     except OrderNotPayable:
@@ -217,11 +200,9 @@ async def start_free(
     query: CallbackQuery,
     callback_data: OrderCb,
     state: FSMContext,
-    session: AsyncSession,
     user: User,
     payments: PaymentService,
 ) -> None:
-    await _end_update_transaction(session)
     try:
         await payments.start_free(callback_data.order_id, user)
     except OrderNotPayable:
@@ -246,13 +227,12 @@ async def pre_checkout(query: PreCheckoutQuery, payments: PaymentService) -> Non
         await query.answer(ok=False, error_message=_(refusal))
 
 
-async def successful_payment(message: Message, session: AsyncSession, payments: PaymentService) -> None:
+async def successful_payment(message: Message, payments: PaymentService) -> None:
     paid = message.successful_payment
     assert paid is not None and message.from_user is not None
     match = STARS_PAYLOAD.match(paid.invoice_payload)
     if match is None:
         return
-    await _end_update_transaction(session)
     await payments.stars_paid(
         int(match.group(1)), message.from_user.id, paid.telegram_payment_charge_id, paid.currency, paid.total_amount
     )

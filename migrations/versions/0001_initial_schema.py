@@ -151,6 +151,8 @@ def upgrade() -> None:
         sa.Column("provider_refs", sa.JSON(), nullable=False),
         sa.Column("claimed_by", sa.String(length=64), nullable=True),
         sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("delivery_owner", sa.String(length=64), nullable=True),
+        sa.Column("delivery_lease_until", sa.DateTime(timezone=True), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),

@@ -177,6 +177,12 @@ async def paid_message(user: FakeUser) -> ChatMessage:
     return await user.wait_reply(has_text("Payment received!"), timeout=REPLY_TIMEOUT)
 
 
+async def assert_paid(app: Application, user: FakeUser, order_id: int) -> GenerationJob:
+    """The user was told, and the order became exactly one paid job with its credits reserved."""
+    await paid_message(user)
+    return assert_one_paid_job(await books(app, user.id), order_id)
+
+
 def assert_one_paid_job(state: Books, order_id: int, photos: int = 7) -> GenerationJob:
     assert [job.order_id for job in state.jobs] == [order_id]
     job = state.jobs[0]
@@ -285,8 +291,7 @@ async def test_forged_notification_credits_nothing(
 
         # The real payment afterwards is credited normally, once.
         await kassa.pay(provider_id)
-        await paid_message(user)
-        assert_one_paid_job(await books(app, user.id), order_id)
+        await assert_paid(app, user, order_id)
 
 
 async def test_notification_from_untrusted_address_is_refused(
@@ -344,8 +349,7 @@ async def test_notification_through_trusted_proxy_uses_forwarded_address(
             assert (await books(app, user.id)).ledger == []
             async with client.post(url, json=body, headers={"X-Forwarded-For": "185.71.76.1"}) as response:
                 assert response.status == 200
-        await paid_message(user)
-        assert_one_paid_job(await books(app, user.id), order_id)
+        await assert_paid(app, user, order_id)
 
 
 async def test_lost_notification_is_recovered_by_reconciliation(
@@ -383,8 +387,7 @@ async def test_lost_notification_and_check_button(fake_telegram: FakeTelegram, s
         await kassa.pay(provider_id)
         answer = await callback_answer(fake_telegram, await user.click("Check payment"))
         assert answer["text"] == "Payment received ✅"
-        await paid_message(user)
-        assert_one_paid_job(await books(app, user.id), order_id)
+        await assert_paid(app, user, order_id)
         await assert_ledger_balanced(app.sessionmaker)
 
 
@@ -505,8 +508,7 @@ async def test_refused_creation_closes_the_attempt_and_the_retry_is_a_new_paymen
         creates = kassa.requests_to(CREATE_ROUTE)
         assert len(creates) == 2 and creates[0].idempotence_key != creates[1].idempotence_key
         await kassa.pay(next(iter(kassa.payments)))
-        await paid_message(user)
-        assert_one_paid_job(await books(app, user.id), order_id)
+        await assert_paid(app, user, order_id)
         await assert_ledger_balanced(app.sessionmaker)
 
 
@@ -532,8 +534,7 @@ async def test_double_tap_on_pay_creates_one_payment(
         assert len(state.payments) == 1
 
         await kassa.pay(next(iter(kassa.payments)))
-        await paid_message(user)
-        assert_one_paid_job(await books(app, user.id), order_id)
+        await assert_paid(app, user, order_id)
         await assert_ledger_balanced(app.sessionmaker)
 
 
@@ -559,8 +560,7 @@ async def test_pay_again_after_an_unnoticed_expiry_makes_a_new_payment(
         ]
         kassa.lose_notifications = False
         await kassa.pay(second_id)
-        await paid_message(user)
-        assert_one_paid_job(await books(app, user.id), order_id)
+        await assert_paid(app, user, order_id)
         await assert_ledger_balanced(app.sessionmaker)
 
 
@@ -575,8 +575,7 @@ async def test_failed_processing_answers_500_and_the_redelivery_credits_once(
         kassa.fail_next(500, route=GET_ROUTE)  # our re-fetch fails once: YooKassa must retry
         await kassa.pay(provider_id)
         assert [attempt.status for attempt in kassa.notifications] == [500, 200]
-        await paid_message(user)
-        assert_one_paid_job(await books(app, user.id), order_id)
+        await assert_paid(app, user, order_id)
         await assert_ledger_balanced(app.sessionmaker)
 
 
@@ -617,8 +616,7 @@ async def test_receipt_email_is_asked_and_sent_with_the_payment(
         assert (await books(app, user.id)).user.email == "anna@example.com"
 
         await kassa.pay(next(iter(kassa.payments)))
-        await paid_message(user)
-        assert_one_paid_job(await books(app, user.id), order_id)
+        await assert_paid(app, user, order_id)
         await assert_ledger_balanced(app.sessionmaker)
 
 
