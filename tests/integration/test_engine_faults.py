@@ -135,3 +135,26 @@ async def test_a_backlog_of_100_jobs_never_makes_kie_answer_429(
             async with app.sessionmaker() as session:
                 tasks = list((await session.execute(select(GenerationTask))).scalars())
             assert len(tasks) == 300 and all(t.status in (TaskStatus.STORED, TaskStatus.DELIVERED) for t in tasks)
+
+
+async def test_forged_replicate_webhooks_are_rejected_at_the_endpoint(
+    fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path
+) -> None:
+    async with FakeReplicate(latency=(0.05, 0.1)) as replicate:
+        settings = app_settings(
+            fake_telegram, sqlite_url, tmp_path / "files", webhook=True, **provider_settings(None, replicate)
+        )
+        async with running_app(settings) as app:
+            url = f"http://127.0.0.1:{app.port}/providers/replicate/webhook"
+            body = b'{"id": "forged", "status": "succeeded", "output": "https://example.invalid/x.png"}'
+            stamp = str(int(time.time()))
+            async with aiohttp.ClientSession() as client:
+                for headers in (
+                    {},
+                    {"webhook-id": "msg_1", "webhook-timestamp": stamp, "webhook-signature": "v1,Zm9yZ2Vk"},
+                    {"webhook-id": "msg_1", "webhook-timestamp": "1614265330", "webhook-signature": "v1,Zm9yZ2Vk"},
+                ):
+                    async with client.post(url, data=body, headers=headers) as response:
+                        assert response.status == 401
+            async with app.sessionmaker() as session:
+                assert (await session.execute(select(GenerationTask))).first() is None
