@@ -248,6 +248,8 @@ class GenerationTask(Base):
     telegram_file_id: Mapped[str | None] = mapped_column(String(255))
     identity_score: Mapped[float | None] = mapped_column(Float)
     flagged: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    # Regenerations because the portrait did not look like the person (face checks); feeds /stats.
+    identity_redos: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
