@@ -1,0 +1,246 @@
+"""What admin commands do, apart from talking: each action changes state through the same storage
+functions and services the rest of PinGlass uses, and writes an audit line (who, what, when).
+
+Built once in the composition root and handed to the admin handlers as ``admin``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+
+from sqlalchemy import and_, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.delivery import DeliveryService
+from providers.stars import StarsPayments
+from scheduler.engine import GenerationEngine
+from scheduler.payments import OrderNotPayable, PaymentService
+from storage import admin as queries
+from storage import jobs as job_queries
+from storage import ledger
+from storage import queue as queue_queries
+from storage.models import GenerationJob, GenerationTask, LedgerEntry, Payment, utcnow
+from storage.stats import percentile
+from studio.credits import grant_line
+from studio.policy import BreakerState
+from studio.states import JobStatus, LedgerReason, PaymentProviderName, PaymentStatus, TaskStatus
+
+
+class RefundResult(StrEnum):
+    REFUNDED = "refunded"
+    REPEATED = "repeated"
+    PENDING = "pending"
+
+
+@dataclass(frozen=True, slots=True)
+class RefundOutcome:
+    result: RefundResult
+    amount: int = 0
+    currency: str = ""
+    photos: int = 0  # credits taken back by this call
+    status: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOutcome:
+    cancelled: bool  # the whole job, credits returned
+    stopped: int  # or: this many not-yet-generated photos skipped (credits returned each)
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderHealth:
+    name: str
+    primary: bool
+    paused: bool
+    breaker: str
+    tried: int
+    succeeded: int
+    latency_p50: float | None
+
+
+class AdminService:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        payments: PaymentService,
+        engine: GenerationEngine,
+        delivery: DeliveryService,
+        stars: StarsPayments | None,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.payments = payments
+        self.engine = engine
+        self.delivery = delivery
+        self.stars = stars
+
+    async def audit(self, admin_id: int, action: str, target: str | None = None, **details: object) -> None:
+        async with self.sessionmaker() as session:
+            await queries.audit(session, admin_id, action, target, **details)
+            await session.commit()
+
+    # ------------------------------------------------------------ credits and money
+
+    async def grant(self, admin_id: int, user_id: int, photos: int, reason: str | None, key: str) -> tuple[bool, int]:
+        """Grant credits once per ``key`` (the admin's message or button), so a redelivered update or
+        a double tap cannot grant twice. Returns (granted now, balance)."""
+        async with self.sessionmaker() as session:
+            line = grant_line(key, photos, (reason or f"admin {admin_id}")[:255])
+            granted = await ledger.record(session, user_id, line)
+            await queries.audit(
+                session, admin_id, "grant", f"user:{user_id}", photos=photos, reason=reason, new=granted
+            )
+            balance = await ledger.balance(session, user_id)
+            await session.commit()
+        return granted, balance
+
+    async def refund(self, admin_id: int, payment_id: int, photos: int | None) -> RefundOutcome:
+        """Money back at the provider and the credits taken back, once, however often it is asked."""
+        async with self.sessionmaker() as session:
+            payment = await session.get(Payment, payment_id)
+            if payment is None or payment.status not in (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED):
+                raise OrderNotPayable(str(payment_id))
+            already, provider = payment.status == PaymentStatus.REFUNDED, payment.provider
+            amount, currency = payment.amount, payment.currency
+        outcome: RefundOutcome
+        if already:
+            outcome = RefundOutcome(RefundResult.REPEATED, amount, currency)
+        elif provider == PaymentProviderName.STARS:
+            if self.stars is None:
+                raise OrderNotPayable(str(payment_id))
+            taken = await self.payments.refund_stars(payment_id, self.stars, photos)
+            credits = await self._refunded_credits(payment_id) if taken else 0
+            outcome = RefundOutcome(RefundResult.REFUNDED, amount, currency, credits)
+        else:
+            taken, refund = await self.payments.refund_yookassa(payment_id, photos)
+            if refund.status != "succeeded":
+                outcome = RefundOutcome(RefundResult.PENDING, refund.amount_kopecks, currency, status=refund.status)
+            else:
+                credits = await self._refunded_credits(payment_id) if taken else 0
+                outcome = RefundOutcome(RefundResult.REFUNDED, refund.amount_kopecks, currency, credits)
+        await self.audit(
+            admin_id,
+            "refund",
+            f"payment:{payment_id}",
+            result=str(outcome.result),
+            amount=outcome.amount,
+            currency=outcome.currency,
+            credits=outcome.photos,
+        )
+        return outcome
+
+    async def _refunded_credits(self, payment_id: int) -> int:
+        async with self.sessionmaker() as session:
+            rows = await session.execute(
+                select(LedgerEntry.delta).where(
+                    LedgerEntry.payment_id == payment_id, LedgerEntry.reason == LedgerReason.REFUND
+                )
+            )
+            return -sum(rows.scalars())
+
+    # ------------------------------------------------------------ jobs
+
+    async def retry(self, admin_id: int, job_id: int) -> int:
+        async with self.sessionmaker() as session:
+            count = await queries.reopen_skipped_tasks(session, job_id)
+            await queries.audit(session, admin_id, "retry", f"job:{job_id}", photos=count)
+            await session.commit()
+        if count:
+            self.engine.signals.task_pending()
+        return count
+
+    async def cancel(self, admin_id: int, job_id: int) -> CancelOutcome:
+        """The whole job while nothing is generated yet; otherwise stop what no provider has started."""
+        async with self.sessionmaker() as session:
+            job = await session.get(GenerationJob, job_id)
+            if job is None:
+                raise LookupError(job_id)
+            status = job.status
+            cancelled = await job_queries.cancel_before_results(session, job_id)
+            stopped = 0
+            if not cancelled and status == JobStatus.PROCESSING:
+                for task_id in await queries.pending_task_ids(session, job_id):
+                    stopped += await queue_queries.skip_task(
+                        session, task_id, from_status=TaskStatus.PENDING, error=f"cancelled by admin {admin_id}"
+                    )
+            await queries.audit(session, admin_id, "cancel", f"job:{job_id}", cancelled=cancelled, stopped=stopped)
+            await session.commit()
+        if stopped:
+            await self.engine.settle_job(job_id)
+        return CancelOutcome(cancelled=cancelled, stopped=stopped, status=status)
+
+    async def resend(self, admin_id: int, job_id: int) -> int:
+        count = await self.delivery.resend(job_id)
+        await self.audit(admin_id, "resend", f"job:{job_id}", photos=count)
+        return count
+
+    # ------------------------------------------------------------ users
+
+    async def set_banned(self, admin_id: int, user_id: int, banned: bool) -> bool:
+        async with self.sessionmaker() as session:
+            changed = await queries.set_banned(session, user_id, banned, admin_id)
+            await queries.audit(session, admin_id, "ban" if banned else "unban", f"user:{user_id}", changed=changed)
+            await session.commit()
+        return changed
+
+    # ------------------------------------------------------------ providers
+
+    def provider_names(self) -> list[str]:
+        return [provider.name for provider in self.engine.providers]
+
+    async def set_paused(self, admin_id: int, name: str, paused: bool) -> None:
+        async with self.sessionmaker() as session:
+            await queries.set_paused(session, name, paused, admin_id)
+            await queries.audit(session, admin_id, "pause" if paused else "resume", f"provider:{name}")
+            await session.commit()
+        await self.engine.refresh_overrides()  # this process at once; the others at their next recover round
+        if not paused:
+            self.engine.signals.task_pending()
+
+    async def set_primary(self, admin_id: int, name: str) -> None:
+        async with self.sessionmaker() as session:
+            await queries.set_primary(session, name, admin_id)
+            await queries.audit(session, admin_id, "primary", f"provider:{name}")
+            await session.commit()
+        await self.engine.refresh_overrides()
+
+    async def provider_health(self, window: timedelta = timedelta(hours=1)) -> list[ProviderHealth]:
+        """Per provider, over the last hour: tasks submitted, how many came back, median latency."""
+        now = utcnow()
+        since = now - window
+        breakers = self.engine.breaker_states()
+        async with self.sessionmaker() as session:
+            # Jobs younger than a day bound the scan through their created_at index.
+            rows = await session.execute(
+                select(
+                    GenerationTask.provider,
+                    GenerationTask.status,
+                    GenerationTask.submitted_at,
+                    GenerationTask.provider_done_at,
+                )
+                .join(GenerationJob, GenerationJob.id == GenerationTask.job_id)
+                .where(and_(GenerationJob.created_at >= now - timedelta(days=1), GenerationTask.submitted_at >= since))
+            )
+            samples = rows.all()
+        health = []
+        done = {TaskStatus.SUCCEEDED, TaskStatus.STORED, TaskStatus.DELIVERED}
+        for index, name in enumerate(self.provider_names()):
+            mine = [row for row in samples if row[0] == name]
+            latencies = [
+                (finished - submitted).total_seconds() for _, _, submitted, finished in mine if finished and submitted
+            ]
+            health.append(
+                ProviderHealth(
+                    name=name,
+                    primary=index == 0,
+                    paused=name in self.engine.paused,
+                    breaker=breakers.get(name, BreakerState.CLOSED.value),
+                    tried=len(mine),
+                    succeeded=sum(1 for row in mine if row[1] in done),
+                    latency_p50=percentile(latencies, 0.5),
+                )
+            )
+        return health
