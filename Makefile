@@ -37,8 +37,14 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# The load runner (app as a subprocess against the fakes); `python -m bench` still runs the micro-benchmarks.
+BENCH_ARGS ?= --packs 10 --mode both --steps 10,100,300,1000
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench.load $(BENCH_ARGS)
+
+# Chaos scenarios with invariant checks; PostgreSQL (scenario 5) from TEST_DATABASE_URL when set.
+chaos: $(STAMP)
+	$(BIN)/python -m bench.chaos $(CHAOS_ARGS)
 
 locales: $(STAMP)
 	$(BIN)/python -m bot.locales.compile

@@ -11,7 +11,8 @@ import signal
 import socket
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import timedelta
+from typing import IO, Any
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
@@ -26,16 +27,21 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot.admin_service import AdminService
 from bot.album import AlbumCollector, UserLocks
+from bot.broadcast import BroadcastService
 from bot.delivery import DeliveryService
 from bot.handlers import build_root_router
 from bot.i18n import UserLanguageMiddleware, build_i18n
+from bot.logging_setup import configure_logging as setup_logging
+from bot.middlewares.banned import BannedUserMiddleware
 from bot.middlewares.db import DbSessionMiddleware
 from bot.middlewares.metrics import UpdateCountingMiddleware
 from bot.middlewares.throttling import ThrottlingMiddleware
 from bot.middlewares.user import UserMiddleware
 from bot.notifier import TelegramNotifier
 from bot.observability import Heartbeat, Metrics
+from bot.originals import OriginalsService
 from bot.settings import Settings, parse_limit
 from bot.telegram_limits import OutgoingLimits
 from bot.web import (
@@ -50,11 +56,14 @@ from providers.base import CreateLimiter, ImageProvider
 from providers.kie import KieProvider
 from providers.ratelimit import RedisSlidingWindowLimiter, SlidingWindowLimiter
 from providers.replicate import ReplicateProvider
+from providers.stars import StarsPayments
 from providers.yookassa import IpAllowList, YooKassaClient, client_ip
 from scheduler.engine import EngineConfig, GenerationEngine
+from scheduler.housekeeping import Housekeeping
 from scheduler.payments import PaymentService
 from scheduler.signals import WorkSignals
-from storage.db import create_engine, create_sessionmaker
+from storage.db import count_statements, create_engine, create_sessionmaker
+from storage.faces import FaceAnalyser, FaceLimits, FaceModelsUnavailable
 from storage.files import FileStore, LocalFileStore, S3FileStore
 from storage.images import register_heif
 from storage.migrate import upgrade_async
@@ -62,6 +71,9 @@ from studio.catalogue import Catalogue, load_catalogue
 from studio.policy import FallbackPolicy
 
 log = logging.getLogger("pinglass")
+
+# Retention is counted in days; an hourly pass deletes what fell due within the hour.
+HOUSEKEEPING_INTERVAL_SECONDS = 3600
 
 
 def build_bot(settings: Settings) -> Bot:
@@ -116,7 +128,10 @@ class Application:
     yookassa: YooKassaClient | None = field(init=False, default=None)
     payments: PaymentService = field(init=False)
     engine_service: GenerationEngine = field(init=False)
+    faces: FaceAnalyser | None = field(init=False, default=None)
     delivery: DeliveryService = field(init=False)
+    originals: OriginalsService = field(init=False)
+    housekeeping: Housekeeping = field(init=False)
     providers: list[ImageProvider] = field(init=False, default_factory=list)
     _redis: Any = field(init=False, default=None)
     bot: Bot = field(init=False)
@@ -125,6 +140,8 @@ class Application:
     heartbeat: Heartbeat = field(init=False)
     metrics: Metrics = field(init=False)
     web_app: web.Application = field(init=False)
+    broadcasts: BroadcastService = field(init=False)
+    admin: AdminService = field(init=False)
     _runner: web.AppRunner | None = field(init=False, default=None)
     _polling: asyncio.Task[None] | None = field(init=False, default=None)
     _stopped: asyncio.Event = field(init=False, default_factory=asyncio.Event)
@@ -137,10 +154,12 @@ class Application:
         self.engine = create_engine(settings.DATABASE_URL)
         self.sessionmaker = create_sessionmaker(self.engine)
         register_heif()
+        self.faces = await self._load_faces()
         self.catalogue = load_catalogue()
         self.files = build_file_store(settings)
         self.heartbeat = Heartbeat()
         self.metrics = Metrics()
+        count_statements(self.engine, self.metrics.db_statements.inc)
         self.bot = build_bot(settings)
         self.bot.session.middleware(
             OutgoingLimits(
@@ -188,6 +207,14 @@ class Application:
                 store_retry_after_seconds=settings.TASK_LEASE_SECONDS,
             ),
             on_latency=lambda provider, seconds: self.metrics.provider_latency.labels(provider).observe(seconds),
+            faces=self.faces,
+        )
+        self.originals = OriginalsService(self.bot, self.sessionmaker, files=self.files, notifier=notifier)
+        self.housekeeping = Housekeeping(
+            self.sessionmaker,
+            self.files,
+            reference_retention=timedelta(days=settings.REFERENCE_RETENTION_DAYS),
+            result_retention=timedelta(days=settings.RESULT_RETENTION_DAYS),
         )
         self.delivery = DeliveryService(
             self.bot,
@@ -200,15 +227,34 @@ class Application:
             lease_seconds=settings.TASK_LEASE_SECONDS,
             tick_seconds=settings.DISPATCH_TICK_SECONDS,
         )
+        # Broadcasts share the Bot, hence its outgoing rate limits, with delivery and replies.
+        self.broadcasts = BroadcastService(self.bot, self.sessionmaker, notifier=notifier)
+        self.admin = AdminService(
+            self.sessionmaker,
+            payments=self.payments,
+            engine=self.engine_service,
+            delivery=self.delivery,
+            stars=StarsPayments(self.bot) if settings.STARS_ENABLED else None,
+        )
         self.dispatcher = self._build_dispatcher(i18n)
         self.scheduler = self._build_scheduler()
-        self.web_app = build_web_app(engine=self.engine, heartbeat=self.heartbeat, metrics=self.metrics)
+        self.web_app = build_web_app(
+            engine=self.engine,
+            heartbeat=self.heartbeat,
+            metrics=self.metrics,
+            sessionmaker=self.sessionmaker,
+            breaker_states=self.engine_service.breaker_states,
+            paused_providers=lambda: self.engine_service.paused,
+        )
         self._add_payment_routes()
         self._add_provider_routes()
         if self.with_bot and settings.PUBLIC_URL:
             SimpleRequestHandler(
                 dispatcher=self.dispatcher,
                 bot=self.bot,
+                # Answer Telegram only after handling: answered-then-crashed updates (a selfie, a Stars
+                # payment) would be lost, since Telegram never sends an acknowledged update again.
+                handle_in_background=False,
                 secret_token=settings.WEBHOOK_SECRET.get_secret_value(),
             ).register(self.web_app, path=TELEGRAM_WEBHOOK_PATH)
 
@@ -218,8 +264,10 @@ class Application:
         await site.start()
         self.port = self._bound_port(site)
         self.scheduler.start()
+        await self.engine_service.refresh_overrides()  # admins' pauses and primary, before any work
         self.engine_service.start()
         self.delivery.start()
+        await self.broadcasts.resume()
         self.signals.job_queued()  # pick up whatever was queued while we were down
         if self.with_bot:
             await self._start_bot()
@@ -230,6 +278,27 @@ class Application:
             self.with_bot,
             "webhook" if settings.PUBLIC_URL else "polling",
         )
+
+    async def _load_faces(self) -> FaceAnalyser | None:
+        """Load the face models once (about 0.5 s, off the loop); without them the bot runs, unchecked, and says so."""
+        settings = self.settings
+        if not settings.FACE_CHECKS:
+            log.info("face checks are off (FACE_CHECKS=false): selfies and portraits are not checked for faces")
+            return None
+        limits = FaceLimits(
+            min_size_px=settings.FACE_MIN_SIZE_PX,
+            min_size_ratio=settings.FACE_MIN_SIZE_RATIO,
+            blur_min=settings.FACE_BLUR_MIN,
+            match_max_distance=settings.FACE_MATCH_MAX_DISTANCE,
+            identity_min_score=settings.IDENTITY_MIN_SCORE,
+        )
+        try:
+            return await asyncio.to_thread(FaceAnalyser.load, limits)
+        except FaceModelsUnavailable as error:
+            log.error(
+                "FACE CHECKS ARE OFF: the face models could not be loaded (%s); nothing is checked for faces", error
+            )
+            return None
 
     def _bound_port(self, site: web.TCPSite) -> int:
         server = site._server  # aiohttp exposes no public accessor for the bound socket
@@ -309,14 +378,20 @@ class Application:
             catalogue=self.catalogue,
             files=self.files,
             album_collector=AlbumCollector(),
+            originals=self.originals,
+            delivery=self.delivery,
             user_locks=UserLocks(),
             payments=self.payments,
             signals=self.signals,
+            faces=self.faces,
+            admin=self.admin,
+            broadcasts=self.broadcasts,
         )
         dispatcher.update.outer_middleware(UpdateCountingMiddleware(self.metrics.updates_handled))
         dispatcher.update.outer_middleware(ThrottlingMiddleware(self.settings.THROTTLE_UPDATES_PER_SECOND))
         dispatcher.update.outer_middleware(DbSessionMiddleware(self.sessionmaker))
         dispatcher.update.outer_middleware(UserMiddleware(i18n, on_unblocked=self.signals.task_stored))
+        dispatcher.update.outer_middleware(BannedUserMiddleware(i18n))
         UserLanguageMiddleware(i18n).setup(dispatcher)
         dispatcher.include_router(build_root_router())
         return dispatcher
@@ -338,6 +413,15 @@ class Application:
             seconds=self.settings.RECOVER_INTERVAL_SECONDS,
             next_run_time=_now(),
             id="recover-generation",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
+        scheduler.add_job(
+            self.housekeeping.run,
+            "interval",
+            seconds=HOUSEKEEPING_INTERVAL_SECONDS,
+            id="housekeeping",
             max_instances=1,
             coalesce=True,
             misfire_grace_time=None,
@@ -394,6 +478,8 @@ class Application:
             self.scheduler.shutdown(wait=False)
         await self.engine_service.stop()
         await self.delivery.stop()
+        await self.broadcasts.close()
+        await self.originals.stop()
         for provider in self.providers:
             await provider.aclose()
         if self._redis is not None:
@@ -403,6 +489,8 @@ class Application:
         await self.dispatcher.storage.close()
         await self.bot.session.close()
         await self.files.aclose()
+        if self.faces is not None:
+            self.faces.close()
         if self.yookassa is not None:
             await self.yookassa.aclose()
         await self.engine.dispose()
@@ -426,11 +514,8 @@ def _now() -> Any:
     return datetime.now(UTC)
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+def configure_logging(settings: Settings, stream: IO[str] | None = None) -> logging.Handler:
+    """Structured lines (``LOG_FORMAT``) with every configured secret redacted; see bot.logging_setup."""
+    return setup_logging(
+        settings.LOG_LEVEL, log_format=settings.LOG_FORMAT, secrets=settings.secret_values(), stream=stream
     )
-    # aiogram logs every handled update at INFO; that is noise at our scale.
-    logging.getLogger("aiogram.event").setLevel(logging.WARNING)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)

@@ -42,3 +42,21 @@ class CheckCb(CallbackData, prefix="chk"):
 class JobCb(CallbackData, prefix="j"):
     job_id: int
     action: str  # "cancel"
+
+
+class AgainCb(CallbackData, prefix="again"):
+    avatar_id: int  # a new pack with this photo set
+
+
+class ResultsCb(CallbackData, prefix="r"):
+    job_id: int
+    action: str  # "originals" | "credits"
+
+
+class ForgetCb(CallbackData, prefix="forget"):
+    confirm: bool
+
+
+class ResendCb(CallbackData, prefix="rs"):
+    job_id: int
+    chunk: int  # the album whose arrival a crash left unknown

@@ -15,7 +15,7 @@ def main(*, with_bot: bool) -> int:
     except SettingsError as exc:
         print(f"pinglass: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.LOG_LEVEL)
+    configure_logging(settings)
     application = Application(settings, with_bot=with_bot)
     try:
         asyncio.run(application.run_until_signalled())

@@ -11,7 +11,7 @@ from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.i18n import I18n
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot.callbacks import JobCb, OrderCb
+from bot.callbacks import AgainCb, JobCb, MenuCb, OrderCb, ResendCb, ResultsCb
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +24,11 @@ class TelegramNotifier:
     def text(self, key: str, language: str, **values: Any) -> str:
         return self.i18n.gettext(key, locale=language).format(**values)
 
-    def _buttons(self, spec: Any, language: str) -> InlineKeyboardMarkup | None:
+    def buttons(self, spec: Any, language: str) -> InlineKeyboardMarkup | None:
+        """The keyboard a background message carries: ``(kind, target, *details)`` or None."""
         if not spec:
             return None
-        kind, target = spec
+        kind, target, *details = spec
         if target is None:
             return None
         builder = InlineKeyboardBuilder()
@@ -39,6 +40,28 @@ class TelegramNotifier:
             builder.button(
                 text=self.text("button.cancel_job", language), callback_data=JobCb(job_id=target, action="cancel")
             )
+        elif kind == "resend_chunk":
+            (chunk_index,) = details
+            builder.button(
+                text=self.text("button.resend", language), callback_data=ResendCb(job_id=target, chunk=chunk_index)
+            )
+        elif kind == "after_pack":
+            avatar_id, credited = details
+            builder.button(
+                text=self.text("button.originals", language),
+                callback_data=ResultsCb(job_id=target, action="originals"),
+            )
+            if avatar_id is not None:
+                builder.button(
+                    text=self.text("button.same_photos", language), callback_data=AgainCb(avatar_id=avatar_id)
+                )
+            builder.button(text=self.text("button.new_photos", language), callback_data=MenuCb(action="new"))
+            if credited:
+                builder.button(
+                    text=self.text("button.use_credits", language, photos=credited),
+                    callback_data=ResultsCb(job_id=target, action="credits"),
+                )
+            builder.adjust(1)
         else:
             return None
         return builder.as_markup()
@@ -46,7 +69,7 @@ class TelegramNotifier:
     async def tell(self, chat_id: int, language: str, key: str, *, buttons: Any = None, **values: Any) -> int | None:
         try:
             message = await self.bot.send_message(
-                chat_id, self.text(key, language, **values), reply_markup=self._buttons(buttons, language)
+                chat_id, self.text(key, language, **values), reply_markup=self.buttons(buttons, language)
             )
         except TelegramAPIError as error:
             # Telling the user is best effort: the durable state is already committed.

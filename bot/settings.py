@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     WEBHOOK_SECRET: SecretStr = Field(default_factory=lambda: SecretStr(secrets.token_urlsafe(32)))
     AUTO_MIGRATE: bool = True
     LOG_LEVEL: str = "INFO"
+    # "text": logfmt key=value lines; "json": one JSON object per line. Both are redacted.
+    LOG_FORMAT: Literal["text", "json"] = "text"
 
     STORAGE_BACKEND: Literal["local", "s3"] = "local"
     LOCAL_STORAGE_DIR: str = "./data/files"
@@ -90,6 +92,13 @@ class Settings(BaseSettings):
     THROTTLE_UPDATES_PER_SECOND: float = 3.0
     MAX_PHOTO_BYTES: int = 20 * 1024 * 1024
     MIN_PHOTO_SIDE: int = 512
+    # Face checks (dlib): selfies at upload, the set as a whole, every generated portrait.
+    FACE_CHECKS: bool = True
+    FACE_MIN_SIZE_PX: int = Field(default=120, ge=1)
+    FACE_MIN_SIZE_RATIO: float = Field(default=0.2, ge=0, le=1)
+    FACE_BLUR_MIN: float = Field(default=15.0, ge=0)
+    FACE_MATCH_MAX_DISTANCE: float = Field(default=0.55, gt=0, le=2)
+    IDENTITY_MIN_SCORE: float = Field(default=0.4, ge=0, le=1)
     REFERENCE_RETENTION_DAYS: int = 30
     RESULT_RETENTION_DAYS: int = 90
     TELEGRAM_GLOBAL_RATE: float = 25.0
@@ -139,6 +148,11 @@ class Settings(BaseSettings):
     def _limit_shape(cls, value: str) -> str:
         parse_limit(value)
         return value
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret as text: the log redactor replaces each wherever it appears."""
+        values = [value.get_secret_value() for value in self.__dict__.values() if isinstance(value, SecretStr)]
+        return [value for value in values if value] + [self.file_url_secret.hex()]
 
     @property
     def file_url_secret(self) -> bytes:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.observability import Heartbeat, Metrics, database_reachable
+from studio.policy import BreakerState
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,14 @@ def build_web_app(
     heartbeat: Heartbeat,
     metrics: Metrics,
     extra_checks: Callable[[], dict[str, object]] | None = None,
+    sessionmaker: async_sessionmaker[AsyncSession] | None = None,
+    breaker_states: Callable[[], Mapping[str, str]] | None = None,
+    paused_providers: Callable[[], Iterable[str]] | None = None,
 ) -> web.Application:
+    """/healthz is 503 when the database is unreachable, the scheduler's heartbeat is stale, or
+    every configured image provider's breaker is open (no new portrait can start anywhere; a
+    half-open breaker is probing, so it still counts as able). Paused providers are an admin's
+    choice, reported but not unhealthy; no provider configured at all is not unhealthy either."""
     app = web.Application(client_max_size=2 * 1024 * 1024)
 
     async def healthz(_request: web.Request) -> web.Response:
@@ -41,13 +49,24 @@ def build_web_app(
                 "heartbeat_age_seconds": None if age is None else round(age, 2),
             },
         }
+        providers_ok = True
+        if breaker_states is not None:
+            breakers = dict(breaker_states())
+            providers_ok = not breakers or any(state != BreakerState.OPEN for state in breakers.values())
+            body["providers"] = {
+                "ok": providers_ok,
+                "breakers": breakers,
+                "paused": sorted(paused_providers()) if paused_providers is not None else [],
+            }
         if extra_checks is not None:
             body.update(extra_checks())
-        healthy = db_ok and scheduler_ok
+        healthy = db_ok and scheduler_ok and providers_ok
         body["status"] = "ok" if healthy else "unhealthy"
         return web.json_response(body, status=200 if healthy else 503)
 
     async def metrics_endpoint(_request: web.Request) -> web.Response:
+        if sessionmaker is not None:
+            await metrics.refresh_state(sessionmaker, breaker_states() if breaker_states is not None else None)
         return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app.router.add_get("/healthz", healthz)

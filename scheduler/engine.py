@@ -34,7 +34,11 @@ from providers.base import (
 )
 from scheduler.notify import UserNotifier
 from scheduler.signals import WorkSignals
+from storage import faces as face_queries
 from storage import queue
+from storage.admin import provider_switches
+from storage.events import EventName, record_event
+from storage.faces import FaceAnalyser
 from storage.files import FileStore
 from storage.images import make_thumbnail
 from storage.models import GenerationJob, GenerationTask, ReferencePhoto, utcnow
@@ -48,6 +52,15 @@ from studio.states import JobStatus, TaskStatus
 log = logging.getLogger(__name__)
 
 CALLBACK_PATHS = {"kie": "/providers/kie/callback", "replicate": "/providers/replicate/webhook"}
+
+
+def failure_type(error: str, retryable: bool) -> str:
+    """A coarse class of why a task failed for good, for analytics (the full text stays on the task)."""
+    if error == "stuck":
+        return "stuck"
+    if error.startswith("bad image"):
+        return "bad_image"
+    return "provider_error" if retryable else "rejected"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +91,7 @@ class GenerationEngine:
         notifier: UserNotifier,
         config: EngineConfig,
         on_latency: Callable[[str, float], None] | None = None,
+        faces: FaceAnalyser | None = None,
     ) -> None:
         by_name = {provider.name: provider for provider in providers}
         # The policy decides the order; providers without credentials simply are not in it.
@@ -91,8 +105,11 @@ class GenerationEngine:
         self.notifier = notifier
         self.config = config
         self.on_latency = on_latency
+        self.faces = faces  # None: portraits are stored unscored
+        self._storing: set[int] = set()
         self.breakers: dict[str, CircuitBreaker] = {p.name: CircuitBreaker() for p in self.providers}
         self.paused: set[str] = set()
+        self._configured_policy = self.policy  # the order before any admin switch of the primary
         self._inflight: set[asyncio.Task[None]] = set()
         self._background: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
@@ -111,6 +128,32 @@ class GenerationEngine:
 
     def provider(self, name: str) -> ImageProvider | None:
         return next((provider for provider in self.providers if provider.name == name), None)
+
+    def breaker_states(self) -> dict[str, str]:
+        """Each configured provider's circuit breaker state now, for /healthz and /metrics.
+        Read-only: unlike ``allow_request`` it never takes a half-open probe slot."""
+        now = utcnow()
+        return {name: breaker.state(now).value for name, breaker in self.breakers.items()}
+
+    # ------------------------------------------------------------ admin switches (persisted in the DB)
+
+    def apply_overrides(self, paused: set[str], primary: str | None) -> None:
+        """Pause providers and choose the primary at run time. Fresh work follows the new order at
+        once; a task already moved to a fallback index may be read against the new order once,
+        which at worst retries it on the other provider (both are valid targets)."""
+        by_name = {provider.name: provider for provider in self.providers}
+        self.paused = {name for name in paused if name in by_name}
+        base = self._configured_policy
+        policy = base.with_primary(primary) if primary in by_name and primary is not None else base
+        if policy != self.policy:
+            self.policy = policy
+            self.providers = [by_name[p.name] for p in policy.providers]
+
+    async def refresh_overrides(self) -> None:
+        """Re-read the admins' switches (every recover round, so other processes follow within seconds)."""
+        async with self.sessionmaker() as session:
+            paused, primary = await provider_switches(session)
+        self.apply_overrides(paused, primary)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -210,6 +253,7 @@ class GenerationEngine:
             attempts_before = task.attempts if index == task.provider_index else 0
             task_provider_index, task_attempts = task.provider_index, task.attempts
             job_id = job.id
+            never_submitted = task.submitted_at is None
         keeper = asyncio.create_task(self._keep_lease(task_id))
         try:
             references = await self._references(job_id, provider)
@@ -255,6 +299,15 @@ class GenerationEngine:
                     self.policy, index, now, 0, now, self.callbacks_enabled, self.config.poll_interval_seconds
                 ),
             )
+            # generation_started is per job: its first submission; retries and later tasks record nothing.
+            if recorded and never_submitted and not await queue.other_task_submitted(session, job_id, task_id):
+                await record_event(
+                    session,
+                    EventName.GENERATION_STARTED,
+                    job_id=job_id,
+                    provider=provider.name,
+                    model=getattr(provider, "model", None),
+                )
             await session.commit()
         early = self._early_results.pop((provider.name, provider_task_id), None)
         if recorded and early is not None:
@@ -370,34 +423,115 @@ class GenerationEngine:
         self._early_results[(provider_name, result.provider_task_id)] = result
 
     async def _store(self, task_id: int, provider: ImageProvider, url: str) -> None:
+        if task_id in self._storing:
+            return  # a recovery pass found it while this process is still storing (scoring takes a while)
+        self._storing.add(task_id)
+        try:
+            await self._store_once(task_id, provider, url)
+        finally:
+            self._storing.discard(task_id)
+
+    async def _store_once(self, task_id: int, provider: ImageProvider, url: str) -> None:
         """Download at once (provider URLs expire), store original + thumbnail, mark stored, signal."""
         async with self.sessionmaker() as session:
             task = await session.get(GenerationTask, task_id)
             if task is None or task.status != TaskStatus.SUCCEEDED:
                 return
             job_id, index, attempts = task.job_id, task.provider_index, max(task.attempts, 1)
+            submitted_at = task.submitted_at
         try:
             data = await provider.download(url)
             thumbnail = await asyncio.to_thread(make_thumbnail, data)
         except ProviderError as error:
-            await self._after_failure(task_id, TaskStatus.SUCCEEDED, index, attempts, error.retryable, str(error))
+            await self._after_failure(
+                task_id, TaskStatus.SUCCEEDED, index, attempts, error.retryable, str(error), result_url=url
+            )
             return
         except Exception as error:  # an undecodable image is the provider's failure, not ours
-            await self._after_failure(task_id, TaskStatus.SUCCEEDED, index, attempts, True, f"bad image: {error}")
+            await self._after_failure(
+                task_id, TaskStatus.SUCCEEDED, index, attempts, True, f"bad image: {error}", result_url=url
+            )
             return
+        likeness = await self._likeness(task_id, job_id, index, attempts, data, url) if self.faces else (None, False)
+        if likeness is None:
+            return  # no face, or sent back once for a better likeness: the failure path has it now
         extension = "png" if data[:8] == b"\x89PNG\r\n\x1a\n" else "jpg"
         result_key = f"results/{job_id}/{task_id}.{extension}"
         thumb_key = f"results/{job_id}/{task_id}.thumb.jpg"
         await self.files.put(result_key, data, f"image/{'png' if extension == 'png' else 'jpeg'}")
         await self.files.put(thumb_key, thumbnail, "image/jpeg")
+        stored_at = utcnow()
         async with self.sessionmaker() as session:
+            if likeness[0] is not None:
+                await face_queries.record_identity(session, task_id, likeness[0], flagged=likeness[1])
             stored = await queue.mark_stored(
-                session, task_id, result_key=result_key, thumb_key=thumb_key, stored_at=utcnow()
+                session, task_id, result_key=result_key, thumb_key=thumb_key, stored_at=stored_at
             )
+            if stored:
+                duration_ms = round((stored_at - submitted_at).total_seconds() * 1000) if submitted_at else None
+                await record_event(
+                    session,
+                    EventName.GENERATION_COMPLETED,
+                    job_id=job_id,
+                    task_id=task_id,
+                    provider=provider.name,
+                    duration_ms=duration_ms,
+                )
+                await record_event(
+                    session, EventName.IMAGE_STORED, job_id=job_id, task_id=task_id, size_bytes=len(data)
+                )
             await session.commit()
         if stored:
             self.signals.task_stored()
             await self.settle_job(job_id)
+
+    async def _likeness(
+        self, task_id: int, job_id: int, index: int, attempts: int, data: bytes, url: str
+    ) -> tuple[float | None, bool] | None:
+        """(identity score, flagged) of a portrait; None when the task went back to the failure path.
+
+        No face at all is a failed portrait (retry / fallback as usual). A face unlike the person's
+        selfies is regenerated once, on the task's retry budget (the user's credits are untouched);
+        if it is still unlike them, or the budget is spent, it is delivered and flagged.
+        """
+        assert self.faces is not None
+        try:
+            async with self.sessionmaker() as session:
+                job = await session.get(GenerationJob, job_id)
+                assert job is not None
+                references = await face_queries.reference_embeddings(session, self.files, self.faces, job.avatar_id)
+                await session.commit()
+            if not references:
+                return None, False
+            score = await self.faces.score_portrait_async(data, references)
+        except Exception:  # our checker failing must not cost the user a portrait
+            log.exception("identity scoring failed for task %s; storing it unscored", task_id)
+            return None, False
+        if score is None:
+            # Scoring takes a while: the task may have moved on to a newer result, which this verdict
+            # must not fail — hence the result URL in the transition's condition.
+            await self._after_failure(
+                task_id, TaskStatus.SUCCEEDED, index, attempts, True, "no face in the portrait", result_url=url
+            )
+            return None
+        if score.score >= self.faces.limits.identity_min_score:
+            return score.score, False
+        decision = decide_after_failure(self.policy, index, attempts, True, utcnow())
+        if decision.action != DecisionAction.SKIP:
+            async with self.sessionmaker() as session:
+                claimed = await face_queries.begin_identity_redo(session, task_id, url, score.score)
+                await session.commit()
+            if claimed:
+                error = f"unlike the person (identity {score.score:.2f}): regenerated once"
+                await self._after_failure(task_id, TaskStatus.SUCCEEDED, index, attempts, True, error, result_url=url)
+                return None
+        log.info(
+            "task %s delivered flagged: identity %.2f below %.2f",
+            task_id,
+            score.score,
+            self.faces.limits.identity_min_score,
+        )
+        return score.score, True
 
     async def _after_failure(
         self,
@@ -408,11 +542,14 @@ class GenerationEngine:
         retryable: bool,
         error: str,
         worker: str | None = None,
+        result_url: str | None = None,
     ) -> None:
         decision = decide_after_failure(self.policy, provider_index, attempts_on_provider, retryable, utcnow())
         async with self.sessionmaker() as session:
             if decision.action == DecisionAction.SKIP:
-                changed = await queue.skip_task(session, task_id, from_status=from_status, error=error, worker=worker)
+                changed = await queue.skip_task(
+                    session, task_id, from_status=from_status, error=error, worker=worker, result_url=result_url
+                )
             else:
                 assert decision.provider_index is not None and decision.retry_at is not None
                 changed = await queue.retry_later(
@@ -424,11 +561,28 @@ class GenerationEngine:
                     retry_at=decision.retry_at,
                     error=error,
                     worker=worker,
+                    result_url=result_url,
                 )
             task = await session.get(GenerationTask, task_id)
             job_id = task.job_id if task else None
+            if changed and decision.action == DecisionAction.SKIP:  # failed for good: retries and fallback spent
+                await record_event(
+                    session,
+                    EventName.GENERATION_FAILED,
+                    job_id=job_id,
+                    scope="task",
+                    task_id=task_id,
+                    error_type=failure_type(error, retryable),
+                )
             await session.commit()
-        log.info("task %s failed (%s): %s → %s", task_id, error[:120], from_status, decision.action)
+        log.info(
+            "task %s failed (%s): %s → %s",
+            task_id,
+            error[:120],
+            from_status,
+            decision.action,
+            extra={"job_id": job_id, "task_id": task_id},
+        )
         if changed and decision.action == DecisionAction.SKIP and job_id is not None:
             await self.settle_job(job_id)
         elif changed:
@@ -516,6 +670,7 @@ class GenerationEngine:
 
     async def recover(self) -> None:
         """Backstop for what a dead process or a lost event left behind."""
+        await self.refresh_overrides()
         now = utcnow()
         async with self.sessionmaker() as session:
             orphans = await queue.processing_jobs_without_tasks(session, now - timedelta(seconds=30))
@@ -550,6 +705,10 @@ class GenerationEngine:
                 moved = await queue.move_job(
                     session, job_id, JobStatus.PROCESSING, JobStatus.FAILED, finished_at=utcnow()
                 )
+                if moved:
+                    await record_event(
+                        session, EventName.GENERATION_FAILED, job_id=job_id, scope="job", error_type="all_tasks_failed"
+                    )
             chat_id, language, photos = job.chat_id, job.language, job.photos_total
             await session.commit()
         if moved and not succeeded:

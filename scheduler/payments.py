@@ -12,18 +12,19 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from providers.payments import PaymentInfo, PaymentProviderError
+from providers.payments import PaymentInfo, PaymentProviderError, RefundInfo
 from providers.stars import StarsPayments
 from providers.yookassa import YooKassaClient
 from scheduler.notify import UserNotifier
 from scheduler.signals import WorkSignals
+from storage import avatars as avatar_queries
 from storage import jobs, ledger
 from storage import orders as order_queries
 from storage import payments as payment_queries
 from storage.models import GenerationJob, Order, User, utcnow
 from studio.catalogue import Catalogue
 from studio.credits import Currency, price_for, trial_line
-from studio.states import OrderStatus, PaymentProviderName, PaymentStatus
+from studio.states import FINAL_JOB_STATUSES, AvatarStatus, OrderStatus, PaymentProviderName, PaymentStatus
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,14 @@ class PaymentUnavailable(Exception):
     def __init__(self, message: str, *, retryable: bool) -> None:
         super().__init__(message)
         self.retryable = retryable
+
+
+class CreditsUnavailable(Exception):
+    """The returned credits cannot start a pack: ``reason`` is "used", "photos_gone" or "unknown"."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class OrderNotPayable(Exception):
@@ -254,8 +263,9 @@ class PaymentService:
         await self._tell_outcome(result, facts)
         return result
 
-    async def refund_stars(self, payment_id: int, stars: StarsPayments) -> bool:
-        """Refund a Stars payment at Telegram and take its credits back, once (the admin command calls this)."""
+    async def refund_stars(self, payment_id: int, stars: StarsPayments, photos: int | None = None) -> bool:
+        """Refund a Stars payment at Telegram and take its credits back (all, or ``photos`` of them), once
+        (the admin command calls this). Telegram refunds Stars only in full."""
         async with self.sessionmaker() as session:
             payment = await payment_queries.get_payment(session, payment_id)
             if payment is None or payment.provider != PaymentProviderName.STARS or not payment.provider_payment_id:
@@ -265,12 +275,51 @@ class PaymentService:
             assert user is not None and order is not None
             charge_id = payment.provider_payment_id
         await stars.refund(user.telegram_id, charge_id)  # a repeat answers "already refunded": still once
+        take = order.photos if photos is None else max(1, min(photos, order.photos))
         async with self.sessionmaker() as session:
             payment = await payment_queries.get_payment(session, payment_id)
             assert payment is not None
-            taken = await payment_queries.record_refund(session, payment, order.photos, f"stars:{charge_id}")
+            taken = await payment_queries.record_refund(session, payment, take, f"stars:{charge_id}")
             await session.commit()
         return taken
+
+    async def refund_yookassa(self, payment_id: int, photos: int | None = None) -> tuple[bool, RefundInfo]:
+        """Refund a succeeded YooKassa payment (in full, or the share of ``photos``) and take the credits
+        back, once. The Idempotence-Key is derived from our payment id, so a repeated or concurrent
+        refund gets YooKassa's first refund back instead of a second one."""
+        if self.yookassa is None:
+            raise PaymentUnavailable("YooKassa is not configured", retryable=False)
+        async with self.sessionmaker() as session:
+            payment = await payment_queries.get_payment(session, payment_id)
+            if (
+                payment is None
+                or payment.provider != PaymentProviderName.YOOKASSA
+                or not payment.provider_payment_id
+                or payment.status not in (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED)
+            ):
+                raise OrderNotPayable(str(payment_id))
+            user = await session.get(User, payment.user_id)
+            order = await session.get(Order, payment.order_id)
+            assert user is not None and order is not None
+            take = order.photos if photos is None else max(1, min(photos, order.photos))
+            amount = payment.amount if take >= order.photos else payment.amount * take // order.photos
+            provider_id, email, order_id = payment.provider_payment_id, user.email, order.id
+        refund = await self.yookassa.create_refund(
+            payment_id=provider_id,
+            amount_kopecks=amount,
+            idempotence_key=f"pg-refund-{payment_id}",
+            description=f"PinGlass order {order_id}: refund",
+            receipt_email=email if self.receipts and email else None,
+            vat_code=self.vat_code if self.receipts else None,
+        )
+        if refund.status != "succeeded":
+            return False, refund  # a pending refund is not money back yet; the admin repeats later
+        async with self.sessionmaker() as session:
+            payment = await payment_queries.get_payment(session, payment_id)
+            assert payment is not None
+            taken = await payment_queries.record_refund(session, payment, take, f"yookassa:{refund.id}")
+            await session.commit()
+        return taken, refund
 
     # ------------------------------------------------------------ free starts
 
@@ -289,6 +338,40 @@ class PaymentService:
         if job is not None:
             self.signals.job_queued()
             await self._tell_queued(facts)
+        return job
+
+    async def start_from_balance(self, source_job_id: int, user: User) -> GenerationJob:
+        """One tap after a partial pack: the credits it returned make a new pack with the same photos and style."""
+        async with self.sessionmaker() as session:
+            source = await jobs.get_job(session, source_job_id)
+            if source is None or source.user_id != user.id or source.status not in FINAL_JOB_STATUSES:
+                raise CreditsUnavailable("unknown")
+            avatar = await avatar_queries.get_avatar(session, source.avatar_id or 0, user.id)
+            if avatar is None or avatar.status != AvatarStatus.READY:
+                raise CreditsUnavailable("photos_gone")
+            photos = source.photos_failed
+            if photos <= 0:
+                raise CreditsUnavailable("unknown")
+            order = await order_queries.create_credits_order(
+                session,
+                user_id=user.id,
+                avatar_id=avatar.id,
+                style=source.style,
+                photos=photos,
+                source_job_id=source.id,
+            )
+            if order is None:
+                raise CreditsUnavailable("used")
+            try:
+                job = await jobs.create_job_for_order(session, order, user, priority=jobs.PRIORITY_PAID)
+            except jobs.NotEnoughCredits:
+                await session.rollback()
+                raise CreditsUnavailable("used") from None
+            assert job is not None  # the order is new, so it has no job yet
+            facts = await self._facts(session, order.id, job)
+            await session.commit()
+        self.signals.job_queued()
+        await self._tell_queued(facts)
         return job
 
     # ------------------------------------------------------------ telling the user

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,15 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def count_statements(engine: AsyncEngine, on_statement: Callable[[], None]) -> None:
+    """Call ``on_statement`` for every SQL statement sent (the load bench reports statements per photo)."""
+
+    def before_cursor_execute(*_args: Any) -> None:
+        on_statement()
+
+    event.listen(engine.sync_engine, "before_cursor_execute", before_cursor_execute)
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

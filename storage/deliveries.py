@@ -74,7 +74,7 @@ async def unconfirmed_chunks(session: AsyncSession, job_id: int) -> list[Deliver
         (
             await session.execute(
                 select(Delivery)
-                .where(Delivery.job_id == job_id, Delivery.status == DeliveryStatus.SENDING)
+                .where(Delivery.job_id == job_id, Delivery.status.in_([DeliveryStatus.OPEN, DeliveryStatus.SENDING]))
                 .order_by(Delivery.chunk_index)
             )
         ).scalars()
@@ -88,7 +88,7 @@ async def open_chunk(session: AsyncSession, job_id: int, task_ids: list[int]) ->
         )
     ).scalar_one() + 1
     chunk = Delivery(
-        job_id=job_id, chunk_index=next_index, task_ids=task_ids, status=DeliveryStatus.SENDING, message_ids=[]
+        job_id=job_id, chunk_index=next_index, task_ids=task_ids, status=DeliveryStatus.OPEN, message_ids=[]
     )
     session.add(chunk)
     await session.flush()
@@ -113,6 +113,34 @@ async def confirm_chunk(
     if complete:
         chunk.status = DeliveryStatus.SENT
         chunk.sent_at = now
+
+
+async def set_chunk_status(
+    session: AsyncSession, chunk_id: int, source: DeliveryStatus, target: DeliveryStatus
+) -> bool:
+    result = await session.execute(
+        update(Delivery).where(Delivery.id == chunk_id, Delivery.status == source).values(status=target)
+    )
+    return bool(result.rowcount)
+
+
+async def settle_uncertain(session: AsyncSession, chunk: Delivery) -> list[int]:
+    """A chunk a crash left between "handed to Telegram" and "confirmed": count its portraits as
+    delivered (at most once) and mark it, so it is offered for resending instead of sent twice."""
+    if not await set_chunk_status(session, chunk.id, DeliveryStatus.SENDING, DeliveryStatus.UNCERTAIN):
+        return []
+    result = await session.execute(
+        update(GenerationTask)
+        .where(GenerationTask.id.in_(chunk.task_ids), GenerationTask.status == TaskStatus.STORED)
+        .values(status=TaskStatus.DELIVERED, delivered_at=utcnow())
+        .returning(GenerationTask.id)
+    )
+    return list(result.scalars())
+
+
+async def get_chunk(session: AsyncSession, job_id: int, chunk_index: int) -> Delivery | None:
+    query = select(Delivery).where(Delivery.job_id == job_id, Delivery.chunk_index == chunk_index)
+    return (await session.execute(query)).scalar_one_or_none()
 
 
 async def set_progress_message(session: AsyncSession, job_id: int, message_id: int) -> bool:

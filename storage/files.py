@@ -16,6 +16,8 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -76,6 +78,12 @@ def _is_valid_key(key: str) -> bool:
     return True
 
 
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    key: str
+    modified_at: datetime  # aware UTC: when the object was last written
+
+
 @runtime_checkable
 class FileStore(Protocol):
     """Binary objects under slash-separated keys. Every method validates its key (ValueError)."""
@@ -96,6 +104,10 @@ class FileStore(Protocol):
 
     async def list_keys(self, prefix: str = "") -> list[str]:
         """All keys starting with ``prefix`` (plain string prefix, as in S3), sorted."""
+        ...
+
+    async def list_objects(self, prefix: str = "") -> list[StoredObject]:
+        """Like :meth:`list_keys`, with each object's last-modified time (housekeeping needs the age)."""
         ...
 
     async def url_for(self, key: str, expires_in: int = 3600) -> str | None:
@@ -179,22 +191,29 @@ class LocalFileStore:
         return await asyncio.to_thread(self.path_for(key).is_file)
 
     async def list_keys(self, prefix: str = "") -> list[str]:
-        validate_prefix(prefix)
-        return await asyncio.to_thread(self._list_keys_blocking, prefix)
+        return [stored.key for stored in await self.list_objects(prefix)]
 
-    def _list_keys_blocking(self, prefix: str) -> list[str]:
+    async def list_objects(self, prefix: str = "") -> list[StoredObject]:
+        validate_prefix(prefix)
+        return await asyncio.to_thread(self._list_objects_blocking, prefix)
+
+    def _list_objects_blocking(self, prefix: str) -> list[StoredObject]:
         # Walk only the deepest directory the prefix names, not the whole tree.
         directory_part = prefix.rpartition("/")[0]
         start = self._root.joinpath(*directory_part.split("/")) if directory_part else self._root
-        keys: list[str] = []
+        found: list[StoredObject] = []
         for current, _dirs, files in os.walk(start):
             relative_dir = Path(current).relative_to(self._root).as_posix()
             for name in files:
                 key = name if relative_dir == "." else f"{relative_dir}/{name}"
                 if key.startswith(prefix) and _is_valid_key(key):
-                    keys.append(key)
-        keys.sort()
-        return keys
+                    try:
+                        modified = os.stat(os.path.join(current, name)).st_mtime
+                    except FileNotFoundError:
+                        continue  # deleted while we walked
+                    found.append(StoredObject(key, datetime.fromtimestamp(modified, UTC)))
+        found.sort(key=lambda stored: stored.key)
+        return found
 
     async def url_for(self, key: str, expires_in: int = 3600) -> str | None:
         validate_key(key)
@@ -356,17 +375,24 @@ class S3FileStore:
         return str(response.get("ContentType", ""))
 
     async def list_keys(self, prefix: str = "") -> list[str]:
-        validate_prefix(prefix)
-        return await self._run(self._list_keys_blocking, prefix)
+        return [stored.key for stored in await self.list_objects(prefix)]
 
-    def _list_keys_blocking(self, prefix: str) -> list[str]:
+    async def list_objects(self, prefix: str = "") -> list[StoredObject]:
+        validate_prefix(prefix)
+        return await self._run(self._list_objects_blocking, prefix)
+
+    def _list_objects_blocking(self, prefix: str) -> list[StoredObject]:
         paginator = self._client.get_paginator("list_objects_v2")
         pages = paginator.paginate(
             Bucket=self._bucket, Prefix=prefix, PaginationConfig={"PageSize": self._list_page_size}
         )
-        keys = [item["Key"] for page in pages for item in page.get("Contents", ())]
-        keys.sort()
-        return keys
+        found = [
+            StoredObject(item["Key"], item["LastModified"].astimezone(UTC))
+            for page in pages
+            for item in page.get("Contents", ())
+        ]
+        found.sort(key=lambda stored: stored.key)
+        return found
 
     async def url_for(self, key: str, expires_in: int = 3600) -> str | None:
         validate_key(key)

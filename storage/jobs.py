@@ -8,9 +8,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import ledger
-from storage.models import GenerationJob, Order, User, utcnow
+from storage.events import EventName, record_event
+from storage.models import GenerationJob, GenerationTask, Order, User, utcnow
 from studio.credits import release_line_for_cancel, reserve_line
-from studio.states import ACTIVE_JOB_STATUSES, JobStatus
+from studio.states import ACTIVE_JOB_STATUSES, JobStatus, TaskStatus
 
 PRIORITY_PAID = 100
 PRIORITY_FREE = 0
@@ -53,6 +54,9 @@ async def create_job_for_order(
     if await ledger.balance(session, order.user_id) < order.photos:
         raise NotEnoughCredits(f"user {order.user_id} cannot cover {order.photos} photos")
     await ledger.record(session, order.user_id, reserve_line(job.id, order.photos), order_id=order.id, job_id=job.id)
+    await record_event(
+        session, EventName.GENERATION_QUEUED, user_id=order.user_id, job_id=job.id, image_count=order.photos
+    )
     return job
 
 
@@ -95,7 +99,28 @@ async def get_job(session: AsyncSession, job_id: int) -> GenerationJob | None:
 
 async def cancel_queued_job(session: AsyncSession, job_id: int, user_id: int | None = None) -> bool:
     """queued → cancelled and the reserved credits released, once; False if generation already began."""
-    conditions = [GenerationJob.id == job_id, GenerationJob.status == JobStatus.QUEUED]
+    return await _cancel(session, job_id, user_id, sources=(JobStatus.QUEUED,))
+
+
+async def cancel_before_results(session: AsyncSession, job_id: int, user_id: int | None = None) -> bool:
+    """Cancel a queued job, or a processing one while no portrait exists yet, releasing every credit once.
+
+    In-flight provider tasks are skipped: their late results find no task to store, so nothing the
+    user was refunded for can reach them.
+    """
+    return await _cancel(session, job_id, user_id, sources=(JobStatus.QUEUED, JobStatus.PROCESSING))
+
+
+async def _cancel(session: AsyncSession, job_id: int, user_id: int | None, *, sources: tuple[JobStatus, ...]) -> bool:
+    produced = (
+        select(GenerationTask.id)
+        .where(
+            GenerationTask.job_id == GenerationJob.id,
+            GenerationTask.status.in_([TaskStatus.SUCCEEDED, TaskStatus.STORED, TaskStatus.DELIVERED]),
+        )
+        .exists()
+    )
+    conditions = [GenerationJob.id == job_id, GenerationJob.status.in_(list(sources)), ~produced]
     if user_id is not None:
         conditions.append(GenerationJob.user_id == user_id)
     result = await session.execute(
@@ -108,5 +133,13 @@ async def cancel_queued_job(session: AsyncSession, job_id: int, user_id: int | N
     if row is None:
         return False
     owner, photos, order_id = row
+    await session.execute(
+        update(GenerationTask)
+        .where(
+            GenerationTask.job_id == job_id,
+            GenerationTask.status.in_([TaskStatus.PENDING, TaskStatus.SUBMITTED, TaskStatus.FAILED]),
+        )
+        .values(status=TaskStatus.SKIPPED, claimed_by=None, lease_expires_at=None, next_poll_at=None)
+    )
     await ledger.record(session, owner, release_line_for_cancel(job_id, photos), order_id=order_id, job_id=job_id)
     return True

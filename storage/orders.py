@@ -67,3 +67,24 @@ async def trial_used(session: AsyncSession, user_id: int) -> bool:
             )
         ).scalar_one()
     )
+
+
+def credits_pack_id(source_job_id: int) -> str:
+    """Orders paid with credits a job returned are named after that job, so one tap makes one order."""
+    return f"credits-{source_job_id}"
+
+
+async def create_credits_order(
+    session: AsyncSession, *, user_id: int, avatar_id: int, style: str, photos: int, source_job_id: int
+) -> Order | None:
+    """An order paid from the balance with the credits ``source_job_id`` returned; None if it exists already."""
+    pack_id = credits_pack_id(source_job_id)
+    existing = await session.execute(select(Order.id).where(Order.user_id == user_id, Order.pack == pack_id))
+    if existing.first() is not None:
+        return None
+    order = Order(
+        user_id=user_id, avatar_id=avatar_id, style=style, pack=pack_id, photos=photos, status=OrderStatus.READY
+    )
+    session.add(order)
+    await session.flush()
+    return order

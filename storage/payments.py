@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import jobs, ledger
+from storage.events import EventName, record_event
 from storage.models import GenerationJob, Order, Payment, User, utcnow
 from storage.sql import insert_for
 from studio.credits import purchase_line, refund_line
@@ -103,7 +104,7 @@ async def open_attempt(
 async def attach_provider_payment(
     session: AsyncSession, payment_id: int, provider_payment_id: str, confirmation_url: str | None
 ) -> None:
-    await session.execute(
+    result = await session.execute(
         update(Payment)
         .where(Payment.id == payment_id, Payment.status == PaymentStatus.CREATING)
         .values(
@@ -112,7 +113,11 @@ async def attach_provider_payment(
             status=PaymentStatus.PENDING,
             updated_at=utcnow(),
         )
+        .returning(Payment)
     )
+    created = result.scalar_one_or_none()
+    if created is not None:  # the provider made it; a repeat of this transition records nothing
+        await _payment_event(session, EventName.PAYMENT_CREATED, created)
 
 
 async def abandon_attempt(session: AsyncSession, payment_id: int, reason: str) -> None:
@@ -157,7 +162,7 @@ async def record_stars_payment(
     session: AsyncSession, order: Order, charge_id: str, amount: int, currency: str
 ) -> Payment:
     """A Telegram Stars payment arrives already paid; keyed by telegram_payment_charge_id."""
-    await session.execute(
+    inserted = await session.execute(
         insert_for(session, Payment)
         .values(
             order_id=order.id,
@@ -176,7 +181,23 @@ async def record_stars_payment(
     )
     payment = await find_by_provider_id(session, PaymentProviderName.STARS, charge_id)
     assert payment is not None
+    if inserted.rowcount:  # a repeated successful_payment finds the row and records nothing
+        await _payment_event(session, EventName.PAYMENT_CREATED, payment)
     return payment
+
+
+async def _payment_event(session: AsyncSession, name: EventName, payment: Payment) -> None:
+    """payment_* events; ``amount`` is in the payment's minor units (kopecks, or Stars)."""
+    await record_event(
+        session,
+        name,
+        user_id=payment.user_id,
+        provider=payment.provider,
+        amount=payment.amount,
+        currency=payment.currency,
+        order_id=payment.order_id,
+        payment_id=payment.id,
+    )
 
 
 async def apply_status(
@@ -203,6 +224,8 @@ async def apply_status(
         return await _succeed(session, payment, amount=amount, currency=currency, detail=detail)
     if status == PaymentStatus.CANCELED:
         moved = await _move(session, payment, PaymentStatus.CANCELED, detail, from_=[PaymentStatus.PENDING])
+        if moved:
+            await _payment_event(session, EventName.PAYMENT_CANCELED, payment)
         return ApplyResult(payment=await _reload(session, payment), changed=moved, credited=False)
     return ApplyResult(payment=payment, changed=False, credited=False)
 
@@ -248,6 +271,8 @@ async def _succeed(
     )
     if not moved:
         return ApplyResult(payment=await _reload(session, payment), changed=False, credited=False)
+    # Recorded only by the call whose conditional UPDATE won: duplicates and races record nothing.
+    await _payment_event(session, EventName.PAYMENT_SUCCEEDED, payment)
     await session.execute(
         update(Order)
         .where(Order.id == order.id, Order.status.in_(CREDITABLE_ORDER_STATUSES))
@@ -270,7 +295,10 @@ async def record_refund(session: AsyncSession, payment: Payment, photos: int, re
     Credits already spent on delivered portraits cannot be taken back: the balance never goes
     below zero. Returns whether credits were taken by this call.
     """
-    await _move(session, payment, PaymentStatus.REFUNDED, {"refund": refund_reference}, from_=[PaymentStatus.SUCCEEDED])
+    if await _move(
+        session, payment, PaymentStatus.REFUNDED, {"refund": refund_reference}, from_=[PaymentStatus.SUCCEEDED]
+    ):
+        await _payment_event(session, EventName.PAYMENT_REFUNDED, payment)
     take = min(photos, await ledger.balance(session, payment.user_id))
     if take <= 0:
         return False

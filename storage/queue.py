@@ -194,6 +194,25 @@ async def mark_submitted(
     return bool(result.rowcount)
 
 
+async def other_task_submitted(session: AsyncSession, job_id: int, task_id: int) -> bool:
+    """Has another task of this job ever reached a provider? Call it right after ``mark_submitted``
+    in the same transaction: SQLite then holds the write lock, and on PostgreSQL the job's row
+    lock taken here makes concurrent first submissions of one job take turns, so exactly one of
+    them sees False."""
+    if _is_postgres(session):
+        await session.execute(select(GenerationJob.id).where(GenerationJob.id == job_id).with_for_update())
+    submitted = (
+        select(GenerationTask.id)
+        .where(
+            GenerationTask.job_id == job_id,
+            GenerationTask.id != task_id,
+            GenerationTask.submitted_at.is_not(None),
+        )
+        .exists()
+    )
+    return bool((await session.execute(select(submitted))).scalar())
+
+
 async def renew_claim(session: AsyncSession, task_id: int, worker: str, lease: timedelta) -> bool:
     result = await session.execute(
         update(GenerationTask)
@@ -215,11 +234,14 @@ async def release_claim(session: AsyncSession, task_id: int, worker: str) -> Non
     )
 
 
-def _task_in(task_id: int, status: TaskStatus, worker: str | None) -> list[Any]:
-    """The WHERE of a task transition: this task, still in ``status`` (and still ours, if leased)."""
+def _task_in(task_id: int, status: TaskStatus, worker: str | None, result_url: str | None = None) -> list[Any]:
+    """The WHERE of a task transition: this task, still in ``status`` (and still ours, if leased; still
+    holding the result being judged, if given — a slow verdict must not fail a newer result)."""
     conditions = [GenerationTask.id == task_id, GenerationTask.status == status]
     if worker is not None:
         conditions.append(GenerationTask.claimed_by == worker)
+    if result_url is not None:
+        conditions.append(GenerationTask.result_url == result_url)
     return conditions
 
 
@@ -233,9 +255,10 @@ async def retry_later(
     retry_at: datetime,
     error: str,
     worker: str | None = None,
+    result_url: str | None = None,
 ) -> bool:
     """A failed try goes back to pending (same or next provider), not before ``retry_at``."""
-    conditions = _task_in(task_id, from_status, worker)
+    conditions = _task_in(task_id, from_status, worker, result_url)
     result = await session.execute(
         update(GenerationTask)
         .where(*conditions)
@@ -255,10 +278,16 @@ async def retry_later(
 
 
 async def skip_task(
-    session: AsyncSession, task_id: int, *, from_status: TaskStatus, error: str, worker: str | None = None
+    session: AsyncSession,
+    task_id: int,
+    *,
+    from_status: TaskStatus,
+    error: str,
+    worker: str | None = None,
+    result_url: str | None = None,
 ) -> bool:
     """Every provider is exhausted: the task is skipped and its credit released, exactly once."""
-    conditions = _task_in(task_id, from_status, worker)
+    conditions = _task_in(task_id, from_status, worker, result_url)
     result = await session.execute(
         update(GenerationTask)
         .where(*conditions)
@@ -433,3 +462,20 @@ async def move_job(session: AsyncSession, job_id: int, source: JobStatus, target
         .values(status=target, **values)
     )
     return bool(result.rowcount)
+
+
+async def status_counts(session: AsyncSession) -> tuple[dict[str, int], dict[str, int], datetime | None]:
+    """Jobs by status, tasks by status, and when the oldest queued job was queued (for /metrics).
+
+    Two GROUP BYs the (status, …) indexes answer, plus one MIN over the queue index's prefix.
+    """
+    jobs = await session.execute(select(GenerationJob.status, func.count()).group_by(GenerationJob.status))
+    tasks = await session.execute(select(GenerationTask.status, func.count()).group_by(GenerationTask.status))
+    oldest = await session.execute(
+        select(func.min(GenerationJob.created_at)).where(GenerationJob.status == JobStatus.QUEUED)
+    )
+    return (
+        {status: int(count) for status, count in jobs.all()},
+        {status: int(count) for status, count in tasks.all()},
+        oldest.scalar_one_or_none(),
+    )

@@ -139,6 +139,11 @@ class FallbackPolicy:
     def to_dict(self) -> dict[str, Any]:
         return {"providers": [provider.to_dict() for provider in self.providers]}
 
+    def with_primary(self, name: str) -> FallbackPolicy:
+        """The same policy with ``name`` first and the others after it in their order (an admin's switch)."""
+        first = self.providers[self.index_of(name)]
+        return FallbackPolicy(providers=(first, *(p for p in self.providers if p.name != name)))
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FallbackPolicy:
         providers = data.get("providers")

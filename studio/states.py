@@ -50,9 +50,12 @@ class TaskStatus(StrEnum):
 
 
 class DeliveryStatus(StrEnum):
-    SENDING = "sending"
+    OPEN = "open"  # recorded, not yet handed to Telegram: safe to send after a crash
+    SENDING = "sending"  # handed to Telegram, not confirmed: after a crash nobody knows if it arrived
     SENT = "sent"
     FAILED = "failed"
+    # A crash hid whether it arrived: not sent again by itself (at most once); the user can ask.
+    UNCERTAIN = "uncertain"
 
 
 class LedgerReason(StrEnum):
@@ -72,7 +75,10 @@ class AvatarStatus(StrEnum):
 
 JOB_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.QUEUED: frozenset({JobStatus.PROCESSING, JobStatus.CANCELLED}),
-    JobStatus.PROCESSING: frozenset({JobStatus.DELIVERING, JobStatus.COMPLETED, JobStatus.PARTIAL, JobStatus.FAILED}),
+    # Cancelling a processing job is allowed only while nothing has been generated (see storage.jobs).
+    JobStatus.PROCESSING: frozenset(
+        {JobStatus.DELIVERING, JobStatus.COMPLETED, JobStatus.PARTIAL, JobStatus.FAILED, JobStatus.CANCELLED}
+    ),
     JobStatus.DELIVERING: frozenset({JobStatus.COMPLETED, JobStatus.PARTIAL, JobStatus.FAILED}),
     JobStatus.COMPLETED: frozenset(),
     JobStatus.PARTIAL: frozenset(),

@@ -34,6 +34,8 @@ def app_settings(
         "WEBHOOK_SECRET": "test-webhook-secret",
         "THROTTLE_UPDATES_PER_SECOND": 50,
         "LOG_LEVEL": "WARNING",
+        # Most tests upload synthetic, faceless pictures; the face tests turn the checks on.
+        "FACE_CHECKS": False,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -38,6 +38,8 @@ class AppProcess:
 
 def process_env(settings: dict[str, Any]) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.isupper() or key in {"PATH", "HOME", "LANG"}}
+    # Like tests.harness.app_settings: synthetic pictures have no faces, so face checks are opt-in here.
+    env["FACE_CHECKS"] = "false"
     env.update({key: str(value) for key, value in settings.items()})
     env["PYTHONPATH"] = str(ROOT)
     return env

@@ -23,17 +23,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import keyboards
 from bot.album import AlbumCollector, UserLocks
-from bot.callbacks import MenuCb, OrderCb, PackCb, StyleCb, UploadCb
+from bot.callbacks import AgainCb, MenuCb, OrderCb, PackCb, StyleCb, UploadCb
 from bot.settings import Settings
 from storage import avatars as avatar_queries
+from storage import faces as face_queries
 from storage import jobs as job_queries
 from storage import orders as order_queries
+from storage.events import EventName, record_event
+from storage.faces import FaceAnalyser, SetReview
 from storage.files import FileStore
 from storage.images import ImageRejected, validate_and_normalize
 from storage.models import Avatar, User
 from studio.catalogue import Catalogue, Pack
 from studio.credits import Currency, format_price, price_for
 from studio.intake import MAX_PHOTOS, MIN_PHOTOS, can_finish, is_full
+from studio.states import AvatarStatus
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +159,26 @@ async def reuse_photos(
     await ask_for_style(query.message, state, catalogue, user, avatar.id)
 
 
+async def reuse_set(
+    query: CallbackQuery,
+    callback_data: AgainCb,
+    state: FSMContext,
+    session: AsyncSession,
+    user: User,
+    catalogue: Catalogue,
+) -> None:
+    """ "New pack with the same photos" under a finished pack: that pack's set, if it is still kept."""
+    assert query.message is not None
+    avatar = await avatar_queries.get_avatar(session, callback_data.avatar_id, user.id)
+    await query.answer()
+    if avatar is None or avatar.status != AvatarStatus.READY:
+        await query.message.answer(_("reuse.gone"))
+        return
+    await _leave_current_step(state, session)
+    await session.commit()
+    await ask_for_style(query.message, state, catalogue, user, avatar.id)
+
+
 # ---------------------------------------------------------------- upload
 
 
@@ -169,12 +193,16 @@ async def receive_image(
     catalogue: Catalogue,
     album_collector: AlbumCollector[PhotoOutcome],
     user_locks: UserLocks,
+    faces: FaceAnalyser | None = None,
 ) -> None:
     album_key = (message.chat.id, message.media_group_id) if message.media_group_id else None
     if album_key is not None:
         album_collector.begin(album_key)
     async with user_locks.lock(user.id):
-        outcome = await _take_photo(message, state, session, user, bot, settings, files)
+        outcome = await _take_photo(message, state, session, user, bot, settings, files, faces)
+        if outcome.reason_key and outcome.reason_key != NOT_NOW:  # the one place every rejection passes
+            reason = outcome.reason_key.removeprefix("photo.rejected.")
+            await record_event(session, EventName.PHOTO_REJECTED, user_id=user.id, reason=reason)
         await session.commit()  # never hold a write transaction while waiting for album siblings
     if album_key is not None:
         outcomes = await album_collector.finish(album_key, message.message_id, outcome)
@@ -182,7 +210,7 @@ async def receive_image(
             return
     else:
         outcomes = [outcome]
-    await _reply_to_upload(message, state, session, user, catalogue, outcomes)
+    await _reply_to_upload(message, state, session, user, catalogue, outcomes, files, faces)
 
 
 async def _take_photo(
@@ -193,6 +221,7 @@ async def _take_photo(
     bot: Bot,
     settings: Settings,
     files: FileStore,
+    faces: FaceAnalyser | None = None,
 ) -> PhotoOutcome:
     current = await state.get_state()
     if current in {step.state for step in AFTER_UPLOAD}:
@@ -230,6 +259,9 @@ async def _take_photo(
         )
     except ImageRejected as rejected:
         return PhotoOutcome(False, count, f"photo.rejected.{rejected.reason.value}")
+    face = await face_queries.check_selfie_for_set(session, faces, avatar.id, photo.jpeg) if faces else None
+    if face is not None and face.reason is not None:
+        return PhotoOutcome(False, count, f"photo.rejected.{face.reason.value}")
 
     key = f"refs/{user.id}/{avatar.id}/{uuid.uuid4().hex}.jpg"
     await files.put(key, photo.jpeg, "image/jpeg")
@@ -252,6 +284,8 @@ async def _take_photo(
     except avatar_queries.AvatarFull:
         await files.delete(key)
         return PhotoOutcome(False, MAX_PHOTOS, TOO_MANY)
+    if face is not None and face.embedding is not None:
+        await face_queries.store_embedding(session, avatar.id, photo.sha256, face.embedding)
     return PhotoOutcome(True, count)
 
 
@@ -278,6 +312,8 @@ async def _reply_to_upload(
     user: User,
     catalogue: Catalogue,
     outcomes: list[PhotoOutcome],
+    files: FileStore,
+    faces: FaceAnalyser | None = None,
 ) -> None:
     rejections = [outcome.reason_key for outcome in outcomes if outcome.reason_key]
     if await state.get_state() != Intake.uploading.state:
@@ -295,6 +331,12 @@ async def _reply_to_upload(
         lines.append(_("upload.album_received").format(accepted=accepted, total=len(outcomes)))
     for reason in dict.fromkeys(rejections):  # one line per distinct reason, in order
         lines.append(_(reason).format(max=MAX_PHOTOS, min=MIN_PHOTOS))
+    review = await face_queries.review_avatar(session, files, faces, avatar.id) if faces and is_full(count) else None
+    if review is not None and not review.passed:
+        if lines:
+            await message.answer("\n".join(lines))
+        await _answer_set_review(message, session, user, avatar.id, review)
+        return
     if is_full(count):
         lines.append(_("upload.full").format(max=MAX_PHOTOS))
         await avatar_queries.mark_ready(session, avatar.id)
@@ -314,6 +356,8 @@ async def upload_done(
     user: User,
     catalogue: Catalogue,
     callback_data: UploadCb,
+    files: FileStore,
+    faces: FaceAnalyser | None = None,
 ) -> None:
     assert query.message is not None
     data = await state.get_data()
@@ -324,10 +368,33 @@ async def upload_done(
     if not can_finish(count):
         await query.answer(_("upload.need_more").format(need=MIN_PHOTOS - count), show_alert=True)
         return
+    if faces is not None:
+        review = await face_queries.review_avatar(session, files, faces, callback_data.avatar_id)
+        if not review.passed:
+            await query.answer()
+            await _answer_set_review(query.message, session, user, callback_data.avatar_id, review)
+            return
     await avatar_queries.mark_ready(session, callback_data.avatar_id)
     await session.commit()
     await query.answer()
     await ask_for_style(query.message, state, catalogue, user, callback_data.avatar_id)
+
+
+async def _answer_set_review(
+    message: ChatTarget, session: AsyncSession, user: User, avatar_id: int, review: SetReview
+) -> None:
+    """The set failed the face review: say which photos went (or that it cannot be used), then where we are."""
+    if review.refused:
+        await session.commit()
+        await message.answer(_("faces.set.no_majority").format(min=MIN_PHOTOS, max=MAX_PHOTOS))
+        return
+    for _slot in review.removed_slots:
+        await record_event(session, EventName.PHOTO_REJECTED, user_id=user.id, reason="face_mismatch")
+    await session.commit()  # the photos are gone before the user is told so
+    count = await avatar_queries.photo_count(session, avatar_id)
+    removed = _("faces.set.removed").format(slots=", ".join(str(slot) for slot in review.removed_slots))
+    markup = keyboards.upload_done(avatar_id, count) if can_finish(count) else None
+    await message.answer(f"{removed}\n{_upload_progress_text(count)}", reply_markup=markup)
 
 
 async def wrong_upload_input(message: Message) -> None:
@@ -550,6 +617,7 @@ def build_router() -> Router:
     router.message.register(status_command, Command("status"))
     router.callback_query.register(new_session, MenuCb.filter(F.action == "new"))
     router.callback_query.register(reuse_photos, MenuCb.filter(F.action == "reuse"))
+    router.callback_query.register(reuse_set, AgainCb.filter())
     router.callback_query.register(upload_done, UploadCb.filter(F.action == "done"), StateFilter(Intake.uploading))
     router.callback_query.register(pick_style, StyleCb.filter(), StateFilter(Intake.style))
     router.callback_query.register(pick_pack, PackCb.filter(), StateFilter(Intake.pack))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 from aiogram import Bot, F, Router
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
@@ -243,7 +245,7 @@ async def cancel_job(query: CallbackQuery, callback_data: JobCb, session: AsyncS
     if job is None or job.user_id != user.id:
         await query.answer(_("stale.button"))
         return
-    if not await job_queries.cancel_queued_job(session, job.id, user.id):
+    if not await job_queries.cancel_before_results(session, job.id, user.id):
         await session.refresh(job)
         if job.status == JobStatus.CANCELLED:  # a repeated tap: the first one cancelled it
             await query.answer(_("stale.button"))
@@ -253,6 +255,10 @@ async def cancel_job(query: CallbackQuery, callback_data: JobCb, session: AsyncS
     await session.commit()
     await query.answer()
     if isinstance(query.message, Message):
+        if query.message.reply_markup is not None:
+            # The button sat on the queued notice or the progress message: it has done its work.
+            with contextlib.suppress(TelegramBadRequest):
+                await query.message.edit_reply_markup(reply_markup=None)
         await query.message.answer(_("job.cancelled").format(photos=job.photos_total))
 
 

@@ -28,4 +28,57 @@ ENGINE_MESSAGES: dict[str, tuple[str, str]] = {
         "😔 Sorry, we could not make your portraits: the generation service failed. "
         "{photos} credits are back on your balance — you can try again with /start.",
     ),
+    # after the pack
+    "button.originals": ("📁 Оригиналы", "📁 Originals"),
+    "button.same_photos": ("🔁 Новый пакет с этими же фото", "🔁 New pack with the same photos"),
+    "button.new_photos": ("📸 Новые фото", "📸 New photos"),
+    "button.use_credits": ("🎁 Использовать {photos} кредитов", "🎁 Use {photos} credits"),
+    "originals.preparing": ("Готовим оригиналы — пришлём через минуту.", "Preparing your originals — one moment."),
+    "originals.on_the_way": ("Оригиналы уже отправляются.", "Your originals are already on their way."),
+    "originals.gone": (
+        "Оригиналы этой фотосессии больше не хранятся.",
+        "The originals of this session are no longer stored.",
+    ),
+    "originals.caption": (
+        "Оригиналы в полном разрешении: {count} шт.",
+        "Full-resolution originals: {count} files.",
+    ),
+    "credits.used": (
+        "Эти кредиты уже использованы.",
+        "Those credits have already been used.",
+    ),
+    "credits.photos_gone": (
+        "Фото для этой фотосессии уже удалены — загрузите новые через /start.",
+        "The photos of this session have been deleted — send new ones with /start.",
+    ),
+    "credits.unknown": ("Эта кнопка больше не действует.", "This button no longer works."),
+    "reuse.gone": (
+        "Этих фото больше нет — они удалены по сроку хранения или по вашей просьбе. Пришлите новые через /start.",
+        "Those photos are gone — deleted after the retention period or at your request. Send new ones with /start.",
+    ),
+    # /forget
+    "forget.confirm": (
+        "Удалить все ваши селфи и портреты с наших серверов? Это нельзя отменить. "
+        "Уже полученные в чате фото останутся у вас.",
+        "Delete all your selfies and portraits from our servers? This cannot be undone. "
+        "Photos already in this chat stay with you.",
+    ),
+    "button.forget_confirm": ("🗑 Да, удалить", "🗑 Yes, delete them"),
+    "button.forget_keep": ("Оставить", "Keep them"),
+    "forget.kept": ("Хорошо, ничего не удалено.", "OK, nothing was deleted."),
+    "forget.busy": (
+        "Сейчас идёт ваша фотосессия — удалить фото можно, когда она закончится.",
+        "Your photo session is in progress — you can delete your photos once it is done.",
+    ),
+    "forget.done": (
+        "Готово: ваши селфи и портреты удалены с наших серверов.",
+        "Done: your selfies and portraits have been deleted from our servers.",
+    ),
+    # a crash hid whether an album arrived
+    "delivery.uncertain": (
+        "⚠️ Возможно, часть портретов ({count}) не дошла из-за сбоя. Если их нет в чате — нажмите «Отправить ещё раз».",
+        "⚠️ Some portraits ({count}) may not have arrived because of a glitch. If they are missing, tap Resend.",
+    ),
+    "button.resend": ("📤 Отправить ещё раз", "📤 Resend"),
+    "delivery.resending": ("Отправляем ещё раз.", "Sending them again."),
 }

@@ -100,8 +100,8 @@ PAYMENT_MESSAGES: dict[str, tuple[str, str]] = {
         "The order is cancelled; {photos} credits are back on your balance.",
     ),
     "job.cancel_too_late": (
-        "Генерация уже началась — отменить нельзя.",
-        "Generation has already started — it can no longer be cancelled.",
+        "Первые портреты уже готовы — заказ больше нельзя отменить.",
+        "Your first portraits are already made — the order can no longer be cancelled.",
     ),
     "status.job_queued": (
         "Заказ №{order_id}: {photos} портретов в очереди, место {position}.",

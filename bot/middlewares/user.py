@@ -1,4 +1,4 @@
-"""Registers the sender once and hands the ``user`` row to handlers; banned users stop here."""
+"""Registers the sender once and hands the ``user`` row to handlers."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import BaseMiddleware
-from aiogram.types import CallbackQuery, Message, TelegramObject, Update
+from aiogram.types import TelegramObject, Update
 from aiogram.types import User as TelegramUser
 from aiogram.utils.i18n import I18n
 
@@ -46,15 +46,5 @@ class UserMiddleware(BaseMiddleware):
             user.is_blocked = False
             if self.on_unblocked is not None:
                 self.on_unblocked()
-        if user.is_banned:
-            await self._tell_banned(event, user.language)
-            return None
+        # Banned users stop in the next middleware (bot/middlewares/banned.py), which tells them once.
         return await handler(event, data)
-
-    async def _tell_banned(self, event: TelegramObject, language: str) -> None:
-        text = self.i18n.gettext("banned", locale=language)
-        if isinstance(event, Update):
-            if isinstance(event.message, Message):
-                await event.message.answer(text)
-            elif isinstance(event.callback_query, CallbackQuery):
-                await event.callback_query.answer(text, show_alert=True)

@@ -307,6 +307,7 @@ class FakeKie:
         result_ttl_seconds: float | None = None,
         upload_ttl_seconds: float | None = None,
         image_size: tuple[int, int] = (512, 640),
+        result_renderer: Callable[[str, tuple[int, int]], bytes] | None = None,
         callback_delay_seconds: float = 0.0,
         drop_callbacks: bool = False,
         duplicate_callbacks: int = 0,
@@ -334,6 +335,8 @@ class FakeKie:
         self.result_ttl_seconds = result_ttl_seconds
         self.upload_ttl_seconds = upload_ttl_seconds
         self.image_size = image_size
+        # How result images are drawn: the default is realistic noise (~70 ms each); load runs pass a cheaper one.
+        self.result_renderer = result_renderer or render_result_png
         self.callback_delay_seconds = callback_delay_seconds
         self.drop_callbacks = drop_callbacks
         self.duplicate_callbacks = duplicate_callbacks
@@ -836,7 +839,7 @@ class FakeKie:
                 content_type="image/png",
                 stored_monotonic=time.monotonic(),
                 ttl_seconds=self.result_ttl_seconds,
-                render=lambda: render_result_png(task.task_id, self.image_size),
+                render=lambda: self.result_renderer(task.task_id, self.image_size),
             )
             task.result_urls = [self._result_url(task.task_id)]
             task.final_state = "success"

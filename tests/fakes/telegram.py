@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
 import copy
 import hashlib
@@ -102,6 +103,8 @@ _JSON_FIELDS = frozenset(
 _INT_FIELDS = frozenset(
     {"chat_id", "message_id", "user_id", "offset", "limit", "timeout", "max_connections", "cache_time"}
 )
+# Sends that count against flood control (edits and chat actions are limited separately by Telegram).
+_FLOOD_COUNTED = frozenset({"sendMessage", "sendPhoto", "sendDocument", "sendMediaGroup", "sendInvoice"})
 _TEXT_FIELDS = frozenset({"text", "caption", "payload", "title", "description", "error_message", "url"})
 
 
@@ -1006,12 +1009,19 @@ class FakeTelegram:
         bot_username: str = "pinglass_test_bot",
         bot_first_name: str = "PinGlass",
         strict_album_minimum: bool = True,
+        flood_limits: tuple[int, float, int, float] | None = None,
     ) -> None:
         bot_id, _, secret = token.partition(":")
         if not bot_id.isdigit() or not secret:
             raise ValueError("a bot token looks like '<digits>:<secret>'")
         self.token = token
         self.strict_album_minimum = strict_album_minimum
+        # Telegram's flood control, (global count, global window s, per-chat count, per-chat window s): more
+        # messages than that in any window (album items count one by one) get 429. None: off.
+        self.flood_limits = flood_limits
+        self.flood_429s = 0
+        self._flood_global: collections.deque[float] = collections.deque()
+        self._flood_chats: dict[int, collections.deque[float]] = {}
         self.me: dict[str, Any] = {
             "id": int(bot_id),
             "is_bot": True,
@@ -1433,6 +1443,7 @@ class FakeTelegram:
             if known is None:
                 raise BotApiError(404, "Not Found: method not found")
             await self._apply_faults(method, call.chat_id)
+            self._apply_flood_control(method, call.chat_id, args)
             call.result = await known[1](args)
             call.response_ok = True
             body: dict[str, Any] = {"ok": True, "result": call.result}
@@ -1450,6 +1461,23 @@ class FakeTelegram:
                 if rule.status is not None:
                     raise BotApiError(rule.status, rule.description or "", rule.retry_after)
                 return
+
+    def _apply_flood_control(self, method: str, chat_id: int | None, args: _Args) -> None:
+        if self.flood_limits is None or chat_id is None or method not in _FLOOD_COUNTED:
+            return
+        global_limit, global_window, chat_limit, chat_window = self.flood_limits
+        media = args.json("media") if method == "sendMediaGroup" else None
+        items = len(media) if isinstance(media, list) else 1
+        now = time.monotonic()
+        chat = self._flood_chats.setdefault(chat_id, collections.deque())
+        for sent, window in ((self._flood_global, global_window), (chat, chat_window)):
+            while sent and sent[0] <= now - window:
+                sent.popleft()
+        if len(self._flood_global) + items > global_limit or len(chat) + items > chat_limit:
+            self.flood_429s += 1
+            raise BotApiError(429, "Too Many Requests: retry after 1", 1)
+        for sent in (self._flood_global, chat):
+            sent.extend([now] * items)
 
     def _call_chat_id(self, method: str, args: _Args) -> int | None:
         if method == "answerCallbackQuery":

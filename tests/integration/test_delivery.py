@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from studio.states import JobStatus
+from storage.models import Delivery, GenerationJob, GenerationTask, utcnow
+from studio.states import DeliveryStatus, JobStatus, TaskStatus
 from tests.engine_support import job_row, provider_settings, seed_paid_job
-from tests.fakes.kie import FakeKie
+from tests.fakes.kie import FakeKie, render_result_png
 from tests.fakes.telegram import FakeTelegram
 from tests.harness import app_settings, running_app
 
@@ -122,3 +123,58 @@ async def test_user_who_blocks_the_bot_gets_the_rest_after_unblocking(
             await user.send_command("/status")
             await _until_finished(app, job_id)
             assert len(set(_delivered_photos(fake_telegram, user.id))) == 7
+
+
+async def test_an_album_a_crash_left_unconfirmed_is_offered_for_resend_not_sent_twice(
+    fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path
+) -> None:
+    """Killed between handing an album to Telegram and recording that it arrived: nobody knows if it
+    did, so it is not sent again by itself (at most once) — the user gets a Resend button instead."""
+    settings = app_settings(fake_telegram, sqlite_url, tmp_path / "files", webhook=True)
+    async with running_app(settings) as app:
+        user = fake_telegram.user(language_code="en")
+        job_id = await seed_paid_job(app.sessionmaker, app.files, app.catalogue, telegram_id=user.id, pack="p15")
+        async with app.sessionmaker() as session:
+            job = await session.get(GenerationJob, job_id)
+            assert job is not None
+            job.status, job.photos_completed, job.started_at = JobStatus.DELIVERING, 15, utcnow()
+            tasks = []
+            for position in range(15):
+                key = f"results/{job_id}/{position}.png"
+                await app.files.put(key, render_result_png(f"task-{position}", (256, 320)))
+                task = GenerationTask(
+                    job_id=job_id,
+                    position=position,
+                    prompt_index=position,
+                    seed=position,
+                    status=TaskStatus.STORED,
+                    result_key=key,
+                    stored_at=utcnow(),
+                )
+                session.add(task)
+                tasks.append(task)
+            await session.flush()
+            # The dead process had handed the first album to Telegram and never heard back.
+            session.add(
+                Delivery(
+                    job_id=job_id,
+                    chunk_index=0,
+                    task_ids=[task.id for task in tasks[:10]],
+                    status=DeliveryStatus.SENDING,
+                    message_ids=[],
+                )
+            )
+            await session.commit()
+        app.signals.task_stored()
+        await _until_finished(app, job_id)
+        assert len(_delivered_photos(fake_telegram, user.id)) == 5  # only the album that never left
+        notice = await user.wait_reply(lambda m: "may not have arrived" in m.content, timeout=10)
+        await user.click("Resend")
+        async with asyncio.timeout(20):
+            while len(_delivered_photos(fake_telegram, user.id)) < 15:
+                await asyncio.sleep(0.1)
+        await user.press_button(notice.message_id, notice.buttons[0]["callback_data"])  # a second tap: no-op
+        await asyncio.sleep(1.0)
+        photos = _delivered_photos(fake_telegram, user.id)
+        assert len(photos) == 15 and len(set(photos)) == 15
+        assert (await job_row(app.sessionmaker, job_id)).status == JobStatus.COMPLETED

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections import Counter
 from pathlib import Path
@@ -12,14 +13,16 @@ from sqlalchemy import select
 from storage.db import create_engine, create_sessionmaker
 from storage.files import LocalFileStore
 from storage.migrate import upgrade_async
-from storage.models import GenerationTask
+from storage.models import Delivery, GenerationTask
 from studio.catalogue import load_catalogue
-from studio.states import JobStatus, TaskStatus
+from studio.states import DeliveryStatus, JobStatus, TaskStatus
 from tests.conftest import requires_postgres
-from tests.engine_support import job_row, provider_settings, seed_paid_job, task_statuses
+from tests.engine_support import FAST_POLICY, job_row, provider_settings, seed_paid_job, task_statuses
 from tests.fakes.kie import FakeKie
 from tests.fakes.telegram import FakeTelegram
 from tests.process_harness import start_process
+
+PATIENT_POLICY = {"providers": [provider | {"stuck_after_seconds": 60.0} for provider in FAST_POLICY["providers"]]}
 
 
 def _base_settings(fake_telegram: FakeTelegram, database_url: str, files: Path, kie: FakeKie) -> dict[str, object]:
@@ -29,7 +32,8 @@ def _base_settings(fake_telegram: FakeTelegram, database_url: str, files: Path, 
         "DATABASE_URL": database_url,
         "LOCAL_STORAGE_DIR": str(files),
         "LOG_LEVEL": "INFO",
-        **provider_settings(kie, POLL_INTERVAL_SECONDS=1),
+        # Process start-up on a busy machine can take seconds: never let that count as a stuck task here.
+        **provider_settings(kie, POLL_INTERVAL_SECONDS=1, FALLBACK_POLICY=json.dumps(PATIENT_POLICY)),
     }
 
 
@@ -77,7 +81,15 @@ async def test_sigkill_mid_job_and_restart_completes_every_photo_once(
             process.terminate()
             chat = fake_telegram.sent_messages(user_id)
             photos = [m.file_unique_id for m in chat if m.kind == "photo"]
-            assert len(photos) == 23 and len(set(photos)) == 23, "a portrait was lost or sent twice"
+            assert len(set(photos)) == len(photos), "a portrait was sent twice"
+            async with sessionmaker() as session:  # type: ignore[operator]
+                chunks = list((await session.execute(select(Delivery))).scalars())
+            # A kill between handing an album to Telegram and confirming it hides whether it arrived:
+            # such an album is offered for resending, never sent twice; everything else arrived.
+            uncertain = sum(len(c.task_ids) for c in chunks if c.status == DeliveryStatus.UNCERTAIN)
+            assert 23 - uncertain <= len(photos) <= 23, "a portrait was lost"
+            notices = [m for m in chat if "may not have arrived" in (m.text or "")]
+            assert len(notices) == sum(1 for c in chunks if c.status == DeliveryStatus.UNCERTAIN)
             async with sessionmaker() as session:  # type: ignore[operator]
                 tasks = list((await session.execute(select(GenerationTask))).scalars())
             assert len(tasks) == 23

@@ -6,6 +6,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -129,6 +130,16 @@ async def test_list_keys_uses_plain_string_prefixes_and_sorts(store: FileStore) 
     assert await store.list_keys("") == sorted(keys)
     assert await store.list_keys("c/") == []
     assert await store.list_keys("a/1.jpg/") == []
+
+
+async def test_list_objects_gives_each_objects_last_write_time(store: FileStore) -> None:
+    before = datetime.now(UTC) - timedelta(seconds=2)  # S3 keeps whole seconds
+    await store.put("age/old.jpg", b"1")
+    await store.put("age/new.jpg", b"2")
+    listed = await store.list_objects("age/")
+    after = datetime.now(UTC) + timedelta(seconds=2)
+    assert [item.key for item in listed] == ["age/new.jpg", "age/old.jpg"]
+    assert all(before <= item.modified_at <= after and item.modified_at.tzinfo is not None for item in listed)
 
 
 async def test_list_keys_rejects_unsafe_prefixes(store: FileStore) -> None:

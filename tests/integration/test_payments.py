@@ -26,8 +26,8 @@ from bot.web import YOOKASSA_PATH
 from providers.yookassa import YooKassaClient
 from storage.db import create_engine, create_sessionmaker
 from storage.migrate import upgrade_async
-from storage.models import GenerationJob, LedgerEntry, Order, Payment, User
-from studio.states import JobStatus, LedgerReason, OrderStatus, PaymentProviderName, PaymentStatus
+from storage.models import GenerationJob, GenerationTask, LedgerEntry, Order, Payment, User
+from studio.states import JobStatus, LedgerReason, OrderStatus, PaymentProviderName, PaymentStatus, TaskStatus
 from tests.fakes.telegram import ChatMessage, FakeTelegram, FakeUser
 from tests.fakes.yookassa import FakeYooKassa
 from tests.harness import app_settings, running_app
@@ -808,7 +808,9 @@ async def test_queued_job_is_cancelled_once_and_credits_come_back(
         assert "queued" not in status.content
 
 
-async def test_a_started_job_cannot_be_cancelled(fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path) -> None:
+async def test_a_job_with_a_portrait_made_cannot_be_cancelled(
+    fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path
+) -> None:
     async with payment_app(fake_telegram, sqlite_url, tmp_path) as (app, _kassa):
         user = fake_telegram.user(language_code="en")
         await to_summary(app, user)
@@ -817,10 +819,12 @@ async def test_a_started_job_cannot_be_cancelled(fake_telegram: FakeTelegram, sq
         told = await paid_message(user)
         async with app.sessionmaker() as session:
             await session.execute(update(GenerationJob).values(status=JobStatus.PROCESSING))
+            job_id = (await session.execute(select(GenerationJob.id))).scalar_one()
+            session.add(GenerationTask(job_id=job_id, position=0, prompt_index=0, seed=1, status=TaskStatus.STORED))
             await session.commit()
         cancel = next(b["callback_data"] for b in told.buttons if "Cancel the order" in b["text"])
         answer = await callback_answer(fake_telegram, await user.press_button(told.message_id, cancel))
-        assert "already started" in answer["text"]
+        assert "can no longer be cancelled" in answer["text"]
         state = await books(app, user.id)
         assert state.jobs[0].status == JobStatus.PROCESSING and state.lines(LedgerReason.RELEASE) == []
         await assert_ledger_balanced(app.sessionmaker)

@@ -23,6 +23,11 @@ EXPECTED_TABLES = {
     "generation_tasks",
     "deliveries",
     "events",
+    "audit_log",
+    "user_bans",
+    "provider_overrides",
+    "broadcasts",
+    "broadcast_recipients",
 }
 
 
