@@ -21,20 +21,19 @@ import random
 import statistics
 import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import insert, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from storage import stats as stats_queries
 from storage.db import create_engine, create_sessionmaker
 from storage.migrate import upgrade_async
 from storage.models import Event, GenerationJob, GenerationTask, LedgerEntry, Order, Payment, User
+from tests.databases import create_database, drop_database
 
 DAYS = 90
 CHUNK = 20_000
@@ -270,34 +269,6 @@ async def _drop_indexes(engine: AsyncEngine) -> None:
             await connection.execute(text(f"DROP INDEX {name}"))
 
 
-async def _create_postgres(base_url: str) -> str:
-    import asyncpg
-
-    base = make_url(base_url)
-    name = f"pinglass_bench_{uuid.uuid4().hex[:8]}"
-    connection = await asyncpg.connect(
-        host=base.host, port=base.port or 5432, user=base.username, database=base.database
-    )
-    try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-    return base.set(database=name).render_as_string(hide_password=False)
-
-
-async def _drop_postgres(base_url: str, url: str) -> None:
-    import asyncpg
-
-    base = make_url(base_url)
-    connection = await asyncpg.connect(
-        host=base.host, port=base.port or 5432, user=base.username, database=base.database
-    )
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
-    finally:
-        await connection.close()
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -310,7 +281,7 @@ async def main() -> None:
         if args.postgres is not None:
             if not args.postgres:
                 raise SystemExit("--postgres needs a URL or TEST_DATABASE_URL")
-            url = await _create_postgres(args.postgres)
+            url = await create_database(args.postgres, prefix="pinglass_bench")
         else:
             url = f"sqlite+aiosqlite:///{Path(directory) / 'stats.db'}"
         try:
@@ -338,7 +309,7 @@ async def main() -> None:
                 await engine.dispose()
         finally:
             if args.postgres is not None:
-                await _drop_postgres(args.postgres, url)
+                await drop_database(args.postgres, url)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -50,6 +49,7 @@ from providers.ratelimit import DEFAULT_SAFETY_MARGIN_SECONDS
 from storage.db import create_engine, create_sessionmaker
 from storage.models import Delivery, GenerationJob, GenerationTask, User
 from studio.states import JobStatus
+from tests.databases import create_database, drop_database
 from tests.fakes.kie import FakeKie
 from tests.fakes.replicate import FakeReplicate, render_image
 from tests.fakes.telegram import FakeTelegram
@@ -239,35 +239,6 @@ def _vm_hwm(pid: int) -> int:
 # ---------------------------------------------------------------------- fakes + app
 
 
-async def fresh_postgres_database(base_url: str) -> str:
-    """A new empty database next to ``base_url`` (so runs never see each other's rows)."""
-    import asyncpg
-
-    base = make_url(base_url)
-    name = f"pinglass_bench_{uuid.uuid4().hex[:10]}"
-    connection = await asyncpg.connect(
-        host=base.host, port=base.port or 5432, user=base.username, password=base.password, database=base.database
-    )
-    try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-    return base.set(database=name).render_as_string(hide_password=False)
-
-
-async def drop_postgres_database(url: str) -> None:
-    import asyncpg
-
-    target = make_url(url)
-    connection = await asyncpg.connect(
-        host=target.host, port=target.port or 5432, user=target.username, password=target.password, database="postgres"
-    )
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)')
-    finally:
-        await connection.close()
-
-
 class Stack:
     """The four fakes, one or more application processes, and a database handle for the checks."""
 
@@ -379,7 +350,7 @@ class Stack:
         await self.replicate.start()
         await self.kassa.start()
         if self.options.database_url and self.options.database_url.startswith("postgresql"):
-            self.database_url = await fresh_postgres_database(self.options.database_url)
+            self.database_url = await create_database(self.options.database_url, prefix="pinglass_bench")
             self._owns_database = True
         ports = [free_port() for _ in range(self.processes_wanted)]
         for index, port in enumerate(ports):
@@ -411,7 +382,7 @@ class Stack:
         with contextlib.suppress(Exception):
             await self.replicate.stop()
         if self._owns_database:
-            await drop_postgres_database(self.database_url)
+            await drop_database(self.options.database_url, self.database_url)
         if not self.options.keep_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from sqlalchemy.engine import make_url
+
+from tests.databases import create_database, drop_database
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
@@ -22,32 +22,11 @@ requires_redis = pytest.mark.skipif(not TEST_REDIS_URL, reason="Redis tests need
 
 async def create_postgres_database() -> str:
     """A fresh database on the test server, so parallel tests and sessions never collide."""
-    import asyncpg
-
-    base = make_url(TEST_DATABASE_URL)
-    name = f"pinglass_t_{uuid.uuid4().hex[:12]}"
-    connection = await asyncpg.connect(
-        host=base.host, port=base.port or 5432, user=base.username, database=base.database
-    )
-    try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-    return base.set(database=name).render_as_string(hide_password=False)
+    return await create_database(TEST_DATABASE_URL)
 
 
 async def drop_postgres_database(url: str) -> None:
-    import asyncpg
-
-    base = make_url(TEST_DATABASE_URL)
-    name = make_url(url).database
-    connection = await asyncpg.connect(
-        host=base.host, port=base.port or 5432, user=base.username, database=base.database
-    )
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await connection.close()
+    await drop_database(TEST_DATABASE_URL, url)
 
 
 @pytest.fixture
