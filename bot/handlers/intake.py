@@ -148,15 +148,8 @@ async def new_session(
 async def reuse_photos(
     query: CallbackQuery, state: FSMContext, session: AsyncSession, user: User, catalogue: Catalogue
 ) -> None:
-    assert query.message is not None
     avatar = await avatar_queries.latest_ready_avatar(session, user.id)
-    await query.answer()
-    if avatar is None:
-        await query.message.answer(_("reuse.none"))
-        return
-    await _leave_current_step(state, session)
-    await session.commit()
-    await ask_for_style(query.message, state, catalogue, user, avatar.id)
+    await _new_pack_with(query, state, session, user, catalogue, avatar, missing_key="reuse.none")
 
 
 async def reuse_set(
@@ -168,11 +161,26 @@ async def reuse_set(
     catalogue: Catalogue,
 ) -> None:
     """ "New pack with the same photos" under a finished pack: that pack's set, if it is still kept."""
-    assert query.message is not None
     avatar = await avatar_queries.get_avatar(session, callback_data.avatar_id, user.id)
+    if avatar is not None and avatar.status != AvatarStatus.READY:
+        avatar = None  # deleted by retention or /forget
+    await _new_pack_with(query, state, session, user, catalogue, avatar, missing_key="reuse.gone")
+
+
+async def _new_pack_with(
+    query: CallbackQuery,
+    state: FSMContext,
+    session: AsyncSession,
+    user: User,
+    catalogue: Catalogue,
+    avatar: Avatar | None,
+    *,
+    missing_key: str,
+) -> None:
+    assert query.message is not None  # the root router admits only queries from a private chat's message
     await query.answer()
-    if avatar is None or avatar.status != AvatarStatus.READY:
-        await query.message.answer(_("reuse.gone"))
+    if avatar is None:
+        await query.message.answer(_(missing_key))
         return
     await _leave_current_step(state, session)
     await session.commit()
