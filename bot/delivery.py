@@ -134,10 +134,7 @@ class DeliveryService:
             ]
         if job is None or not tasks:
             return 0
-        start = 0
-        for size in split_albums(len(tasks)):
-            await self._send_items(job, tasks[start : start + size], caption=start == 0)
-            start += size
+        await self._send_in_albums(job, tasks, caption=True)
         return len(tasks)
 
     async def deliver_job(self, job_id: int) -> None:
@@ -305,17 +302,18 @@ class DeliveryService:
                 return  # resent already
             tasks = [t for t in await queries.tasks_in_order(session, job_id) if t.id in chunk.task_ids]
             await session.commit()
-        tasks = [task for task in tasks if task.telegram_file_id or task.result_key]
         try:
-            start = 0
-            for size in split_albums(len(tasks)):
-                await self._send_media(job, await self._media(tasks[start : start + size]), caption=False)
-                start += size
+            await self._send_in_albums(job, [t for t in tasks if t.telegram_file_id or t.result_key], caption=False)
         except TelegramAPIError as error:
             log.warning("resend of job %s chunk %s failed: %s", job_id, chunk_index, error)
 
-    async def _send_items(self, job: GenerationJob, tasks: list[GenerationTask], *, caption: bool) -> list[Message]:
-        return await self._send_media(job, await self._media(tasks), caption=caption)
+    async def _send_in_albums(self, job: GenerationJob, tasks: list[GenerationTask], *, caption: bool) -> None:
+        """Portraits sent again outside the delivery records, in valid album sizes and task order."""
+        start = 0
+        for size in split_albums(len(tasks)):
+            media = await self._media(tasks[start : start + size])
+            await self._send_media(job, media, caption=caption and start == 0)
+            start += size
 
     async def _media(self, tasks: list[GenerationTask]) -> list[BufferedInputFile | str]:
         media: list[BufferedInputFile | str] = []

@@ -49,3 +49,25 @@ async def running_app(settings: Settings, *, with_bot: bool = True) -> AsyncIter
         yield application
     finally:
         await application.stop()
+
+
+async def callback_answer(fake: FakeTelegram, query_id: str, timeout: float = 10.0) -> dict[str, Any]:  # noqa: ASYNC109
+    """The bot's answerCallbackQuery for a button press (its text, alert flag, ...), once it has answered."""
+    call = await fake.wait_for(
+        lambda call: call.method == "answerCallbackQuery" and str(call.params.get("callback_query_id")) == query_id,
+        timeout=timeout,
+    )
+    return call.params
+
+
+def album_sizes(fake: FakeTelegram, chat_id: int, kind: str = "photo") -> list[int]:
+    """Sizes of what reached the chat as albums of ``kind`` (photo or document); a lone item counts 1."""
+    sizes: list[int] = []
+    for call in fake.calls(chat_id=chat_id):
+        if not call.response_ok:
+            continue
+        if call.method == "sendMediaGroup" and call.params["media"][0]["type"] == kind:
+            sizes.append(len(call.params["media"]))
+        elif call.method == ("sendPhoto" if kind == "photo" else "sendDocument"):
+            sizes.append(1)
+    return sizes

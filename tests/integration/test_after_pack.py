@@ -24,7 +24,7 @@ from studio.states import JobStatus, TaskStatus
 from tests.engine_support import FAST_POLICY, job_row, provider_settings, seed_paid_job, task_statuses
 from tests.fakes.kie import FakeKie, Outcome
 from tests.fakes.telegram import FakeTelegram, FakeUser
-from tests.harness import app_settings, running_app
+from tests.harness import album_sizes, app_settings, callback_answer, running_app
 
 # One Kie attempt per portrait and no fallback: a failed portrait is skipped and credited back.
 ONE_ATTEMPT_POLICY: dict[str, Any] = {
@@ -49,32 +49,6 @@ async def _until(app: Application, job_id: int, statuses: tuple[str, ...], timeo
     return job
 
 
-def _album_sizes(fake: FakeTelegram, chat_id: int, kind: str = "photo") -> list[int]:
-    sizes: list[int] = []
-    for call in fake.calls(chat_id=chat_id):
-        if not call.response_ok:
-            continue
-        if call.method == "sendMediaGroup" and call.params["media"][0]["type"] == kind:
-            sizes.append(len(call.params["media"]))
-        elif call.method == ("sendPhoto" if kind == "photo" else "sendDocument"):
-            sizes.append(1)
-    return sizes
-
-
-async def _answer_text(fake: FakeTelegram, query_id: str) -> str:
-    """The text the bot answered a button press with (an alert or a toast), once it has answered."""
-
-    def answered() -> list[Any]:
-        return [
-            call
-            for call in fake.calls("answerCallbackQuery")
-            if call.response_ok and str(call.params.get("callback_query_id")) == query_id
-        ]
-
-    await fake.wait_until(lambda: bool(answered()), timeout=10)
-    return str(answered()[0].params.get("text") or "")
-
-
 def _closing_message(user: FakeUser) -> Any:
     return next(m for m in reversed(user.messages) if any("Originals" in b["text"] for b in m.buttons))
 
@@ -92,7 +66,7 @@ async def test_partial_pack_splits_validly_and_its_credits_start_a_new_pack_in_o
             job = await _until(app, job_id, (JobStatus.PARTIAL, JobStatus.COMPLETED, JobStatus.FAILED))
             delivered = 23 - skipped
             assert job.status == JobStatus.PARTIAL and job.photos_failed == skipped
-            sizes = _album_sizes(fake_telegram, user.id)
+            sizes = album_sizes(fake_telegram, user.id)
             # Full albums of 10 leave as soon as they are ready, so a tail of one goes by sendPhoto.
             assert sum(sizes) == delivered and all(size <= 10 for size in sizes) and sizes.count(1) <= 1, sizes
             assert not [c for c in fake_telegram.calls("sendMediaGroup") if len(c.params["media"]) < 2]
@@ -109,7 +83,7 @@ async def test_partial_pack_splits_validly_and_its_credits_start_a_new_pack_in_o
             await user.click(f"Use {skipped} credits")
             await user.wait_reply(lambda m: f"{skipped} portraits are queued" in m.content, timeout=10)
             second_tap = await user.click(f"Use {skipped} credits")  # makes no second pack
-            assert "already been used" in await _answer_text(fake_telegram, second_tap)
+            assert "already been used" in (await callback_answer(fake_telegram, second_tap))["text"]
             async with app.sessionmaker() as session:
                 new_jobs = (
                     (await session.execute(select(GenerationJob).where(GenerationJob.id != job_id))).scalars().all()
@@ -167,9 +141,9 @@ async def test_originals_too_big_for_one_zip_arrive_as_document_groups(
         app.originals.upload_limit_bytes = 1024  # every pack is "over 50 MB" for this test
         await user.click("Originals")
         async with asyncio.timeout(30):
-            while sum(_album_sizes(fake_telegram, user.id, kind="document")) < 23:
+            while sum(album_sizes(fake_telegram, user.id, kind="document")) < 23:
                 await asyncio.sleep(0.1)
-        sizes = _album_sizes(fake_telegram, user.id, kind="document")
+        sizes = album_sizes(fake_telegram, user.id, kind="document")
         assert sum(sizes) == 23 and all(2 <= size <= 10 for size in sizes), sizes
         documents = [m for m in fake_telegram.sent_messages(user.id) if m.kind == "document"]
         assert [m.raw["document"]["file_name"] for m in documents] == [f"portrait-{i:02d}.png" for i in range(1, 24)]
@@ -232,5 +206,5 @@ async def test_cancel_is_refused_once_a_portrait_exists(
             # The Cancel button of the queued notice or of an older copy of the progress message.
             stale_cancel = JobCb(job_id=job_id, action="cancel").pack()
             query_id = await user.press_button(progress.message_id, stale_cancel)
-            assert "can no longer be cancelled" in await _answer_text(fake_telegram, query_id)
+            assert "can no longer be cancelled" in (await callback_answer(fake_telegram, query_id))["text"]
             assert (await job_row(app.sessionmaker, job_id)).status == JobStatus.PROCESSING

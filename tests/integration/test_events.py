@@ -227,8 +227,11 @@ async def test_full_paid_run_records_every_event_once_at_its_moment(
     assert (queued.job_id, queued.properties) == (job.id, {"image_count": 7})
     [started] = named(rows, EventName.GENERATION_STARTED)
     assert started.properties == {"provider": "kie", "model": "google/nano-banana-edit"}
+    # Recorded in the transaction of the job's first submission: not before any submission, and
+    # before any result came back (a result is recorded only after its own submission committed).
     first_submit = min(task.submitted_at for task in tasks if task.submitted_at)
-    assert abs((started.created_at - first_submit).total_seconds()) < 1.0
+    first_result = min(task.provider_done_at for task in tasks if task.provider_done_at)
+    assert first_submit <= started.created_at <= first_result
 
     stored = {task.id: task for task in tasks if task.status == TaskStatus.DELIVERED}
     assert len(stored) == 6

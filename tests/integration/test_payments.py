@@ -30,7 +30,7 @@ from storage.models import GenerationJob, GenerationTask, LedgerEntry, Order, Pa
 from studio.states import JobStatus, LedgerReason, OrderStatus, PaymentProviderName, PaymentStatus, TaskStatus
 from tests.fakes.telegram import ChatMessage, FakeTelegram, FakeUser
 from tests.fakes.yookassa import FakeYooKassa
-from tests.harness import app_settings, running_app
+from tests.harness import app_settings, callback_answer, running_app
 from tests.image_corpus import selfie_set
 from tests.ledger_check import assert_ledger_balanced
 
@@ -123,14 +123,6 @@ async def tap(user: FakeUser, method: str) -> ChatMessage:
     if method == "Telegram Stars":
         return await user.wait_reply(lambda message: message.kind == "invoice", timeout=REPLY_TIMEOUT)
     return await user.wait_reply(timeout=REPLY_TIMEOUT)
-
-
-async def callback_answer(fake: FakeTelegram, query_id: str) -> dict[str, Any]:
-    call = await fake.wait_for(
-        lambda call: call.method == "answerCallbackQuery" and str(call.params.get("callback_query_id")) == query_id,
-        timeout=REPLY_TIMEOUT,
-    )
-    return call.params
 
 
 async def pre_checkout_answer(fake: FakeTelegram, update: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from storage.migrate import upgrade_async
 from storage.models import Avatar, GenerationJob, GenerationTask, ReferencePhoto, User, utcnow
 from studio.states import AvatarStatus, JobStatus, TaskStatus
 from tests.fakes.telegram import FakeTelegram
-from tests.harness import app_settings, running_app
+from tests.harness import app_settings, callback_answer, running_app
 
 DAY = timedelta(days=1)
 
@@ -230,18 +230,8 @@ async def test_forget_waits_for_a_pack_in_progress(
         await user.send_command("/forget")
         await user.wait_reply(lambda m: bool(m.buttons), timeout=10)
         query_id = await user.click("Yes, delete them")
-        await fake_telegram.wait_until(
-            lambda: any(
-                call.response_ok and str(call.params.get("callback_query_id")) == query_id
-                for call in fake_telegram.calls("answerCallbackQuery")
-            )
-        )
-        answer = next(
-            call
-            for call in fake_telegram.calls("answerCallbackQuery")
-            if str(call.params["callback_query_id"]) == query_id
-        )
-        assert "in progress" in answer.params["text"]
+        answer = await callback_answer(fake_telegram, query_id)
+        assert "in progress" in answer["text"]
         assert set(await app.files.list_keys()) == set(busy.reference_keys + busy.result_keys)
 
 
