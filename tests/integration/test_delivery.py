@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from bot.app import Application
 from storage.models import Delivery, GenerationJob, GenerationTask, utcnow
@@ -67,6 +68,18 @@ async def test_pack_arrives_as_valid_albums_with_one_progress_message(
         progress = [m for m in user.messages if m.message_id == job.progress_message_id]
         assert progress and f"{total} of {total} delivered" in progress[0].content
         assert any("All" in m.content and "portraits are here" in m.content for m in user.messages)
+        # in task order: the n-th photo in the chat is the n-th task's portrait
+        async with app.sessionmaker() as session:
+            in_task_order = (
+                await session.execute(
+                    select(GenerationTask.telegram_file_id)
+                    .where(GenerationTask.job_id == job_id)
+                    .order_by(GenerationTask.position)
+                )
+            ).scalars()
+            expected_order = list(in_task_order)
+        chat_order = [m.file_id for m in fake_telegram.sent_messages(user.id) if m.kind == "photo"]
+        assert None not in expected_order and chat_order == expected_order
         # the caption names the style, on the first item of the first album only
         captions = [m.caption for m in fake_telegram.sent_messages(user.id) if m.kind == "photo" and m.caption]
         assert captions == ["Your photo session — Professional style"]
