@@ -170,13 +170,14 @@ async def test_both_failing_some_tasks_gives_partial_with_credits_back_once(
             app.signals.job_queued()
 
             async def settled() -> bool:
+                # The job moves on just after its last task settles: wait for both, not only the tasks.
                 counts = await task_statuses(app.sessionmaker, job_id)
-                return (
+                finished_tasks = (
                     counts.get(TaskStatus.STORED, 0)
                     + counts.get(TaskStatus.SKIPPED, 0)
                     + counts.get(TaskStatus.DELIVERED, 0)
-                    == 15
                 )
+                return finished_tasks == 15 and (await job_row(app.sessionmaker, job_id)).status != JobStatus.PROCESSING
 
             await eventually(settled, timeout=60)
             counts = await task_statuses(app.sessionmaker, job_id)
