@@ -1,17 +1,36 @@
-# PinGlass — `make run` starts the service, `make test` runs the tests; both create .venv if needed.
-PYTHON ?= python3
+# PinGlass — `make run` starts the service, `make test` runs the tests; both create .venv if needed
+# and install exactly what uv.lock pins (nothing is resolved at install time).
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TOOLS := .tools
+UV := $(TOOLS)/uv/bin/uv
+# uv never downloads an interpreter: it uses the .venv that make creates with the Python below.
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run scheduler test lint format bench chaos locales clean
+# The supported version is stated once, in .python-version (pyproject.toml's requires-python is its
+# range). Use that version when it is installed; otherwise python3, and say which one that is.
+PYTHON_WANTED := $(shell cat .python-version)
+PYTHON ?= $(shell for p in python$(PYTHON_WANTED) python3; do $$p -c '' >/dev/null 2>&1 && { command -v $$p; break; }; done)
 
-$(BIN)/python:
+.PHONY: run scheduler test lint format lock lock-check bench chaos locales clean python
+
+python:
+	@test -n "$(PYTHON)" || { echo "make: no python3 found; install Python $(PYTHON_WANTED) (see .python-version)"; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "make: $(PYTHON) is Python $$($(PYTHON) -c 'import platform; print(platform.python_version())'); PinGlass needs 3.11+ ($(PYTHON_WANTED) preferred, see .python-version)"; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(f"{sys.version_info[0]}.{sys.version_info[1]}" != "$(PYTHON_WANTED)")' || echo "make: Python $(PYTHON_WANTED) (.python-version) not found; using $(PYTHON), Python $$($(PYTHON) -c 'import platform; print(platform.python_version())')"
+
+$(BIN)/python: | python
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+# uv is the one tool installed before the lock, itself pinned by hash.
+$(UV): .ci/uv-requirements.txt | python
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --require-hashes --target $(TOOLS)/uv -r .ci/uv-requirements.txt
+	touch $(UV)
+
+$(STAMP): pyproject.toml uv.lock $(UV) | $(BIN)/python
+	$(UV) sync --locked --extra dev --python $(BIN)/python --quiet
 	touch $(STAMP)
 
 # Without a token, say what to set and where in one line (the process says the same when run directly).
@@ -37,6 +56,14 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Refresh uv.lock from pyproject.toml (LOCK_ARGS="--upgrade-package NAME" bumps one dependency).
+lock: $(UV)
+	$(UV) lock $(LOCK_ARGS)
+
+# One line when pyproject.toml and uv.lock disagree (CI runs this before anything else).
+lock-check: $(UV)
+	@$(UV) lock --check --quiet 2>/dev/null || { echo "uv.lock does not match pyproject.toml: run 'make lock' and commit uv.lock"; exit 1; }
+
 # The load runner (app as a subprocess against the fakes); `python -m bench` still runs the micro-benchmarks.
 BENCH_ARGS ?= --packs 10 --mode both --steps 10,100,300,1000
 bench: $(STAMP)
@@ -50,4 +77,4 @@ locales: $(STAMP)
 	$(BIN)/python -m bot.locales.compile
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache

@@ -56,12 +56,12 @@ class Settings(BaseSettings):
     KIE_API_KEY: SecretStr = SecretStr("")
     KIE_API_URL: str = "https://api.kie.ai"
     KIE_UPLOAD_URL: str = "https://kieai.redpandaai.co"
-    KIE_MODEL: str = "google/nano-banana-edit"
+    KIE_MODEL: str = "nano-banana-2"
     KIE_WEBHOOK_HMAC_KEY: SecretStr = SecretStr("")
 
     REPLICATE_API_TOKEN: SecretStr = SecretStr("")
     REPLICATE_API_URL: str = "https://api.replicate.com"
-    REPLICATE_MODEL: str = "google/nano-banana"
+    REPLICATE_MODEL: str = "google/nano-banana-pro"
     REPLICATE_WEBHOOK_SECRET: SecretStr = SecretStr("")
 
     YOOKASSA_SHOP_ID: str = ""

@@ -193,13 +193,13 @@ def normalise_output(output: object) -> tuple[str, ...]:
 
 
 class ReplicateProvider:
-    """ImageProvider for Replicate predictions; the default model is google/nano-banana."""
+    """ImageProvider for Replicate predictions; the default model is google/nano-banana-pro."""
 
     def __init__(
         self,
         api_token: str,
         api_url: str = "https://api.replicate.com",
-        model: str = "google/nano-banana",
+        model: str = "google/nano-banana-pro",
         webhook_secret: str | None = None,
         http: httpx.AsyncClient | None = None,
         create_limiter: CreateLimiter | None = None,

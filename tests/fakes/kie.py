@@ -17,7 +17,7 @@ Strictness (it rejects what the real API rejects, and a bit more where that catc
 Usage::
 
     async with FakeKie(latency=(0.005, 0.02)) as fake:
-        provider = KieProvider(fake.api_key, fake.url, fake.url, "google/nano-banana-edit")
+        provider = KieProvider(fake.api_key, fake.url, fake.url, "nano-banana-2")
 """
 
 from __future__ import annotations

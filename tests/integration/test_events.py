@@ -226,7 +226,7 @@ async def test_full_paid_run_records_every_event_once_at_its_moment(
     [queued] = named(rows, EventName.GENERATION_QUEUED)
     assert (queued.job_id, queued.properties) == (job.id, {"image_count": 7})
     [started] = named(rows, EventName.GENERATION_STARTED)
-    assert started.properties == {"provider": "kie", "model": "google/nano-banana-edit"}
+    assert started.properties == {"provider": "kie", "model": "nano-banana-2"}
     # Recorded in the transaction of the job's first submission: not before any submission, and
     # before any result came back (a result is recorded only after its own submission committed).
     first_submit = min(task.submitted_at for task in tasks if task.submitted_at)

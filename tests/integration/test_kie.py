@@ -35,7 +35,7 @@ from providers.ratelimit import SlidingWindowLimiter
 from tests.fakes.kie import FakeKie, Outcome, kie_signature
 
 HMAC_KEY = "test-hmac-key"
-MODEL = "google/nano-banana-edit"
+MODEL = "nano-banana-2"
 PROMPT = "studio headshot of the person in the photo, soft light"
 TELEGRAM_FILE_URL = "https://api.telegram.org/file/bot123456:AAF-secret-token/photos/file_1.jpg"
 
@@ -161,9 +161,11 @@ async def test_upload_create_poll_download_returns_a_png(fake: FakeKie, provider
     assert create.code == 200
     assert create.input == {
         "prompt": PROMPT,
-        "image_urls": [reference_url],
+        "image_input": [reference_url],
         "aspect_ratio": "3:4",
         "output_format": "png",
+        "resolution": "1K",
+        "google_search": False,
     }
     assert "callBackUrl" not in create.payload  # only sent when a callback URL is given
     assert fake.uploads[0].upload_path == "pinglass/refs"
@@ -699,7 +701,7 @@ async def test_telegram_file_urls_never_leave_the_process(fake: FakeKie, provide
     assert fake.creates == [] and fake.input_urls == []
 
     # And the fake itself refuses them (so a client without the guard would be caught).
-    body = {"model": MODEL, "input": {"prompt": PROMPT, "image_urls": [TELEGRAM_FILE_URL]}}
+    body = {"model": MODEL, "input": {"prompt": PROMPT, "image_input": [TELEGRAM_FILE_URL]}}
     async with httpx.AsyncClient(headers={"User-Agent": USER_AGENT}) as raw_client:
         response = await raw_client.post(
             f"{fake.url}/api/v1/jobs/createTask",

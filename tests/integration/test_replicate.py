@@ -144,13 +144,14 @@ async def test_upload_create_poll_download_gives_distinct_pngs(
     assert [upload.content_type for upload in fake.uploads] == ["image/png"]
     assert fake.files[reference_url.rsplit("/", 1)[1]].content == png_bytes()
     sent = fake.creates[0]
-    assert sent.path == "/v1/models/google/nano-banana/predictions"
+    assert sent.path == "/v1/models/google/nano-banana-pro/predictions"
     assert sent.body.keys() == {"input"}
     assert sent.input == {
         "prompt": "studio portrait",
         "output_format": "png",
         "image_input": [reference_url],
         "aspect_ratio": "3:4",
+        "resolution": "2K",
     }
 
 
@@ -719,3 +720,15 @@ async def test_fake_missing_input_file_fails_the_prediction(fake: FakeReplicate,
     fake.files.clear()
     result = await wait_terminal(provider, await provider.create_task("p", [reference_url], GenerationOptions(), None))
     assert result.state is TaskState.FAILED and "download input" in (result.error or "")
+
+
+async def test_the_retired_default_model_still_builds_its_own_input(fake: FakeReplicate) -> None:
+    """google/nano-banana (Gemini 2.5 Flash Image) stays in the table while Replicate lists it."""
+    client = make_provider(fake, model="google/nano-banana")
+    try:
+        await client.create_task("studio portrait", [], GenerationOptions(), None)
+    finally:
+        await client.aclose()
+    [sent] = fake.creates
+    assert sent.path == "/v1/models/google/nano-banana/predictions"
+    assert sent.input == {"prompt": "studio portrait", "output_format": "png", "aspect_ratio": "3:4"}

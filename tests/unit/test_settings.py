@@ -35,8 +35,8 @@ def test_defaults_follow_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.TELEGRAM_API_URL == "https://api.telegram.org"
     assert settings.WEB_PORT == 8080
     assert settings.STORAGE_BACKEND == "local"
-    assert settings.KIE_MODEL == "google/nano-banana-edit"
-    assert settings.REPLICATE_MODEL == "google/nano-banana"
+    assert settings.KIE_MODEL == "nano-banana-2"
+    assert settings.REPLICATE_MODEL == "google/nano-banana-pro"
     assert settings.POLL_INTERVAL_SECONDS == 60
     assert settings.STARS_ENABLED is True
     assert "185.71.76.0/27" in settings.YOOKASSA_TRUSTED_IPS
