@@ -1,0 +1,65 @@
+"""`BackgroundTasks`: fire-and-forget coroutines that are kept, logged and stopped together.
+
+asyncio keeps only weak references to tasks, so a task nobody holds can vanish mid-flight; an
+exception in one nobody awaits is reported only at garbage collection. Engine, delivery, broadcast
+and originals all start such work, and all need the same three things: hold a reference until it is
+done, log what it raised, and cancel and await everything at shutdown. An optional key makes a task
+single-flight (one resend per job, one originals run per job, one broadcast per id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine, Hashable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class BackgroundTasks:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._keyed: dict[Hashable, asyncio.Task[Any]] = {}
+        self._closed = False
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def running(self, key: Hashable) -> bool:
+        return key in self._keyed
+
+    def spawn(
+        self, coroutine: Coroutine[Any, Any, Any], *, key: Hashable | None = None, name: str | None = None
+    ) -> bool:
+        """Start `coroutine`; False (and the coroutine closed unstarted) when stopping or `key` is running."""
+        if self._closed or (key is not None and key in self._keyed):
+            coroutine.close()
+            return False
+        task = asyncio.create_task(coroutine, name=name or f"{self.name}-{key if key is not None else 'task'}")
+        self._tasks.add(task)
+        if key is not None:
+            self._keyed[key] = task
+        task.add_done_callback(lambda done: self._finished(done, key))
+        return True
+
+    def _finished(self, task: asyncio.Task[Any], key: Hashable | None) -> None:
+        self._tasks.discard(task)
+        if key is not None and self._keyed.get(key) is task:
+            del self._keyed[key]
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s failed", task.get_name(), exc_info=task.exception())
+
+    async def wait(self, key: Hashable) -> None:
+        task = self._keyed.get(key)
+        if task is not None:
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def stop(self) -> None:
+        """Cancel everything still running and wait for it; nothing new starts afterwards."""
+        self._closed = True
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

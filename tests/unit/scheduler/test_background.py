@@ -1,0 +1,50 @@
+"""BackgroundTasks keeps, logs, single-flights and stops fire-and-forget work."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from scheduler.background import BackgroundTasks
+
+
+async def test_a_keyed_task_runs_once_at_a_time() -> None:
+    tasks = BackgroundTasks("resend")
+    gate = asyncio.Event()
+    runs: list[int] = []
+
+    async def resend() -> None:
+        runs.append(1)
+        await gate.wait()
+
+    assert tasks.spawn(resend(), key=7)
+    assert not tasks.spawn(resend(), key=7)  # the second tap finds it running
+    assert tasks.running(7)
+    gate.set()
+    await tasks.wait(7)
+    assert runs == [1] and not tasks.running(7) and len(tasks) == 0
+    assert tasks.spawn(resend(), key=7)  # free again once done
+    await tasks.wait(7)
+
+
+async def test_errors_are_logged_and_stop_cancels_the_rest(caplog: pytest.LogCaptureFixture) -> None:
+    tasks = BackgroundTasks("engine")
+    cancelled: list[int] = []
+
+    async def fails() -> None:
+        raise ValueError("lost download")
+
+    async def forever() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            cancelled.append(1)
+
+    tasks.spawn(fails(), name="store-1")
+    tasks.spawn(forever())
+    await asyncio.sleep(0.01)
+    assert "store-1 failed" in caplog.text and "lost download" in caplog.text
+    await tasks.stop()
+    assert cancelled == [1] and len(tasks) == 0
+    assert not tasks.spawn(forever())  # nothing starts after stop
