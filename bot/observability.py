@@ -104,8 +104,8 @@ class Metrics:
             self._refreshed_at = now
             for status in JobStatus:
                 self.jobs.labels(status.value).set(jobs.get(status.value, 0))
-            for status in TaskStatus:
-                self.tasks.labels(status.value).set(tasks.get(status.value, 0))
+            for task_status in TaskStatus:
+                self.tasks.labels(task_status.value).set(tasks.get(task_status.value, 0))
             self.queue_depth.set(jobs.get(JobStatus.QUEUED.value, 0))
             self.queue_oldest_age.set(max(0.0, (utcnow() - oldest).total_seconds()) if oldest else 0.0)
 

@@ -115,7 +115,7 @@ class OriginalsService:
             builder = MediaGroupBuilder()
             for name, data in group:
                 builder.add_document(media=BufferedInputFile(data, filename=name))
-            await self.bot.send_media_group(job.chat_id, media=builder.build())
+            await self.bot.send_media_group(job.chat_id, media=list(builder.build()))
 
 
 def _zip(files: Sequence[tuple[str, bytes]]) -> bytes:

@@ -23,7 +23,7 @@ from storage.models import (
     UserBan,
     utcnow,
 )
-from storage.sql import insert_for
+from storage.sql import insert_for, rows_changed
 from studio.states import JobStatus, TaskStatus
 
 # ---------------------------------------------------------------- audit log
@@ -71,7 +71,7 @@ async def set_banned(session: AsyncSession, user_id: int, banned: bool, admin_te
     result = await session.execute(
         update(User).where(User.id == user_id, User.is_banned.is_(not banned)).values(is_banned=banned)
     )
-    changed = bool(result.rowcount)
+    changed = bool(rows_changed(result))
     if not changed:
         return False
     await session.execute(delete(UserBan).where(UserBan.user_id == user_id))
@@ -95,7 +95,7 @@ async def claim_ban_notice(session: AsyncSession, user_id: int) -> bool:
     result = await session.execute(
         update(UserBan).where(UserBan.user_id == user_id, UserBan.notified_at.is_(None)).values(notified_at=utcnow())
     )
-    return bool(result.rowcount)
+    return bool(rows_changed(result))
 
 
 # ---------------------------------------------------------------- provider switches
@@ -124,7 +124,7 @@ async def set_paused(session: AsyncSession, name: str, paused: bool, admin_teleg
         .where(ProviderOverride.name == name, ProviderOverride.paused.is_(not paused))
         .values(paused=paused, updated_by=admin_telegram_id, updated_at=utcnow())
     )
-    return bool(result.rowcount)
+    return bool(rows_changed(result))
 
 
 async def set_primary(session: AsyncSession, name: str, admin_telegram_id: int) -> None:
@@ -229,14 +229,15 @@ async def queue_snapshot(session: AsyncSession) -> QueueSnapshot:
         .where(GenerationTask.status.in_(open_statuses))
         .group_by(GenerationTask.status, GenerationTask.provider)
     )
-    snapshot.tasks = {(status, provider or "-"): int(count) for status, provider, count in rows.all()}
+    snapshot.tasks = {(str(status), str(provider or "-")): int(count) for status, provider, count in rows.all()}
     return snapshot
 
 
 def _as_utc(value: Any) -> datetime:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    moment: datetime = value
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 # ---------------------------------------------------------------- retry and cancel
@@ -264,7 +265,7 @@ async def reopen_skipped_tasks(session: AsyncSession, job_id: int) -> int:
         )
         .values(status=JobStatus.PROCESSING, finished_at=None, delivered_at=None)
     )
-    if not reopened.rowcount:
+    if not rows_changed(reopened):
         return 0
     result = await session.execute(
         update(GenerationTask)

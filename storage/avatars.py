@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Avatar, ReferencePhoto, utcnow
+from storage.sql import rows_changed
 from studio.intake import MAX_PHOTOS
 from studio.states import AvatarStatus
 
@@ -147,7 +148,7 @@ async def abandon_avatar(session: AsyncSession, avatar_id: int) -> bool:
         .where(Avatar.id == avatar_id, Avatar.status == AvatarStatus.COLLECTING)
         .values(status=AvatarStatus.DELETED)
     )
-    return bool(result.rowcount)
+    return bool(rows_changed(result))
 
 
 async def mark_ready(session: AsyncSession, avatar_id: int) -> None:

@@ -13,7 +13,7 @@ from sqlalchemy import Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Broadcast, BroadcastRecipient, Payment, User, utcnow
-from storage.sql import insert_for
+from storage.sql import insert_for, rows_changed
 from studio.states import PaymentStatus
 
 SEGMENTS = ("all", "paid", "never_paid", "lang_ru", "lang_en")
@@ -34,7 +34,7 @@ class RecipientStatus(StrEnum):
     FAILED = "failed"
 
 
-def _audience(segment: str) -> Select[tuple[int]]:
+def _audience(segment: str) -> Select[int]:
     """Users in ``segment``; banned users never get broadcasts."""
     query = select(User.id).where(User.is_banned.is_(False))
     paid = (
@@ -88,7 +88,7 @@ async def set_segment(session: AsyncSession, broadcast_id: int, segment: str) ->
         .where(Broadcast.id == broadcast_id, Broadcast.status == BroadcastStatus.DRAFT)
         .values(segment=segment, total=size)
     )
-    return size if result.rowcount else None
+    return size if rows_changed(result) else None
 
 
 async def move(
@@ -102,7 +102,7 @@ async def move(
     result = await session.execute(
         update(Broadcast).where(Broadcast.id == broadcast_id, Broadcast.status.in_(sources)).values(**values)
     )
-    return bool(result.rowcount)
+    return bool(rows_changed(result))
 
 
 async def running_ids(session: AsyncSession) -> list[int]:
@@ -129,7 +129,7 @@ async def begin_recipient(session: AsyncSession, broadcast_id: int, user_id: int
         .values(broadcast_id=broadcast_id, user_id=user_id, status=RecipientStatus.SENDING, created_at=utcnow())
         .on_conflict_do_nothing(index_elements=[BroadcastRecipient.broadcast_id, BroadcastRecipient.user_id])
     )
-    return bool(result.rowcount)
+    return bool(rows_changed(result))
 
 
 async def finish_recipient(
@@ -145,7 +145,7 @@ async def finish_recipient(
         )
         .values(status=status, error=None if error is None else error[:255])
     )
-    if not result.rowcount:
+    if not rows_changed(result):
         return
     counter = {
         RecipientStatus.SENT: Broadcast.sent,

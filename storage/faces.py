@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage.files import FileStore
 from storage.images import EXIF_ORIENTATION_TAG
 from storage.models import GenerationTask, ReferencePhoto
+from storage.sql import rows_changed
 from studio.intake import MIN_PHOTOS
 from studio.states import TaskStatus
 
@@ -334,7 +335,7 @@ async def set_embeddings(session: AsyncSession, avatar_id: int) -> list[tuple[in
         .where(ReferencePhoto.avatar_id == avatar_id, ReferencePhoto.face_embedding.is_not(None))
         .order_by(ReferencePhoto.slot)
     )
-    return [(slot, embedding_from_bytes(blob)) for slot, blob in rows.all()]
+    return [(slot, embedding_from_bytes(blob)) for slot, blob in rows.all() if blob is not None]
 
 
 async def store_embedding(session: AsyncSession, avatar_id: int, sha256: str, embedding: np.ndarray) -> None:
@@ -412,7 +413,7 @@ async def begin_identity_redo(session: AsyncSession, task_id: int, result_url: s
         )
         .values(identity_redos=GenerationTask.identity_redos + 1, identity_score=score)
     )
-    return bool(result.rowcount)
+    return bool(rows_changed(result))
 
 
 async def record_identity(session: AsyncSession, task_id: int, score: float, flagged: bool) -> None:

@@ -340,7 +340,8 @@ class S3FileStore:
                 raise FileNotFoundInStore(key) from error
             raise
         with response["Body"] as body:
-            return body.read()
+            data: bytes = body.read()
+            return data
 
     async def delete(self, key: str) -> None:
         validate_key(key)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
+from sqlalchemy import CursorResult, Result
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,3 +15,10 @@ def insert_for(session: AsyncSession, table: Any) -> Any:
     if dialect == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
+
+
+def rows_changed(result: Result[Any]) -> int:
+    """How many rows an INSERT/UPDATE/DELETE touched: the verdict of a conditional write.
+
+    `AsyncSession.execute` is typed to return `Result`; for DML it is a `CursorResult`, which has it."""
+    return cast(CursorResult[Any], result).rowcount

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Float, and_, case, cast, func, select
+from sqlalchemy import ColumnElement, Float, and_, case, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Event, GenerationJob, GenerationTask, LedgerEntry, Order, Payment, User
@@ -119,9 +119,9 @@ async def _people_and_money(session: AsyncSession, stats: Stats) -> None:
     )
     for currency, count, amount in rows.all():
         stats.paid_orders += int(count)
-        stats.revenue[str(currency)] = int(amount)
+        stats.revenue[str(currency)] = int(amount or 0)
     # Refunded payments are few; their last update is the refund.
-    rows = await session.execute(
+    refunds = await session.execute(
         select(Payment.currency, func.coalesce(func.sum(Payment.amount), 0))
         .where(
             Payment.status == PaymentStatus.REFUNDED,
@@ -130,15 +130,15 @@ async def _people_and_money(session: AsyncSession, stats: Stats) -> None:
         )
         .group_by(Payment.currency)
     )
-    stats.refunded = {str(currency): int(amount) for currency, amount in rows.all()}
+    stats.refunded = {str(currency): int(amount) for currency, amount in refunds.all()}
 
 
 async def _jobs_and_tasks(session: AsyncSession, stats: Stats) -> None:
     window = and_(GenerationJob.created_at >= stats.since, GenerationJob.created_at < stats.until)
-    rows = await session.execute(
+    by_status = await session.execute(
         select(GenerationJob.status, func.count()).where(window).group_by(GenerationJob.status)
     )
-    stats.jobs_by_status = {str(status): int(count) for status, count in rows.all()}
+    stats.jobs_by_status = {str(status): int(count) for status, count in by_status.all()}
 
     timings = await session.execute(
         select(GenerationJob.created_at, GenerationJob.first_image_at, GenerationJob.finished_at).where(
@@ -146,6 +146,8 @@ async def _jobs_and_tasks(session: AsyncSession, stats: Stats) -> None:
         )
     )
     for created, first_image, finished in timings.all():
+        if first_image is None:  # excluded by the query; says so to the type checker
+            continue
         stats.first_image_seconds.append((first_image - created).total_seconds())
         if finished is not None:
             stats.full_pack_seconds.append((finished - created).total_seconds())
@@ -205,7 +207,7 @@ async def _ledger(session: AsyncSession, stats: Stats) -> None:
 
 
 async def _events(session: AsyncSession, stats: Stats) -> None:
-    def window(name: str) -> object:
+    def window(name: str) -> ColumnElement[bool]:
         return and_(Event.name == name, Event.created_at >= stats.since, Event.created_at < stats.until)
 
     async def grouped(name: str, key: str) -> dict[str, int]:

@@ -8,7 +8,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import User, utcnow
-from storage.sql import insert_for
+from storage.sql import insert_for, rows_changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +44,7 @@ async def register_user(session: AsyncSession, profile: TelegramProfile) -> tupl
         .on_conflict_do_nothing(index_elements=[User.telegram_id])
     )
     result = await session.execute(statement)
-    created = bool(result.rowcount)
+    created = bool(rows_changed(result))
     user = (await session.execute(select(User).where(User.telegram_id == profile.telegram_id))).scalar_one()
     if not created and (user.username != profile.username or user.first_name != profile.first_name):
         user.username = profile.username
@@ -55,4 +55,4 @@ async def register_user(session: AsyncSession, profile: TelegramProfile) -> tupl
 async def set_source_once(session: AsyncSession, user_id: int, source: str) -> bool:
     """Store the deep-link source only if none was stored before."""
     result = await session.execute(update(User).where(User.id == user_id, User.source.is_(None)).values(source=source))
-    return bool(result.rowcount)
+    return bool(rows_changed(result))

@@ -306,7 +306,7 @@ def _is_int(value: Any) -> bool:
 
 def _integer(raw: Mapping[str, Any], key: str, where: str, minimum: int) -> int:
     value = raw.get(key)
-    if not _is_int(value):
+    if not isinstance(value, int) or isinstance(value, bool):
         raise CatalogueError(f"{where}.{key}: expected an integer")
     if value < minimum:
         raise CatalogueError(f"{where}.{key}: must be at least {minimum}")
