@@ -6,7 +6,7 @@ Built once in the composition root and handed to the admin handlers as ``admin``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from enum import StrEnum
 
@@ -21,7 +21,7 @@ from storage import admin as queries
 from storage import jobs as job_queries
 from storage import ledger
 from storage import queue as queue_queries
-from storage.models import GenerationJob, GenerationTask, LedgerEntry, Payment, utcnow
+from storage.models import GenerationJob, GenerationTask, LedgerEntry, Order, Payment, utcnow
 from storage.stats import percentile
 from studio.credits import grant_line
 from studio.policy import BreakerState
@@ -41,6 +41,7 @@ class RefundOutcome:
     currency: str = ""
     photos: int = 0  # credits taken back by this call
     status: str = ""
+    spent: int = 0  # credits the refund paid for that were already portraits (or spent): not taken back
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +122,8 @@ class AdminService:
             else:
                 credits = await self._refunded_credits(payment_id) if taken else 0
                 outcome = RefundOutcome(RefundResult.REFUNDED, refund.amount_kopecks, currency, credits)
+        if outcome.result == RefundResult.REFUNDED:
+            outcome = await self._after_refund(payment_id, photos, outcome)
         await self.audit(
             admin_id,
             "refund",
@@ -131,6 +134,19 @@ class AdminService:
             credits=outcome.photos,
         )
         return outcome
+
+    async def _after_refund(self, payment_id: int, photos: int | None, outcome: RefundOutcome) -> RefundOutcome:
+        """Settle the job the refund stopped, and say how many credits it could not take back."""
+        async with self.sessionmaker() as session:
+            order = await session.scalar(
+                select(Order).join(Payment, Payment.order_id == Order.id).where(Payment.id == payment_id)
+            )
+            assert order is not None
+            job_id = await session.scalar(select(GenerationJob.id).where(GenerationJob.order_id == order.id))
+        if job_id is not None:
+            await self.engine.settle_job(job_id)  # a running job whose rest was stopped goes to delivery now
+        wanted = order.photos if photos is None else min(photos, order.photos)
+        return replace(outcome, spent=max(0, wanted - outcome.photos))
 
     async def _refunded_credits(self, payment_id: int) -> int:
         async with self.sessionmaker() as session:

@@ -58,6 +58,7 @@ from providers.ratelimit import RedisSlidingWindowLimiter, SlidingWindowLimiter
 from providers.replicate import ReplicateProvider
 from providers.stars import StarsPayments
 from providers.yookassa import IpAllowList, YooKassaClient, client_ip
+from scheduler.credits import CreditService
 from scheduler.engine import EngineConfig, GenerationEngine
 from scheduler.housekeeping import Housekeeping
 from scheduler.payments import PaymentService
@@ -127,6 +128,7 @@ class Application:
     signals: WorkSignals = field(init=False)
     yookassa: YooKassaClient | None = field(init=False, default=None)
     payments: PaymentService = field(init=False)
+    credits: CreditService = field(init=False)
     engine_service: GenerationEngine = field(init=False)
     faces: FaceAnalyser | None = field(init=False, default=None)
     delivery: DeliveryService = field(init=False)
@@ -186,6 +188,9 @@ class Application:
             receipts=settings.YOOKASSA_RECEIPTS,
             vat_code=settings.YOOKASSA_VAT_CODE,
             poll_interval_seconds=settings.POLL_INTERVAL_SECONDS,
+        )
+        self.credits = CreditService(
+            self.sessionmaker, catalogue=self.catalogue, notifier=notifier, signals=self.signals
         )
         self.providers = self._build_providers()
         self.engine_service = GenerationEngine(
@@ -382,6 +387,7 @@ class Application:
             delivery=self.delivery,
             user_locks=UserLocks(),
             payments=self.payments,
+            credits=self.credits,
             signals=self.signals,
             faces=self.faces,
             admin=self.admin,

@@ -25,6 +25,14 @@ class PackCb(CallbackData, prefix="p"):
     pack_id: str
 
 
+class SpendCb(CallbackData, prefix="sp"):
+    """A pack of ``photos`` paid from the balance, from the pack picker."""
+
+    avatar_id: int
+    style: str
+    photos: int
+
+
 class OrderCb(CallbackData, prefix="o"):
     order_id: int
     action: str  # "pay" | "change" | "cancel" | "start"

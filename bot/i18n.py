@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from aiogram.types import TelegramObject
-from aiogram.utils.i18n import I18n, I18nMiddleware
+from aiogram.utils.i18n import I18n, I18nMiddleware, ngettext
 
 LOCALES_DIR = Path(__file__).resolve().parent / "locales"
 SUPPORTED_LANGUAGES = ("ru", "en")
@@ -37,3 +37,8 @@ class UserLanguageMiddleware(I18nMiddleware):
             return str(user.language)
         from_user = getattr(event, "from_user", None)
         return pick_language(getattr(from_user, "language_code", None))
+
+
+def counted(key: str, count: int, **values: Any) -> str:
+    """A text of bot/locales/messages_plural.py in the active language, its form chosen by ``count``."""
+    return ngettext(key, key, count).format(count=count, **values)

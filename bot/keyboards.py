@@ -6,7 +6,8 @@ from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot.callbacks import MenuCb, OrderCb, PackCb, StyleCb, UploadCb
+from bot.callbacks import MenuCb, OrderCb, PackCb, ResultsCb, SpendCb, StyleCb, UploadCb
+from bot.i18n import counted
 from studio.catalogue import Catalogue, Pack
 from studio.credits import Currency, format_price, price_for
 
@@ -44,15 +45,46 @@ def pack_label(pack: Pack, language: str, currencies: tuple[Currency, ...]) -> s
 
 
 def packs(
-    packs_offered: list[Pack], avatar_id: int, style: str, language: str, currencies: tuple[Currency, ...]
+    packs_offered: list[Pack],
+    avatar_id: int,
+    style: str,
+    language: str,
+    currencies: tuple[Currency, ...],
+    balance: int = 0,
 ) -> InlineKeyboardMarkup:
+    """The pack picker. A pack the balance covers starts from it in one tap, no payment; a balance
+    that is no pack's size gets its own button, so every credit can be spent."""
     builder = InlineKeyboardBuilder()
     for pack in packs_offered:
+        if not pack.is_trial and pack.photos <= balance:
+            builder.button(
+                text=counted("pack.spend_label", pack.photos),
+                callback_data=SpendCb(avatar_id=avatar_id, style=style, photos=pack.photos),
+            )
+        else:
+            builder.button(
+                text=pack_label(pack, language, currencies),
+                callback_data=PackCb(avatar_id=avatar_id, style=style, pack_id=pack.id),
+            )
+    sizes = {pack.photos for pack in packs_offered}
+    largest = max(sizes, default=0)
+    if 0 < balance < largest and balance not in sizes:
         builder.button(
-            text=pack_label(pack, language, currencies),
-            callback_data=PackCb(avatar_id=avatar_id, style=style, pack_id=pack.id),
+            text=counted("pack.spend_label", balance),
+            callback_data=SpendCb(avatar_id=avatar_id, style=style, photos=balance),
         )
     builder.adjust(1)
+    return builder.as_markup()
+
+
+def use_credits(job_id: int, returned: int) -> InlineKeyboardMarkup | None:
+    """Under a cancelled or failed pack: the credits it gave back start a new pack in one tap."""
+    if returned <= 0:
+        return None
+    builder = InlineKeyboardBuilder()
+    builder.button(
+        text=counted("button.use_credits", returned), callback_data=ResultsCb(job_id=job_id, action="credits")
+    )
     return builder.as_markup()
 
 

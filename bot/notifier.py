@@ -12,6 +12,7 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.callbacks import AgainCb, JobCb, MenuCb, OrderCb, ResendCb, ResultsCb
+from bot.locales.messages_plural import PLURAL_MESSAGES
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,8 @@ class TelegramNotifier:
         self.i18n = i18n
 
     def text(self, key: str, language: str, **values: Any) -> str:
+        if key in PLURAL_MESSAGES:  # the form follows {count}
+            return self.i18n.gettext(key, key, int(values["count"]), locale=language).format(**values)
         return self.i18n.gettext(key, locale=language).format(**values)
 
     def buttons(self, spec: Any, language: str) -> InlineKeyboardMarkup | None:
@@ -58,10 +61,18 @@ class TelegramNotifier:
             builder.button(text=self.text("button.new_photos", language), callback_data=MenuCb(action="new"))
             if credited:
                 builder.button(
-                    text=self.text("button.use_credits", language, photos=credited),
+                    text=self.text("button.use_credits", language, count=credited),
                     callback_data=ResultsCb(job_id=target, action="credits"),
                 )
             builder.adjust(1)
+        elif kind == "use_credits":  # the credits a failed or cancelled job gave back, in one tap
+            (returned,) = details
+            builder.button(
+                text=self.text("button.use_credits", language, count=returned),
+                callback_data=ResultsCb(job_id=target, action="credits"),
+            )
+        elif kind == "new_photos":
+            builder.button(text=self.text("button.new_photos", language), callback_data=MenuCb(action="new"))
         else:
             return None
         return builder.as_markup()

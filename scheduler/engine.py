@@ -35,11 +35,12 @@ from providers.base import (
 from scheduler.notify import UserNotifier
 from scheduler.signals import WorkSignals
 from storage import faces as face_queries
-from storage import queue
+from storage import jobs as job_queries
+from storage import ledger, queue
 from storage.admin import provider_switches
 from storage.events import EventName, record_event
 from storage.faces import FaceAnalyser
-from storage.files import FileStore
+from storage.files import FileNotFoundInStore, FileStore
 from storage.images import make_thumbnail
 from storage.models import GenerationJob, GenerationTask, ReferencePhoto, utcnow
 from studio.catalogue import Catalogue
@@ -52,6 +53,10 @@ from studio.states import JobStatus, TaskStatus
 log = logging.getLogger(__name__)
 
 CALLBACK_PATHS = {"kie": "/providers/kie/callback", "replicate": "/providers/replicate/webhook"}
+
+
+class MissingSelfies(Exception):
+    """The job's reference photos are gone (rows or files): a local failure, never a provider's."""
 
 
 def failure_type(error: str, retryable: bool) -> str:
@@ -258,6 +263,11 @@ class GenerationEngine:
         try:
             references = await self._references(job_id, provider)
             provider_task_id = await provider.create_task(prompt, references, options, self._callback_url(provider))
+        except MissingSelfies as error:
+            # Ours, not the provider's: no retry budget spent, no breaker touched, the job ends here.
+            keeper.cancel()
+            await self.fail_without_selfies(job_id, str(error))
+            return
         except RateLimitedError as error:
             # The provider dropped the request (it never ran): wait out the window, spend no attempt.
             keeper.cancel()
@@ -357,15 +367,35 @@ class GenerationEngine:
                     ).mappings()
                 )
             if not photos:
-                raise PermanentProviderError(f"job {job_id} has no reference photos")
+                raise MissingSelfies(f"job {job_id} has no reference photos")
             urls = []
             for photo in photos:
-                data = await self.files.get(photo["storage_key"])
+                try:
+                    data = await self.files.get(photo["storage_key"])
+                except FileNotFoundInStore as error:
+                    raise MissingSelfies(f"job {job_id}: selfie {photo['slot']} is gone") from error
                 urls.append(await provider.upload_reference(data, f"job{job_id}-ref{photo['slot']}.jpg"))
             async with self.sessionmaker() as session:
                 urls = await queue.set_provider_refs(session, job_id, provider.name, urls)
                 await session.commit()
             return urls
+
+    async def fail_without_selfies(self, job_id: int, reason: str) -> None:
+        """The job's selfies are gone (/forget, retention): fail it, credit it and tell the user, once."""
+        async with self.sessionmaker() as session:
+            released = await job_queries.fail_for_local_reason(session, job_id)
+            job = await session.get(GenerationJob, job_id)
+            if released is not None and job is not None:
+                await record_event(
+                    session, EventName.GENERATION_FAILED, job_id=job_id, scope="job", error_type="missing_selfies"
+                )
+            await session.commit()
+        if released is None or job is None:
+            return  # another task of the job got here first
+        log.warning("%s: job failed without a provider call", reason, extra={"job_id": job_id})
+        await self.notifier.tell(
+            job.chat_id, job.language, "job.failed_no_selfies", count=released, buttons=("new_photos", job_id)
+        )
 
     # ------------------------------------------------------------ results
 
@@ -709,9 +739,12 @@ class GenerationEngine:
                     await record_event(
                         session, EventName.GENERATION_FAILED, job_id=job_id, scope="job", error_type="all_tasks_failed"
                     )
-            chat_id, language, photos = job.chat_id, job.language, job.photos_total
+            chat_id, language = job.chat_id, job.language
+            returned = await ledger.released_for_job(session, job_id)
             await session.commit()
         if moved and not succeeded:
-            await self.notifier.tell(chat_id, language, "job.failed", photos=photos)
+            await self.notifier.tell(
+                chat_id, language, "job.failed", count=returned, buttons=("use_credits", job_id, returned)
+            )
         if moved and succeeded:
             self.signals.task_stored()

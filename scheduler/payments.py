@@ -17,14 +17,13 @@ from providers.stars import StarsPayments
 from providers.yookassa import YooKassaClient
 from scheduler.notify import UserNotifier
 from scheduler.signals import WorkSignals
-from storage import avatars as avatar_queries
 from storage import jobs, ledger
 from storage import orders as order_queries
 from storage import payments as payment_queries
 from storage.models import GenerationJob, Order, User, utcnow
 from studio.catalogue import Catalogue
 from studio.credits import Currency, price_for, trial_line
-from studio.states import FINAL_JOB_STATUSES, AvatarStatus, OrderStatus, PaymentProviderName, PaymentStatus
+from studio.states import OrderStatus, PaymentProviderName, PaymentStatus
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +37,6 @@ class PaymentUnavailable(Exception):
     def __init__(self, message: str, *, retryable: bool) -> None:
         super().__init__(message)
         self.retryable = retryable
-
-
-class CreditsUnavailable(Exception):
-    """The returned credits cannot start a pack: ``reason`` is "used", "photos_gone" or "unknown"."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class OrderNotPayable(Exception):
@@ -338,40 +329,6 @@ class PaymentService:
         if job is not None:
             self.signals.job_queued()
             await self._tell_queued(facts)
-        return job
-
-    async def start_from_balance(self, source_job_id: int, user: User) -> GenerationJob:
-        """One tap after a partial pack: the credits it returned make a new pack with the same photos and style."""
-        async with self.sessionmaker() as session:
-            source = await jobs.get_job(session, source_job_id)
-            if source is None or source.user_id != user.id or source.status not in FINAL_JOB_STATUSES:
-                raise CreditsUnavailable("unknown")
-            avatar = await avatar_queries.get_avatar(session, source.avatar_id or 0, user.id)
-            if avatar is None or avatar.status != AvatarStatus.READY:
-                raise CreditsUnavailable("photos_gone")
-            photos = source.photos_failed
-            if photos <= 0:
-                raise CreditsUnavailable("unknown")
-            order = await order_queries.create_credits_order(
-                session,
-                user_id=user.id,
-                avatar_id=avatar.id,
-                style=source.style,
-                photos=photos,
-                source_job_id=source.id,
-            )
-            if order is None:
-                raise CreditsUnavailable("used")
-            try:
-                job = await jobs.create_job_for_order(session, order, user, priority=jobs.PRIORITY_PAID)
-            except jobs.NotEnoughCredits:
-                await session.rollback()
-                raise CreditsUnavailable("used") from None
-            assert job is not None  # the order is new, so it has no job yet
-            facts = await self._facts(session, order.id, job)
-            await session.commit()
-        self.signals.job_queued()
-        await self._tell_queued(facts)
         return job
 
     # ------------------------------------------------------------ telling the user

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage import ledger
 from storage.events import EventName, record_event
 from storage.models import GenerationJob, GenerationTask, Order, User, utcnow
-from studio.credits import release_line_for_cancel, reserve_line
+from studio.credits import release_line_for_cancel, release_line_for_stop, reserve_line
 from studio.states import ACTIVE_JOB_STATUSES, JobStatus, TaskStatus
 
 PRIORITY_PAID = 100
@@ -51,6 +51,7 @@ async def create_job_for_order(
             await session.flush()
     except IntegrityError:
         return None
+    await ledger.lock_user(session, order.user_id)  # spends of one user take turns: none overdraws
     if await ledger.balance(session, order.user_id) < order.photos:
         raise NotEnoughCredits(f"user {order.user_id} cannot cover {order.photos} photos")
     await ledger.record(session, order.user_id, reserve_line(job.id, order.photos), order_id=order.id, job_id=job.id)
@@ -111,13 +112,14 @@ async def cancel_before_results(session: AsyncSession, job_id: int, user_id: int
     return await _cancel(session, job_id, user_id, sources=(JobStatus.QUEUED, JobStatus.PROCESSING))
 
 
+OPEN_TASK_STATUSES = (TaskStatus.PENDING, TaskStatus.SUBMITTED, TaskStatus.FAILED)
+PRODUCED_TASK_STATUSES = (TaskStatus.SUCCEEDED, TaskStatus.STORED, TaskStatus.DELIVERED)
+
+
 async def _cancel(session: AsyncSession, job_id: int, user_id: int | None, *, sources: tuple[JobStatus, ...]) -> bool:
     produced = (
         select(GenerationTask.id)
-        .where(
-            GenerationTask.job_id == GenerationJob.id,
-            GenerationTask.status.in_([TaskStatus.SUCCEEDED, TaskStatus.STORED, TaskStatus.DELIVERED]),
-        )
+        .where(GenerationTask.job_id == GenerationJob.id, GenerationTask.status.in_(PRODUCED_TASK_STATUSES))
         .exists()
     )
     conditions = [GenerationJob.id == job_id, GenerationJob.status.in_(list(sources)), ~produced]
@@ -127,19 +129,79 @@ async def _cancel(session: AsyncSession, job_id: int, user_id: int | None, *, so
         update(GenerationJob)
         .where(*conditions)
         .values(status=JobStatus.CANCELLED, finished_at=utcnow())
-        .returning(GenerationJob.user_id, GenerationJob.photos_total, GenerationJob.order_id)
+        .returning(GenerationJob.user_id, GenerationJob.order_id)
     )
     row = result.first()
     if row is None:
         return False
-    owner, photos, order_id = row
+    owner, order_id = row
+    await _skip_open_tasks(session, job_id)
+    # Portraits skipped before the cancel were released one by one: give back only what is left.
+    left = await ledger.still_reserved(session, job_id)
+    if left > 0:
+        await ledger.record(session, owner, release_line_for_cancel(job_id, left), order_id=order_id, job_id=job_id)
+    return True
+
+
+async def _skip_open_tasks(session: AsyncSession, job_id: int) -> None:
+    """Tasks no provider has finished are skipped; a late result finds no task to store into."""
     await session.execute(
         update(GenerationTask)
-        .where(
-            GenerationTask.job_id == job_id,
-            GenerationTask.status.in_([TaskStatus.PENDING, TaskStatus.SUBMITTED, TaskStatus.FAILED]),
-        )
+        .where(GenerationTask.job_id == job_id, GenerationTask.status.in_(OPEN_TASK_STATUSES))
         .values(status=TaskStatus.SKIPPED, claimed_by=None, lease_expires_at=None, next_poll_at=None)
     )
-    await ledger.record(session, owner, release_line_for_cancel(job_id, photos), order_id=order_id, job_id=job_id)
-    return True
+
+
+async def _release_unproduced(session: AsyncSession, job: GenerationJob) -> int:
+    """After its open tasks are skipped: release what the job holds beyond the portraits that exist."""
+    produced = int(
+        (
+            await session.execute(
+                select(func.count()).where(
+                    GenerationTask.job_id == job.id, GenerationTask.status.in_(PRODUCED_TASK_STATUSES)
+                )
+            )
+        ).scalar_one()
+    )
+    left = await ledger.still_reserved(session, job.id) - produced
+    if left <= 0:
+        return 0
+    line = release_line_for_stop(job.id, left)
+    recorded = await ledger.record(session, job.user_id, line, order_id=job.order_id, job_id=job.id)
+    return left if recorded else 0
+
+
+async def fail_for_local_reason(session: AsyncSession, job_id: int) -> int | None:
+    """queued/processing → failed for a reason of ours (the selfies are gone), its credits back.
+
+    Returns the credits released, or None when another caller already ended the job (so the user is
+    told and credited once). Nothing here touches a provider's retries or circuit breaker.
+    """
+    result = await session.execute(
+        update(GenerationJob)
+        .where(GenerationJob.id == job_id, GenerationJob.status.in_([JobStatus.QUEUED, JobStatus.PROCESSING]))
+        .values(status=JobStatus.FAILED, finished_at=utcnow())
+        .returning(GenerationJob.id)
+    )
+    if result.first() is None:
+        return None
+    job = await session.get(GenerationJob, job_id, populate_existing=True)
+    assert job is not None
+    await _skip_open_tasks(session, job_id)
+    await ledger.lock_user(session, job.user_id)
+    return await _release_unproduced(session, job)
+
+
+async def stop_for_refund(session: AsyncSession, order_id: int) -> int:
+    """Before a refund takes credits back: cancel the order's job if nothing of it exists yet, else
+    stop its unstarted work. Returns the credits this released (0 for a finished job)."""
+    job = (await session.execute(select(GenerationJob).where(GenerationJob.order_id == order_id))).scalar_one_or_none()
+    if job is None or job.status not in ACTIVE_JOB_STATUSES:
+        return 0
+    before = await ledger.released_for_job(session, job.id)
+    if await cancel_before_results(session, job.id):
+        return await ledger.released_for_job(session, job.id) - before
+    if job.status != JobStatus.PROCESSING:
+        return 0  # delivering: every portrait exists already
+    await _skip_open_tasks(session, job.id)
+    return await _release_unproduced(session, job)

@@ -122,6 +122,9 @@ class ReferencePhoto(Base):
 
 class Order(Base):
     __tablename__ = "orders"
+    # A pack paid from the balance names what it was spent from (a job's returned credits, a tap in
+    # the pack picker): one source, one order, however often the button is tapped.
+    __table_args__ = (UniqueConstraint("user_id", "spend_key"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
@@ -137,6 +140,7 @@ class Order(Base):
     status: Mapped[str] = mapped_column(String(24), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     paid_at: Mapped[datetime | None] = mapped_column()
+    spend_key: Mapped[str | None] = mapped_column(String(64))
 
 
 class Payment(Base):

@@ -5,7 +5,8 @@ from __future__ import annotations
 from sqlalchemy import exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import GenerationJob, LedgerEntry, Order
+from storage.models import GenerationJob, LedgerEntry, Order, utcnow
+from storage.sql import insert_for
 from studio.catalogue import Pack
 from studio.states import LedgerReason, OrderStatus
 
@@ -69,22 +70,31 @@ async def trial_used(session: AsyncSession, user_id: int) -> bool:
     )
 
 
-def credits_pack_id(source_job_id: int) -> str:
-    """Orders paid with credits a job returned are named after that job, so one tap makes one order."""
-    return f"credits-{source_job_id}"
+CREDITS_PACK = "credits"  # the pack id of an order paid from the balance (its size is the order's photos)
 
 
-async def create_credits_order(
-    session: AsyncSession, *, user_id: int, avatar_id: int, style: str, photos: int, source_job_id: int
+async def create_spend_order(
+    session: AsyncSession, *, user_id: int, avatar_id: int, style: str, photos: int, spend_key: str
 ) -> Order | None:
-    """An order paid from the balance with the credits ``source_job_id`` returned; None if it exists already."""
-    pack_id = credits_pack_id(source_job_id)
-    existing = await session.execute(select(Order.id).where(Order.user_id == user_id, Order.pack == pack_id))
-    if existing.first() is not None:
-        return None
-    order = Order(
-        user_id=user_id, avatar_id=avatar_id, style=style, pack=pack_id, photos=photos, status=OrderStatus.READY
+    """An order paid from the balance, once per ``spend_key``; None when that key was spent already.
+
+    The UNIQUE (user_id, spend_key) decides, not a look-up first: two taps that arrive together
+    cannot both insert.
+    """
+    inserted = await session.execute(
+        insert_for(session, Order)
+        .values(
+            user_id=user_id,
+            avatar_id=avatar_id,
+            style=style,
+            pack=CREDITS_PACK,
+            photos=photos,
+            status=OrderStatus.READY,
+            spend_key=spend_key,
+            created_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=[Order.user_id, Order.spend_key])
+        .returning(Order.id)
     )
-    session.add(order)
-    await session.flush()
-    return order
+    order_id = inserted.scalar_one_or_none()
+    return None if order_id is None else await session.get(Order, order_id)

@@ -292,9 +292,13 @@ async def _succeed(
 async def record_refund(session: AsyncSession, payment: Payment, photos: int, refund_reference: str) -> bool:
     """Mark the payment refunded and take back up to ``photos`` credits, once per refund.
 
-    Credits already spent on delivered portraits cannot be taken back: the balance never goes
-    below zero. Returns whether credits were taken by this call.
+    The order's job first gives back what it has not made yet (a queued job is cancelled, a running
+    one stops its unstarted portraits), so money back never comes with the pack too. Credits already
+    turned into portraits cannot be taken back: the balance never goes below zero. Returns whether
+    credits were taken by this call.
     """
+    await jobs.stop_for_refund(session, payment.order_id)
+    await ledger.lock_user(session, payment.user_id)
     if await _move(
         session, payment, PaymentStatus.REFUNDED, {"refund": refund_reference}, from_=[PaymentStatus.SUCCEEDED]
     ):

@@ -74,8 +74,15 @@ def release_line_for_task(task_id: int) -> LedgerLine:
 
 
 def release_line_for_cancel(job_id: int, photos: int) -> LedgerLine:
-    """Credits back for a job cancelled before any task ran (``photos`` = its whole reservation)."""
+    """Credits back for a job cancelled before any portrait existed: what it still holds, not its size
+    (portraits skipped earlier were released one by one already)."""
     return LedgerLine(LedgerReason.RELEASE, f"cancel:job:{job_id}", _positive(photos))
+
+
+def release_line_for_stop(job_id: int, photos: int) -> LedgerLine:
+    """Credits back for the unstarted work of a job stopped as a whole (missing selfies, a refund):
+    what it still holds minus the portraits that already exist. Once per job."""
+    return LedgerLine(LedgerReason.RELEASE, f"stop:job:{job_id}", _positive(photos))
 
 
 def refund_line(payment_id: int | str, photos: int) -> LedgerLine:

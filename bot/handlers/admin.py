@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.admin_service import AdminService, RefundResult
 from bot.broadcast import BroadcastService
+from bot.handlers.chat import ChatTarget
 from bot.settings import Settings
 from providers.payments import PaymentProviderError
 from scheduler.payments import OrderNotPayable, PaymentUnavailable
@@ -242,13 +243,13 @@ async def job_command(
     )
 
 
-async def _retry(message: Message, admin: AdminService, admin_id: int, job_id: int) -> None:
+async def _retry(message: ChatTarget, admin: AdminService, admin_id: int, job_id: int) -> None:
     count = await admin.retry(admin_id, job_id)
     key = "admin.retried" if count else "admin.retry_nothing"
     await message.answer(_(key).format(job_id=job_id, count=count))
 
 
-async def _cancel(message: Message, admin: AdminService, admin_id: int, job_id: int) -> None:
+async def _cancel(message: ChatTarget, admin: AdminService, admin_id: int, job_id: int) -> None:
     try:
         outcome = await admin.cancel(admin_id, job_id)
     except LookupError:
@@ -277,7 +278,7 @@ async def job_action_command(message: Message, command: CommandObject, admin: Ad
 async def job_button(query: CallbackQuery, callback_data: AdminCb, admin: AdminService, user: User) -> None:
     await query.answer()
     message = query.message
-    if not isinstance(message, Message):
+    if message is None:
         return
     if callback_data.action == "retry":
         await _retry(message, admin, user.telegram_id, callback_data.target)
@@ -359,7 +360,7 @@ async def user_command(
 
 
 async def _grant(
-    message: Message, admin: AdminService, admin_id: int, target: User, photos: int, reason: str | None, key: str
+    message: ChatTarget, admin: AdminService, admin_id: int, target: User, photos: int, reason: str | None, key: str
 ) -> None:
     granted, balance = await admin.grant(admin_id, target.id, photos, reason, key)
     text_key = "admin.granted" if granted else "admin.grant_repeated"
@@ -399,7 +400,7 @@ async def ban_command(
     await _ban(message, admin, user.telegram_id, target, command.command == "ban")
 
 
-async def _ban(message: Message, admin: AdminService, admin_id: int, target: User, banned: bool) -> None:
+async def _ban(message: ChatTarget, admin: AdminService, admin_id: int, target: User, banned: bool) -> None:
     changed = await admin.set_banned(admin_id, target.id, banned)
     key = ("admin.banned" if banned else "admin.unbanned") if changed else "admin.ban_unchanged"
     await message.answer(_(key).format(user=_user_label(target)))
@@ -411,7 +412,7 @@ async def user_button(
     await query.answer()
     message = query.message
     target = await session.get(User, callback_data.target)
-    if not isinstance(message, Message) or target is None:
+    if message is None or target is None:
         return
     if callback_data.action == "grant":
         photos = _int(callback_data.value)
@@ -448,10 +449,11 @@ async def refund_command(message: Message, command: CommandObject, admin: AdminS
         await message.answer(_("admin.refund_pending").format(payment_id=payment_id, status=escape(outcome.status)))
     else:
         await message.answer(
-            _("admin.refunded").format(
+            _("admin.refunded_short" if outcome.spent else "admin.refunded").format(
                 payment_id=payment_id,
                 amount=_money({outcome.currency: outcome.amount}, user.language),
                 photos=outcome.photos,
+                spent=outcome.spent,
             )
         )
 
@@ -498,12 +500,12 @@ def _provider_keyboard(admin: AdminService) -> InlineKeyboardMarkup:
     return builder.as_markup()
 
 
-async def _show_providers(message: Message, admin: AdminService, prefix: str = "") -> None:
+async def _show_providers(message: ChatTarget, admin: AdminService, prefix: str = "") -> None:
     text = _("admin.providers").format(lines=await _provider_lines(admin))
     await message.answer(f"{prefix}{text}", reply_markup=_provider_keyboard(admin) if admin.provider_names() else None)
 
 
-async def _switch(message: Message, admin: AdminService, admin_id: int, action: str, name: str) -> None:
+async def _switch(message: ChatTarget, admin: AdminService, admin_id: int, action: str, name: str) -> None:
     if name not in admin.provider_names():
         await message.answer(_("admin.provider.unknown").format(name=escape(name)))
         return
@@ -528,7 +530,7 @@ async def provider_command(message: Message, command: CommandObject, admin: Admi
 
 async def provider_button(query: CallbackQuery, callback_data: AdminCb, admin: AdminService, user: User) -> None:
     await query.answer()
-    if isinstance(query.message, Message):
+    if query.message is not None:
         await _switch(query.message, admin, user.telegram_id, callback_data.action, callback_data.value)
 
 
@@ -556,7 +558,7 @@ async def broadcast_command(
 
 
 async def _stop_broadcasts(
-    message: Message,
+    message: ChatTarget,
     admin: AdminService,
     broadcasts: BroadcastService,
     session: AsyncSession,
@@ -613,7 +615,7 @@ async def broadcast_button(
 ) -> None:
     await query.answer()
     message = query.message
-    if not isinstance(message, Message):
+    if message is None:
         return
     broadcast_id = callback_data.target
     if callback_data.action == "seg":

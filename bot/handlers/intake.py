@@ -17,17 +17,21 @@ from aiogram import Bot, F, Router
 from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
-from aiogram.types import CallbackQuery, InaccessibleMessage, Message
+from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import keyboards
 from bot.album import AlbumCollector, UserLocks
-from bot.callbacks import AgainCb, MenuCb, OrderCb, PackCb, StyleCb, UploadCb
+from bot.callbacks import AgainCb, MenuCb, OrderCb, PackCb, SpendCb, StyleCb, UploadCb
+from bot.handlers.chat import ChatTarget
+from bot.i18n import counted
 from bot.settings import Settings
+from scheduler.credits import CreditService, CreditsUnavailable, picker_spend_key
 from storage import avatars as avatar_queries
 from storage import faces as face_queries
 from storage import jobs as job_queries
+from storage import ledger
 from storage import orders as order_queries
 from storage.events import EventName, record_event
 from storage.faces import FaceAnalyser, SetReview
@@ -46,8 +50,6 @@ RESUME_WINDOW = timedelta(days=7)
 # Sentinel reason: a photo arrived outside the upload step (nothing to say about the photo itself).
 NOT_NOW = "upload.not_now"
 TOO_MANY = "photo.rejected.too_many"
-# A button's message may be too old for the bot to see (InaccessibleMessage); both can still be answered.
-ChatTarget = Message | InaccessibleMessage
 
 
 class Intake(StatesGroup):
@@ -441,12 +443,34 @@ async def pick_style(
     await state.set_state(Intake.pack)
     await state.update_data(style=style.id)
     offered = await _packs_for(session, user, catalogue)
+    balance = await ledger.balance(session, user.id)
+    prompt = _("pack.prompt").format(style=style.name.get(user.language))
     await query.message.answer(
-        _("pack.prompt").format(style=style.name.get(user.language)),
+        f"{prompt}\n{counted('pack.balance', balance)}" if balance > 0 else prompt,
         reply_markup=keyboards.packs(
-            offered, callback_data.avatar_id, style.id, user.language, offered_currencies(settings)
+            offered, callback_data.avatar_id, style.id, user.language, offered_currencies(settings), balance
         ),
     )
+
+
+async def spend_pack(
+    query: CallbackQuery, callback_data: SpendCb, state: FSMContext, user: User, credits: CreditService
+) -> None:
+    """A pack the balance covers, from the picker: queued at once, no summary and no payment."""
+    assert query.message is not None  # the root router admits only queries from a private chat's message
+    try:
+        await credits.spend(
+            user,
+            avatar_id=callback_data.avatar_id,
+            style=callback_data.style,
+            photos=callback_data.photos,
+            spend_key=picker_spend_key(query.message.message_id),
+        )
+    except CreditsUnavailable as refusal:
+        await query.answer(_(f"credits.{refusal.reason}"), show_alert=True)
+        return
+    await state.clear()
+    await query.answer()
 
 
 async def _packs_for(session: AsyncSession, user: User, catalogue: Catalogue) -> list[Pack]:
@@ -629,6 +653,8 @@ def build_router() -> Router:
     router.callback_query.register(upload_done, UploadCb.filter(F.action == "done"), StateFilter(Intake.uploading))
     router.callback_query.register(pick_style, StyleCb.filter(), StateFilter(Intake.style))
     router.callback_query.register(pick_pack, PackCb.filter(), StateFilter(Intake.pack))
+    # The button carries all it spends on (and the spend is once per picker), so no step is required.
+    router.callback_query.register(spend_pack, SpendCb.filter())
     router.callback_query.register(order_change, OrderCb.filter(F.action == "change"), StateFilter(Intake.summary))
     router.callback_query.register(order_cancel, OrderCb.filter(F.action == "cancel"), StateFilter(Intake.summary))
 

@@ -15,10 +15,14 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot import keyboards
 from bot.callbacks import CheckCb, JobCb, OrderCb, PayCb
+from bot.handlers.chat import ChatTarget
+from bot.i18n import counted
 from bot.settings import Settings
 from scheduler.payments import OrderNotPayable, PaymentService, PaymentUnavailable
 from storage import jobs as job_queries
+from storage import ledger
 from storage import orders as order_queries
 from storage.models import User
 from studio.catalogue import Catalogue
@@ -53,7 +57,8 @@ async def pay_order(
     catalogue: Catalogue,
     payments: PaymentService,
 ) -> None:
-    assert isinstance(query.message, Message)
+    message = query.message
+    assert message is not None  # the root router admits only buttons on a private chat's message
     order = await order_queries.get_order(session, callback_data.order_id, user.id)
     if order is None or order.status != OrderStatus.AWAITING_PAYMENT:
         await query.answer(_("payment.order_not_payable"), show_alert=True)
@@ -62,10 +67,10 @@ async def pay_order(
     await state.clear()  # the intake is over; payment buttons carry their own ids
     methods = _methods(settings)
     if not methods:
-        await query.message.answer(_("payment.no_methods"))
+        await message.answer(_("payment.no_methods"))
         return
     if len(methods) == 1:
-        await _start_method(query.message, methods[0], order.id, user, bot, settings, catalogue, payments, state)
+        await _start_method(message, methods[0], order.id, user, bot, settings, catalogue, payments, state)
         return
     pack = catalogue.pack(order.pack)
     builder = InlineKeyboardBuilder()
@@ -82,7 +87,7 @@ async def pay_order(
         callback_data=PayCb(order_id=order.id, method="stars"),
     )
     builder.adjust(1)
-    await query.message.answer(_("payment.choose_method"), reply_markup=builder.as_markup())
+    await message.answer(_("payment.choose_method"), reply_markup=builder.as_markup())
 
 
 async def pay_with(
@@ -95,8 +100,7 @@ async def pay_with(
     catalogue: Catalogue,
     payments: PaymentService,
 ) -> None:
-    assert isinstance(query.message, Message)
-    if callback_data.method not in _methods(settings):
+    if callback_data.method not in _methods(settings) or query.message is None:
         await query.answer(_("stale.button"))
         return
     await query.answer()
@@ -106,7 +110,7 @@ async def pay_with(
 
 
 async def _start_method(
-    message: Message,
+    message: ChatTarget,
     method: str,
     order_id: int,
     user: User,
@@ -127,7 +131,7 @@ async def _start_method(
     await _send_yookassa_link(message, order_id, user, payments)
 
 
-async def _send_yookassa_link(message: Message, order_id: int, user: User, payments: PaymentService) -> None:
+async def _send_yookassa_link(message: ChatTarget, order_id: int, user: User, payments: PaymentService) -> None:
     try:
         link = await payments.start_yookassa(order_id, user)
     except OrderNotPayable:
@@ -147,7 +151,7 @@ async def _send_yookassa_link(message: Message, order_id: int, user: User, payme
 
 
 async def _send_invoice(
-    message: Message, order_id: int, user: User, bot: Bot, catalogue: Catalogue, payments: PaymentService
+    message: ChatTarget, order_id: int, user: User, bot: Bot, catalogue: Catalogue, payments: PaymentService
 ) -> None:
     async with payments.sessionmaker() as session:
         order = await order_queries.get_order(session, order_id, user.id)
@@ -242,7 +246,7 @@ async def successful_payment(message: Message, payments: PaymentService) -> None
 
 async def cancel_job(query: CallbackQuery, callback_data: JobCb, session: AsyncSession, user: User) -> None:
     job = await job_queries.get_job(session, callback_data.job_id)
-    if job is None or job.user_id != user.id:
+    if job is None or job.user_id != user.id or query.message is None:
         await query.answer(_("stale.button"))
         return
     if not await job_queries.cancel_before_results(session, job.id, user.id):
@@ -252,14 +256,14 @@ async def cancel_job(query: CallbackQuery, callback_data: JobCb, session: AsyncS
         else:
             await query.answer(_("job.cancel_too_late"), show_alert=True)
         return
+    returned = await ledger.released_for_job(session, job.id)
     await session.commit()
     await query.answer()
-    if isinstance(query.message, Message):
-        if query.message.reply_markup is not None:
-            # The button sat on the queued notice or the progress message: it has done its work.
-            with contextlib.suppress(TelegramBadRequest):
-                await query.message.edit_reply_markup(reply_markup=None)
-        await query.message.answer(_("job.cancelled").format(photos=job.photos_total))
+    if isinstance(query.message, Message) and query.message.reply_markup is not None:
+        # The button sat on the queued notice or the progress message: it has done its work.
+        with contextlib.suppress(TelegramBadRequest):
+            await query.message.edit_reply_markup(reply_markup=None)
+    await query.message.answer(counted("job.cancelled", returned), reply_markup=keyboards.use_credits(job.id, returned))
 
 
 async def paysupport(message: Message) -> None:

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.callbacks import ForgetCb, ResendCb, ResultsCb
 from bot.delivery import DeliveryService
 from bot.originals import OriginalsService
-from scheduler.payments import CreditsUnavailable, PaymentService
+from scheduler.credits import CreditService, CreditsUnavailable
 from storage import jobs as job_queries
 from storage import retention
 from storage.files import FileStore
@@ -37,9 +37,9 @@ async def send_originals(
     await query.answer(_("originals.preparing") if started else _("originals.on_the_way"))
 
 
-async def use_credits(query: CallbackQuery, callback_data: ResultsCb, user: User, payments: PaymentService) -> None:
+async def use_credits(query: CallbackQuery, callback_data: ResultsCb, user: User, credits: CreditService) -> None:
     try:
-        await payments.start_from_balance(callback_data.job_id, user)
+        await credits.spend_returned(callback_data.job_id, user)
     except CreditsUnavailable as refusal:
         await query.answer(_(f"credits.{refusal.reason}"), show_alert=True)
         return
@@ -74,12 +74,9 @@ async def forget_answer(
     user: User,
     files: FileStore,
 ) -> None:
-    if not isinstance(query.message, Message):
-        await query.answer()
-        return
     if not callback_data.confirm:
         await query.answer()
-        await query.message.edit_text(_("forget.kept"))
+        await _say(query, _("forget.kept"))
         return
     if await retention.user_has_active_job(session, user.id):
         await query.answer(_("forget.busy"), show_alert=True)
@@ -90,7 +87,17 @@ async def forget_answer(
     for key in keys:
         await files.delete(key)
     await query.answer()
-    await query.message.edit_text(_("forget.done"))
+    await _say(query, _("forget.done"))
+
+
+async def _say(query: CallbackQuery, text: str) -> None:
+    """Replace the question with the answer; an old question (no longer editable) gets a new message."""
+    if isinstance(query.message, Message):
+        with contextlib.suppress(TelegramBadRequest):
+            await query.message.edit_text(text)
+            return
+    if query.message is not None:
+        await query.message.answer(text)
 
 
 def build_router() -> Router:

@@ -7,6 +7,7 @@ from bot.locales.messages_admin import ADMIN_MESSAGES
 from bot.locales.messages_engine import ENGINE_MESSAGES
 from bot.locales.messages_faces import FACE_MESSAGES
 from bot.locales.messages_payment import PAYMENT_MESSAGES
+from bot.locales.messages_plural import PLURAL_MESSAGES
 
 
 def all_messages() -> dict[str, tuple[str, str]]:
@@ -17,3 +18,11 @@ def all_messages() -> dict[str, tuple[str, str]]:
             raise ValueError(f"text keys defined twice: {sorted(duplicated)}")
         merged.update(part)
     return merged
+
+
+def plural_messages() -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """Texts with a count: key → (Russian forms, English forms), in each language's plural order."""
+    duplicated = all_messages().keys() & PLURAL_MESSAGES.keys()
+    if duplicated:
+        raise ValueError(f"text keys defined twice: {sorted(duplicated)}")
+    return dict(PLURAL_MESSAGES)

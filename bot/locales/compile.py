@@ -13,7 +13,7 @@ from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import write_po
 
-from bot.locales.catalogue import all_messages
+from bot.locales.catalogue import all_messages, plural_messages
 
 LOCALES_DIR = Path(__file__).resolve().parent
 LANGUAGES = ("ru", "en")
@@ -34,6 +34,9 @@ def build_catalog(language: str) -> Catalog:
     )
     for key, texts in all_messages().items():
         catalog.add(key, texts[column])
+    for key, forms in plural_messages().items():
+        # msgid and msgid_plural are both the key: the code asks ngettext(key, key, count).
+        catalog.add((key, key), forms[column])
     return catalog
 
 

@@ -126,6 +126,12 @@ ADMIN_MESSAGES: dict[str, tuple[str, str]] = {
         "Платёж #{payment_id} возвращён ({amount}); списано кредитов: {photos}.",
         "Payment #{payment_id} refunded ({amount}); credits taken back: {photos}.",
     ),
+    "admin.refunded_short": (
+        "Платёж #{payment_id} возвращён ({amount}); списано кредитов: {photos}. "
+        "Ещё {spent} уже превратились в портреты или потрачены — их не вернуть.",
+        "Payment #{payment_id} refunded ({amount}); credits taken back: {photos}. "
+        "{spent} more were already turned into portraits or spent and cannot be taken back.",
+    ),
     "admin.refund_repeated": (
         "Платёж #{payment_id} уже возвращён; повторно ничего не списано.",
         "Payment #{payment_id} was already refunded; nothing was taken twice.",

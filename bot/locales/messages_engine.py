@@ -22,17 +22,10 @@ ENGINE_MESSAGES: dict[str, tuple[str, str]] = {
         "Готово {delivered} портретов. {credited} не получились — кредиты за них вернулись на баланс.",
         "{delivered} portraits are ready. {credited} could not be made — their credits are back on your balance.",
     ),
-    "job.failed": (
-        "😔 К сожалению, не получилось сделать портреты: сервис генерации не справился. "
-        "{photos} кредитов вернулись на ваш баланс — можно попробовать ещё раз через /start.",
-        "😔 Sorry, we could not make your portraits: the generation service failed. "
-        "{photos} credits are back on your balance — you can try again with /start.",
-    ),
     # after the pack
     "button.originals": ("📁 Оригиналы", "📁 Originals"),
     "button.same_photos": ("🔁 Новый пакет с этими же фото", "🔁 New pack with the same photos"),
     "button.new_photos": ("📸 Новые фото", "📸 New photos"),
-    "button.use_credits": ("🎁 Использовать {photos} кредитов", "🎁 Use {photos} credits"),
     "originals.preparing": ("Готовим оригиналы — пришлём через минуту.", "Preparing your originals — one moment."),
     "originals.on_the_way": ("Оригиналы уже отправляются.", "Your originals are already on their way."),
     "originals.gone": (
@@ -50,6 +43,10 @@ ENGINE_MESSAGES: dict[str, tuple[str, str]] = {
     "credits.photos_gone": (
         "Фото для этой фотосессии уже удалены — загрузите новые через /start.",
         "The photos of this session have been deleted — send new ones with /start.",
+    ),
+    "credits.not_enough": (
+        "На балансе уже не хватает кредитов на этот пакет.",
+        "Your balance no longer covers this pack.",
     ),
     "credits.unknown": ("Эта кнопка больше не действует.", "This button no longer works."),
     "reuse.gone": (

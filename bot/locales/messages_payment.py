@@ -95,10 +95,6 @@ PAYMENT_MESSAGES: dict[str, tuple[str, str]] = {
         "Payment questions: write to us with the order number from /status — we answer within a day. "
         "Credits for portraits that could not be made are returned automatically; refunds on request.",
     ),
-    "job.cancelled": (
-        "Заказ отменён, {photos} кредитов вернулись на ваш баланс.",
-        "The order is cancelled; {photos} credits are back on your balance.",
-    ),
     "job.cancel_too_late": (
         "Первые портреты уже готовы — заказ больше нельзя отменить.",
         "Your first portraits are already made — the order can no longer be cancelled.",

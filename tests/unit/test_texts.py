@@ -29,7 +29,9 @@ def test_both_languages_are_complete_and_agree_on_placeholders() -> None:
 
 
 def test_every_key_used_in_code_exists() -> None:
-    known = all_messages()
+    from bot.locales.catalogue import plural_messages
+
+    known = all_messages().keys() | plural_messages().keys()
     used: set[str] = set()
     for path in (ROOT / "bot").rglob("*.py"):
         if "locales" in path.parts:
@@ -58,14 +60,15 @@ def _compiled(language: str) -> dict[str, str]:
     """The messages of the committed .mo as gettext reads them (what aiogram's I18n loads)."""
     with (LOCALES / language / "LC_MESSAGES" / "messages.mo").open("rb") as mo_file:
         translations = gettext.GNUTranslations(mo_file)
-    return {key: text for key, text in translations._catalog.items() if key}  # the "" key is the header
+    # The "" key is the header; plural texts are keyed (msgid, form index) and checked on their own.
+    return {key: text for key, text in translations._catalog.items() if key and isinstance(key, str)}
 
 
 def _reviewed(language: str) -> dict[str, str]:
     """The messages of the committed .po, which translators review."""
     with (LOCALES / language / "LC_MESSAGES" / "messages.po").open("rb") as po_file:
         catalog = read_po(po_file, locale=language)
-    return {str(message.id): str(message.string) for message in catalog if message.id}
+    return {str(message.id): str(message.string) for message in catalog if message.id and not message.pluralizable}
 
 
 def test_compiled_catalogues_hold_every_text_of_the_tables() -> None:
@@ -80,3 +83,22 @@ def test_compiled_catalogues_hold_every_text_of_the_tables() -> None:
             for key, texts in tables.items():
                 assert committed[key] == texts[column], f"{key}: {hint}"
                 assert _placeholders(committed[key]) == _placeholders(texts[1 - column]), key
+
+
+def test_plural_texts_have_every_form_of_their_language_and_agree_on_placeholders() -> None:
+    from bot.locales.catalogue import plural_messages
+
+    for key, (russian, english) in plural_messages().items():
+        assert len(russian) == 3 and len(english) == 2, key  # ru: one / few / many; en: one / other
+        placeholders = _placeholders(english[1])
+        assert "count" in placeholders, key
+        assert all(_placeholders(form) == placeholders for form in (*russian, *english)), key
+        for column, language in enumerate(LANGUAGES):
+            with (LOCALES / language / "LC_MESSAGES" / "messages.mo").open("rb") as mo_file:
+                translations = gettext.GNUTranslations(mo_file)
+            forms = (russian, english)[column]
+            for index, form in enumerate(forms):
+                assert translations._catalog[(key, index)] == form, f"{key}: run `make locales` ({language})"
+            chosen = {1: forms[0], 3: forms[1 % len(forms)], 5: forms[-1], 21: forms[0] if column == 0 else forms[1]}
+            for count, form in chosen.items():
+                assert translations.ngettext(key, key, count) == form, (key, language, count)

@@ -1,0 +1,78 @@
+"""Texts that count something: key → (Russian forms one/few/many, English forms one/other).
+
+The number that picks the form is always the placeholder ``{count}``; code asks for these through
+``ngettext(key, key, count)`` (``bot.i18n.counted``), the notifier by the key alone.
+"""
+
+from __future__ import annotations
+
+PLURAL_MESSAGES: dict[str, tuple[tuple[str, str, str], tuple[str, str]]] = {
+    "button.use_credits": (
+        ("🎁 Использовать {count} кредит", "🎁 Использовать {count} кредита", "🎁 Использовать {count} кредитов"),
+        ("🎁 Use {count} credit", "🎁 Use {count} credits"),
+    ),
+    "pack.spend_label": (
+        (
+            "{count} фото — за {count} кредит, без оплаты",
+            "{count} фото — за {count} кредита, без оплаты",
+            "{count} фото — за {count} кредитов, без оплаты",
+        ),
+        ("{count} photo — use {count} credit, no payment", "{count} photos — use {count} credits, no payment"),
+    ),
+    "pack.balance": (
+        (
+            "На вашем балансе {count} кредит: пакет, который он покрывает, начнётся без оплаты.",
+            "На вашем балансе {count} кредита: пакет, который они покрывают, начнётся без оплаты.",
+            "На вашем балансе {count} кредитов: пакет, который они покрывают, начнётся без оплаты.",
+        ),
+        (
+            "You have {count} credit: a pack it covers starts without payment.",
+            "You have {count} credits: a pack they cover starts without payment.",
+        ),
+    ),
+    "job.failed": (
+        (
+            "😔 К сожалению, не получилось сделать портреты: сервис генерации не справился. "
+            "{count} кредит вернулся на ваш баланс — кнопка ниже запустит новый пакет без оплаты.",
+            "😔 К сожалению, не получилось сделать портреты: сервис генерации не справился. "
+            "{count} кредита вернулись на ваш баланс — кнопка ниже запустит новый пакет без оплаты.",
+            "😔 К сожалению, не получилось сделать портреты: сервис генерации не справился. "
+            "{count} кредитов вернулись на ваш баланс — кнопка ниже запустит новый пакет без оплаты.",
+        ),
+        (
+            "😔 Sorry, we could not make your portraits: the generation service failed. "
+            "{count} credit is back on your balance — the button below starts a new pack without payment.",
+            "😔 Sorry, we could not make your portraits: the generation service failed. "
+            "{count} credits are back on your balance — the button below starts a new pack without payment.",
+        ),
+    ),
+    "job.failed_no_selfies": (
+        (
+            "😔 Не получилось начать фотосессию: ваших селфи больше нет на сервере. "
+            "{count} кредит вернулся на баланс — пришлите новые селфи, и он оплатит пакет.",
+            "😔 Не получилось начать фотосессию: ваших селфи больше нет на сервере. "
+            "{count} кредита вернулись на баланс — пришлите новые селфи, и они оплатят пакет.",
+            "😔 Не получилось начать фотосессию: ваших селфи больше нет на сервере. "
+            "{count} кредитов вернулись на баланс — пришлите новые селфи, и они оплатят пакет.",
+        ),
+        (
+            "😔 We could not start your photo session: your selfies are no longer stored. "
+            "{count} credit is back on your balance — send new selfies and it pays for the pack.",
+            "😔 We could not start your photo session: your selfies are no longer stored. "
+            "{count} credits are back on your balance — send new selfies and they pay for the pack.",
+        ),
+    ),
+    "job.cancelled": (
+        (
+            "Заказ отменён, {count} кредит вернулся на ваш баланс — кнопка ниже запустит новый пакет без оплаты.",
+            "Заказ отменён, {count} кредита вернулись на ваш баланс — кнопка ниже запустит новый пакет без оплаты.",
+            "Заказ отменён, {count} кредитов вернулись на ваш баланс — кнопка ниже запустит новый пакет без оплаты.",
+        ),
+        (
+            "The order is cancelled; {count} credit is back on your balance — the button below starts a new "
+            "pack without payment.",
+            "The order is cancelled; {count} credits are back on your balance — the button below starts a new "
+            "pack without payment.",
+        ),
+    ),
+}
