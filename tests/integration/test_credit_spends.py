@@ -18,13 +18,19 @@ from sqlalchemy import func, select
 from bot.app import Application
 from bot.callbacks import ResultsCb
 from scheduler.credits import CreditService, CreditsUnavailable, job_spend_key
-from storage import jobs as job_queries
 from storage import ledger
 from storage import orders as order_queries
 from storage.models import GenerationJob, LedgerEntry, Order, Payment, ReferencePhoto, User
 from studio.credits import grant_line
 from studio.states import JobStatus, LedgerReason, TaskStatus
-from tests.engine_support import FAST_POLICY, job_row, provider_settings, seed_paid_job, task_statuses
+from tests.engine_support import (
+    FAST_POLICY,
+    job_row,
+    provider_settings,
+    seed_paid_job,
+    seed_unpaid_order,
+    task_statuses,
+)
 from tests.fakes.kie import FakeKie, Outcome
 from tests.fakes.telegram import FakeTelegram, FakeUser
 from tests.harness import app_settings, callback_answer, running_app
@@ -177,18 +183,17 @@ async def test_a_double_tap_on_use_credits_makes_one_pack(
 
 
 async def _user_with_balance(app: Application, fake: FakeTelegram) -> tuple[FakeUser, User, int]:
-    """A user with a ready photo set and 7 credits on the balance (a cancelled pack's)."""
+    """A user with a ready photo set and 7 credits on the balance (an admin's grant)."""
     tg_user = fake.user(language_code="en")
-    job_id = await seed_paid_job(app.sessionmaker, app.files, app.catalogue, telegram_id=tg_user.id, pack="p7")
+    order_id = await seed_unpaid_order(app.sessionmaker, app.files, app.catalogue, telegram_id=tg_user.id)
     async with app.sessionmaker() as session:
-        assert await job_queries.cancel_queued_job(session, job_id)
-        job = await session.get(GenerationJob, job_id)
-        assert job is not None and job.avatar_id is not None
-        user = await session.get(User, job.user_id)
+        order = await session.get(Order, order_id)
+        assert order is not None and order.avatar_id is not None
+        user = await session.get(User, order.user_id)
         assert user is not None
+        await ledger.record(session, user.id, grant_line(f"test-{user.id}", 7, None))
         await session.commit()
-        assert await ledger.balance(session, user.id) == 7
-    return tg_user, user, job.avatar_id
+    return tg_user, user, order.avatar_id
 
 
 async def test_concurrent_spends_never_overdraw(fake_telegram: FakeTelegram, database_url: str, tmp_path: Path) -> None:
@@ -228,7 +233,7 @@ async def test_concurrent_spends_never_overdraw(fake_telegram: FakeTelegram, dat
             )
             assert orders == 2
             debits = await session.execute(select(LedgerEntry.delta).where(LedgerEntry.reason == LedgerReason.RESERVE))
-            assert sorted(debits.scalars()) == [-7, -7, -7]
+            assert sorted(debits.scalars()) == [-7, -7]  # one pack per seven credits, never more
 
 
 async def test_the_pack_picker_spends_a_balance_that_covers_a_pack(
@@ -250,7 +255,7 @@ async def test_the_pack_picker_spends_a_balance_that_covers_a_pack(
             await tg_user.click("use 7 credits")
             await tg_user.wait_reply(lambda m: "7 portraits are queued" in m.content, timeout=15)
             jobs = await _jobs_of(app, user.id)
-            assert len(jobs) == 2
+            assert len(jobs) == 1
             done = await _until(app, jobs[-1].id, (JobStatus.COMPLETED, JobStatus.PARTIAL, JobStatus.FAILED))
             assert done.status == JobStatus.COMPLETED
             assert await _balance(app, user.id) == 0
