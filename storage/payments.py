@@ -444,23 +444,26 @@ async def add_refund(
     provider_refund_id: str | None = None,
     status: RefundStatus = RefundStatus.REQUESTED,
 ) -> Refund:
-    """The refunds row for this key, written once (a repeat returns the row already there)."""
-    existing = (
-        await session.execute(select(Refund).where(Refund.idempotence_key == idempotence_key))
-    ).scalar_one_or_none()
-    if existing is not None:
-        return existing
-    refund = Refund(
-        payment_id=payment.id,
-        provider=payment.provider,
-        provider_refund_id=provider_refund_id,
-        idempotence_key=idempotence_key,
-        reason=str(reason),
-        amount=amount,
-        status=str(status),
+    """The refunds row for this key, written once (a repeat, or a concurrent caller, gets the row
+    already there)."""
+    now = utcnow()
+    await session.execute(
+        insert_for(session, Refund)
+        .values(
+            payment_id=payment.id,
+            provider=payment.provider,
+            provider_refund_id=provider_refund_id,
+            idempotence_key=idempotence_key,
+            reason=str(reason),
+            amount=amount,
+            status=str(status),
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=[Refund.idempotence_key])
     )
-    session.add(refund)
-    await session.flush()
+    refund = await refund_by_key(session, idempotence_key)
+    assert refund is not None
     return refund
 
 
