@@ -188,6 +188,8 @@ class Application:
             receipts=settings.YOOKASSA_RECEIPTS,
             vat_code=settings.YOOKASSA_VAT_CODE,
             poll_interval_seconds=settings.POLL_INTERVAL_SECONDS,
+            stars=StarsPayments(self.bot) if settings.STARS_ENABLED else None,
+            admin_chat_ids=settings.ADMIN_IDS,
         )
         self.credits = CreditService(
             self.sessionmaker, catalogue=self.catalogue, notifier=notifier, signals=self.signals
@@ -239,7 +241,7 @@ class Application:
             payments=self.payments,
             engine=self.engine_service,
             delivery=self.delivery,
-            stars=StarsPayments(self.bot) if settings.STARS_ENABLED else None,
+            stars=self.payments.stars,
         )
         self.dispatcher = self._build_dispatcher(i18n)
         self.scheduler = self._build_scheduler()
@@ -370,7 +372,12 @@ class Application:
         if self.yookassa is not None:
             self.web_app.router.add_post(
                 YOOKASSA_PATH,
-                yookassa_notifications(sync=self.payments.sync, trusted=allowed.is_trusted, client_address=address),
+                yookassa_notifications(
+                    sync=self.payments.sync,
+                    sync_refund=self.payments.sync_refund,
+                    trusted=allowed.is_trusted,
+                    client_address=address,
+                ),
             )
 
     def _build_dispatcher(self, i18n: I18n) -> Dispatcher:
@@ -432,12 +439,23 @@ class Application:
             coalesce=True,
             misfire_grace_time=None,
         )
-        if self.yookassa is not None:
+        if self.yookassa is not None or self.payments.stars is not None:
+            # Pending card payments, open refunds (both rails) and refunds made in the dashboard.
             scheduler.add_job(
                 self.payments.reconcile,
                 "interval",
                 seconds=self.settings.POLL_INTERVAL_SECONDS,
                 id="reconcile-payments",
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+            )
+        if self.payments.stars is not None:
+            scheduler.add_job(
+                self.payments.reconcile_stars,
+                "interval",
+                seconds=self.settings.POLL_INTERVAL_SECONDS,
+                id="reconcile-stars",
                 max_instances=1,
                 coalesce=True,
                 misfire_grace_time=None,

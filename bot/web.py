@@ -77,6 +77,7 @@ def build_web_app(
 def yookassa_notifications(
     *,
     sync: Callable[[str], Awaitable[object]],
+    sync_refund: Callable[[str], Awaitable[object]] | None = None,
     trusted: Callable[[str], bool],
     client_address: Callable[[web.Request], str],
 ) -> Handler:
@@ -97,10 +98,14 @@ def yookassa_notifications(
             notification = parse_notification(await request.read())
         except BadNotification as error:
             return web.json_response({"error": str(error)}, status=400)
-        if notification.object_type != "payment":
+        if notification.object_type == "refund" and sync_refund is not None:
+            act = sync_refund  # refund.succeeded: re-fetch the refund, take the credits back
+        elif notification.object_type == "payment":
+            act = sync
+        else:
             return web.json_response({"status": "ignored"})
         try:
-            await sync(notification.object_id)
+            await act(notification.object_id)
         except Exception:
             log.exception("yookassa notification for %s failed", notification.object_id)
             return web.json_response({"error": "processing failed"}, status=500)

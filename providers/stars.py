@@ -6,11 +6,21 @@ from dataclasses import dataclass
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
-from aiogram.types import LabeledPrice
+from aiogram.types import LabeledPrice, TransactionPartnerUser
 
 from providers.payments import PaymentProviderError
 
 STARS_CURRENCY = "XTR"
+
+
+@dataclass(frozen=True, slots=True)
+class StarsCharge:
+    """An incoming invoice payment as ``getStarTransactions`` lists it (``charge_id`` = its ``id``)."""
+
+    charge_id: str
+    user_telegram_id: int
+    amount: int
+    invoice_payload: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +46,21 @@ class StarsPayments:
             provider_token="",
         )
         return message.message_id
+
+    async def charges(self, offset: int, limit: int = 100) -> tuple[list[StarsCharge], int]:
+        """Incoming invoice payments among ``limit`` transactions from ``offset`` (oldest first), and
+        how many transactions that page held (refunds and other kinds are counted, not returned)."""
+        page = await self.bot.get_star_transactions(offset=offset, limit=limit)
+        charges = []
+        for transaction in page.transactions:
+            source = transaction.source
+            if (
+                isinstance(source, TransactionPartnerUser)
+                and source.transaction_type == "invoice_payment"
+                and source.invoice_payload is not None
+            ):
+                charges.append(StarsCharge(transaction.id, source.user.id, transaction.amount, source.invoice_payload))
+        return charges, len(page.transactions)
 
     async def refund(self, user_telegram_id: int, charge_id: str) -> bool:
         """Refund a Stars payment; False when Telegram says it was already refunded."""

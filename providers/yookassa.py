@@ -480,6 +480,22 @@ class YooKassaClient:
         refund_api = self._refund_api
         return await self._call("get_refund", lambda: _refund_info(refund_api.find_one(refund_id)))
 
+    async def list_refunds(
+        self, *, created_gte: str, status: str = "succeeded", cursor: str | None = None, limit: int = 100
+    ) -> tuple[list[RefundInfo], str | None]:
+        """One page of the shop's refunds created since ``created_gte`` (ISO 8601), newest first, and
+        the cursor of the next page. Shows refunds made outside the bot, e.g. in the dashboard."""
+        params: dict[str, Any] = {"created_at.gte": created_gte, "status": status, "limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        refund_api = self._refund_api
+
+        def page() -> tuple[list[RefundInfo], str | None]:
+            response = refund_api.list(params)
+            return [_refund_info(item) for item in response.items or []], getattr(response, "next_cursor", None)
+
+        return await self._call("list_refunds", page)
+
     def close(self) -> None:
         """Stop taking calls; queued calls are dropped, running ones end by their socket timeout."""
         self._closed = True

@@ -6,29 +6,52 @@ says, inside one transaction; the user is told after the commit, best effort.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from providers.payments import PaymentInfo, PaymentProviderError, RefundInfo
-from providers.stars import StarsPayments
+from providers.stars import StarsCharge, StarsPayments
 from providers.yookassa import YooKassaClient
 from scheduler.notify import UserNotifier
 from scheduler.signals import WorkSignals
 from storage import jobs, ledger
 from storage import orders as order_queries
 from storage import payments as payment_queries
-from storage.models import GenerationJob, Order, User, utcnow
+from storage.models import GenerationJob, Order, Payment, Refund, User, utcnow
+from storage.payments import RefundStatus, ReturnReason
 from studio.catalogue import Catalogue
-from studio.credits import Currency, price_for, trial_line
-from studio.states import OrderStatus, PaymentProviderName, PaymentStatus
+from studio.credits import Currency, format_price, price_for, trial_line
+from studio.states import FINAL_JOB_STATUSES, AvatarStatus, OrderStatus, PaymentProviderName, PaymentStatus
 
 log = logging.getLogger(__name__)
 
 # Rounds of "find or create the live payment" per tap on Pay; each ends one stale attempt.
 MAX_ATTEMPT_ROUNDS = 3
+STARS_PAYLOAD = re.compile(r"^order:(\d{1,18})$")
+# Telegram wants a pre-checkout answer within 10 s; a look at a pending card payment gets part of it.
+PRECHECKOUT_SYNC_SECONDS = 4.0
+STARS_PAGE = 100
+# YooKassa honours an Idempotence-Key for 24 h; a refund never sent within 23 h is checked on the
+# payment before it is sent again (the same key might by then make a second refund).
+REFUND_KEY_SAFE_AGE = timedelta(hours=23)
+# Refunds made outside the bot (the dashboard) are looked for this far back.
+REFUND_LOOKBACK = timedelta(days=7)
+FINAL_PAID_STATUSES = (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED)
+
+
+def stars_payload(order_id: int) -> str:
+    return f"order:{order_id}"
+
+
+def parse_stars_payload(payload: str) -> int | None:
+    match = STARS_PAYLOAD.match(payload)
+    return int(match.group(1)) if match else None
 
 
 class PaymentUnavailable(Exception):
@@ -63,6 +86,8 @@ class PaymentService:
         receipts: bool = False,
         vat_code: int = 1,
         poll_interval_seconds: float = 60.0,
+        stars: StarsPayments | None = None,
+        admin_chat_ids: Sequence[int] = (),
     ) -> None:
         self.sessionmaker = sessionmaker
         self.catalogue = catalogue
@@ -73,6 +98,10 @@ class PaymentService:
         self.receipts = receipts
         self.vat_code = vat_code
         self.poll_interval = timedelta(seconds=poll_interval_seconds)
+        self.stars = stars
+        self.admin_chat_ids = tuple(admin_chat_ids)
+        # Transactions before this offset are all settled; a restart scans from the start once.
+        self._stars_offset = 0
 
     # ------------------------------------------------------------ YooKassa
 
@@ -193,13 +222,26 @@ class PaymentService:
             await session.commit()
         if result.mismatch:
             log.error("payment %s amount mismatch: %s", payment.id, result.mismatch)
+        if result.returned is not None:
+            await self._after_return(result, facts)
         await self._tell_outcome(
             result, facts, cancellation_reason=info.cancellation_reason, report_cancel=report_cancel
         )
         return result
 
     async def reconcile(self) -> int:
-        """Backstop for lost notifications: re-fetch payments still pending, oldest check first."""
+        """Backstop for lost notifications: re-fetch payments still pending, oldest check first; then
+        finish open refunds and take in refunds made outside the bot."""
+        settled = await self._reconcile_payments()
+        await self.settle_refunds()
+        if self.yookassa is not None:
+            try:
+                await self.reconcile_refunds()
+            except PaymentProviderError as error:
+                log.warning("reconcile: YooKassa refunds: %s", error)
+        return settled
+
+    async def _reconcile_payments(self) -> int:
         if self.yookassa is None:
             return 0
         async with self.sessionmaker() as session:
@@ -217,18 +259,44 @@ class PaymentService:
 
     # ------------------------------------------------------------ Telegram Stars
 
-    async def stars_precheckout(self, order_id: int, telegram_id: int, currency: str, amount: int) -> str | None:
-        """None when the order may be paid; otherwise the text key of the refusal reason."""
+    async def stars_precheckout(
+        self, order_id: int, telegram_id: int, currency: str, amount: int, payload: str = ""
+    ) -> str | None:
+        """None when the order may be paid (its intent is then recorded); otherwise the text key of the
+        refusal reason. A card payment of the order still pending is asked about first: if it has
+        just succeeded, the Stars payment would be a second one."""
+        await self._settle_pending_card_payments(order_id)
         async with self.sessionmaker() as session:
             order = await order_queries.get_order(session, order_id)
             user = await session.get(User, order.user_id) if order else None
             if order is None or user is None or user.telegram_id != telegram_id:
                 return "payment.refused.unknown_order"
-            if order.status not in payment_queries.PAYABLE_ORDER_STATUSES:
+            if user.is_banned:
+                return "payment.refused.banned"
+            if order.status not in payment_queries.PAYABLE_ORDER_STATUSES or await payment_queries.has_paid_payment(
+                session, order.id
+            ):
                 return "payment.refused.not_payable"
-            if currency != Currency.STARS or amount != price_for(self.catalogue.pack(order.pack), Currency.STARS):
+            price = price_for(self.catalogue.pack(order.pack), Currency.STARS)
+            if currency != Currency.STARS or amount != price:
                 return "payment.refused.price_changed"
+            if not await payment_queries.avatar_ready(session, order):
+                return "payment.refused.photos_gone"
+            await payment_queries.record_stars_intent(session, order, price, payload or stars_payload(order.id))
+            await session.commit()
         return None
+
+    async def _settle_pending_card_payments(self, order_id: int) -> None:
+        if self.yookassa is None:
+            return
+        async with self.sessionmaker() as session:
+            pending = await payment_queries.live_provider_ids(session, order_id, PaymentProviderName.YOOKASSA)
+        for provider_id in pending:
+            try:
+                await asyncio.wait_for(self.sync(provider_id, report_cancel=False), PRECHECKOUT_SYNC_SECONDS)
+            except (PaymentProviderError, TimeoutError) as error:
+                # Cannot tell now: accept; if the card payment succeeds too, it is returned.
+                log.warning("pre-checkout of order %s: card payment %s not checked: %s", order_id, provider_id, error)
 
     async def stars_paid(
         self, order_id: int, telegram_id: int, charge_id: str, currency: str, amount: int
@@ -237,22 +305,287 @@ class PaymentService:
             order = await order_queries.get_order(session, order_id)
             user = await session.get(User, order.user_id) if order else None
             if order is None or user is None or user.telegram_id != telegram_id:
-                log.error("stars payment %s for unknown order %s", charge_id, order_id)
+                log.error("stars payment %s for unknown order %s: refunding it", charge_id, order_id)
+                await self._refund_unknown_charge(telegram_id, charge_id)
                 return None
-            payment = await payment_queries.record_stars_payment(session, order, charge_id, amount, currency)
-            result = await payment_queries.apply_status(
+            payment = await payment_queries.record_stars_payment(
                 session,
-                payment,
-                PaymentStatus.SUCCEEDED,
-                amount=price_for(self.catalogue.pack(order.pack), Currency.STARS),
-                currency=Currency.STARS,
+                order,
+                charge_id,
+                price_for(self.catalogue.pack(order.pack), Currency.STARS),
+                Currency.STARS,
             )
-            if result.mismatch is None and amount != payment.amount:
-                log.error("stars payment %s paid %s, order wanted %s", charge_id, amount, payment.amount)
+            result = await payment_queries.apply_status(
+                session, payment, PaymentStatus.SUCCEEDED, amount=amount, currency=currency
+            )
             facts = await self._facts(session, order.id, result.job)
             await session.commit()
+        if result.mismatch:
+            log.error("stars payment %s amount mismatch: %s", charge_id, result.mismatch)
+        if result.returned is not None:
+            await self._after_return(result, facts)
         await self._tell_outcome(result, facts)
         return result
+
+    async def _refund_unknown_charge(self, telegram_id: int, charge_id: str) -> None:
+        if self.stars is None:
+            return
+        try:
+            await self.stars.refund(telegram_id, charge_id)
+        except PaymentProviderError as error:
+            log.error("stars charge %s of an unknown order could not be refunded: %s", charge_id, error)
+
+    async def reconcile_stars(self) -> int:
+        """Backstop for ``successful_payment`` updates that never got handled (dropped, crashed,
+        never delivered): every incoming Stars charge without a settled payment row is settled now,
+        through the same path; returns how many were."""
+        if self.stars is None:
+            return 0
+        offset, settled, all_settled_so_far = self._stars_offset, 0, True
+        while True:
+            try:
+                charges, seen = await self.stars.charges(offset, STARS_PAGE)
+            except Exception as error:  # the Bot API is down or slow: the next run tries again
+                log.warning("stars reconcile: getStarTransactions failed: %s", error)
+                return settled
+            async with self.sessionmaker() as session:
+                known = await payment_queries.payments_by_charge_ids(session, [c.charge_id for c in charges])
+            for charge in charges:
+                payment = known.get(charge.charge_id)
+                if payment is not None and payment.status in FINAL_PAID_STATUSES:
+                    continue
+                if await self._settle_charge(charge):
+                    settled += 1
+                else:
+                    all_settled_so_far = False
+            if seen < STARS_PAGE:
+                return settled
+            offset += seen
+            if all_settled_so_far:
+                self._stars_offset = offset
+
+    async def _settle_charge(self, charge: StarsCharge) -> bool:
+        log.error(
+            "stars reconcile: charge %s (%s XTR, %r) was never handled; settling it now",
+            charge.charge_id,
+            charge.amount,
+            charge.invoice_payload,
+        )
+        order_id = parse_stars_payload(charge.invoice_payload)
+        if order_id is None:
+            await self._refund_unknown_charge(charge.user_telegram_id, charge.charge_id)
+            return True
+        try:
+            result = await self.stars_paid(
+                order_id, charge.user_telegram_id, charge.charge_id, Currency.STARS, charge.amount
+            )
+        except Exception:
+            log.exception("stars reconcile: charge %s could not be settled", charge.charge_id)
+            return False
+        return result is None or result.payment.status in FINAL_PAID_STATUSES
+
+    # ------------------------------------------------------------ returning money
+
+    async def _after_return(self, result: payment_queries.ApplyResult, facts: dict[str, object]) -> None:
+        """A payment that could not buy its order: send the money back now and tell the user."""
+        payment = result.payment
+        log.error(
+            "payment %s (%s %s) for order %s is returned (%s); the order was bought by payment %s",
+            f"{payment.id}/{payment.provider}:{payment.provider_payment_id}",
+            payment.amount,
+            payment.currency,
+            payment.order_id,
+            result.returned,
+            result.kept_payment_id,
+        )
+        refund_amount = payment.amount
+        if result.refund_id is not None:
+            async with self.sessionmaker() as session:
+                refund = await payment_queries.get_refund(session, result.refund_id)
+                if refund is not None:
+                    refund_amount = refund.amount
+            await self._carry_out(result.refund_id)
+        language = str(facts["language"])
+        await self.notifier.tell(
+            int(facts["chat_id"]),  # type: ignore[call-overload]
+            language,
+            f"payment.returned.{result.returned}",
+            order_id=facts["order_id"],
+            amount=format_price(refund_amount, payment.currency, language),
+        )
+
+    async def settle_refunds(self) -> int:
+        """Finish refunds decided but not confirmed (provider down, process stopped in between)."""
+        async with self.sessionmaker() as session:
+            ids = [refund.id for refund in await payment_queries.open_refunds(session)]
+        for refund_id in ids:
+            await self._carry_out(refund_id)
+        return len(ids)
+
+    async def _carry_out(self, refund_id: int) -> None:
+        """Ask the provider for an open refund, or about it, and record what it says. Never raises."""
+        async with self.sessionmaker() as session:
+            refund = await payment_queries.get_refund(session, refund_id)
+            if refund is None or refund.status not in payment_queries.OPEN_REFUND_STATUSES:
+                return
+            payment = await session.get(Payment, refund.payment_id)
+            assert payment is not None
+            user = await session.get(User, payment.user_id)
+            assert user is not None
+            telegram_id = user.telegram_id
+        try:
+            if refund.provider == PaymentProviderName.STARS:
+                await self._carry_out_stars(refund, payment, telegram_id)
+            else:
+                await self._carry_out_yookassa(refund, payment)
+        except PaymentProviderError as error:
+            # Stays open: the settle job asks again with the same key (or the stored refund id).
+            log.warning("refund %s of payment %s not done yet: %s", refund.id, payment.id, error)
+
+    async def _carry_out_stars(self, refund: Refund, payment: Payment, telegram_id: int) -> None:
+        if self.stars is None or not payment.provider_payment_id:
+            return
+        await self.stars.refund(telegram_id, payment.provider_payment_id)  # "already refunded" is done too
+        async with self.sessionmaker() as session:
+            await payment_queries.mark_refund(session, refund.id, RefundStatus.SUCCEEDED)
+            await session.commit()
+
+    async def _carry_out_yookassa(self, refund: Refund, payment: Payment) -> None:
+        if self.yookassa is None or not payment.provider_payment_id:
+            return
+        if refund.provider_refund_id:
+            # Never re-create a refund YooKassa has: its key may have expired and make a second one.
+            info = await self.yookassa.get_refund(refund.provider_refund_id)
+        elif (
+            utcnow() - refund.created_at > REFUND_KEY_SAFE_AGE
+            and (await self.yookassa.get_payment(payment.provider_payment_id)).refunded_kopecks >= refund.amount
+        ):
+            log.error("refund %s: no refund id kept, but the payment shows the money returned", refund.id)
+            async with self.sessionmaker() as session:
+                await payment_queries.mark_refund(session, refund.id, RefundStatus.SUCCEEDED, detail="seen on payment")
+                await session.commit()
+            return
+        else:
+            info = await self._create_yookassa_refund(refund, payment)
+        await self._record_refund_info(refund.id, info)
+
+    async def _create_yookassa_refund(self, refund: Refund, payment: Payment) -> RefundInfo:
+        """POST /refunds for a refunds row; the body depends on the row only, so every repeat with its
+        key is the same request (a different body under one key is refused by YooKassa)."""
+        assert self.yookassa is not None and payment.provider_payment_id
+        email = None
+        if self.receipts:
+            async with self.sessionmaker() as session:
+                user = await session.get(User, payment.user_id)
+                email = user.email if user is not None else None
+        what = "refund" if refund.reason == ReturnReason.ADMIN else "returned payment"
+        return await self.yookassa.create_refund(
+            payment_id=payment.provider_payment_id,
+            amount_kopecks=refund.amount,
+            idempotence_key=refund.idempotence_key,
+            description=f"PinGlass order {payment.order_id}: {what}",
+            receipt_email=email or None,
+            vat_code=self.vat_code if email else None,
+        )
+
+    async def _record_refund_info(self, refund_id: int, info: RefundInfo) -> None:
+        status = _refund_status(info.status)
+        async with self.sessionmaker() as session:
+            moved = await payment_queries.mark_refund(session, refund_id, status, provider_refund_id=info.id)
+            await session.commit()
+        if moved and status == RefundStatus.CANCELED:
+            await self._report_canceled_refund(refund_id, info)
+
+    async def _report_canceled_refund(self, refund_id: int, info: RefundInfo) -> None:
+        log.error(
+            "REFUND CANCELED: refund %s (YooKassa %s) of payment %s, %s kopecks: the money was NOT returned",
+            refund_id,
+            info.id,
+            info.payment_id,
+            info.amount_kopecks,
+        )
+        for admin_id in self.admin_chat_ids:
+            await self.notifier.tell(
+                admin_id,
+                "en",
+                "admin.refund_canceled",
+                refund_id=refund_id,
+                provider_id=info.id,
+                payment_id=info.payment_id,
+                amount=format_price(info.amount_kopecks, Currency.RUB, "en"),
+            )
+
+    async def sync_refund(self, provider_refund_id: str) -> None:
+        """A ``refund.succeeded`` notification: re-fetch the refund and act on what YooKassa says."""
+        assert self.yookassa is not None
+        await self._apply_refund_info(await self.yookassa.get_refund(provider_refund_id))
+
+    async def reconcile_refunds(self) -> int:
+        """Refunds YooKassa made that we have not recorded (made in the dashboard, or a lost
+        notification): each marks its payment refunded and takes the credits back."""
+        assert self.yookassa is not None
+        since = (utcnow() - REFUND_LOOKBACK).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        cursor: str | None = None
+        applied = 0
+        while True:
+            refunds, cursor = await self.yookassa.list_refunds(created_gte=since, cursor=cursor)
+            for info in refunds:
+                applied += int(await self._apply_refund_info(info))
+            if not cursor:
+                return applied
+
+    async def _apply_refund_info(self, info: RefundInfo) -> bool:
+        """Record a YooKassa refund; True when it changed something here."""
+        async with self.sessionmaker() as session:
+            ours = await payment_queries.find_refund(session, PaymentProviderName.YOOKASSA, info.id)
+            if ours is not None:
+                refund_id, reason, open_ = ours.id, ours.reason, ours.status in payment_queries.OPEN_REFUND_STATUSES
+            payment = await payment_queries.find_by_provider_id(session, PaymentProviderName.YOOKASSA, info.payment_id)
+        if payment is None:
+            return False  # another shop's, or not a payment of ours
+        if ours is not None:
+            if not open_:
+                return False
+            await self._record_refund_info(refund_id, info)
+            if reason == ReturnReason.ADMIN and _refund_status(info.status) == RefundStatus.SUCCEEDED:
+                await self._take_back(payment.id, info)
+            return True
+        if _refund_status(info.status) != RefundStatus.SUCCEEDED:
+            return False
+        log.warning("YooKassa refund %s of payment %s was made outside the bot", info.id, payment.id)
+        async with self.sessionmaker() as session:
+            row = await session.get(Payment, payment.id)
+            assert row is not None
+            await payment_queries.add_refund(
+                session,
+                row,
+                reason=ReturnReason.PROVIDER,
+                amount=info.amount_kopecks,
+                idempotence_key=f"pg-seen-{info.id}"[:64],
+                provider_refund_id=info.id,
+                status=RefundStatus.SUCCEEDED,
+            )
+            await session.commit()
+        await self._take_back(payment.id, info)
+        return True
+
+    async def _take_back(self, payment_id: int, info: RefundInfo) -> bool:
+        """Mark the payment refunded and take back the credits this refund pays for, once."""
+        async with self.sessionmaker() as session:
+            payment = await payment_queries.get_payment(session, payment_id)
+            assert payment is not None
+            order = await session.get(Order, payment.order_id)
+            assert order is not None
+            if payment.status not in FINAL_PAID_STATUSES:
+                return False
+            photos = (
+                order.photos
+                if info.amount_kopecks >= payment.amount
+                else max(1, order.photos * info.amount_kopecks // max(payment.amount, 1))
+            )
+            taken = await payment_queries.record_refund(session, payment, photos, f"yookassa:{info.id}")
+            await session.commit()
+        return taken
 
     async def refund_stars(self, payment_id: int, stars: StarsPayments, photos: int | None = None) -> bool:
         """Refund a Stars payment at Telegram and take its credits back (all, or ``photos`` of them), once
@@ -289,20 +622,29 @@ class PaymentService:
                 or payment.status not in (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED)
             ):
                 raise OrderNotPayable(str(payment_id))
-            user = await session.get(User, payment.user_id)
             order = await session.get(Order, payment.order_id)
-            assert user is not None and order is not None
+            assert order is not None
             take = order.photos if photos is None else max(1, min(photos, order.photos))
             amount = payment.amount if take >= order.photos else payment.amount * take // order.photos
-            provider_id, email, order_id = payment.provider_payment_id, user.email, order.id
-        refund = await self.yookassa.create_refund(
-            payment_id=provider_id,
-            amount_kopecks=amount,
-            idempotence_key=f"pg-refund-{payment_id}",
-            description=f"PinGlass order {order_id}: refund",
-            receipt_email=email if self.receipts and email else None,
-            vat_code=self.vat_code if self.receipts else None,
-        )
+        key = f"pg-refund-{payment_id}"
+        async with self.sessionmaker() as session:
+            payment = await payment_queries.get_payment(session, payment_id)
+            assert payment is not None
+            row = await payment_queries.add_refund(
+                session, payment, reason=ReturnReason.ADMIN, amount=amount, idempotence_key=key
+            )
+            await session.commit()
+            row_id, known_id = row.id, row.provider_refund_id
+        if known_id:
+            # Re-fetched, never re-created: after 24 h the same key would make a second refund.
+            refund = await self.yookassa.get_refund(known_id)
+        else:
+            async with self.sessionmaker() as session:
+                row = await payment_queries.get_refund(session, row_id)
+                payment = await payment_queries.get_payment(session, payment_id)
+            assert row is not None and payment is not None
+            refund = await self._create_yookassa_refund(row, payment)
+        await self._record_refund_info(row_id, refund)
         if refund.status != "succeeded":
             return False, refund  # a pending refund is not money back yet; the admin repeats later
         async with self.sessionmaker() as session:
@@ -358,6 +700,8 @@ class PaymentService:
         *,
         report_cancel: bool = True,
     ) -> None:
+        if result.returned is not None:
+            return
         if result.credited and result.job is not None:
             self.signals.job_queued()
             await self._tell_queued(facts, key="payment.succeeded")
@@ -386,6 +730,14 @@ class PaymentService:
             photos=facts["photos"],
             position=facts.get("position", 1),
         )
+
+
+def _refund_status(status: str) -> RefundStatus:
+    if status == "succeeded":
+        return RefundStatus.SUCCEEDED
+    if status == "canceled":
+        return RefundStatus.CANCELED
+    return RefundStatus.PENDING
 
 
 def _our_status(info: PaymentInfo) -> str:

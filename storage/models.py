@@ -166,6 +166,31 @@ class Payment(Base):
     last_checked_at: Mapped[datetime | None] = mapped_column()
 
 
+class Refund(Base):
+    """Money we return for one payment: written before the provider is asked, so a crash or an
+    outage between the decision and the provider's answer leaves a row the settle job finishes.
+    ``provider_refund_id`` is kept so the refund is re-fetched, never re-created after YooKassa's
+    24 h Idempotence-Key window."""
+
+    __tablename__ = "refunds"
+    __table_args__ = (
+        UniqueConstraint("provider", "provider_refund_id"),
+        Index("ix_refunds_status", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id", ondelete="CASCADE"), index=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    provider_refund_id: Mapped[str | None] = mapped_column(String(128))
+    idempotence_key: Mapped[str] = mapped_column(String(64), unique=True)
+    reason: Mapped[str] = mapped_column(String(24))
+    amount: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class LedgerEntry(Base):
     __tablename__ = "ledger"
     __table_args__ = (UniqueConstraint("reason", "reference"),)

@@ -49,6 +49,16 @@ async def cancel_unpaid_order(session: AsyncSession, order_id: int) -> bool:
     return bool(result.rowcount)
 
 
+async def cancel_awaiting_orders(session: AsyncSession, user_id: int) -> int:
+    """Withdraw every order of the user still waiting for payment; returns how many."""
+    result = await session.execute(
+        update(Order)
+        .where(Order.user_id == user_id, Order.status == OrderStatus.AWAITING_PAYMENT)
+        .values(status=OrderStatus.CANCELLED)
+    )
+    return int(result.rowcount or 0)
+
+
 async def last_order(session: AsyncSession, user_id: int) -> Order | None:
     return (
         await session.execute(

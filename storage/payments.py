@@ -8,9 +8,11 @@ references make any number of such calls credit exactly once.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import select, update
@@ -18,14 +20,37 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import jobs, ledger
 from storage.events import EventName, record_event
-from storage.models import GenerationJob, Order, Payment, User, utcnow
+from storage.models import Avatar, GenerationJob, Order, Payment, Refund, User, utcnow
 from storage.sql import insert_for
 from studio.credits import purchase_line, refund_line
-from studio.states import OrderStatus, PaymentProviderName, PaymentStatus
+from studio.states import AvatarStatus, OrderStatus, PaymentProviderName, PaymentStatus
+
+log = logging.getLogger(__name__)
 
 PAYABLE_ORDER_STATUSES = (OrderStatus.AWAITING_PAYMENT,)
 # Money that arrives for an order the user cancelled meanwhile is still honoured.
 CREDITABLE_ORDER_STATUSES = (OrderStatus.AWAITING_PAYMENT, OrderStatus.CANCELLED)
+
+
+class ReturnReason(StrEnum):
+    """Why money that arrived is sent back instead of buying the order."""
+
+    DUPLICATE = "duplicate"  # the order was already bought by another payment
+    BANNED = "banned"  # the payer is banned
+    AVATAR_GONE = "avatar_gone"  # the selfies the order was for were deleted
+    AMOUNT = "amount"  # the amount or currency paid is not the order's price
+    ADMIN = "admin"  # an admin's /refund
+    PROVIDER = "provider"  # refunded outside the bot (the YooKassa dashboard)
+
+
+class RefundStatus(StrEnum):
+    REQUESTED = "requested"  # decided and recorded; the provider has not confirmed it yet
+    PENDING = "pending"  # the provider has it and is still working on it
+    SUCCEEDED = "succeeded"
+    CANCELED = "canceled"  # the provider refused it: the money was not returned
+
+
+OPEN_REFUND_STATUSES = (RefundStatus.REQUESTED, RefundStatus.PENDING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +60,9 @@ class ApplyResult:
     credited: bool  # this call credited the purchase (at most once per payment, ever)
     job: GenerationJob | None = None
     mismatch: str | None = None  # the provider's amount/currency disagree with the order
+    returned: ReturnReason | None = None  # this call decided to send the payment back
+    refund_id: int | None = None  # the refunds row of that return
+    kept_payment_id: int | None = None  # for a duplicate: the payment that bought the order
 
 
 def new_idempotence_key(order_id: int) -> str:
@@ -158,10 +186,67 @@ async def pending_to_reconcile(session: AsyncSession, checked_before: datetime, 
     )
 
 
+async def record_stars_intent(session: AsyncSession, order: Order, amount: int, payload: str) -> Payment:
+    """At pre-checkout: the order is about to be paid in Stars. The intent is the row the charge
+    claims when its ``successful_payment`` (or the Stars reconcile) arrives; one open intent per order."""
+    intent = await _open_stars_intent(session, order.id)
+    if intent is not None:
+        return intent
+    payment = Payment(
+        order_id=order.id,
+        user_id=order.user_id,
+        provider=PaymentProviderName.STARS,
+        idempotence_key=f"stars-intent-{order.id}-{uuid.uuid4().hex}"[:64],
+        amount=amount,
+        currency="XTR",
+        status=PaymentStatus.PENDING,
+        status_history=[{"intent": payload[:128], "at": utcnow().isoformat()}],
+    )
+    session.add(payment)
+    await session.flush()
+    return payment
+
+
+async def _open_stars_intent(session: AsyncSession, order_id: int) -> Payment | None:
+    return (
+        await session.execute(
+            select(Payment)
+            .where(
+                Payment.order_id == order_id,
+                Payment.provider == PaymentProviderName.STARS,
+                Payment.provider_payment_id.is_(None),
+                Payment.status == PaymentStatus.PENDING,
+            )
+            .order_by(Payment.id)
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+
+
 async def record_stars_payment(
     session: AsyncSession, order: Order, charge_id: str, amount: int, currency: str
 ) -> Payment:
-    """A Telegram Stars payment arrives already paid; keyed by telegram_payment_charge_id."""
+    """A Telegram Stars payment arrives already paid; keyed by telegram_payment_charge_id.
+
+    ``amount``/``currency`` are what the order costs (the paid amount is compared in apply_status).
+    The charge claims the order's pre-checkout intent if there is one; a second charge of the same
+    order (a second invoice) finds none and gets a row of its own.
+    """
+    known = await find_by_provider_id(session, PaymentProviderName.STARS, charge_id)
+    if known is not None:
+        return known
+    intent = await _open_stars_intent(session, order.id)
+    if intent is not None:
+        claimed = await session.execute(
+            update(Payment)
+            .where(Payment.id == intent.id, Payment.provider_payment_id.is_(None))
+            .values(provider_payment_id=charge_id, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        if claimed.rowcount:
+            await session.refresh(intent)
+            await _payment_event(session, EventName.PAYMENT_CREATED, intent)
+            return intent
     inserted = await session.execute(
         insert_for(session, Payment)
         .values(
@@ -211,6 +296,9 @@ async def apply_status(
 ) -> ApplyResult:
     """Move the payment to what the provider says and, on its first success, credit and queue.
 
+    A success that cannot buy the order (it is already bought, the payer is banned, the selfies are
+    gone, the amount is wrong) is still booked as a purchase, then returned: a refund line and a
+    refunds row in the same transaction, for the caller to carry out at the provider after commit.
     All in the caller's transaction: the caller commits, then tells the user.
     """
     now = utcnow()
@@ -258,35 +346,206 @@ async def _succeed(
 ) -> ApplyResult:
     order = await session.get(Order, payment.order_id)
     assert order is not None
+    user = await session.get(User, order.user_id)
+    assert user is not None
+    mismatch = None
+    reason: ReturnReason | None = None
     if amount != payment.amount or currency != payment.currency:
-        # Never credit what we did not sell: keep the payment visible for an admin instead.
-        return ApplyResult(
-            payment=payment,
-            changed=False,
-            credited=False,
-            mismatch=f"expected {payment.amount} {payment.currency}, provider says {amount} {currency}",
-        )
+        # Never credit what we did not sell: the money goes back, whatever it was.
+        mismatch = f"expected {payment.amount} {payment.currency}, provider says {amount} {currency}"
+        reason = ReturnReason.AMOUNT
+    elif user.is_banned:
+        reason = ReturnReason.BANNED
+    elif not await avatar_ready(session, order):
+        reason = ReturnReason.AVATAR_GONE
     moved = await _move(
         session, payment, PaymentStatus.SUCCEEDED, detail, from_=[PaymentStatus.CREATING, PaymentStatus.PENDING]
     )
     if not moved:
-        return ApplyResult(payment=await _reload(session, payment), changed=False, credited=False)
+        return ApplyResult(payment=await _reload(session, payment), changed=False, credited=False, mismatch=mismatch)
     # Recorded only by the call whose conditional UPDATE won: duplicates and races record nothing.
     await _payment_event(session, EventName.PAYMENT_SUCCEEDED, payment)
-    await session.execute(
-        update(Order)
-        .where(Order.id == order.id, Order.status.in_(CREDITABLE_ORDER_STATUSES))
-        .values(status=OrderStatus.PAID, paid_at=utcnow(), currency=currency, amount=amount)
-    )
+    if reason is None:
+        # The conditional UPDATE is the "one order, one payment" guard: of two payments racing for
+        # one order, the second waits on the row and then finds it paid.
+        claimed = await session.execute(
+            update(Order)
+            .where(Order.id == order.id, Order.status.in_(CREDITABLE_ORDER_STATUSES))
+            .values(status=OrderStatus.PAID, paid_at=utcnow(), currency=currency, amount=amount)
+            .execution_options(synchronize_session=False)
+        )
+        if not claimed.rowcount:
+            reason = ReturnReason.DUPLICATE
     credited = await ledger.record(
         session, order.user_id, purchase_line(payment.id, order.photos), order_id=order.id, payment_id=payment.id
     )
+    if reason is not None:
+        refund = await _return_payment(session, payment, order, reason, amount)
+        return ApplyResult(
+            payment=await _reload(session, payment),
+            changed=True,
+            credited=False,
+            mismatch=mismatch,
+            returned=reason,
+            refund_id=refund.id,
+            kept_payment_id=await _kept_payment_id(session, order.id, payment.id)
+            if reason == ReturnReason.DUPLICATE
+            else None,
+        )
     job = None
     if credited:
-        user = await session.get(User, order.user_id)
-        assert user is not None
+        await session.refresh(order)
         job = await jobs.create_job_for_order(session, order, user, priority=jobs.PRIORITY_PAID)
     return ApplyResult(payment=await _reload(session, payment), changed=True, credited=credited, job=job)
+
+
+async def avatar_ready(session: AsyncSession, order: Order) -> bool:
+    if order.avatar_id is None:
+        return False
+    avatar = await session.get(Avatar, order.avatar_id)
+    return avatar is not None and avatar.status == AvatarStatus.READY
+
+
+async def _kept_payment_id(session: AsyncSession, order_id: int, returned_id: int) -> int | None:
+    return (
+        await session.execute(
+            select(Payment.id)
+            .where(Payment.order_id == order_id, Payment.id != returned_id, Payment.status == PaymentStatus.SUCCEEDED)
+            .order_by(Payment.id)
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+
+
+async def _return_payment(
+    session: AsyncSession, payment: Payment, order: Order, reason: ReturnReason, amount: int
+) -> Refund:
+    """Book the return of a payment that just succeeded: purchase and refund lines (the balance
+    does not move), the payment refunded, and a refunds row the provider call works from."""
+    await _move(session, payment, PaymentStatus.REFUNDED, {"returned": str(reason)}, from_=[PaymentStatus.SUCCEEDED])
+    await _payment_event(session, EventName.PAYMENT_REFUNDED, payment)
+    await ledger.record(
+        session,
+        payment.user_id,
+        refund_line(f"return:{payment.id}", order.photos),
+        order_id=order.id,
+        payment_id=payment.id,
+    )
+    return await add_refund(session, payment, reason=reason, amount=amount, idempotence_key=f"pg-return-{payment.id}")
+
+
+async def add_refund(
+    session: AsyncSession,
+    payment: Payment,
+    *,
+    reason: ReturnReason,
+    amount: int,
+    idempotence_key: str,
+    provider_refund_id: str | None = None,
+    status: RefundStatus = RefundStatus.REQUESTED,
+) -> Refund:
+    """The refunds row for this key, written once (a repeat, or a concurrent caller, gets the row
+    already there)."""
+    now = utcnow()
+    await session.execute(
+        insert_for(session, Refund)
+        .values(
+            payment_id=payment.id,
+            provider=payment.provider,
+            provider_refund_id=provider_refund_id,
+            idempotence_key=idempotence_key,
+            reason=str(reason),
+            amount=amount,
+            status=str(status),
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=[Refund.idempotence_key])
+    )
+    refund = await refund_by_key(session, idempotence_key)
+    assert refund is not None
+    return refund
+
+
+async def has_paid_payment(session: AsyncSession, order_id: int) -> bool:
+    """Whether a payment of this order has succeeded (or succeeded and was returned since)."""
+    query = select(Payment.id).where(
+        Payment.order_id == order_id, Payment.status.in_([PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED])
+    )
+    return (await session.execute(query.limit(1))).first() is not None
+
+
+async def live_provider_ids(session: AsyncSession, order_id: int, provider: str) -> list[str]:
+    """Provider ids of the order's payments of ``provider`` that are still pending."""
+    rows = await session.execute(
+        select(Payment.provider_payment_id).where(
+            Payment.order_id == order_id,
+            Payment.provider == provider,
+            Payment.status == PaymentStatus.PENDING,
+            Payment.provider_payment_id.is_not(None),
+        )
+    )
+    return [provider_id for provider_id in rows.scalars() if provider_id]
+
+
+async def get_refund(session: AsyncSession, refund_id: int) -> Refund | None:
+    return await session.get(Refund, refund_id)
+
+
+async def find_refund(session: AsyncSession, provider: str, provider_refund_id: str) -> Refund | None:
+    return (
+        await session.execute(
+            select(Refund).where(Refund.provider == provider, Refund.provider_refund_id == provider_refund_id)
+        )
+    ).scalar_one_or_none()
+
+
+async def refund_by_key(session: AsyncSession, idempotence_key: str) -> Refund | None:
+    return (await session.execute(select(Refund).where(Refund.idempotence_key == idempotence_key))).scalar_one_or_none()
+
+
+async def open_refunds(session: AsyncSession, limit: int = 100) -> list[Refund]:
+    return list(
+        (
+            await session.execute(
+                select(Refund).where(Refund.status.in_(OPEN_REFUND_STATUSES)).order_by(Refund.id).limit(limit)
+            )
+        ).scalars()
+    )
+
+
+async def mark_refund(
+    session: AsyncSession,
+    refund_id: int,
+    status: RefundStatus,
+    *,
+    provider_refund_id: str | None = None,
+    detail: str | None = None,
+) -> bool:
+    """Move an open refund on; False when it was already final (a repeat changes nothing)."""
+    values: dict[str, Any] = {"status": str(status), "updated_at": utcnow()}
+    if provider_refund_id is not None:
+        values["provider_refund_id"] = provider_refund_id
+    if detail is not None:
+        values["detail"] = detail[:255]
+    result = await session.execute(
+        update(Refund)
+        .where(Refund.id == refund_id, Refund.status.in_(OPEN_REFUND_STATUSES))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)
+
+
+async def payments_by_charge_ids(session: AsyncSession, charge_ids: list[str]) -> dict[str, Payment]:
+    if not charge_ids:
+        return {}
+    rows = await session.execute(
+        select(Payment).where(
+            Payment.provider == PaymentProviderName.STARS, Payment.provider_payment_id.in_(charge_ids)
+        )
+    )
+    return {payment.provider_payment_id or "": payment for payment in rows.scalars()}
 
 
 async def record_refund(session: AsyncSession, payment: Payment, photos: int, refund_reference: str) -> bool:
@@ -304,6 +563,15 @@ async def record_refund(session: AsyncSession, payment: Payment, photos: int, re
     ):
         await _payment_event(session, EventName.PAYMENT_REFUNDED, payment)
     take = min(photos, await ledger.balance(session, payment.user_id))
+    if take < photos:
+        # Spent credits cannot be taken back: take what the balance holds, and say so.
+        log.warning(
+            "refund %s of payment %s: %s credits to take back, the balance holds %s",
+            refund_reference,
+            payment.id,
+            photos,
+            max(take, 0),
+        )
     if take <= 0:
         return False
     return await ledger.record(

@@ -20,7 +20,7 @@ from bot.callbacks import CheckCb, JobCb, OrderCb, PayCb
 from bot.handlers.chat import ChatTarget
 from bot.i18n import counted
 from bot.settings import Settings
-from scheduler.payments import OrderNotPayable, PaymentService, PaymentUnavailable
+from scheduler.payments import OrderNotPayable, PaymentService, PaymentUnavailable, parse_stars_payload, stars_payload
 from storage import jobs as job_queries
 from storage import ledger
 from storage import orders as order_queries
@@ -30,7 +30,6 @@ from studio.credits import Currency, format_price, price_for
 from studio.states import JobStatus, OrderStatus, PaymentStatus
 
 EMAIL = re.compile(r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,190}\.[A-Za-z]{2,24}$")
-STARS_PAYLOAD = re.compile(r"^order:(\d{1,18})$")
 
 
 class Checkout(StatesGroup):
@@ -164,7 +163,7 @@ async def _send_invoice(
         chat_id=message.chat.id,
         title=title[:32],
         description=_("payment.invoice_description").format(photos=pack.photos)[:255],
-        payload=f"order:{order.id}",
+        payload=stars_payload(order.id),
         currency=Currency.STARS,
         prices=[LabeledPrice(label=title[:32], amount=price_for(pack, Currency.STARS))],
         provider_token="",
@@ -219,12 +218,12 @@ async def start_free(
 
 
 async def pre_checkout(query: PreCheckoutQuery, payments: PaymentService) -> None:
-    match = STARS_PAYLOAD.match(query.invoice_payload)
+    order_id = parse_stars_payload(query.invoice_payload)
     refusal = (
         "payment.refused.unknown_order"
-        if match is None
+        if order_id is None
         else await payments.stars_precheckout(
-            int(match.group(1)), query.from_user.id, query.currency, query.total_amount
+            order_id, query.from_user.id, query.currency, query.total_amount, query.invoice_payload
         )
     )
     if refusal is None:
@@ -236,11 +235,13 @@ async def pre_checkout(query: PreCheckoutQuery, payments: PaymentService) -> Non
 async def successful_payment(message: Message, payments: PaymentService) -> None:
     paid = message.successful_payment
     assert paid is not None and message.from_user is not None
-    match = STARS_PAYLOAD.match(paid.invoice_payload)
-    if match is None:
-        return
+    order_id = parse_stars_payload(paid.invoice_payload)
     await payments.stars_paid(
-        int(match.group(1)), message.from_user.id, paid.telegram_payment_charge_id, paid.currency, paid.total_amount
+        order_id if order_id is not None else 0,  # an unknown order: the service refunds the charge
+        message.from_user.id,
+        paid.telegram_payment_charge_id,
+        paid.currency,
+        paid.total_amount,
     )
 
 

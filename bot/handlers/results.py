@@ -18,6 +18,7 @@ from bot.delivery import DeliveryService
 from bot.originals import OriginalsService
 from scheduler.credits import CreditService, CreditsUnavailable
 from storage import jobs as job_queries
+from storage import orders as order_queries
 from storage import retention
 from storage.files import FileStore
 from storage.models import User
@@ -81,13 +82,15 @@ async def forget_answer(
     if await retention.user_has_active_job(session, user.id):
         await query.answer(_("forget.busy"), show_alert=True)
         return
+    # An open invoice or card link would otherwise take money for a pack whose photos are gone.
+    cancelled = await order_queries.cancel_awaiting_orders(session, user.id)
     keys = await retention.forget_user_photos(session, user.id)
     await session.commit()
     await state.clear()  # an upload in progress pointed at the photos just removed
     for key in keys:
         await files.delete(key)
     await query.answer()
-    await _say(query, _("forget.done"))
+    await _say(query, _("forget.done") + ("\n\n" + _("forget.orders_cancelled") if cancelled else ""))
 
 
 async def _say(query: CallbackQuery, text: str) -> None:

@@ -81,6 +81,44 @@ PAYMENT_MESSAGES: dict[str, tuple[str, str]] = {
         "Этот заказ уже оплачен или отменён.",
         "This order is already paid or cancelled.",
     ),
+    "payment.refused.banned": (
+        "Оплата недоступна: доступ к боту ограничен.",
+        "Payment is not available: your access to the bot is restricted.",
+    ),
+    "payment.refused.photos_gone": (
+        "Фото для этого заказа удалены — начните новую фотосессию.",
+        "The photos for this order were deleted — please start a new photo session.",
+    ),
+    "payment.returned.duplicate": (
+        "Вы оплатили заказ №{order_id} дважды. Второй платёж ({amount}) возвращается вам; "
+        "портреты по первому платежу уже в работе.",
+        "You paid twice for order #{order_id}. The second payment of {amount} is being returned to you; "
+        "your portraits from the first payment are on their way.",
+    ),
+    "payment.returned.banned": (
+        "Доступ к боту ограничен, поэтому платёж {amount} за заказ №{order_id} возвращается вам.",
+        "Your access to the bot is restricted, so the payment of {amount} for order #{order_id} "
+        "is being returned to you.",
+    ),
+    "payment.returned.avatar_gone": (
+        "Фото для заказа №{order_id} удалены, поэтому платёж {amount} возвращается вам.",
+        "The photos for order #{order_id} were deleted, so the payment of {amount} is being returned to you.",
+    ),
+    "payment.returned.amount": (
+        "Сумма платежа ({amount}) не совпадает с ценой заказа №{order_id}; платёж возвращается вам. "
+        "Откройте заказ заново.",
+        "The amount paid ({amount}) does not match the price of order #{order_id}; the payment is being "
+        "returned to you. Please open the order again.",
+    ),
+    "forget.orders_cancelled": (
+        "Неоплаченные заказы отменены: оплатить их больше нельзя, а пришедший платёж будет возвращён.",
+        "Your unpaid orders are cancelled: they can no longer be paid, and any payment that still arrives is returned.",
+    ),
+    "admin.refund_canceled": (
+        "⚠️ Возврат {refund_id} (YooKassa {provider_id}) платежа {payment_id} на {amount} ОТМЕНЁН: деньги не вернулись.",
+        "⚠️ Refund {refund_id} (YooKassa {provider_id}) of payment {payment_id}, {amount}, was CANCELED: "
+        "the money was not returned.",
+    ),
     "payment.refused.price_changed": (
         "Цена изменилась — откройте заказ заново.",
         "The price has changed — please open the order again.",

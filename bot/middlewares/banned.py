@@ -13,6 +13,7 @@ from aiogram import BaseMiddleware
 from aiogram.types import CallbackQuery, Message, TelegramObject, Update
 from aiogram.utils.i18n import I18n
 
+from bot.middlewares.throttling import is_payment_update
 from storage.admin import claim_ban_notice
 from storage.models import User
 
@@ -28,13 +29,15 @@ class BannedUserMiddleware(BaseMiddleware):
         data: dict[str, Any],
     ) -> Any:
         user: User | None = data.get("user")
-        if user is None or not user.is_banned:
+        if user is None or not user.is_banned or is_payment_update(event):
+            # A banned user's pre-checkout is refused and their payment returned by the payment
+            # handlers; swallowing either would keep money without a word.
             return await handler(event, data)
         if not isinstance(event, Update):
             return None
         message, query = event.message, event.callback_query
         if not isinstance(message, Message) and not isinstance(query, CallbackQuery):
-            return None  # nothing to answer (membership changes, pre-checkout of a stale invoice, ...)
+            return None  # nothing to answer (membership changes, ...)
         session = data["session"]
         first = await claim_ban_notice(session, user.id)
         await session.commit()

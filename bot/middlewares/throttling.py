@@ -7,12 +7,24 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import BaseMiddleware
-from aiogram.types import TelegramObject
+from aiogram.types import TelegramObject, Update
 from aiolimiter import AsyncLimiter
 
 
+def is_payment_update(event: TelegramObject) -> bool:
+    """A pre-checkout query or a completed payment: money is moving, so it is never dropped."""
+    return isinstance(event, Update) and (
+        event.pre_checkout_query is not None
+        or (event.message is not None and event.message.successful_payment is not None)
+    )
+
+
 class ThrottlingMiddleware(BaseMiddleware):
-    """Drops updates above ``rate`` per second per user, allowing a burst (an 10-photo album fits)."""
+    """Drops updates above ``rate`` per second per user, allowing a burst (an 10-photo album fits).
+
+    Payment updates pass untouched and spend nothing: a dropped ``successful_payment`` is money
+    taken and never credited, and a dropped pre-checkout fails a payment the user meant to make.
+    """
 
     def __init__(self, rate_per_second: float, burst: int = 12, max_users: int = 50_000) -> None:
         self.rate_per_second = rate_per_second
@@ -39,7 +51,7 @@ class ThrottlingMiddleware(BaseMiddleware):
         data: dict[str, Any],
     ) -> Any:
         from_user = data.get("event_from_user")
-        if from_user is None or self.rate_per_second <= 0:
+        if from_user is None or self.rate_per_second <= 0 or is_payment_update(event):
             return await handler(event, data)
         limiter = self._limiter_for(from_user.id)
         if not limiter.has_capacity():

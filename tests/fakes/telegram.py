@@ -599,6 +599,7 @@ class _Charge:
     currency: str
     total_amount: int
     refunded: bool = False
+    invoice_payload: str = ""
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -878,8 +879,7 @@ class FakeUser:
         telegram_payment_charge_id: str | None = None,
     ) -> dict[str, Any]:
         """Deliver the service message of a completed payment; the charge becomes refundable."""
-        charge_id = telegram_payment_charge_id or f"stxFAKE{secrets.token_hex(12)}"
-        self._fake._charges.setdefault(charge_id, _Charge(self.id, currency, total_amount))
+        charge_id = self.charge(invoice_payload, currency, total_amount, telegram_payment_charge_id)
         payment = {
             "currency": currency,
             "total_amount": total_amount,
@@ -888,6 +888,30 @@ class FakeUser:
             "provider_payment_charge_id": "" if currency == "XTR" else f"provider-{secrets.token_hex(6)}",
         }
         return await self._send_message({"successful_payment": payment})
+
+    def charge(
+        self, invoice_payload: str, currency: str, total_amount: int, telegram_payment_charge_id: str | None = None
+    ) -> str:
+        """Telegram takes the money: the charge is refundable and listed by getStarTransactions, whether
+        or not its ``successful_payment`` update ever reaches the bot. Returns the charge id."""
+        charge_id = telegram_payment_charge_id or f"stxFAKE{secrets.token_hex(12)}"
+        if charge_id not in self._fake._charges:
+            self._fake._charges[charge_id] = _Charge(self.id, currency, total_amount, invoice_payload=invoice_payload)
+            if currency == "XTR":
+                self._fake._star_transactions.append(
+                    {
+                        "id": charge_id,
+                        "amount": total_amount,
+                        "date": int(time.time()),
+                        "source": {
+                            "type": "user",
+                            "transaction_type": "invoice_payment",
+                            "user": self.as_json(),
+                            "invoice_payload": invoice_payload,
+                        },
+                    }
+                )
+        return charge_id
 
     async def pay(self, message_id: int | None = None, *, timeout: float = 5.0) -> dict[str, Any] | None:  # noqa: ASYNC109
         """Pay an invoice the bot sent (the newest one when ``message_id`` is None) like a client does:
@@ -1060,6 +1084,7 @@ class FakeTelegram:
         self._callback_queries: dict[str, int] = {}  # unanswered query id -> user id
         self._pre_checkout_queries: dict[str, int] = {}
         self._charges: dict[str, _Charge] = {}
+        self._star_transactions: list[dict[str, Any]] = []  # chronological, as getStarTransactions lists them
         self._commands: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self._faults: list[FaultRule] = []
         self._album_failures: list[AlbumFailure] = []
@@ -1096,6 +1121,7 @@ class FakeTelegram:
                 "sendInvoice": self._send_invoice,
                 "answerPreCheckoutQuery": self._answer_pre_checkout_query,
                 "refundStarPayment": self._refund_star_payment,
+                "getStarTransactions": self._get_star_transactions,
             }.items()
         }
 
@@ -2025,7 +2051,38 @@ class FakeTelegram:
         if charge.refunded:
             raise _bad_request("CHARGE_ALREADY_REFUNDED")
         charge.refunded = True
+        user = self._users.get(charge.user_id)
+        # A refund is an outgoing transaction with the original payment's id (transaction_type of a
+        # refund: "invoice_payment" assumed, unconfirmed).
+        self._star_transactions.append(
+            {
+                "id": args.required("telegram_payment_charge_id"),
+                "amount": charge.total_amount,
+                "date": int(time.time()),
+                "receiver": {
+                    "type": "user",
+                    "transaction_type": "invoice_payment",
+                    "user": user.as_json()
+                    if user is not None
+                    else {"id": charge.user_id, "is_bot": False, "first_name": "?"},
+                    "invoice_payload": charge.invoice_payload,
+                },
+            }
+        )
         return True
+
+    async def _get_star_transactions(self, args: _Args) -> dict[str, Any]:
+        offset = args.integer("offset", 0) or 0
+        limit = args.integer("limit", 100) or 100
+        if offset < 0:
+            raise _bad_request("OFFSET_INVALID")
+        if not 1 <= limit <= 100:
+            raise _bad_request("LIMIT_INVALID")
+        return {"transactions": copy.deepcopy(self._star_transactions[offset : offset + limit])}
+
+    @property
+    def star_transactions(self) -> list[dict[str, Any]]:
+        return copy.deepcopy(self._star_transactions)
 
     def is_refunded(self, telegram_payment_charge_id: str) -> bool:
         """Whether the bot refunded this Stars charge with refundStarPayment."""

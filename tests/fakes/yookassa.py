@@ -284,6 +284,7 @@ class FakeYooKassa:
         self.subscribed_events = subscribed_events
         self.fiscalization = fiscalization
         self.refund_receipt_required = refund_receipt_required
+        self.refund_outcome: Literal["succeeded", "pending"] = "succeeded"  # what POST /refunds makes
         self.lose_notifications = False  # auto notifications are logged as lost and never sent
         self.hold_notifications = False  # auto notifications queue until release_notifications()
         self.notification_attempts = notification_attempts
@@ -315,6 +316,7 @@ class FakeYooKassa:
         app.router.add_post(f"{API_PREFIX}/payments/{{payment_id}}/capture", self._capture_payment)
         app.router.add_post(f"{API_PREFIX}/payments/{{payment_id}}/cancel", self._cancel_payment)
         app.router.add_post(f"{API_PREFIX}/refunds", self._create_refund)
+        app.router.add_get(f"{API_PREFIX}/refunds", self._list_refunds)
         app.router.add_get(f"{API_PREFIX}/refunds/{{refund_id}}", self._get_refund)
         app.router.add_get(CHECKOUT_PATH, self._checkout_page)
         app.router.add_post(CHECKOUT_PATH, self._checkout_action)
@@ -647,6 +649,34 @@ class FakeYooKassa:
     async def _create_refund(self, request: web.Request) -> web.StreamResponse:
         return await self._api_call(request, self._do_create_refund)
 
+    async def _list_refunds(self, request: web.Request) -> web.StreamResponse:
+        """GET /v3/refunds: newest first, filtered by created_at.gte / status / payment_id, cursor pages."""
+
+        def listing(_body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            query = request.query
+            try:
+                limit = int(query.get("limit", "10"))
+            except ValueError as error:
+                raise ApiReject(400, "Invalid limit", "limit") from error
+            if not 1 <= limit <= 100:
+                raise ApiReject(400, "Invalid limit", "limit")
+            since = query.get("created_at.gte")
+            items = [
+                refund
+                for refund in reversed(self._refunds.values())
+                if (since is None or refund["created_at"] >= since)
+                and query.get("status") in (None, refund["status"])
+                and query.get("payment_id") in (None, refund["payment_id"])
+            ]
+            start = int(query.get("cursor", "0") or 0)
+            page = items[start : start + limit]
+            body: dict[str, Any] = {"type": "list", "items": copy.deepcopy(page)}
+            if start + limit < len(items):
+                body["next_cursor"] = str(start + limit)
+            return 200, body
+
+        return await self._api_call(request, listing)
+
     async def _get_refund(self, request: web.Request) -> web.StreamResponse:
         refund_id = request.match_info["refund_id"]
 
@@ -795,7 +825,7 @@ class FakeYooKassa:
         refund: dict[str, Any] = {
             "id": _object_id("refund"),
             "payment_id": payment_id,
-            "status": "succeeded",
+            "status": self.refund_outcome,
             "amount": money(amount, currency),
             "created_at": iso_ms(_now()),
         }
@@ -808,7 +838,8 @@ class FakeYooKassa:
         payment["refunded_amount"] = money(refunded, currency)
         payment["refundable"] = refunded < Decimal(payment["amount"]["value"])
         record.history.append(copy.deepcopy(payment))
-        self._auto_notify("refund.succeeded", refund["id"], refund, background=True)
+        if refund["status"] == "succeeded":
+            self._auto_notify("refund.succeeded", refund["id"], refund, background=True)
         return 200, copy.deepcopy(refund)
 
     def _succeed(self, record: _PaymentRecord, *, background: bool) -> asyncio.Future[None] | None:
@@ -918,6 +949,50 @@ class FakeYooKassa:
         status = self._record(payment_id).data["status"]
         reason = "expired_on_capture" if status == "waiting_for_capture" else "expired_on_confirmation"
         return await self.cancel(payment_id, reason=reason, party="yoo_money")
+
+    async def settle_refund(self, refund_id: str, status: Literal["succeeded", "canceled"]) -> dict[str, Any]:
+        """A pending refund ends: ``succeeded`` (notified as refund.succeeded) or ``canceled`` (YooKassa
+        sends no event for that; only polling sees it), which gives the amount back to the payment."""
+        refund = self._refunds[refund_id]
+        if refund["status"] != "pending":
+            raise ValueError(f"cannot settle a {refund['status']} refund")
+        refund["status"] = status
+        if status == "canceled":
+            refund["cancellation_details"] = {"party": "yoo_money", "reason": "general_decline"}
+            payment = self._payments[refund["payment_id"]].data
+            back = Decimal(payment["refunded_amount"]["value"]) - Decimal(refund["amount"]["value"])
+            payment["refunded_amount"] = money(back, payment["amount"]["currency"])
+            payment["refundable"] = True
+            return copy.deepcopy(refund)
+        delivery = self._auto_notify("refund.succeeded", refund_id, refund, background=False)
+        if delivery is not None:
+            await delivery
+        return copy.deepcopy(refund)
+
+    async def dashboard_refund(self, payment_id: str, amount: str | None = None) -> dict[str, Any]:
+        """The shop owner refunds in the YooKassa dashboard: no API call from the bot; a
+        refund.succeeded notification if subscribed. ``amount`` defaults to what is left."""
+        payment = self._record(payment_id).data
+        if payment["status"] != "succeeded":
+            raise ValueError("only a succeeded payment can be refunded")
+        currency = payment["amount"]["currency"]
+        already = Decimal(payment.get("refunded_amount", {}).get("value", "0"))
+        value = Decimal(amount) if amount is not None else Decimal(payment["amount"]["value"]) - already
+        refund: dict[str, Any] = {
+            "id": _object_id("refund"),
+            "payment_id": payment_id,
+            "status": "succeeded",
+            "amount": money(value, currency),
+            "created_at": iso_ms(_now()),
+            "description": "Refund from the dashboard",
+        }
+        self._refunds[refund["id"]] = refund
+        payment["refunded_amount"] = money(already + value, currency)
+        payment["refundable"] = already + value < Decimal(payment["amount"]["value"])
+        delivery = self._auto_notify("refund.succeeded", refund["id"], refund, background=False)
+        if delivery is not None:
+            await delivery
+        return copy.deepcopy(refund)
 
     # ------------------------------------------------------------------ notifications
 

@@ -18,6 +18,7 @@ EXPECTED_TABLES = {
     "reference_photos",
     "orders",
     "payments",
+    "refunds",
     "ledger",
     "generation_jobs",
     "generation_tasks",
