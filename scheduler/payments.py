@@ -27,7 +27,7 @@ from storage.models import GenerationJob, Order, Payment, Refund, User, utcnow
 from storage.payments import RefundStatus, ReturnReason
 from studio.catalogue import Catalogue
 from studio.credits import Currency, format_price, price_for, trial_line
-from studio.states import FINAL_JOB_STATUSES, AvatarStatus, OrderStatus, PaymentProviderName, PaymentStatus
+from studio.states import OrderStatus, PaymentProviderName, PaymentStatus
 
 log = logging.getLogger(__name__)
 
