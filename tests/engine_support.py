@@ -8,14 +8,14 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage import avatars, jobs, ledger
+from storage import avatars, payments
 from storage.files import FileStore
 from storage.models import GenerationJob, GenerationTask, Order, User
 from storage.orders import create_order
 from storage.users import TelegramProfile, register_user
 from studio.catalogue import Catalogue
-from studio.credits import purchase_line
-from studio.states import OrderStatus
+from studio.credits import Currency
+from studio.states import PaymentStatus
 from tests.image_corpus import selfie_like_jpeg
 
 FAST_POLICY: dict[str, Any] = {
@@ -113,14 +113,22 @@ async def seed_paid_job(
     async with sessionmaker() as session:
         order = await session.get(Order, order_id)
         assert order is not None
-        user = await session.get(User, order.user_id)
-        assert user is not None
-        order.status = OrderStatus.PAID
-        await ledger.record(session, user.id, purchase_line(f"seed-{order.id}", order.photos), order_id=order.id)
-        job = await jobs.create_job_for_order(session, order, user, priority=jobs.PRIORITY_PAID)
-        assert job is not None
+        job = await pay_with_stars(session, order)
         await session.commit()
         return job.id
+
+
+async def pay_with_stars(session: AsyncSession, order: Order) -> GenerationJob:
+    """The order paid the way a Telegram Stars payment is applied (credited and queued), so the seeded
+    job is one the money invariants recognise: a succeeded payment behind every purchase."""
+    payment = await payments.record_stars_payment(
+        session, order, f"stxSEED{order.id}", order.price_stars, Currency.STARS
+    )
+    result = await payments.apply_status(
+        session, payment, PaymentStatus.SUCCEEDED, amount=order.price_stars, currency=Currency.STARS
+    )
+    assert result.credited and result.job is not None, result
+    return result.job
 
 
 async def task_statuses(sessionmaker: async_sessionmaker[AsyncSession], job_id: int) -> dict[str, int]:

@@ -259,11 +259,10 @@ async def test_models_that_cannot_load_leave_checks_off_with_one_error_at_start(
 
 async def seed_job_with_real_selfies(app: Application, telegram_id: int, pack: str) -> int:
     """A paid job whose set was uploaded while face checks were off: real selfies, no embeddings stored."""
-    from storage import avatars, jobs, ledger
+    from storage import avatars
     from storage.orders import create_order
     from storage.users import TelegramProfile, register_user
-    from studio.credits import purchase_line
-    from studio.states import OrderStatus
+    from tests.engine_support import pay_with_stars
 
     async with app.sessionmaker() as session:
         user, _ = await register_user(session, TelegramProfile(telegram_id, None, "Grace", "en"))
@@ -278,10 +277,7 @@ async def seed_job_with_real_selfies(app: Application, telegram_id: int, pack: s
         order = await create_order(
             session, user_id=user.id, avatar_id=avatar.id, style="professional", pack=app.catalogue.pack(pack)
         )
-        order.status = OrderStatus.PAID
-        await ledger.record(session, user.id, purchase_line(f"seed-{order.id}", order.photos), order_id=order.id)
-        job = await jobs.create_job_for_order(session, order, user, priority=jobs.PRIORITY_PAID)
-        assert job is not None
+        job = await pay_with_stars(session, order)
         await session.commit()
         return job.id
 

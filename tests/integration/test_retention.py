@@ -11,10 +11,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from scheduler.housekeeping import Housekeeping, HousekeepingReport
+from storage import ledger
 from storage.db import create_engine, create_sessionmaker
 from storage.files import FileStore, LocalFileStore
 from storage.migrate import upgrade_async
 from storage.models import Avatar, GenerationJob, GenerationTask, ReferencePhoto, User, utcnow
+from studio.credits import grant_line, reserve_line
 from studio.states import AvatarStatus, JobStatus, TaskStatus
 from tests.fakes.telegram import FakeTelegram
 from tests.harness import app_settings, callback_answer, running_app
@@ -82,6 +84,9 @@ async def seed_user(
     session.add(job)
     await session.flush()
     seeded.job_id = job.id
+    # Its two credits came from a grant and are reserved, as for any job (the money invariants check it).
+    await ledger.record(session, user.id, grant_line(f"seed-{job.id}", 2, "seed"))
+    await ledger.record(session, user.id, reserve_line(job.id, 2), job_id=job.id)
     for position in (0, 1):
         result_key, thumb_key = f"results/{job.id}/{position}.png", f"results/{job.id}/{position}.thumb.jpg"
         await files.put(result_key, b"portrait")
