@@ -491,6 +491,8 @@ class Application:
         if self.settings.PUBLIC_URL:
             await self.dispatcher.emit_startup(bot=self.bot)
         self._telegram_start = asyncio.create_task(self.telegram.run(receive), name="telegram-start")
+        # Usually Telegram answers at once and the bot is fully up when start() returns.
+        await self.telegram.first_attempt_done.wait()
 
     async def _register_webhook(self, allowed_updates: list[str]) -> None:
         assert self.telegram is not None

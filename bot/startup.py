@@ -124,12 +124,20 @@ class TelegramLink:
     ok: bool = False
     error: str | None = None
     username: str | None = None
+    # Set once the first attempt has ended either way: start-up waits for it, never for the retries.
+    first_attempt_done: asyncio.Event = field(default_factory=asyncio.Event)
 
     def health(self) -> dict[str, object]:
         return {"telegram": {"ok": self.ok, "error": self.error, "bot": self.username}}
 
     async def run(self, receive: Callable[[list[str]], Awaitable[None]]) -> None:
         """Check the token, then ``receive`` (set the webhook or start polling); retried until it succeeds."""
+        try:
+            await self._attempts(receive)
+        finally:
+            self.first_attempt_done.set()
+
+    async def _attempts(self, receive: Callable[[list[str]], Awaitable[None]]) -> None:
         delay = self.first_delay
         attempt = 1
         while True:
@@ -154,6 +162,7 @@ class TelegramLink:
                     attempt,
                     delay,
                 )
+                self.first_attempt_done.set()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_delay)
                 attempt += 1

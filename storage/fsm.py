@@ -1,12 +1,16 @@
 """Conversation state (aiogram FSM) in our own database, for deployments without Redis.
 
-Every call is one short transaction of its own, so a step that was answered is a step that is
-stored: a process killed right after survives with the user exactly where they were.
+Inside an update (``update_session`` set by the bot's session middleware) the step is written in the
+update's own transaction: it commits together with what the handler changed, or not at all, and on
+SQLite it never waits for the write lock that very transaction holds. Outside one, each call is a
+short transaction of its own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.models import FsmRecord, utcnow
 from storage.sql import insert_for, rows_changed
+
+update_session: ContextVar[AsyncSession | None] = ContextVar("pinglass_update_session", default=None)
 
 
 class DatabaseStorage(BaseStorage):
@@ -43,13 +49,25 @@ class DatabaseStorage(BaseStorage):
     async def close(self) -> None:
         """The engine belongs to the application, which disposes of it."""
 
-    async def _read(self, key: str) -> FsmRecord | None:
+    @asynccontextmanager
+    async def _session(self) -> AsyncIterator[tuple[AsyncSession, bool]]:
+        """(session, owned): the update's transaction when inside one, else a new one to commit."""
+        current = update_session.get()
+        if current is not None:
+            yield current, False
+            return
         async with self.sessionmaker() as session:
-            return (await session.execute(select(FsmRecord).where(FsmRecord.key == key))).scalar_one_or_none()
+            yield session, True
+
+    async def _read(self, key: str) -> FsmRecord | None:
+        async with self._session() as (session, _owned):
+            result = await session.execute(select(FsmRecord.state, FsmRecord.data).where(FsmRecord.key == key))
+            row = result.one_or_none()
+        return None if row is None else FsmRecord(key=key, state=row.state, data=row.data)
 
     async def _write(self, key: str, values: dict[str, Any]) -> None:
         now = utcnow()
-        async with self.sessionmaker() as session:
+        async with self._session() as (session, owned):
             insert = insert_for(session, FsmRecord).values(
                 key=key, state=values.get("state"), data=values.get("data", {}), updated_at=now
             )
@@ -60,7 +78,8 @@ class DatabaseStorage(BaseStorage):
             if state is None and not data:
                 # A finished conversation leaves no row behind (aiogram clears state and data on finish).
                 await session.execute(delete(FsmRecord).where(FsmRecord.key == key))
-            await session.commit()
+            if owned:
+                await session.commit()
 
 
 async def remove_stale(session: AsyncSession, untouched_since: datetime) -> int:
