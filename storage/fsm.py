@@ -1,9 +1,10 @@
 """Conversation state (aiogram FSM) in our own database, for deployments without Redis.
 
-Inside an update (``update_session`` set by the bot's session middleware) the step is written in the
-update's own transaction: it commits together with what the handler changed, or not at all, and on
-SQLite it never waits for the write lock that very transaction holds. Outside one, each call is a
-short transaction of its own.
+Inside an update (``update_session`` set by the bot's session middleware) the step is written through
+the update's own session and committed at once, with whatever the handler wrote before it: a second
+session would wait, on SQLite, for the write lock that very update holds (and a service the handler
+calls next would wait for ours). Outside an update each call is a short transaction of its own.
+Either way a step is durable the moment it is set, so a process killed right after resumes it.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class DatabaseStorage(BaseStorage):
 
     @asynccontextmanager
     async def _session(self) -> AsyncIterator[tuple[AsyncSession, bool]]:
-        """(session, owned): the update's transaction when inside one, else a new one to commit."""
+        """(session, owned): the update's session when inside one, else a new one."""
         current = update_session.get()
         if current is not None:
             yield current, False
@@ -78,8 +79,7 @@ class DatabaseStorage(BaseStorage):
             if state is None and not data:
                 # A finished conversation leaves no row behind (aiogram clears state and data on finish).
                 await session.execute(delete(FsmRecord).where(FsmRecord.key == key))
-            if owned:
-                await session.commit()
+            await session.commit()
 
 
 async def remove_stale(session: AsyncSession, untouched_since: datetime) -> int:
