@@ -161,6 +161,9 @@ class Application:
 
     async def start(self) -> None:
         settings = self.settings
+        self.bot = build_bot(settings)
+        if self.with_bot:
+            await self._probe_telegram()
         if settings.AUTO_MIGRATE:
             await upgrade_async(settings.DATABASE_URL)
         self.engine = create_engine(settings.DATABASE_URL)
@@ -173,7 +176,6 @@ class Application:
         self.heartbeat = Heartbeat()
         self.metrics = Metrics()
         count_statements(self.engine, self.metrics.db_statements.inc)
-        self.bot = build_bot(settings)
         self.bot.session.middleware(
             OutgoingLimits(
                 global_rate=settings.TELEGRAM_GLOBAL_RATE,
@@ -252,14 +254,9 @@ class Application:
         )
         self.dispatcher = self._build_dispatcher(i18n)
         self.scheduler = self._build_scheduler()
-        if self.with_bot:
-            self.telegram = TelegramLink(
-                self.bot,
-                self.dispatcher,
-                api_url=settings.TELEGRAM_API_URL,
-                sessionmaker=self.sessionmaker,
-                on_fatal=self._fatal,
-            )
+        if self.telegram is not None:
+            self.telegram.dispatcher = self.dispatcher
+            self.telegram.sessionmaker = self.sessionmaker
         self.web_app = build_web_app(
             engine=self.engine,
             extra_checks=self.telegram.health if self.telegram is not None else None,
@@ -302,6 +299,15 @@ class Application:
             "webhook" if settings.PUBLIC_URL else "polling",
         )
 
+    async def _probe_telegram(self) -> None:
+        """Before anything else starts: a token Telegram rejects ends the start with one line."""
+        self.telegram = TelegramLink(self.bot, api_url=self.settings.TELEGRAM_API_URL, on_fatal=self._fatal)
+        try:
+            await self.telegram.probe()
+        except StartRefused:
+            await self.bot.session.close()
+            raise
+
     async def _register_process(self) -> None:
         """A bot without Redis keeps conversations, albums and limits in this process: it must be alone."""
         self.registry = ProcessRegistry(
@@ -311,6 +317,7 @@ class Application:
             await self.registry.register(alone=self.with_bot and not self.settings.REDIS_URL)
         except StartRefused:
             await self.engine.dispose()
+            await self.bot.session.close()
             raise
 
     def _fatal(self, exit_code: int) -> None:

@@ -7,7 +7,7 @@ import sys
 
 from bot.app import Application, configure_logging
 from bot.settings import SettingsError, load_settings
-from bot.startup import EXIT_REFUSED, StartRefused
+from bot.startup import StartRefused
 
 
 def main(*, with_bot: bool) -> int:
@@ -22,6 +22,6 @@ def main(*, with_bot: bool) -> int:
         return asyncio.run(application.run_until_signalled())
     except StartRefused as refusal:
         print(f"pinglass: {refusal}", file=sys.stderr)
-        return EXIT_REFUSED
+        return refusal.exit_code
     except KeyboardInterrupt:
         return 0

@@ -33,8 +33,18 @@ EXIT_REFUSED = 3
 EXIT_TOKEN_REJECTED = 4
 
 
+# The first getMe waits at most this long: a black-holed network must not hold the start back.
+PROBE_TIMEOUT_SECONDS = 10
+
+
 class StartRefused(Exception):
     """This process must not run; the message is the one line the operator reads."""
+
+    exit_code = EXIT_REFUSED
+
+
+class TokenRejected(StartRefused):
+    exit_code = EXIT_TOKEN_REJECTED
 
 
 @dataclass
@@ -109,26 +119,41 @@ def webhook_fingerprint(url: str, secret: str, allowed_updates: list[str]) -> st
 
 @dataclass
 class TelegramLink:
-    """Reach Telegram at start (in the background: the web app and scheduler already run), then receive updates.
+    """Reach Telegram at start, then receive updates; retried in the background (the web app and the
+    scheduler run meanwhile, /healthz reports it).
 
     Unreachable: one line per attempt, with the URL and the cause, and a growing pause. A token that
-    Telegram rejects: one line, then ``on_fatal`` (the process exits non-zero)."""
+    Telegram rejects: one line and a non-zero exit (``TokenRejected`` from the probe, ``on_fatal`` later)."""
 
     bot: Bot
-    dispatcher: Dispatcher
     api_url: str
-    sessionmaker: async_sessionmaker[AsyncSession]
     on_fatal: Callable[[int], None]
+    # Built after the probe, once the database is up.
+    dispatcher: Dispatcher | None = None
+    sessionmaker: async_sessionmaker[AsyncSession] | None = None
     first_delay: float = 1.0
     max_delay: float = 60.0
     ok: bool = False
     error: str | None = None
     username: str | None = None
+    attempt: int = 1
     # Set once the first attempt has ended either way: start-up waits for it, never for the retries.
     first_attempt_done: asyncio.Event = field(default_factory=asyncio.Event)
 
     def health(self) -> dict[str, object]:
         return {"telegram": {"ok": self.ok, "error": self.error, "bot": self.username}}
+
+    async def probe(self) -> None:
+        """The first getMe, before anything else starts: a rejected token ends the start right here;
+        an unreachable Telegram is the first line of the retries that ``run`` goes on with."""
+        try:
+            me = await self.bot.get_me(request_timeout=PROBE_TIMEOUT_SECONDS)
+        except TelegramUnauthorizedError:
+            raise TokenRejected(self._rejected()) from None
+        except (TelegramNetworkError, TelegramServerError, OSError) as error:
+            self._unreachable(error, self.first_delay)
+            return
+        self.username = me.username
 
     async def run(self, receive: Callable[[list[str]], Awaitable[None]]) -> None:
         """Check the token, then ``receive`` (set the webhook or start polling); retried until it succeeds."""
@@ -139,41 +164,49 @@ class TelegramLink:
 
     async def _attempts(self, receive: Callable[[list[str]], Awaitable[None]]) -> None:
         delay = self.first_delay
-        attempt = 1
+        if self.attempt > 1:  # the probe failed and said so
+            self.first_attempt_done.set()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.max_delay)
         while True:
             try:
                 me = await self.bot.me()
                 self.username = me.username
+                assert self.dispatcher is not None
                 await receive(self.dispatcher.resolve_used_update_types())
-            except TelegramUnauthorizedError:
+            except TelegramUnauthorizedError:  # revoked while we were retrying
                 self.ok, self.error = False, "token rejected"
-                log.error(
-                    "Telegram rejected BOT_TOKEN (401 Unauthorized at %s): check the token from @BotFather; stopping",
-                    self.api_url,
-                )
+                log.error("%s", self._rejected())
                 self.on_fatal(EXIT_TOKEN_REJECTED)
                 return
             except (TelegramNetworkError, TelegramServerError, OSError) as error:
-                self.ok, self.error = False, _cause(error)
-                log.warning(
-                    "Telegram is unreachable at %s: %s; attempt %s, retrying in %.0f s",
-                    self.api_url,
-                    self.error,
-                    attempt,
-                    delay,
-                )
+                self._unreachable(error, delay)
                 self.first_attempt_done.set()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_delay)
-                attempt += 1
                 continue
             self.ok, self.error = True, None
-            if attempt > 1:
-                log.info("Telegram is reachable again at %s after %s attempts", self.api_url, attempt)
+            if self.attempt > 1:
+                log.info("Telegram is reachable again at %s (attempt %s)", self.api_url, self.attempt)
             return
+
+    def _unreachable(self, error: BaseException, retry_in: float) -> None:
+        self.ok, self.error = False, _cause(error)
+        log.warning(
+            "Telegram is unreachable at %s: %s; attempt %s, retrying in %.0f s",
+            self.api_url,
+            self.error,
+            self.attempt,
+            retry_in,
+        )
+        self.attempt += 1
+
+    def _rejected(self) -> str:
+        return f"Telegram rejected BOT_TOKEN (401 Unauthorized at {self.api_url}): check the token from @BotFather"
 
     async def register_webhook(self, url: str, secret: str, allowed_updates: list[str]) -> None:
         """One process per deploy sets the webhook; the others only check that it points at them."""
+        assert self.sessionmaker is not None
         async with self.sessionmaker() as session:
             first = await heartbeats.replace_marker(
                 session, WEBHOOK_MARKER, webhook_fingerprint(url, secret, allowed_updates)

@@ -51,24 +51,24 @@ class DatabaseStorage(BaseStorage):
         """The engine belongs to the application, which disposes of it."""
 
     @asynccontextmanager
-    async def _session(self) -> AsyncIterator[tuple[AsyncSession, bool]]:
-        """(session, owned): the update's session when inside one, else a new one."""
+    async def _session(self) -> AsyncIterator[AsyncSession]:
+        """The update's session when inside one, else a new one."""
         current = update_session.get()
         if current is not None:
-            yield current, False
+            yield current
             return
         async with self.sessionmaker() as session:
-            yield session, True
+            yield session
 
     async def _read(self, key: str) -> FsmRecord | None:
-        async with self._session() as (session, _owned):
+        async with self._session() as session:
             result = await session.execute(select(FsmRecord.state, FsmRecord.data).where(FsmRecord.key == key))
             row = result.one_or_none()
         return None if row is None else FsmRecord(key=key, state=row.state, data=row.data)
 
     async def _write(self, key: str, values: dict[str, Any]) -> None:
         now = utcnow()
-        async with self._session() as (session, owned):
+        async with self._session() as session:
             insert = insert_for(session, FsmRecord).values(
                 key=key, state=values.get("state"), data=values.get("data", {}), updated_at=now
             )

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiogram.fsm.storage.base import BaseStorage, StorageKey
 from aiogram.fsm.storage.redis import RedisStorage
 
@@ -26,6 +27,8 @@ from tests.image_corpus import selfie_set
 from tests.process_harness import AppProcess, start_process
 
 REPLY = 20.0
+# Seven process starts per test, each importing the whole app: minutes on a loaded machine.
+pytestmark = pytest.mark.timeout(420)
 ADMIN_ID = 910_001
 
 
