@@ -20,7 +20,6 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.fsm.storage.base import BaseStorage
-from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.utils.i18n import I18n
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
@@ -43,6 +42,7 @@ from bot.notifier import TelegramNotifier
 from bot.observability import Heartbeat, Metrics
 from bot.originals import OriginalsService
 from bot.settings import Settings, parse_limit
+from bot.startup import HEARTBEAT_SECONDS, ProcessRegistry, StartRefused, TelegramLink
 from bot.telegram_limits import OutgoingLimits
 from bot.web import (
     KIE_CALLBACK_PATH,
@@ -66,6 +66,7 @@ from scheduler.signals import WorkSignals
 from storage.db import count_statements, create_engine, create_sessionmaker
 from storage.faces import FaceAnalyser, FaceLimits, FaceModelsUnavailable
 from storage.files import FileStore, LocalFileStore, S3FileStore
+from storage.fsm import DatabaseStorage
 from storage.images import register_heif
 from storage.migrate import upgrade_async
 from studio.catalogue import Catalogue, load_catalogue
@@ -78,7 +79,11 @@ HOUSEKEEPING_INTERVAL_SECONDS = 3600
 
 
 def build_bot(settings: Settings) -> Bot:
-    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.TELEGRAM_API_URL), timeout=60)
+    session = AiohttpSession(
+        api=TelegramAPIServer.from_base(settings.TELEGRAM_API_URL),
+        timeout=60,
+        proxy=settings.TELEGRAM_PROXY.get_secret_value() or None,
+    )
     return Bot(
         token=settings.BOT_TOKEN.get_secret_value(),
         session=session,
@@ -104,12 +109,13 @@ def build_file_store(settings: Settings) -> FileStore:
     return LocalFileStore(settings.LOCAL_STORAGE_DIR)
 
 
-def build_fsm_storage(settings: Settings) -> BaseStorage:
+def build_fsm_storage(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> BaseStorage:
+    """Redis when configured, our database otherwise: never memory, so a restart resumes every conversation."""
     if settings.REDIS_URL:
         from aiogram.fsm.storage.redis import RedisStorage
 
         return RedisStorage.from_url(settings.REDIS_URL)
-    return MemoryStorage()
+    return DatabaseStorage(sessionmaker)
 
 
 @dataclass
@@ -147,14 +153,24 @@ class Application:
     _runner: web.AppRunner | None = field(init=False, default=None)
     _polling: asyncio.Task[None] | None = field(init=False, default=None)
     _stopped: asyncio.Event = field(init=False, default_factory=asyncio.Event)
+    # Set by a signal or by a fatal start-up problem found in the background (a rejected token).
+    stop_requested: asyncio.Event = field(init=False, default_factory=asyncio.Event)
+    exit_code: int = field(init=False, default=0)
+    registry: ProcessRegistry = field(init=False)
+    telegram: TelegramLink | None = field(init=False, default=None)
+    _telegram_start: asyncio.Task[None] | None = field(init=False, default=None)
     port: int = field(init=False, default=0)
 
     async def start(self) -> None:
         settings = self.settings
+        self.bot = build_bot(settings)
+        if self.with_bot:
+            await self._probe_telegram()
         if settings.AUTO_MIGRATE:
             await upgrade_async(settings.DATABASE_URL)
         self.engine = create_engine(settings.DATABASE_URL)
         self.sessionmaker = create_sessionmaker(self.engine)
+        await self._register_process()
         register_heif()
         self.faces = await self._load_faces()
         self.catalogue = load_catalogue()
@@ -162,7 +178,6 @@ class Application:
         self.heartbeat = Heartbeat()
         self.metrics = Metrics()
         count_statements(self.engine, self.metrics.db_statements.inc)
-        self.bot = build_bot(settings)
         self.bot.session.middleware(
             OutgoingLimits(
                 global_rate=settings.TELEGRAM_GLOBAL_RATE,
@@ -222,6 +237,7 @@ class Application:
             self.files,
             reference_retention=timedelta(days=settings.REFERENCE_RETENTION_DAYS),
             result_retention=timedelta(days=settings.RESULT_RETENTION_DAYS),
+            conversation_retention=timedelta(days=settings.FSM_RETENTION_DAYS),
         )
         self.delivery = DeliveryService(
             self.bot,
@@ -245,8 +261,12 @@ class Application:
         )
         self.dispatcher = self._build_dispatcher(i18n)
         self.scheduler = self._build_scheduler()
+        if self.telegram is not None:
+            self.telegram.dispatcher = self.dispatcher
+            self.telegram.sessionmaker = self.sessionmaker
         self.web_app = build_web_app(
             engine=self.engine,
+            extra_checks=self.telegram.health if self.telegram is not None else None,
             heartbeat=self.heartbeat,
             metrics=self.metrics,
             sessionmaker=self.sessionmaker,
@@ -262,7 +282,7 @@ class Application:
                 # Answer Telegram only after handling: answered-then-crashed updates (a selfie, a Stars
                 # payment) would be lost, since Telegram never sends an acknowledged update again.
                 handle_in_background=False,
-                secret_token=settings.WEBHOOK_SECRET.get_secret_value(),
+                secret_token=settings.webhook_secret,
             ).register(self.web_app, path=TELEGRAM_WEBHOOK_PATH)
 
         self._runner = web.AppRunner(self.web_app, handle_signals=False, shutdown_timeout=2.0)
@@ -285,6 +305,31 @@ class Application:
             self.with_bot,
             "webhook" if settings.PUBLIC_URL else "polling",
         )
+
+    async def _probe_telegram(self) -> None:
+        """Before anything else starts: a token Telegram rejects ends the start with one line."""
+        self.telegram = TelegramLink(self.bot, api_url=self.settings.TELEGRAM_API_URL, on_fatal=self._fatal)
+        try:
+            await self.telegram.probe()
+        except StartRefused:
+            await self.bot.session.close()
+            raise
+
+    async def _register_process(self) -> None:
+        """A bot without Redis keeps conversations, albums and limits in this process: it must be alone."""
+        self.registry = ProcessRegistry(
+            self.sessionmaker, self.instance_id, role="bot" if self.with_bot else "scheduler"
+        )
+        try:
+            await self.registry.register(alone=self.with_bot and not self.settings.REDIS_URL)
+        except StartRefused:
+            await self.engine.dispose()
+            await self.bot.session.close()
+            raise
+
+    def _fatal(self, exit_code: int) -> None:
+        self.exit_code = exit_code
+        self.stop_requested.set()
 
     async def _load_faces(self) -> FaceAnalyser | None:
         """Load the face models once (about 0.5 s, off the loop); without them the bot runs, unchecked, and says so."""
@@ -382,7 +427,7 @@ class Application:
 
     def _build_dispatcher(self, i18n: I18n) -> Dispatcher:
         dispatcher = Dispatcher(
-            storage=build_fsm_storage(self.settings),
+            storage=build_fsm_storage(self.settings, self.sessionmaker),
             settings=self.settings,
             i18n=i18n,
             sessionmaker=self.sessionmaker,
@@ -411,6 +456,14 @@ class Application:
 
     def _build_scheduler(self) -> AsyncIOScheduler:
         scheduler = AsyncIOScheduler(timezone="UTC")
+        scheduler.add_job(
+            self.registry.beat,
+            "interval",
+            seconds=HEARTBEAT_SECONDS,
+            id="process-heartbeat",
+            max_instances=1,
+            coalesce=True,
+        )
         scheduler.add_job(
             self.heartbeat.beat,
             "interval",
@@ -463,34 +516,43 @@ class Application:
         return scheduler
 
     async def _start_bot(self) -> None:
-        settings = self.settings
-        allowed_updates = self.dispatcher.resolve_used_update_types()
-        if settings.PUBLIC_URL:
+        """Reach Telegram in the background: the web app and the scheduler run whether or not it answers."""
+        assert self.telegram is not None
+        receive = self._register_webhook if self.settings.PUBLIC_URL else self._start_polling
+        if self.settings.PUBLIC_URL:
             await self.dispatcher.emit_startup(bot=self.bot)
-            await self.bot.set_webhook(
-                url=f"{settings.PUBLIC_URL}{TELEGRAM_WEBHOOK_PATH}",
-                secret_token=settings.WEBHOOK_SECRET.get_secret_value(),
+        self._telegram_start = asyncio.create_task(self.telegram.run(receive), name="telegram-start")
+        # Usually Telegram answers at once and the bot is fully up when start() returns.
+        await self.telegram.first_attempt_done.wait()
+
+    async def _register_webhook(self, allowed_updates: list[str]) -> None:
+        assert self.telegram is not None
+        await self.telegram.register_webhook(
+            f"{self.settings.PUBLIC_URL}{TELEGRAM_WEBHOOK_PATH}", self.settings.webhook_secret, allowed_updates
+        )
+
+    async def _start_polling(self, allowed_updates: list[str]) -> None:
+        # Keep pending updates: they may be selfies a user sent while we were down.
+        await self.bot.delete_webhook(drop_pending_updates=False)
+        self._polling = asyncio.create_task(
+            self.dispatcher.start_polling(
+                self.bot,
+                handle_signals=False,
+                close_bot_session=False,
                 allowed_updates=allowed_updates,
-                drop_pending_updates=False,
-            )
-        else:
-            # Keep pending updates: they may be selfies a user sent while we were down.
-            await self.bot.delete_webhook(drop_pending_updates=False)
-            self._polling = asyncio.create_task(
-                self.dispatcher.start_polling(
-                    self.bot,
-                    handle_signals=False,
-                    close_bot_session=False,
-                    allowed_updates=allowed_updates,
-                    polling_timeout=10,
-                ),
-                name="telegram-polling",
-            )
+                polling_timeout=10,
+            ),
+            name="telegram-polling",
+        )
 
     async def stop(self) -> None:
         if self._stopped.is_set():
             return
         self._stopped.set()
+        if self._telegram_start is not None and not self._telegram_start.done():
+            self._telegram_start.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._telegram_start
         if self._polling is not None:
             with contextlib.suppress(RuntimeError):
                 await self.dispatcher.stop_polling()
@@ -517,19 +579,22 @@ class Application:
             self.faces.close()
         if self.yookassa is not None:
             await self.yookassa.aclose()
+        with contextlib.suppress(Exception):
+            await self.registry.unregister()
         await self.engine.dispose()
         log.info("PinGlass stopped")
 
-    async def run_until_signalled(self) -> None:
-        stop = asyncio.Event()
+    async def run_until_signalled(self) -> int:
+        """Run until SIGTERM/SIGINT or a fatal start-up problem; the process's exit code."""
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
+            loop.add_signal_handler(signum, self.stop_requested.set)
         await self.start()
         try:
-            await stop.wait()
+            await self.stop_requested.wait()
         finally:
             await self.stop()
+        return self.exit_code
 
 
 def _now() -> Any:

@@ -7,6 +7,7 @@ import sys
 
 from bot.app import Application, configure_logging
 from bot.settings import SettingsError, load_settings
+from bot.startup import StartRefused
 
 
 def main(*, with_bot: bool) -> int:
@@ -18,7 +19,9 @@ def main(*, with_bot: bool) -> int:
     configure_logging(settings)
     application = Application(settings, with_bot=with_bot)
     try:
-        asyncio.run(application.run_until_signalled())
+        return asyncio.run(application.run_until_signalled())
+    except StartRefused as refusal:
+        print(f"pinglass: {refusal}", file=sys.stderr)
+        return refusal.exit_code
     except KeyboardInterrupt:
-        pass
-    return 0
+        return 0

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-import secrets
 from ipaddress import ip_network
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 # A Bot API token is "<bot id>:<35 url-safe characters>"; we accept any reasonable length.
 BOT_TOKEN_PATTERN = re.compile(r"^\d{1,20}:[A-Za-z0-9_-]{20,100}$")
 WEBHOOK_SECRET_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+PROXY_SCHEMES = ("http", "https", "socks4", "socks5")
 
 # YooKassa's published notification sources (mid-2026, see docs/yookassa.md §2.4).
 YOOKASSA_PUBLISHED_RANGES = (
@@ -39,7 +40,12 @@ class Settings(BaseSettings):
     PUBLIC_URL: str = ""
     WEB_HOST: str = "0.0.0.0"
     WEB_PORT: int = 8080
-    WEBHOOK_SECRET: SecretStr = Field(default_factory=lambda: SecretStr(secrets.token_urlsafe(32)))
+    # Empty: derived from BOT_TOKEN (see webhook_secret), so every process of a deploy agrees on it.
+    WEBHOOK_SECRET: SecretStr = SecretStr("")
+    # http://, https://, socks4:// or socks5:// proxy for every Bot API call (user:password@ allowed).
+    TELEGRAM_PROXY: SecretStr = SecretStr("")
+    # Conversations nobody continued for this long are forgotten by housekeeping.
+    FSM_RETENTION_DAYS: int = Field(default=30, ge=1)
     AUTO_MIGRATE: bool = True
     LOG_LEVEL: str = "INFO"
     # "text": logfmt key=value lines; "json": one JSON object per line. Both are redacted.
@@ -114,8 +120,16 @@ class Settings(BaseSettings):
     @field_validator("WEBHOOK_SECRET")
     @classmethod
     def _webhook_secret_shape(cls, value: SecretStr) -> SecretStr:
-        if not WEBHOOK_SECRET_PATTERN.match(value.get_secret_value()):
+        if value.get_secret_value() and not WEBHOOK_SECRET_PATTERN.match(value.get_secret_value()):
             raise ValueError("must be 1-256 characters of A-Z a-z 0-9 _ -")
+        return value
+
+    @field_validator("TELEGRAM_PROXY")
+    @classmethod
+    def _proxy_shape(cls, value: SecretStr) -> SecretStr:
+        url = value.get_secret_value()
+        if url and (urlsplit(url).scheme not in PROXY_SCHEMES or not urlsplit(url).hostname):
+            raise ValueError("must be a URL like http://host:port or socks5://user:password@host:port")
         return value
 
     @field_validator("ADMIN_IDS", "YOOKASSA_TRUSTED_IPS", "YOOKASSA_TRUSTED_PROXIES", mode="before")
@@ -152,7 +166,17 @@ class Settings(BaseSettings):
     def secret_values(self) -> list[str]:
         """Every configured secret as text: the log redactor replaces each wherever it appears."""
         values = [value.get_secret_value() for value in self.__dict__.values() if isinstance(value, SecretStr)]
-        return [value for value in values if value] + [self.file_url_secret.hex()]
+        return [value for value in values if value] + [self.file_url_secret.hex(), self.webhook_secret]
+
+    @property
+    def webhook_secret(self) -> str:
+        """Telegram's ``secret_token``: WEBHOOK_SECRET, or derived from the token so every process agrees."""
+        configured = self.WEBHOOK_SECRET.get_secret_value()
+        if configured:
+            return configured
+        return hmac.new(
+            self.BOT_TOKEN.get_secret_value().encode(), b"pinglass-telegram-webhook", hashlib.sha256
+        ).hexdigest()
 
     @property
     def file_url_secret(self) -> bytes:

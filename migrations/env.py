@@ -17,6 +17,10 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
 
 target_metadata = Base.metadata
 
+# Any constant shared by every PinGlass process: two processes starting together on PostgreSQL take
+# turns, and the second finds the schema already at head instead of racing to create it.
+MIGRATION_LOCK_ID = 0x50494E474C415353  # "PINGLASS"
+
 
 def _run(connection: Connection) -> None:
     context.configure(
@@ -26,6 +30,9 @@ def _run(connection: Connection) -> None:
         compare_type=True,
     )
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # Held until this transaction ends; Alembic reads the current revision only after this.
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})")
         context.run_migrations()
 
 

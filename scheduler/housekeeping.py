@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage import retention
+from storage import fsm, heartbeats, retention
 from storage.files import FileStore
 from storage.models import utcnow
 
@@ -16,6 +16,8 @@ log = logging.getLogger(__name__)
 
 # A file is written before the row that points to it commits; younger files may be mid-upload.
 ORPHAN_GRACE = timedelta(hours=6)
+# A process silent this long is certainly gone; its heartbeat row only clutters the table.
+SILENT_PROCESS_RETENTION = timedelta(days=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +26,7 @@ class HousekeepingReport:
     reference_files: int = 0
     result_files: int = 0
     orphan_files: int = 0
+    conversations: int = 0
 
 
 class Housekeeping:
@@ -35,12 +38,14 @@ class Housekeeping:
         reference_retention: timedelta,
         result_retention: timedelta,
         orphan_grace: timedelta = ORPHAN_GRACE,
+        conversation_retention: timedelta | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.files = files
         self.reference_retention = reference_retention
         self.result_retention = result_retention
         self.orphan_grace = orphan_grace
+        self.conversation_retention = conversation_retention
 
     async def run(self, now: datetime | None = None) -> HousekeepingReport:
         """One pass; ``now`` is a parameter so tests can move time instead of waiting for it."""
@@ -49,17 +54,22 @@ class Housekeeping:
             avatar_ids = await retention.avatars_due(session, now - self.reference_retention)
             reference_keys = await retention.remove_reference_photos(session, avatar_ids)
             result_keys = await retention.remove_results_stored_before(session, now - self.result_retention)
+            conversations = 0
+            if self.conversation_retention is not None:
+                conversations = await fsm.remove_stale(session, now - self.conversation_retention)
+            await heartbeats.remove_silent(session, now - SILENT_PROCESS_RETENTION)
             await session.commit()
         await self._delete(reference_keys + result_keys)
         orphans = await self._sweep_orphans(now)
-        report = HousekeepingReport(len(avatar_ids), len(reference_keys), len(result_keys), orphans)
-        if any((report.reference_sets, report.result_files, report.orphan_files)):
+        report = HousekeepingReport(len(avatar_ids), len(reference_keys), len(result_keys), orphans, conversations)
+        if any((report.reference_sets, report.result_files, report.orphan_files, report.conversations)):
             log.info(
-                "housekeeping: reference_sets=%s reference_files=%s result_files=%s orphan_files=%s",
+                "housekeeping: reference_sets=%s reference_files=%s result_files=%s orphan_files=%s conversations=%s",
                 report.reference_sets,
                 report.reference_files,
                 report.result_files,
                 report.orphan_files,
+                report.conversations,
             )
         return report
 

@@ -390,3 +390,38 @@ Index("ix_users_created_at", User.created_at)
 Index("ix_orders_paid_at", Order.paid_at)
 Index("ix_generation_jobs_created_at", GenerationJob.created_at)
 Index("ix_ledger_reason_created", LedgerEntry.reason, LedgerEntry.created_at)
+
+
+class FsmRecord(Base):
+    """One chat's conversation step and its data (aiogram FSM), so a restart resumes where the user was."""
+
+    __tablename__ = "fsm_states"
+    __table_args__ = (Index("ix_fsm_states_updated_at", "updated_at"),)
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    state: Mapped[str | None] = mapped_column(String(255))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ProcessHeartbeat(Base):
+    """A running process and its role ("bot" or "scheduler"); a bot without Redis must be alone."""
+
+    __tablename__ = "process_heartbeats"
+
+    instance_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    beat_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DeployMarker(Base):
+    """A named fact shared by every process of a deploy (e.g. which webhook registration is current)."""
+
+    __tablename__ = "deploy_markers"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -9,6 +9,8 @@ from aiogram import BaseMiddleware
 from aiogram.types import TelegramObject
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from storage.fsm import update_session
+
 
 class DbSessionMiddleware(BaseMiddleware):
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
@@ -22,8 +24,13 @@ class DbSessionMiddleware(BaseMiddleware):
     ) -> Any:
         async with self.sessionmaker() as session:
             data["session"] = session
-            result = await handler(event, data)
-            # Whatever the handler left uncommitted belongs to this update: keep it.
-            if session.in_transaction():
-                await session.commit()
+            # The conversation step (storage.fsm) is written in this transaction too.
+            token = update_session.set(session)
+            try:
+                result = await handler(event, data)
+                # Whatever the handler left uncommitted belongs to this update: keep it.
+                if session.in_transaction():
+                    await session.commit()
+            finally:
+                update_session.reset(token)
             return result

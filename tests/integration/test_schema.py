@@ -29,6 +29,9 @@ EXPECTED_TABLES = {
     "provider_overrides",
     "broadcasts",
     "broadcast_recipients",
+    "fsm_states",
+    "process_heartbeats",
+    "deploy_markers",
 }
 
 

@@ -24,7 +24,7 @@ def _clean_env(**extra: str) -> dict[str, str]:
 @pytest.fixture(autouse=True)
 def _no_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)  # no stray .env is read
-    for name in ("BOT_TOKEN", "ADMIN_IDS", "YOOKASSA_TRUSTED_IPS", "WEBHOOK_SECRET"):
+    for name in ("BOT_TOKEN", "ADMIN_IDS", "YOOKASSA_TRUSTED_IPS", "WEBHOOK_SECRET", "TELEGRAM_PROXY"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -40,7 +40,10 @@ def test_defaults_follow_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.POLL_INTERVAL_SECONDS == 60
     assert settings.STARS_ENABLED is True
     assert "185.71.76.0/27" in settings.YOOKASSA_TRUSTED_IPS
-    assert len(settings.WEBHOOK_SECRET.get_secret_value()) >= 32
+    # Derived from the token: every process of a deploy, started with the same token, agrees on it.
+    assert len(settings.webhook_secret) >= 32
+    assert settings.webhook_secret == load_settings().webhook_secret
+    assert settings.webhook_secret != GOOD_TOKEN and settings.FSM_RETENTION_DAYS == 30
     assert not settings.yookassa_enabled
 
 
@@ -99,3 +102,14 @@ def test_env_example_lists_every_setting_and_readme_documents_them() -> None:
     for name in Settings.model_fields:
         assert f"{name}=" in example, f"{name} missing from .env.example"
         assert f"`{name}`" in readme, f"{name} missing from the README's configuration table"
+
+
+def test_a_configured_webhook_secret_wins_and_a_proxy_must_be_a_proxy_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOT_TOKEN", GOOD_TOKEN)
+    monkeypatch.setenv("WEBHOOK_SECRET", "shared-secret")
+    assert load_settings().webhook_secret == "shared-secret"
+    monkeypatch.setenv("TELEGRAM_PROXY", "socks5://user:pass@127.0.0.1:1080")
+    assert load_settings().TELEGRAM_PROXY.get_secret_value().startswith("socks5://")
+    monkeypatch.setenv("TELEGRAM_PROXY", "ftp://proxy:21")
+    with pytest.raises(SettingsError, match="TELEGRAM_PROXY is invalid"):
+        load_settings()
