@@ -321,6 +321,7 @@ class Stack:
             "REPLICATE_API_URL": self.replicate.base_url,
             "REPLICATE_WEBHOOK_SECRET": self.replicate.webhook_secret,
             "REPLICATE_CREATE_LIMIT": f"{REPLICATE_LIMIT}/{REPLICATE_WINDOW * factor:g}",
+            "DOWNLOAD_ALLOW_LOOPBACK": True,  # the fakes serve results over http on 127.0.0.1
             "YOOKASSA_SHOP_ID": self.kassa.shop_id,
             "YOOKASSA_SECRET_KEY": self.kassa.secret_key,
             "YOOKASSA_API_URL": self.kassa.api_url,

@@ -53,6 +53,7 @@ from bot.web import (
     yookassa_notifications,
 )
 from providers.base import CreateLimiter, ImageProvider
+from providers.http import DownloadPolicy
 from providers.kie import KieProvider
 from providers.ratelimit import RedisSlidingWindowLimiter, SlidingWindowLimiter
 from providers.replicate import ReplicateProvider
@@ -272,6 +273,7 @@ class Application:
             sessionmaker=self.sessionmaker,
             breaker_states=self.engine_service.breaker_states,
             paused_providers=lambda: self.engine_service.paused,
+            metrics_token=settings.METRICS_TOKEN.get_secret_value(),
         )
         self._add_payment_routes()
         self._add_provider_routes()
@@ -367,6 +369,14 @@ class Application:
             return RedisSlidingWindowLimiter(self._redis, f"pinglass:limit:{name}:create", calls, seconds)
         return SlidingWindowLimiter(calls, seconds)
 
+    def _download_policy(self) -> DownloadPolicy:
+        settings = self.settings
+        return DownloadPolicy(
+            hosts=(),
+            allow_loopback=settings.DOWNLOAD_ALLOW_LOOPBACK,
+            max_redirects=settings.DOWNLOAD_MAX_REDIRECTS,
+        ).with_hosts(settings.DOWNLOAD_ALLOWED_HOSTS)
+
     def _build_providers(self) -> list[ImageProvider]:
         settings = self.settings
         providers: list[ImageProvider] = []
@@ -379,6 +389,7 @@ class Application:
                     model=settings.KIE_MODEL,
                     hmac_key=settings.KIE_WEBHOOK_HMAC_KEY.get_secret_value() or None,
                     create_limiter=self._limiter("kie", settings.KIE_CREATE_LIMIT),
+                    download_policy=self._download_policy(),
                 )
             )
         if settings.REPLICATE_API_TOKEN.get_secret_value():
@@ -389,6 +400,7 @@ class Application:
                     model=settings.REPLICATE_MODEL,
                     webhook_secret=settings.REPLICATE_WEBHOOK_SECRET.get_secret_value() or None,
                     create_limiter=self._limiter("replicate", settings.REPLICATE_CREATE_LIMIT),
+                    download_policy=self._download_policy(),
                 )
             )
         return providers

@@ -107,6 +107,15 @@ class Settings(BaseSettings):
     IDENTITY_MIN_SCORE: float = Field(default=0.4, ge=0, le=1)
     REFERENCE_RETENTION_DAYS: int = 30
     RESULT_RETENTION_DAYS: int = 90
+    # Rejected selfies a user may send per hour; beyond it nothing more is downloaded or checked.
+    INTAKE_REJECTS_PER_HOUR: int = Field(default=20, ge=1)
+    # Bearer token for /metrics and the detail of /healthz; empty: both open (bind WEB_HOST privately).
+    METRICS_TOKEN: SecretStr = SecretStr("")
+    # Result downloads: https only, from the provider's own hosts plus these (a leading dot: any
+    # subdomain), never to private or link-local addresses; loopback over http only for local fakes.
+    DOWNLOAD_ALLOWED_HOSTS: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    DOWNLOAD_ALLOW_LOOPBACK: bool = False
+    DOWNLOAD_MAX_REDIRECTS: int = Field(default=3, ge=0, le=10)
     TELEGRAM_GLOBAL_RATE: float = 25.0
     TELEGRAM_CHAT_RATE: float = 1.0
 
@@ -132,7 +141,9 @@ class Settings(BaseSettings):
             raise ValueError("must be a URL like http://host:port or socks5://user:password@host:port")
         return value
 
-    @field_validator("ADMIN_IDS", "YOOKASSA_TRUSTED_IPS", "YOOKASSA_TRUSTED_PROXIES", mode="before")
+    @field_validator(
+        "ADMIN_IDS", "YOOKASSA_TRUSTED_IPS", "YOOKASSA_TRUSTED_PROXIES", "DOWNLOAD_ALLOWED_HOSTS", mode="before"
+    )
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)

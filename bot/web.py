@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 
+from aiogram.types import Update
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.observability import Heartbeat, Metrics, database_reachable
+from providers.jsonbody import MalformedJson, load_json, load_json_object, same_text
 from studio.policy import BreakerState
 
 log = logging.getLogger(__name__)
@@ -20,6 +23,47 @@ TELEGRAM_WEBHOOK_PATH = "/telegram/webhook"
 YOOKASSA_PATH = "/payments/yookassa"
 KIE_CALLBACK_PATH = "/providers/kie/callback"
 REPLICATE_WEBHOOK_PATH = "/providers/replicate/webhook"
+# Bigger bodies are refused by aiohttp itself (413) before anything reads them.
+MAX_BODY_BYTES = 1024 * 1024
+TELEGRAM_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+
+
+def _check_telegram_update(raw: bytes) -> None:
+    # aiogram would raise from inside its handler (a 500 with a traceback) on a bad body.
+    try:
+        Update.model_validate(load_json_object(raw), context={})
+    except ValidationError as error:
+        raise MalformedJson(f"not a Telegram update: {error.error_count()} errors") from None
+
+
+def _check_json(raw: bytes) -> None:
+    load_json(raw)
+
+
+# Every body an outside caller sends is checked here first, so a handler only ever sees JSON of
+# bounded size and depth: whatever a stranger sends is a 4xx, never a 500.
+_BODY_CHECKS: dict[str, Callable[[bytes], None]] = {
+    TELEGRAM_WEBHOOK_PATH: _check_telegram_update,
+    YOOKASSA_PATH: _check_json,
+    KIE_CALLBACK_PATH: _check_json,
+    REPLICATE_WEBHOOK_PATH: _check_json,
+}
+
+
+@web.middleware
+async def refuse_malformed_bodies(request: web.Request, handler: Handler) -> web.StreamResponse:
+    check = _BODY_CHECKS.get(request.path) if request.method == "POST" else None
+    if check is None or request.match_info.http_exception is not None:  # not routed here: 404/405
+        return await handler(request)
+    secret = request.headers.get(TELEGRAM_SECRET_HEADER)
+    if request.path == TELEGRAM_WEBHOOK_PATH and secret is not None and not secret.isascii():
+        # aiogram compares with secrets.compare_digest, which raises on non-ASCII text.
+        return web.json_response({"error": "unauthorized"}, status=401)
+    try:
+        check(await request.read())
+    except MalformedJson as error:
+        return web.json_response({"error": str(error)}, status=400)
+    return await handler(request)
 
 
 def build_web_app(
@@ -31,14 +75,24 @@ def build_web_app(
     sessionmaker: async_sessionmaker[AsyncSession] | None = None,
     breaker_states: Callable[[], Mapping[str, str]] | None = None,
     paused_providers: Callable[[], Iterable[str]] | None = None,
+    metrics_token: str = "",
 ) -> web.Application:
     """/healthz is 503 when the database is unreachable, the scheduler's heartbeat is stale, or
     every configured image provider's breaker is open (no new portrait can start anywhere; a
     half-open breaker is probing, so it still counts as able). Paused providers are an admin's
-    choice, reported but not unhealthy; no provider configured at all is not unhealthy either."""
-    app = web.Application(client_max_size=2 * 1024 * 1024)
+    choice, reported but not unhealthy; no provider configured at all is not unhealthy either.
 
-    async def healthz(_request: web.Request) -> web.Response:
+    With ``metrics_token`` set, /metrics and the detail of /healthz need ``Authorization: Bearer
+    <token>``; without it /healthz still answers the plain status (and 200/503) for load balancers."""
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[refuse_malformed_bodies])
+
+    def authorized(request: web.Request) -> bool:
+        if not metrics_token:
+            return True
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and same_text(token.strip(), metrics_token)
+
+    async def healthz(request: web.Request) -> web.Response:
         db_ok, db_latency, db_error = await database_reachable(engine)
         age = heartbeat.age_seconds()
         scheduler_ok = heartbeat.healthy()
@@ -62,9 +116,15 @@ def build_web_app(
             body.update(extra_checks())
         healthy = db_ok and scheduler_ok and providers_ok
         body["status"] = "ok" if healthy else "unhealthy"
+        if not authorized(request):
+            body = {"status": body["status"]}
         return web.json_response(body, status=200 if healthy else 503)
 
-    async def metrics_endpoint(_request: web.Request) -> web.Response:
+    async def metrics_endpoint(request: web.Request) -> web.Response:
+        if not authorized(request):
+            return web.json_response(
+                {"error": "unauthorized"}, status=401, headers={"WWW-Authenticate": 'Bearer realm="metrics"'}
+            )
         if sessionmaker is not None:
             await metrics.refresh_state(sessionmaker, breaker_states() if breaker_states is not None else None)
         return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})

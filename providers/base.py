@@ -92,6 +92,10 @@ class BadSignatureError(Exception):
     """A callback/webhook whose signature, timestamp or shape does not verify."""
 
 
+class MalformedCallbackError(BadSignatureError):
+    """A callback body that is not what any provider sends (not JSON, too deep, no task id): a 400."""
+
+
 @runtime_checkable
 class ImageProvider(Protocol):
     @property
@@ -113,6 +117,10 @@ class ImageProvider(Protocol):
         """Start one generation; return the provider task id. Never waits for the image."""
 
     async def get_task(self, provider_task_id: str) -> TaskResult: ...
+
+    def callback_task_id(self, headers: Mapping[str, str], raw_body: bytes) -> str:
+        """The task a callback is about, after every check that costs no outbound call (body shape,
+        signature when configured). Raises MalformedCallbackError or BadSignatureError."""
 
     async def parse_callback(self, headers: Mapping[str, str], raw_body: bytes) -> TaskResult:
         """Verify and decode a callback. Raises BadSignatureError. The result is trustworthy:

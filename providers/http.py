@@ -6,11 +6,15 @@ byte fetch that maps transport/HTTP failures onto the provider error hierarchy.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import email.utils
+import ipaddress
+import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from urllib.parse import unquote_to_bytes
 
 import httpx
@@ -24,6 +28,73 @@ DEFAULT_MAX_DOWNLOAD_BYTES = 30 * 1024 * 1024
 # Connecting should never take long; a slow connect means the host is unreachable.
 MAX_CONNECT_TIMEOUT_SECONDS = 10.0
 _DOWNLOAD_CHUNK_BYTES = 64 * 1024
+
+
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def resolve_host(host: str, port: int) -> list[str]:
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadPolicy:
+    """Where result downloads may go: a provider names the URL, but a URL is only fetched from an
+    allowed host over https, never from a private, link-local or otherwise non-public address
+    (a forged or compromised result URL must not reach our own network), with few redirects, each
+    checked again. ``allow_loopback`` admits http to 127.0.0.1/::1 for the local fakes in tests."""
+
+    hosts: tuple[str, ...] = ()  # exact names, or ".example.com" for any subdomain (and itself)
+    allow_loopback: bool = False
+    max_redirects: int = 3
+    resolver: Resolver = field(default=resolve_host, compare=False)
+
+    def with_hosts(self, hosts: Iterable[str]) -> DownloadPolicy:
+        merged = tuple(dict.fromkeys((*self.hosts, *(host.strip().lower().rstrip(".") for host in hosts if host))))
+        return replace(self, hosts=merged)
+
+    def host_allowed(self, host: str) -> bool:
+        host = host.lower().rstrip(".")
+        for allowed in self.hosts:
+            if allowed.startswith("."):
+                if host == allowed[1:] or host.endswith(allowed):
+                    return True
+            elif host == allowed:
+                return True
+        return False
+
+    async def check(self, url: httpx.URL) -> None:
+        """Raise PermanentProviderError unless ``url`` may be fetched (resolving its host)."""
+        host = url.host
+        if url.scheme not in ("https", "http") or not host:
+            raise PermanentProviderError(f"download refused: unsupported URL {str(url)[:60]!r}")
+        if not self.host_allowed(host):
+            raise PermanentProviderError(f"download refused: host {host!r} is not an allowed result host")
+        port = url.port or (443 if url.scheme == "https" else 80)
+        try:
+            addresses = [ipaddress.ip_address(host)]
+        except ValueError:
+            try:
+                addresses = [ipaddress.ip_address(address.split("%")[0]) for address in await self.resolver(host, port)]
+            except OSError as error:
+                raise RetryableProviderError(f"download: cannot resolve {host!r}: {error}") from error
+        if not addresses:
+            raise RetryableProviderError(f"download: {host!r} resolved to nothing")
+        loopback = all(_plain(address).is_loopback for address in addresses)
+        if loopback and self.allow_loopback:
+            return  # the test fakes: http allowed, nothing else is reachable this way
+        if url.scheme != "https":
+            raise PermanentProviderError(f"download refused: plain http ({host!r})")
+        for address in addresses:
+            if not _plain(address).is_global:
+                raise PermanentProviderError(f"download refused: {host!r} resolves to non-public {address}")
+
+
+def _plain(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
 
 
 def request_timeout(total_seconds: float) -> httpx.Timeout:
@@ -81,16 +152,52 @@ async def fetch_bytes(
     timeout_seconds: float,
     max_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
     headers: Mapping[str, str] | None = None,
+    policy: DownloadPolicy | None = None,
+    headers_for: Callable[[httpx.URL], Mapping[str, str] | None] | None = None,
 ) -> bytes:
     """GET ``url`` (or decode a ``data:`` URI) into memory, at most ``max_bytes``.
 
-    404/410 mean the provider already deleted the file (result URLs expire): permanent.
-    408/429/5xx and network failures: retryable. Other 4xx: permanent.
+    With a ``policy``, the URL and every redirect target are checked against it and redirects are
+    capped; ``headers_for`` then chooses the headers per hop (credentials only for a provider's
+    own host, even after a redirect). 404/410 mean the provider already deleted the file (result
+    URLs expire): permanent. 408/429/5xx and network failures: retryable. Other 4xx: permanent.
     """
     if url.startswith("data:"):
         return decode_data_uri(url, max_bytes)
     if not url.startswith(("https://", "http://")):
         raise PermanentProviderError(f"unsupported URL scheme: {url[:40]!r}")
+    try:
+        target = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise PermanentProviderError(f"malformed URL: {url[:60]!r}") from exc
+    redirects_left = policy.max_redirects if policy is not None else 10
+    while True:
+        if policy is not None:
+            await policy.check(target)
+        hop_headers = headers_for(target) if headers_for is not None else headers
+        body, location = await _fetch_once(client, target, timeout_seconds, max_bytes, hop_headers, policy is None)
+        if location is None:
+            return body
+        if redirects_left <= 0:
+            raise PermanentProviderError(
+                f"download refused: more than {policy.max_redirects if policy else 10} redirects"
+            )
+        redirects_left -= 1
+        try:
+            target = target.join(location)
+        except httpx.InvalidURL as exc:
+            raise PermanentProviderError("download refused: malformed redirect") from exc
+
+
+async def _fetch_once(
+    client: httpx.AsyncClient,
+    url: httpx.URL,
+    timeout_seconds: float,
+    max_bytes: int,
+    headers: Mapping[str, str] | None,
+    follow_redirects: bool,
+) -> tuple[bytes, str | None]:
+    """One GET: the body, or (when not following redirects) the Location of a 3xx."""
     request_headers = {"User-Agent": USER_AGENT, **(headers or {})}
     try:
         async with client.stream(
@@ -98,8 +205,13 @@ async def fetch_bytes(
             url,
             headers=request_headers,
             timeout=request_timeout(timeout_seconds),
-            follow_redirects=True,
+            follow_redirects=follow_redirects,
         ) as response:
+            if response.is_redirect:
+                location = response.headers.get("location")
+                if not location:
+                    raise PermanentProviderError("redirect without a Location", status=response.status_code)
+                return b"", location
             await _raise_for_download_status(response)
             declared_length = response.headers.get("content-length")
             if declared_length is not None and declared_length.isdigit() and int(declared_length) > max_bytes:
@@ -118,7 +230,7 @@ async def fetch_bytes(
         raise RetryableProviderError(f"download failed: {type(exc).__name__}: {exc}") from exc
     if not body:
         raise RetryableProviderError("download returned an empty body", status=response.status_code)
-    return bytes(body)
+    return bytes(body), None
 
 
 def is_cloudflare_1010(status: int, body_text: str) -> bool:

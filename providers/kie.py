@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -34,6 +35,7 @@ from providers.base import (
     CreateLimiter,
     GenerationOptions,
     InsufficientBalanceError,
+    MalformedCallbackError,
     PermanentProviderError,
     ProviderLimits,
     RateLimit,
@@ -46,12 +48,14 @@ from providers.base import (
 from providers.http import (
     DEFAULT_MAX_DOWNLOAD_BYTES,
     USER_AGENT,
+    DownloadPolicy,
     build_http_client,
     fetch_bytes,
     is_cloudflare_1010,
     request_timeout,
     retry_after_seconds,
 )
+from providers.jsonbody import MalformedJson, load_json_object, same_text
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +63,9 @@ UPLOAD_PATH = "pinglass/refs"
 CALLBACK_TOLERANCE_SECONDS = 300
 SIGNATURE_HEADER = "X-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Webhook-Timestamp"
+
+# Where Kie serves results and uploads (kie.md §2, §5.3, §8): besides the API and upload hosts.
+KIE_RESULT_HOSTS = (".aiquickdraw.com", ".redpandaai.co")
 
 _COMMON_ASPECTS = ("1:1", "9:16", "16:9", "3:4", "4:3", "3:2", "2:3", "5:4", "4:5", "21:9")
 
@@ -234,6 +241,7 @@ class KieProvider:
         input_overrides: Mapping[str, Any] | None = None,
         callback_tolerance_seconds: float = CALLBACK_TOLERANCE_SECONDS,
         wall_clock: Callable[[], float] = time.time,
+        download_policy: DownloadPolicy | None = None,
     ) -> None:
         if model not in KIE_MODELS:
             raise ValueError(f"unsupported Kie model {model!r}; known: {', '.join(sorted(KIE_MODELS))}")
@@ -251,6 +259,9 @@ class KieProvider:
         self._timeout = timeout
         self._download_timeout = download_timeout
         self._max_download_bytes = max_download_bytes
+        self._download_policy = (download_policy or DownloadPolicy()).with_hosts(
+            [urlsplit(self._api_url).hostname or "", urlsplit(self._upload_url).hostname or "", *KIE_RESULT_HOSTS]
+        )
         # Operator tuning on top of the table (e.g. {"resolution": "2K"}); applied last.
         self._input_overrides = dict(input_overrides or {})
         self._callback_tolerance_seconds = callback_tolerance_seconds
@@ -421,16 +432,18 @@ class KieProvider:
 
     # ------------------------------------------------------------------ callbacks
 
-    async def parse_callback(self, headers: Mapping[str, str], raw_body: bytes) -> TaskResult:
+    async def callback_task_id(self, headers: Mapping[str, str], raw_body: bytes) -> str:
         try:
-            body = json.loads(raw_body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise BadSignatureError("callback body is not JSON") from exc
-        if not isinstance(body, Mapping):
-            raise BadSignatureError("callback body is not a JSON object")
+            body = load_json_object(raw_body)
+        except MalformedJson as exc:
+            raise MalformedCallbackError(f"callback body refused: {exc}") from exc
         task_id = self._callback_task_id(body)
         if self._hmac_key is not None:
             self._verify_signature(headers, task_id)
+        return task_id
+
+    async def parse_callback(self, headers: Mapping[str, str], raw_body: bytes) -> TaskResult:
+        task_id = await self.callback_task_id(headers, raw_body)
         # Only taskId.timestamp is signed, never the state: the re-fetched record is the truth.
         try:
             return await self.get_task(task_id)
@@ -447,7 +460,7 @@ class KieProvider:
         for candidate in candidates:
             if isinstance(candidate, str) and candidate.strip():
                 return candidate.strip()
-        raise BadSignatureError("callback carries no taskId")
+        raise MalformedCallbackError("callback carries no taskId")
 
     def _verify_signature(self, headers: Mapping[str, str], task_id: str) -> None:
         assert self._hmac_key is not None
@@ -465,7 +478,7 @@ class KieProvider:
         if abs(self._wall_clock() - sent_at) > self._callback_tolerance_seconds:
             raise BadSignatureError("callback timestamp outside the accepted window (replay?)")
         expected = kie_webhook_signature(self._hmac_key, task_id, timestamp)
-        if not hmac.compare_digest(expected.encode(), signature.encode()):
+        if not same_text(signature, expected):
             raise BadSignatureError("callback signature does not match")
 
     # ------------------------------------------------------------------ files
@@ -473,7 +486,11 @@ class KieProvider:
     async def download(self, url: str) -> bytes:
         # No Authorization header: result files live on other hosts, which must never see our key.
         return await fetch_bytes(
-            self._http, url, timeout_seconds=self._download_timeout, max_bytes=self._max_download_bytes
+            self._http,
+            url,
+            timeout_seconds=self._download_timeout,
+            max_bytes=self._max_download_bytes,
+            policy=self._download_policy,
         )
 
     async def cancel(self, provider_task_id: str) -> None:

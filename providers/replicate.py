@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import hmac
-import json
 import logging
 import mimetypes
 import re
@@ -32,6 +30,7 @@ from providers.base import (
     CreateLimiter,
     GenerationOptions,
     InsufficientBalanceError,
+    MalformedCallbackError,
     PermanentProviderError,
     ProviderError,
     ProviderLimits,
@@ -45,11 +44,13 @@ from providers.base import (
 from providers.http import (
     DEFAULT_MAX_DOWNLOAD_BYTES,
     USER_AGENT,
+    DownloadPolicy,
     build_http_client,
     fetch_bytes,
     request_timeout,
     retry_after_seconds,
 )
+from providers.jsonbody import MalformedJson, load_json
 
 logger = logging.getLogger(__name__)
 
@@ -209,6 +210,7 @@ class ReplicateProvider:
         webhook_tolerance_seconds: float = DEFAULT_WEBHOOK_TOLERANCE_SECONDS,
         max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
         clock: Callable[[], float] = time.time,
+        download_policy: DownloadPolicy | None = None,
     ) -> None:
         if not api_token:
             raise ValueError("Replicate api_token is required")
@@ -230,6 +232,10 @@ class ReplicateProvider:
         self._cancel_after_seconds = cancel_after_seconds
         self._webhook_tolerance_seconds = webhook_tolerance_seconds
         self._max_download_bytes = max_download_bytes
+        # Outputs come only from the API host and replicate.delivery (plus the operator's list).
+        self._download_policy = (download_policy or DownloadPolicy()).with_hosts(
+            [urlsplit(self._api_url).hostname or "", "." + _DELIVERY_DOMAIN]
+        )
         self._clock = clock
         self._owns_http = http is None
         self._http = http if http is not None else build_http_client(timeout)
@@ -325,6 +331,13 @@ class ReplicateProvider:
         except ValueError as exc:
             raise BadSignatureError(f"webhook body is not a prediction: {exc}") from exc
 
+    async def callback_task_id(self, headers: Mapping[str, str], raw_body: bytes) -> str:
+        payload = await self.verify_webhook(headers, raw_body)
+        prediction_id = payload.get("id") if isinstance(payload, dict) else None
+        if not isinstance(prediction_id, str) or not prediction_id:
+            raise MalformedCallbackError("webhook body carries no prediction id")
+        return prediction_id
+
     async def verify_webhook(self, headers: Mapping[str, str], raw_body: bytes) -> object:
         """Check the ``webhook-*`` headers (replicate.md §6.3); return the parsed JSON body.
 
@@ -339,7 +352,10 @@ class ReplicateProvider:
         signature_header = lowered.get("webhook-signature", "")
         if not (webhook_id and timestamp_header and signature_header):
             raise BadSignatureError("missing webhook-id, webhook-timestamp or webhook-signature header")
-        if not timestamp_header.isdigit():
+        if not (webhook_id.isascii() and signature_header.isascii()):
+            # The library would fail encoding odd bytes; no genuine header carries them.
+            raise BadSignatureError("webhook headers are not ASCII")
+        if not (timestamp_header.isascii() and timestamp_header.isdigit()):
             raise BadSignatureError("webhook-timestamp is not a Unix time in seconds")
         timestamp = int(timestamp_header)
         skew = self._clock() - timestamp
@@ -354,9 +370,9 @@ class ReplicateProvider:
         if not any(hmac.compare_digest(expected_digest, digest) for digest in _v1_digests(signature_header)):
             raise BadSignatureError("no matching v1 webhook signature")
         try:
-            return json.loads(body_text)
-        except ValueError as exc:
-            raise BadSignatureError("webhook body is not JSON") from exc
+            return load_json(raw_body)
+        except MalformedJson as exc:
+            raise MalformedCallbackError(f"webhook body refused: {exc}") from exc
 
     async def fetch_webhook_secret(self) -> str:
         """``GET /v1/webhooks/default/secret``: the account's signing key, ``whsec_<base64>``."""
@@ -368,14 +384,15 @@ class ReplicateProvider:
 
     async def download(self, url: str) -> bytes:
         """Fetch an output (https URL or data: URI); 404/410 mean it already expired (permanent)."""
-        # The token goes only to Replicate's own hosts: an output URL naming any other host must not get it.
-        trusted = _is_replicate_origin(url, self._api_origin)
+        # The token goes only to Replicate's own hosts: an output URL naming any other host must not
+        # get it, and neither must a redirect target, so the headers are chosen per hop.
         return await fetch_bytes(
             self._http,
             url,
             timeout_seconds=self._timeout,
             max_bytes=self._max_download_bytes,
-            headers=self._auth_headers() if trusted else None,
+            policy=self._download_policy,
+            headers_for=lambda hop: self._auth_headers() if _is_replicate_origin(str(hop), self._api_origin) else None,
         )
 
     async def cancel(self, provider_task_id: str) -> None:
@@ -515,7 +532,7 @@ def _v1_digests(signature_header: str) -> list[bytes]:
             continue
         try:
             digests.append(base64.b64decode(encoded, validate=True))
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or non-ASCII text
             continue
     return digests
 

@@ -26,6 +26,7 @@ from providers.base import (
     BadSignatureError,
     GenerationOptions,
     ImageProvider,
+    MalformedCallbackError,
     PermanentProviderError,
     ProviderError,
     RateLimitedError,
@@ -119,8 +120,11 @@ class GenerationEngine:
         self._background: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._ref_locks: dict[tuple[int, str], asyncio.Lock] = {}
-        # A fast provider can call back before our "submitted" commit lands; keep such results briefly.
-        self._early_results: dict[tuple[str, str], TaskResult] = {}
+        # A fast provider can call back before our "submitted" commit lands. Such a callback names an
+        # id the database does not know yet; while a create is in flight its id is kept (never
+        # fetched: a forger could name any id), and the submitter re-fetches it if it proves ours.
+        self._creating: dict[str, int] = {}
+        self._early_callbacks: dict[tuple[str, str], None] = {}
         self._stopping = False
 
     @property
@@ -260,6 +264,7 @@ class GenerationEngine:
             job_id = job.id
             never_submitted = task.submitted_at is None
         keeper = asyncio.create_task(self._keep_lease(task_id))
+        self._creating[provider.name] = self._creating.get(provider.name, 0) + 1
         try:
             references = await self._references(job_id, provider)
             provider_task_id = await provider.create_task(prompt, references, options, self._callback_url(provider))
@@ -295,6 +300,32 @@ class GenerationEngine:
             return
         finally:
             keeper.cancel()
+            self._creating[provider.name] -= 1
+        self._creating[provider.name] = self._creating.get(provider.name, 0) + 1  # until recorded
+        try:
+            recorded = await self._record_submitted(
+                task_id, job_id, provider, index, provider_task_id, never_submitted, worker
+            )
+        finally:
+            self._creating[provider.name] -= 1
+        early = (provider.name, provider_task_id)
+        if recorded and early in self._early_callbacks:
+            del self._early_callbacks[early]
+            try:
+                await self.handle_result(provider, await provider.get_task(provider_task_id))
+            except ProviderError as error:  # the poll is the backstop
+                log.warning("%s task %s: early callback re-fetch failed: %s", provider.name, provider_task_id, error)
+
+    async def _record_submitted(
+        self,
+        task_id: int,
+        job_id: int,
+        provider: ImageProvider,
+        index: int,
+        provider_task_id: str,
+        never_submitted: bool,
+        worker: str,
+    ) -> bool:
         self.breakers[provider.name].record_success(utcnow())
         now = utcnow()
         async with self.sessionmaker() as session:
@@ -319,9 +350,7 @@ class GenerationEngine:
                     model=getattr(provider, "model", None),
                 )
             await session.commit()
-        early = self._early_results.pop((provider.name, provider_task_id), None)
-        if recorded and early is not None:
-            await self.handle_result(provider, early)
+        return recorded
 
     async def _keep_lease(self, task_id: int) -> None:
         """While a submit waits for the rate budget, keep the claim alive so no one else takes it."""
@@ -405,6 +434,28 @@ class GenerationEngine:
         if provider is None:
             return 404
         try:
+            provider_task_id = await provider.callback_task_id(headers, body)
+        except MalformedCallbackError:
+            return 400
+        except BadSignatureError:
+            return 401
+        except ProviderError as error:  # e.g. Replicate's signing key could not be fetched
+            log.warning("%s callback could not be checked: %s", provider_name, error)
+            return 503 if error.retryable else 400
+        key = (provider.name, provider_task_id)
+        if self._creating.get(provider.name):
+            if len(self._early_callbacks) > 10_000:  # forged ids must not pile up
+                self._early_callbacks.clear()
+            self._early_callbacks[key] = None
+        # Ours first: a forged id costs one indexed lookup, never a call with our credentials.
+        async with self.sessionmaker() as session:
+            status = await queue.provider_task_status(session, provider.name, provider_task_id)
+        if status is None:
+            return 404
+        self._early_callbacks.pop(key, None)
+        if status != TaskStatus.SUBMITTED:
+            return 200  # a duplicate of a settled task: nothing to do, nothing to fetch
+        try:
             result = await provider.parse_callback(headers, body)
         except BadSignatureError:
             return 401
@@ -415,10 +466,6 @@ class GenerationEngine:
         return 200
 
     async def handle_result(self, provider: ImageProvider, result: TaskResult) -> None:
-        key = (provider.name, result.provider_task_id)
-        # Remember first, then look: if the submit's commit lands in between, the submitter sees
-        # this result; if it landed before, the UPDATE below finds the row. Either way, once.
-        self._remember_early(provider.name, result)
         if result.state == TaskState.SUCCEEDED and result.image_urls:
             async with self.sessionmaker() as session:
                 task = await queue.mark_provider_succeeded(
@@ -426,7 +473,6 @@ class GenerationEngine:
                 )
                 await session.commit()
             if task is not None:
-                self._early_results.pop(key, None)
                 self.breakers[provider.name].record_success(utcnow())
                 if task.submitted_at and self.on_latency:
                     self.on_latency(provider.name, (utcnow() - task.submitted_at).total_seconds())
@@ -436,7 +482,6 @@ class GenerationEngine:
                 task = await queue.find_submitted(session, provider.name, result.provider_task_id)
             if task is None:
                 return  # a duplicate, a task settled another way, or one not yet recorded as submitted
-            self._early_results.pop(key, None)
             self.breakers[provider.name].record_failure(utcnow())
             await self._after_failure(
                 task.id,
@@ -446,11 +491,6 @@ class GenerationEngine:
                 result.retryable,
                 result.error or "provider reported failure",
             )
-
-    def _remember_early(self, provider_name: str, result: TaskResult) -> None:
-        if len(self._early_results) > 10_000:  # duplicates of long-settled tasks must not pile up
-            self._early_results.clear()
-        self._early_results[(provider_name, result.provider_task_id)] = result
 
     async def _store(self, task_id: int, provider: ImageProvider, url: str) -> None:
         if task_id in self._storing:

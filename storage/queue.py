@@ -324,6 +324,18 @@ async def mark_provider_succeeded(
     return None if task_id is None else await session.get(GenerationTask, task_id)
 
 
+async def provider_task_status(session: AsyncSession, provider: str, provider_task_id: str) -> TaskStatus | None:
+    """The status of our task that ``provider`` knows as ``provider_task_id``; None: not one of ours."""
+    status = (
+        await session.execute(
+            select(GenerationTask.status)
+            .where(GenerationTask.provider == provider, GenerationTask.provider_task_id == provider_task_id)
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+    return None if status is None else TaskStatus(status)
+
+
 async def find_submitted(session: AsyncSession, provider: str, provider_task_id: str) -> GenerationTask | None:
     return (
         await session.execute(

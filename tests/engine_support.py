@@ -46,6 +46,8 @@ def provider_settings(kie: Any = None, replicate: Any = None, **extra: Any) -> d
         "DISPATCH_TICK_SECONDS": 0.5,
         "TASK_LEASE_SECONDS": 3,
         "RECOVER_INTERVAL_SECONDS": 1,
+        # The fakes serve results over http on 127.0.0.1.
+        "DOWNLOAD_ALLOW_LOOPBACK": True,
     }
     if kie is not None:
         values |= {

@@ -29,7 +29,7 @@ from providers.base import (
     TaskResult,
     TaskState,
 )
-from providers.http import USER_AGENT
+from providers.http import USER_AGENT, DownloadPolicy
 from providers.kie import KieProvider, kie_webhook_signature
 from providers.ratelimit import SlidingWindowLimiter
 from tests.fakes.kie import FakeKie, Outcome, kie_signature
@@ -48,9 +48,12 @@ async def fake() -> AsyncIterator[FakeKie]:
     async with FakeKie(hmac_key=HMAC_KEY, latency=(0.01, 0.03), image_size=(512, 640)) as server:
         yield server
 
+LOCAL_FAKES = DownloadPolicy(allow_loopback=True)
+
 
 def make_provider(fake: FakeKie, model: str = MODEL, **overrides: Any) -> KieProvider:
-    arguments: dict[str, Any] = {"hmac_key": HMAC_KEY, "timeout": 5.0, **overrides}
+    # The fake serves results over http on 127.0.0.1, which only a loopback-allowing policy fetches.
+    arguments: dict[str, Any] = {"hmac_key": HMAC_KEY, "timeout": 5.0, "download_policy": LOCAL_FAKES, **overrides}
     return KieProvider(fake.api_key, fake.url, fake.url, model, **arguments)
 
 

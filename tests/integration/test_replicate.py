@@ -28,6 +28,7 @@ from providers.base import (
     TaskResult,
     TaskState,
 )
+from providers.http import DownloadPolicy
 from providers.replicate import ReplicateProvider, prediction_to_result
 from tests.fakes.replicate import FakeReplicate, sign_webhook
 
@@ -53,6 +54,7 @@ def make_provider(fake: FakeReplicate, **overrides: Any) -> ReplicateProvider:
         "api_url": fake.base_url,
         "webhook_secret": fake.webhook_secret,
         "timeout": 5.0,
+        "download_policy": DownloadPolicy(allow_loopback=True),  # the fake serves outputs over http locally
     }
     settings.update(overrides)
     return ReplicateProvider(**settings)
