@@ -102,7 +102,9 @@ class Settings(BaseSettings):
     REFERENCE_RETENTION_DAYS: int = 30
     RESULT_RETENTION_DAYS: int = 90
     TELEGRAM_GLOBAL_RATE: float = 25.0
-    TELEGRAM_CHAT_RATE: float = 1.0
+    TELEGRAM_CHAT_RATE: float = Field(default=1.0, gt=0)
+    # A lone ready portrait waits this long for company before it goes alone (delivery streams albums).
+    ALBUM_WINDOW_SECONDS: float = Field(default=3.0, ge=0)
 
     @field_validator("BOT_TOKEN")
     @classmethod

@@ -96,9 +96,16 @@ async def open_chunk(session: AsyncSession, job_id: int, task_ids: list[int]) ->
 
 
 async def confirm_chunk(
-    session: AsyncSession, chunk_id: int, delivered: dict[int, str | None], message_ids: list[int], complete: bool
+    session: AsyncSession,
+    chunk_id: int,
+    delivered: dict[int, str | None],
+    message_ids: list[int],
+    complete: bool,
+    task_ids: list[int] | None = None,
 ) -> None:
-    """Mark the delivered tasks (with their Telegram file ids) and, when all went, the chunk."""
+    """Mark the delivered tasks (with their Telegram file ids) and, when all went, the chunk.
+    ``task_ids``: what the chunk turned out to hold (the prefix that arrived, when Telegram stopped
+    inside an album; the rest is planned again)."""
     now = utcnow()
     for task_id, file_id in delivered.items():
         await session.execute(
@@ -108,6 +115,8 @@ async def confirm_chunk(
         )
     chunk = await session.get(Delivery, chunk_id)
     assert chunk is not None
+    if task_ids is not None:
+        chunk.task_ids = task_ids
     chunk.message_ids = [*chunk.message_ids, *message_ids]
     chunk.attempts = chunk.attempts + 1
     if complete:
@@ -120,6 +129,26 @@ async def set_chunk_status(
 ) -> bool:
     result = await session.execute(
         update(Delivery).where(Delivery.id == chunk_id, Delivery.status == source).values(status=target)
+    )
+    return bool(result.rowcount)
+
+
+async def start_sending(session: AsyncSession, chunk_id: int, job_id: int, worker: str) -> bool:
+    """open → sending, only while ``worker`` still holds the job's delivery lease (one statement, so a
+    worker whose lease lapsed can never hand a chunk to Telegram after another took the job over)."""
+    holds_lease = (
+        select(GenerationJob.id)
+        .where(
+            GenerationJob.id == job_id,
+            GenerationJob.delivery_owner == worker,
+            GenerationJob.delivery_lease_until > utcnow(),
+        )
+        .exists()
+    )
+    result = await session.execute(
+        update(Delivery)
+        .where(Delivery.id == chunk_id, Delivery.status == DeliveryStatus.OPEN, holds_lease)
+        .values(status=DeliveryStatus.SENDING)
     )
     return bool(result.rowcount)
 

@@ -14,8 +14,8 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.callbacks import ForgetCb, ResendCb, ResultsCb
-from bot.delivery import DeliveryService
 from bot.originals import OriginalsService
+from scheduler.delivery import DeliveryService
 from scheduler.payments import CreditsUnavailable, PaymentService
 from storage import jobs as job_queries
 from storage import retention
