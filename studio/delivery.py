@@ -62,7 +62,7 @@ class ChatBudget:
         """The earliest moment a send of ``items`` may go."""
         self._refill(now)
         deficit = self.cost(items) - self.tokens
-        return now if deficit <= 1e-9 else now + deficit / self.rate
+        return now if deficit <= 1e-9 else max(now, self.updated) + deficit / self.rate
 
     def reserve(self, items: int, now: float) -> float:
         """Charge a send of ``items`` and return when it may go (now, or later when the chat is busy)."""
