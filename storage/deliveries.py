@@ -9,6 +9,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Delivery, GenerationJob, GenerationTask, User, utcnow
+from storage.sql import rows_changed
 from studio.states import DeliveryStatus, JobStatus, TaskStatus
 
 
@@ -48,7 +49,7 @@ async def claim_delivery(session: AsyncSession, job_id: int, worker: str, lease:
         )
         .values(delivery_owner=worker, delivery_lease_until=now + lease)
     )
-    return bool(result.rowcount)
+    return bool(rows_changed(result))
 
 
 async def release_delivery(session: AsyncSession, job_id: int, worker: str) -> None:
@@ -130,7 +131,7 @@ async def set_chunk_status(
     result = await session.execute(
         update(Delivery).where(Delivery.id == chunk_id, Delivery.status == source).values(status=target)
     )
-    return bool(result.rowcount)
+    return bool(rows_changed(result))
 
 
 async def start_sending(session: AsyncSession, chunk_id: int, job_id: int, worker: str) -> bool:
@@ -150,7 +151,7 @@ async def start_sending(session: AsyncSession, chunk_id: int, job_id: int, worke
         .where(Delivery.id == chunk_id, Delivery.status == DeliveryStatus.OPEN, holds_lease)
         .values(status=DeliveryStatus.SENDING)
     )
-    return bool(result.rowcount)
+    return bool(rows_changed(result))
 
 
 async def settle_uncertain(session: AsyncSession, chunk: Delivery) -> list[int]:
@@ -178,7 +179,7 @@ async def set_progress_message(session: AsyncSession, job_id: int, message_id: i
         .where(GenerationJob.id == job_id, GenerationJob.progress_message_id.is_(None))
         .values(progress_message_id=message_id)
     )
-    return bool(result.rowcount)
+    return bool(rows_changed(result))
 
 
 async def mark_user_blocked(session: AsyncSession, user_id: int, blocked: bool) -> None:
