@@ -240,7 +240,7 @@ async def test_portraits_arrive_in_completion_order_not_task_order(
 ) -> None:
     """Provider latencies fall as tasks are created, so the last task created finishes first: the chat
     shows the portraits in the order the provider finished them."""
-    latencies = iter([3.2, 2.7, 2.2, 1.7, 1.2, 0.7, 0.2])
+    latencies = iter([4.8, 4.0, 3.2, 2.4, 1.6, 0.8, 0.1])  # below stuck_after (5 s)
     async with delivery_stack(fake_telegram, sqlite_url, tmp_path, latency=lambda: next(latencies, 0.2)) as (
         app,
         kie,
