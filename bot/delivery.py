@@ -55,7 +55,7 @@ class TelegramAlbumSender:
         except (TelegramServerError, TelegramNetworkError) as error:
             return ArrivalUnknown(str(error))
         except TelegramRetryAfter as error:  # the limiter gave up after its retries: nothing arrived
-            return Refused(str(error))
+            return Refused(str(error), transient=True)
         except TelegramAPIError as error:
             return Refused(str(error))
         except TimeoutError as error:

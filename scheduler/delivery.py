@@ -70,10 +70,12 @@ class Blocked:
 
 @dataclass(frozen=True)
 class Refused:
-    """Telegram refused the send (nothing arrived); ``item`` is the 0-based item it named, if any."""
+    """Telegram refused the send (nothing arrived); ``item`` is the 0-based item it named, if any;
+    ``transient`` when it only said "not now" (flood control outlasting the retries)."""
 
     reason: str
     item: int | None = None
+    transient: bool = False
 
 
 @dataclass(frozen=True)
@@ -369,6 +371,8 @@ class DeliveryService:
     ) -> bool:
         """A photo Telegram refuses goes again as a file; a file it refuses is skipped and credited.
         Without a named item, a lone portrait is the culprit; an album is split into lone sends."""
+        if refusal.transient:
+            return True  # the chat's budget now holds the wait; the same portraits are planned again
         culprit = refusal.item if refusal.item is not None and refusal.item < len(tasks) else None
         if culprit is None and len(tasks) == 1:
             culprit = 0
