@@ -63,6 +63,7 @@ TERMINAL_JOBS = frozenset({JobStatus.COMPLETED, JobStatus.PARTIAL, JobStatus.FAI
 KIE_LIMIT, KIE_WINDOW = 20, 10.0  # the real account's create budget (kie.md §7)
 REPLICATE_LIMIT, REPLICATE_WINDOW = 600, 60.0
 TELEGRAM_FLOOD = (30, 1.0, 40, 30.0)  # fake flood control: 30 msgs/s overall, 40 per chat per 30 s
+ALBUM_WINDOW_SECONDS = 3.0  # the app's default
 TELEGRAM_APP_RATES = (25.0, 1.0)  # the app's own TELEGRAM_GLOBAL_RATE / TELEGRAM_CHAT_RATE defaults
 
 
@@ -334,6 +335,7 @@ class Stack:
             "RECOVER_INTERVAL_SECONDS": max(0.5, 15 * factor),
             "TELEGRAM_GLOBAL_RATE": TELEGRAM_APP_RATES[0] / factor,
             "TELEGRAM_CHAT_RATE": TELEGRAM_APP_RATES[1] / factor,
+            "ALBUM_WINDOW_SECONDS": ALBUM_WINDOW_SECONDS * factor,
         }
         return process_env(values | self.extra_env)
 
@@ -495,6 +497,14 @@ async def measure(stack: Stack, outcomes: list[UserOutcome], started: float, fin
         for task in tasks
         if task.id in arrival and task.provider_task_id in kie_done
     ]
+    # The first portrait of each pack: provider success → in the chat (streaming sends it at once).
+    first_of_pack: dict[int, GenerationTask] = {}
+    for task in tasks:
+        if task.id in arrival and task.provider_task_id in kie_done:
+            known = first_of_pack.get(task.job_id)
+            if known is None or arrival[task.id] < arrival[known.id]:
+                first_of_pack[task.job_id] = task
+    first_added = [arrival[task.id] - kie_done[task.provider_task_id or ""] for task in first_of_pack.values()]
     # Split the added latency: waiting for the other portraits of the same album (album batching: this
     # part is provider latency, so it shrinks with the time factor) and the app's own work after the
     # album's last portrait was ready (not compressed). Real-time equivalent = wait / F + own work.
@@ -577,6 +587,7 @@ async def measure(stack: Stack, outcomes: list[UserOutcome], started: float, fin
         "photos_credited_back": sum(job.photos_failed for job in paid_jobs),
         "wall_seconds": round(duration, 1),
         "added_latency_s": percentiles(added),
+        "added_latency_first_portrait_s": percentiles(first_added),
         "added_album_wait_s": percentiles(album_wait),
         "added_app_work_s": percentiles(own_work),
         "added_latency_real_time_equivalent_s": percentiles(real_equivalent),

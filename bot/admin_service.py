@@ -13,8 +13,8 @@ from enum import StrEnum
 from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.delivery import DeliveryService
 from providers.stars import StarsPayments
+from scheduler.delivery import DeliveryService
 from scheduler.engine import GenerationEngine
 from scheduler.payments import OrderNotPayable, PaymentService
 from storage import admin as queries

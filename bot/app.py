@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bot.admin_service import AdminService
 from bot.album import AlbumCollector, UserLocks
 from bot.broadcast import BroadcastService
-from bot.delivery import DeliveryService
+from bot.delivery import TelegramAlbumSender
 from bot.handlers import build_root_router
 from bot.i18n import UserLanguageMiddleware, build_i18n
 from bot.logging_setup import configure_logging as setup_logging
@@ -60,10 +60,12 @@ from providers.replicate import ReplicateProvider
 from providers.stars import StarsPayments
 from providers.yookassa import IpAllowList, YooKassaClient, client_ip
 from scheduler.credits import CreditService
+from scheduler.delivery import DeliveryConfig, DeliveryService
 from scheduler.engine import EngineConfig, GenerationEngine
 from scheduler.housekeeping import Housekeeping
 from scheduler.payments import PaymentService
 from scheduler.signals import WorkSignals
+from scheduler.wakeup import WakeableJob
 from storage.db import count_statements, create_engine, create_sessionmaker
 from storage.faces import FaceAnalyser, FaceLimits, FaceModelsUnavailable
 from storage.files import FileStore, LocalFileStore, S3FileStore
@@ -71,6 +73,7 @@ from storage.fsm import DatabaseStorage
 from storage.images import register_heif
 from storage.migrate import upgrade_async
 from studio.catalogue import Catalogue, load_catalogue
+from studio.delivery import ALBUM_MAX, ChatBudgets
 from studio.policy import FallbackPolicy
 
 log = logging.getLogger("pinglass")
@@ -139,6 +142,7 @@ class Application:
     engine_service: GenerationEngine = field(init=False)
     faces: FaceAnalyser | None = field(init=False, default=None)
     delivery: DeliveryService = field(init=False)
+    delivery_job: WakeableJob = field(init=False)
     originals: OriginalsService = field(init=False)
     housekeeping: Housekeeping = field(init=False)
     providers: list[ImageProvider] = field(init=False, default_factory=list)
@@ -179,10 +183,12 @@ class Application:
         self.heartbeat = Heartbeat()
         self.metrics = Metrics()
         count_statements(self.engine, self.metrics.db_statements.inc)
+        # One budget per chat, shared by every send (the session middleware) and delivery's planning.
+        budgets = ChatBudgets(ALBUM_MAX, settings.TELEGRAM_CHAT_RATE)
         self.bot.session.middleware(
             OutgoingLimits(
                 global_rate=settings.TELEGRAM_GLOBAL_RATE,
-                chat_rate=settings.TELEGRAM_CHAT_RATE,
+                budgets=budgets,
                 on_retry_after=self.metrics.telegram_429.inc,
                 on_send=lambda method: self.metrics.telegram_sends.labels(method).inc(),
             )
@@ -241,16 +247,22 @@ class Application:
             conversation_retention=timedelta(days=settings.FSM_RETENTION_DAYS),
         )
         self.delivery = DeliveryService(
-            self.bot,
             self.sessionmaker,
+            sender=TelegramAlbumSender(self.bot, notifier),
+            budgets=budgets,
             files=self.files,
             notifier=notifier,
-            signals=self.signals,
             catalogue=self.catalogue,
-            worker_id=self.instance_id,
-            lease_seconds=settings.TASK_LEASE_SECONDS,
-            tick_seconds=settings.DISPATCH_TICK_SECONDS,
+            config=DeliveryConfig(
+                worker_id=self.instance_id,
+                lease_seconds=settings.TASK_LEASE_SECONDS,
+                album_window_seconds=settings.ALBUM_WINDOW_SECONDS,
+                tick_seconds=settings.DISPATCH_TICK_SECONDS,
+            ),
         )
+        self.delivery_job = WakeableJob("deliver", self.delivery.deliver_all, settings.DISPATCH_TICK_SECONDS)
+        self.delivery.on_missed_wake = self.delivery_job.wake
+        self.signals.on_task_stored(self.delivery_job.wake)
         # Broadcasts share the Bot, hence its outgoing rate limits, with delivery and replies.
         self.broadcasts = BroadcastService(self.bot, self.sessionmaker, notifier=notifier)
         self.admin = AdminService(
@@ -295,7 +307,6 @@ class Application:
         self.scheduler.start()
         await self.engine_service.refresh_overrides()  # admins' pauses and primary, before any work
         self.engine_service.start()
-        self.delivery.start()
         await self.broadcasts.resume()
         self.signals.job_queued()  # pick up whatever was queued while we were down
         if self.with_bot:
@@ -495,6 +506,7 @@ class Application:
             coalesce=True,
             misfire_grace_time=None,
         )
+        self.delivery_job.register(scheduler)
         scheduler.add_job(
             self.housekeeping.run,
             "interval",

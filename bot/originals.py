@@ -17,10 +17,10 @@ from aiogram.utils.media_group import MediaGroupBuilder
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.delivery import split_albums
 from bot.notifier import TelegramNotifier
 from storage.files import FileNotFoundInStore, FileStore
 from storage.models import GenerationJob, GenerationTask
+from studio.delivery import split_albums
 from studio.states import TaskStatus
 
 log = logging.getLogger(__name__)

@@ -117,7 +117,9 @@ class Settings(BaseSettings):
     DOWNLOAD_ALLOW_LOOPBACK: bool = False
     DOWNLOAD_MAX_REDIRECTS: int = Field(default=3, ge=0, le=10)
     TELEGRAM_GLOBAL_RATE: float = 25.0
-    TELEGRAM_CHAT_RATE: float = 1.0
+    TELEGRAM_CHAT_RATE: float = Field(default=1.0, gt=0)
+    # A lone ready portrait waits this long for company before it goes alone (delivery streams albums).
+    ALBUM_WINDOW_SECONDS: float = Field(default=3.0, ge=0)
 
     @field_validator("BOT_TOKEN")
     @classmethod

@@ -1,10 +1,14 @@
 """Outgoing Telegram limits for every send (delivery, progress, replies): a session middleware.
 
 Telegram allows about 30 messages/s overall and about 1 message/s per chat, and counts album
-items one by one. A leaky bucket per chat (a burst of one album, then 1/s) and a global one keep
-us under that; a 429 is honoured by waiting ``retry_after`` and repeating the same request; a 5xx
-is retried with backoff. The partial-album 400 ("failed to send message #k … retry after N")
-becomes :class:`PartialAlbumError`, because only the caller knows which items to send again.
+items one by one. Each chat's budget is :class:`studio.delivery.ChatBudgets` (a burst of one album,
+then 1/s), shared with delivery, which plans its albums against the same numbers; a global leaky
+bucket keeps the total under 30/s. A 429 is honoured by emptying the chat's budget for
+``retry_after`` and repeating the same request. A 5xx is retried with backoff, except for sends of
+portraits: Telegram may have accepted the album before the error, so the caller gets the error and
+treats the arrival as unknown instead of sending it twice. The partial-album 400 ("failed to send
+message #k … retry after N") becomes :class:`PartialAlbumError`, because only the caller knows which
+items to send again.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections import OrderedDict
+import time
 from typing import Any
 
 from aiogram import Bot
@@ -21,6 +25,8 @@ from aiogram.exceptions import TelegramBadRequest, TelegramRetryAfter, TelegramS
 from aiogram.methods import Response, TelegramMethod
 from aiogram.methods.base import TelegramType
 from aiolimiter import AsyncLimiter
+
+from studio.delivery import ChatBudgets
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +39,8 @@ SENDING_METHODS = {
     "EditMessageText": 1,
     "EditMessageReplyMarkup": 1,
 }
+# Sends whose 5xx may follow an accepted request: repeating them could put the same portraits in the chat twice.
+NOT_REPEATED_ON_5XX = frozenset({"SendMediaGroup", "SendPhoto", "SendDocument"})
 
 
 class PartialAlbumError(Exception):
@@ -53,25 +61,23 @@ class OutgoingLimits(BaseRequestMiddleware):
         max_retries: int = 5,
         on_retry_after: Any = None,
         on_send: Any = None,
+        budgets: ChatBudgets | None = None,
     ) -> None:
         self.global_limiter = AsyncLimiter(global_rate, 1.0)
-        self.chat_rate = chat_rate
-        self.chat_burst = chat_burst
+        self.budgets = budgets if budgets is not None else ChatBudgets(chat_burst, chat_rate)
         self.max_retries = max_retries
         self.on_retry_after = on_retry_after
         self.on_send = on_send
-        self._chats: OrderedDict[int | str, AsyncLimiter] = OrderedDict()
 
-    def _chat_limiter(self, chat_id: int | str) -> AsyncLimiter:
-        limiter = self._chats.get(chat_id)
-        if limiter is None:
-            limiter = AsyncLimiter(self.chat_burst, self.chat_burst / self.chat_rate)
-            self._chats[chat_id] = limiter
-            if len(self._chats) > 100_000:
-                self._chats.popitem(last=False)
-        else:
-            self._chats.move_to_end(chat_id)
-        return limiter
+    async def _wait_for_chat(self, chat_id: int | str, cost: int) -> None:
+        moment = self.budgets.of(chat_id, time.monotonic()).reserve(cost, time.monotonic())
+        delay = moment - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    def _honour_429(self, chat_id: int | str | None, retry_after: float) -> None:
+        if chat_id is not None:
+            self.budgets.of(chat_id, time.monotonic()).penalize(retry_after, time.monotonic())
 
     @staticmethod
     def _cost(method: TelegramMethod[Any]) -> int:
@@ -91,7 +97,7 @@ class OutgoingLimits(BaseRequestMiddleware):
         for attempt in range(self.max_retries + 1):
             if cost:
                 if chat_id is not None:
-                    await self._chat_limiter(chat_id).acquire(min(cost, self.chat_burst))
+                    await self._wait_for_chat(chat_id, cost)
                 await self.global_limiter.acquire(min(cost, 25))
                 if self.on_send:
                     self.on_send(type(method).__name__)
@@ -103,9 +109,11 @@ class OutgoingLimits(BaseRequestMiddleware):
                 if attempt == self.max_retries:
                     raise
                 log.info("Telegram 429 on %s: waiting %ss", type(method).__name__, error.retry_after)
-                await asyncio.sleep(error.retry_after)
+                self._honour_429(chat_id, error.retry_after)
+                if not cost or chat_id is None:
+                    await asyncio.sleep(error.retry_after)
             except TelegramServerError:
-                if attempt == self.max_retries:
+                if attempt == self.max_retries or type(method).__name__ in NOT_REPEATED_ON_5XX:
                     raise
                 await asyncio.sleep(min(2**attempt * 0.5, 10))
             except TelegramBadRequest as error:
@@ -113,6 +121,7 @@ class OutgoingLimits(BaseRequestMiddleware):
                 if match is not None:
                     if self.on_retry_after:
                         self.on_retry_after()
+                    self._honour_429(chat_id, int(match.group(2)))
                     raise PartialAlbumError(int(match.group(1)), int(match.group(2))) from error
                 raise
         raise AssertionError("unreachable")

@@ -9,6 +9,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Delivery, GenerationJob, GenerationTask, User, utcnow
+from storage.sql import rows_changed
 from studio.states import DeliveryStatus, JobStatus, TaskStatus
 
 
@@ -48,7 +49,7 @@ async def claim_delivery(session: AsyncSession, job_id: int, worker: str, lease:
         )
         .values(delivery_owner=worker, delivery_lease_until=now + lease)
     )
-    return bool(result.rowcount)
+    return bool(rows_changed(result))
 
 
 async def release_delivery(session: AsyncSession, job_id: int, worker: str) -> None:
@@ -96,9 +97,16 @@ async def open_chunk(session: AsyncSession, job_id: int, task_ids: list[int]) ->
 
 
 async def confirm_chunk(
-    session: AsyncSession, chunk_id: int, delivered: dict[int, str | None], message_ids: list[int], complete: bool
+    session: AsyncSession,
+    chunk_id: int,
+    delivered: dict[int, str | None],
+    message_ids: list[int],
+    complete: bool,
+    task_ids: list[int] | None = None,
 ) -> None:
-    """Mark the delivered tasks (with their Telegram file ids) and, when all went, the chunk."""
+    """Mark the delivered tasks (with their Telegram file ids) and, when all went, the chunk.
+    ``task_ids``: what the chunk turned out to hold (the prefix that arrived, when Telegram stopped
+    inside an album; the rest is planned again)."""
     now = utcnow()
     for task_id, file_id in delivered.items():
         await session.execute(
@@ -108,6 +116,8 @@ async def confirm_chunk(
         )
     chunk = await session.get(Delivery, chunk_id)
     assert chunk is not None
+    if task_ids is not None:
+        chunk.task_ids = task_ids
     chunk.message_ids = [*chunk.message_ids, *message_ids]
     chunk.attempts = chunk.attempts + 1
     if complete:
@@ -121,7 +131,27 @@ async def set_chunk_status(
     result = await session.execute(
         update(Delivery).where(Delivery.id == chunk_id, Delivery.status == source).values(status=target)
     )
-    return bool(result.rowcount)
+    return bool(rows_changed(result))
+
+
+async def start_sending(session: AsyncSession, chunk_id: int, job_id: int, worker: str) -> bool:
+    """open → sending, only while ``worker`` still holds the job's delivery lease (one statement, so a
+    worker whose lease lapsed can never hand a chunk to Telegram after another took the job over)."""
+    holds_lease = (
+        select(GenerationJob.id)
+        .where(
+            GenerationJob.id == job_id,
+            GenerationJob.delivery_owner == worker,
+            GenerationJob.delivery_lease_until > utcnow(),
+        )
+        .exists()
+    )
+    result = await session.execute(
+        update(Delivery)
+        .where(Delivery.id == chunk_id, Delivery.status == DeliveryStatus.OPEN, holds_lease)
+        .values(status=DeliveryStatus.SENDING)
+    )
+    return bool(rows_changed(result))
 
 
 async def settle_uncertain(session: AsyncSession, chunk: Delivery) -> list[int]:
@@ -149,7 +179,7 @@ async def set_progress_message(session: AsyncSession, job_id: int, message_id: i
         .where(GenerationJob.id == job_id, GenerationJob.progress_message_id.is_(None))
         .values(progress_message_id=message_id)
     )
-    return bool(result.rowcount)
+    return bool(rows_changed(result))
 
 
 async def mark_user_blocked(session: AsyncSession, user_id: int, blocked: bool) -> None:

@@ -90,7 +90,8 @@ TASK_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
     TaskStatus.PENDING: frozenset({TaskStatus.SUBMITTED, TaskStatus.SKIPPED}),
     TaskStatus.SUBMITTED: frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.PENDING}),
     TaskStatus.SUCCEEDED: frozenset({TaskStatus.STORED, TaskStatus.FAILED}),
-    TaskStatus.STORED: frozenset({TaskStatus.DELIVERED}),
+    # stored → skipped: a portrait Telegram refuses even as a file, or whose file is gone, is credited.
+    TaskStatus.STORED: frozenset({TaskStatus.DELIVERED, TaskStatus.SKIPPED}),
     TaskStatus.DELIVERED: frozenset(),
     TaskStatus.FAILED: frozenset({TaskStatus.PENDING, TaskStatus.SKIPPED}),
     TaskStatus.SKIPPED: frozenset(),

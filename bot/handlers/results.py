@@ -14,9 +14,9 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.callbacks import ForgetCb, ResendCb, ResultsCb
-from bot.delivery import DeliveryService
 from bot.originals import OriginalsService
 from scheduler.credits import CreditService, CreditsUnavailable
+from scheduler.delivery import DeliveryService
 from storage import jobs as job_queries
 from storage import orders as order_queries
 from storage import retention

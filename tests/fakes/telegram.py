@@ -462,6 +462,8 @@ class FaultRule:
     delay: float = 0.0
     seen: int = 0
     fired: int = 0
+    # Answer the error only after the call took effect (a 5xx from a proxy after Telegram accepted it).
+    after_accepting: bool = False
 
     def matches(self, method: str, chat_id: int | None) -> bool:
         if self.method is not None and self.method.lower() != method.lower():
@@ -1350,8 +1352,12 @@ class FakeTelegram:
         every: int | None = None,
         chat_id: int | None = None,
         delay: float = 0.0,
+        after_accepting: bool = False,
     ) -> FaultRule:
         """Make matching calls fail (``method`` None = any method, including getUpdates).
+
+        ``after_accepting``: the call takes effect (an album reaches the chat) and the error is answered
+        anyway, as when a gateway answers 502 after Telegram accepted the request.
 
         ``times``: number of failures; by default 1, or unlimited with ``every``. ``every=3``: every
         third matching call fails. ``retry_after`` adds ``parameters.retry_after`` (a 429 gets 1 by
@@ -1367,7 +1373,9 @@ class FakeTelegram:
             )
         if times is None and every is None:
             times = 1
-        rule = FaultRule(method, status, description, retry_after, times, every, chat_id, delay)
+        rule = FaultRule(
+            method, status, description, retry_after, times, every, chat_id, delay, after_accepting=after_accepting
+        )
         self._faults.append(rule)
         return rule
 
@@ -1472,16 +1480,18 @@ class FakeTelegram:
             self._apply_flood_control(method, call.chat_id, args)
             call.result = await known[1](args)
             call.response_ok = True
+            await self._apply_faults(method, call.chat_id, accepted=True)
             body: dict[str, Any] = {"ok": True, "result": call.result}
         except BotApiError as error:
+            call.response_ok = False
             call.status, call.description, body = error.status, error.description, error.to_json()
         self._calls.append(call)
         self._notify()
         return web.json_response(body, status=call.status)
 
-    async def _apply_faults(self, method: str, chat_id: int | None) -> None:
+    async def _apply_faults(self, method: str, chat_id: int | None, *, accepted: bool = False) -> None:
         for rule in self._faults:
-            if rule.matches(method, chat_id) and rule.take():
+            if rule.after_accepting == accepted and rule.matches(method, chat_id) and rule.take():
                 if rule.delay:
                     await asyncio.sleep(rule.delay)
                 if rule.status is not None:

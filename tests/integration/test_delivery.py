@@ -1,36 +1,47 @@
-"""Delivery over real HTTP: albums of valid sizes in order, one progress message, 429s and partial
-album failures survived with every photo exactly once."""
+"""Delivery over real HTTP: portraits stream in the order they are stored, in albums of valid sizes, with
+one progress message; 429s, partial albums, 5xx, lost leases and refused portraits survived exactly once."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from bot.app import Application
-from storage.models import Delivery, GenerationJob, GenerationTask, utcnow
-from studio.states import DeliveryStatus, JobStatus, TaskStatus
-from tests.engine_support import job_row, provider_settings, seed_paid_job
-from tests.fakes.kie import FakeKie, render_result_png
+from storage import deliveries
+from storage.models import Delivery, GenerationJob, GenerationTask, LedgerEntry, utcnow
+from studio.states import DeliveryStatus, JobStatus, LedgerReason, TaskStatus
+from tests.engine_support import job_row, provider_settings, seed_paid_job, task_statuses
+from tests.fakes.kie import FakeKie, Latency, render_result_png
 from tests.fakes.telegram import FakeTelegram
 from tests.harness import album_sizes, app_settings, running_app
 
 
 @contextlib.asynccontextmanager
 async def delivery_app(
-    fake: FakeTelegram, url: str, tmp_path: Path, *, latency: tuple[float, float]
+    fake: FakeTelegram, url: str, tmp_path: Path, *, latency: Latency, **overrides: Any
 ) -> AsyncIterator[Application]:
     """The app in webhook mode with a fake Kie.ai fast enough that delivery is what a test watches."""
+    async with delivery_stack(fake, url, tmp_path, latency=latency, **overrides) as (app, _):
+        yield app
+
+
+@contextlib.asynccontextmanager
+async def delivery_stack(
+    fake: FakeTelegram, url: str, tmp_path: Path, *, latency: Latency, **overrides: Any
+) -> AsyncIterator[tuple[Application, FakeKie]]:
     async with FakeKie(create_limit=40, create_window_seconds=1.0, latency=latency) as kie:
         settings = app_settings(
-            fake, url, tmp_path / "files", webhook=True, **provider_settings(kie, POLL_INTERVAL_SECONDS=1)
+            fake, url, tmp_path / "files", webhook=True, **provider_settings(kie, POLL_INTERVAL_SECONDS=1, **overrides)
         )
         async with running_app(settings) as app:
-            yield app
+            yield app, kie
 
 
 async def _until_finished(app: object, job_id: int, timeout: float = 60) -> None:  # noqa: ASYNC109
@@ -63,21 +74,25 @@ async def test_pack_arrives_as_valid_albums_with_one_progress_message(
         photos = _delivered_photos(fake_telegram, user.id)
         assert len(photos) == total and len(set(photos)) == total
         sizes = album_sizes(fake_telegram, user.id)
-        assert sum(sizes) == total and all(size <= 10 for size in sizes)
-        assert all(size >= 2 for size in sizes if size != 1) and sizes.count(1) <= 1
+        assert sum(sizes) == total and all(1 <= size <= 10 for size in sizes)
         progress = [m for m in user.messages if m.message_id == job.progress_message_id]
         assert progress and f"{total} of {total} delivered" in progress[0].content
         assert any("All" in m.content and "portraits are here" in m.content for m in user.messages)
-        # in task order: the n-th photo in the chat is the n-th task's portrait
+        # as the delivery records say: chunk by chunk, each chunk's portraits in its order
         async with app.sessionmaker() as session:
-            in_task_order = (
-                await session.execute(
-                    select(GenerationTask.telegram_file_id)
-                    .where(GenerationTask.job_id == job_id)
-                    .order_by(GenerationTask.position)
-                )
+            chunks = (
+                await session.execute(select(Delivery).where(Delivery.job_id == job_id).order_by(Delivery.chunk_index))
             ).scalars()
-            expected_order = list(in_task_order)
+            file_ids = dict(
+                (
+                    await session.execute(
+                        select(GenerationTask.id, GenerationTask.telegram_file_id).where(
+                            GenerationTask.job_id == job_id
+                        )
+                    )
+                ).all()
+            )
+            expected_order = [file_ids[task_id] for chunk in chunks for task_id in chunk.task_ids]
         chat_order = [m.file_id for m in fake_telegram.sent_messages(user.id) if m.kind == "photo"]
         assert None not in expected_order and chat_order == expected_order
         # the caption names the style, on the first item of the first album only
@@ -173,3 +188,218 @@ async def test_an_album_a_crash_left_unconfirmed_is_offered_for_resend_not_sent_
         photos = _delivered_photos(fake_telegram, user.id)
         assert len(photos) == 15 and len(set(photos)) == 15
         assert (await job_row(app.sessionmaker, job_id)).status == JobStatus.COMPLETED
+
+
+# ------------------------------------------------------------------ streaming delivery
+
+
+async def _seed_stored_pack(app: Application, job_id: int, sizes: list[tuple[int, int] | None]) -> list[GenerationTask]:
+    """Turn a seeded job into one that finished generating: one stored task per size (None: its file is gone)."""
+    async with app.sessionmaker() as session:
+        job = await session.get(GenerationJob, job_id)
+        assert job is not None
+        job.status, job.photos_completed, job.started_at = JobStatus.DELIVERING, len(sizes), utcnow()
+        tasks = []
+        for position, size in enumerate(sizes):
+            key = f"results/{job_id}/{position}.png"
+            if size is not None:
+                await app.files.put(key, render_result_png(f"task-{position}", size))
+            task = GenerationTask(
+                job_id=job_id,
+                position=position,
+                prompt_index=position,
+                seed=position,
+                status=TaskStatus.STORED,
+                result_key=key,
+                stored_at=utcnow(),
+            )
+            session.add(task)
+            tasks.append(task)
+        await session.commit()
+    return tasks
+
+
+def _photo_arrivals(fake: FakeTelegram, chat_id: int) -> dict[str, float]:
+    return {m.file_id or "": m.sent_at for m in fake.sent_messages(chat_id) if m.kind == "photo"}
+
+
+async def _file_ids_by_provider_task(app: Application, job_id: int) -> dict[str, str]:
+    async with app.sessionmaker() as session:
+        rows = (
+            await session.execute(
+                select(GenerationTask.provider_task_id, GenerationTask.telegram_file_id).where(
+                    GenerationTask.job_id == job_id
+                )
+            )
+        ).all()
+    return {provider_id: file_id for provider_id, file_id in rows if provider_id and file_id}
+
+
+async def test_portraits_arrive_in_completion_order_not_task_order(
+    fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path
+) -> None:
+    """Provider latencies fall as tasks are created, so the last task created finishes first: the chat
+    shows the portraits in the order the provider finished them."""
+    latencies = iter([4.8, 4.0, 3.2, 2.4, 1.6, 0.8, 0.1])  # below stuck_after (5 s)
+    async with delivery_stack(fake_telegram, sqlite_url, tmp_path, latency=lambda: next(latencies, 0.2)) as (
+        app,
+        kie,
+    ):
+        user = fake_telegram.user(language_code="en")
+        job_id = await seed_paid_job(app.sessionmaker, app.files, app.catalogue, telegram_id=user.id, pack="p7")
+        app.signals.job_queued()
+        await _until_finished(app, job_id)
+        finished = sorted(kie.tasks.values(), key=lambda task: task.created_monotonic + task.latency)
+        file_ids = await _file_ids_by_provider_task(app, job_id)
+        chat_order = [m.file_id for m in fake_telegram.sent_messages(user.id) if m.kind == "photo"]
+        assert chat_order == [file_ids[task.task_id] for task in finished]
+
+
+async def test_a_slow_first_task_holds_back_nothing(
+    fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path
+) -> None:
+    latencies = iter([4.5])  # below the policy's stuck_after (5 s), so it is not generated twice
+    async with delivery_stack(
+        fake_telegram, sqlite_url, tmp_path, latency=lambda: next(latencies, 0.3), ALBUM_WINDOW_SECONDS=0.5
+    ) as (app, kie):
+        user = fake_telegram.user(language_code="en")
+        job_id = await seed_paid_job(app.sessionmaker, app.files, app.catalogue, telegram_id=user.id, pack="p7")
+        app.signals.job_queued()
+        await _until_finished(app, job_id)
+        slow = max(kie.tasks.values(), key=lambda task: task.latency)
+        file_ids = await _file_ids_by_provider_task(app, job_id)
+        arrivals = _photo_arrivals(fake_telegram, user.id)
+        added = [
+            arrivals[file_ids[task.task_id]] - (task.created_monotonic + task.latency)
+            for task in kie.tasks.values()
+            if task is not slow
+        ]
+        assert len(added) == 6
+        # none of them waited for the slow one (4 s later): at most the album window and the app's own work
+        assert max(added) < 2.5
+
+
+async def test_three_packs_finishing_at_once_stay_within_the_chat_budget(sqlite_url: str, tmp_path: Path) -> None:
+    """Fake flood control of 20 messages per 2 s in a chat; the app's budget is a burst of 10 and then
+    5 per second (with its margin, 10 + 2 × 4.5 = 19 fit any 2 s): three packs for one user, no 429."""
+    async with FakeTelegram(flood_limits=(30, 1.0, 20, 2.0)) as fake:
+        async with delivery_app(fake, sqlite_url, tmp_path, latency=(0.5, 0.8), TELEGRAM_CHAT_RATE=5) as app:
+            user = fake.user(language_code="en")
+            job_ids = [
+                await seed_paid_job(app.sessionmaker, app.files, app.catalogue, telegram_id=user.id, pack="p7")
+                for _ in range(3)
+            ]
+            app.signals.job_queued()
+            for job_id in job_ids:
+                await _until_finished(app, job_id, timeout=90)
+                assert (await job_row(app.sessionmaker, job_id)).status == JobStatus.COMPLETED
+            await fake.wait_until(lambda: sum("portraits are here" in m.content for m in user.messages) == 3)
+            photos = _delivered_photos(fake, user.id)
+            assert len(photos) == 21 and len(set(photos)) == 21
+            assert fake.flood_429s == 0
+            assert app.metrics.telegram_429._value.get() == 0
+
+
+async def test_a_502_after_telegram_accepted_an_album_is_uncertain_never_sent_twice(
+    fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path
+) -> None:
+    async with delivery_app(fake_telegram, sqlite_url, tmp_path, latency=(0.2, 0.6)) as app:
+        user = fake_telegram.user(language_code="en")
+        rule = fake_telegram.inject("sendMediaGroup", status=502, after_accepting=True, times=1, chat_id=user.id)
+        job_id = await seed_paid_job(app.sessionmaker, app.files, app.catalogue, telegram_id=user.id, pack="p7")
+        app.signals.job_queued()
+        await _until_finished(app, job_id)
+        assert rule.fired == 1
+        notice = await user.wait_reply(lambda m: "may not have arrived" in m.content, timeout=10)
+        photos = _delivered_photos(fake_telegram, user.id)
+        assert len(photos) == 7 and len(set(photos)) == 7, "the accepted album was sent a second time"
+        async with app.sessionmaker() as session:
+            chunks = list((await session.execute(select(Delivery).where(Delivery.job_id == job_id))).scalars())
+        uncertain = [chunk for chunk in chunks if chunk.status == DeliveryStatus.UNCERTAIN]
+        assert len(uncertain) == 1
+        assert (await job_row(app.sessionmaker, job_id)).status == JobStatus.COMPLETED
+        await user.press_button(notice.message_id, notice.buttons[0]["callback_data"])
+        async with asyncio.timeout(10):
+            while len(_delivered_photos(fake_telegram, user.id)) < 7 + len(uncertain[0].task_ids):
+                await asyncio.sleep(0.1)
+
+
+async def test_a_delivery_that_lost_its_lease_sends_nothing_more(
+    fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path
+) -> None:
+    latencies = iter([0.2])  # the first portrait goes alone, long before the rest
+    async with delivery_app(fake_telegram, sqlite_url, tmp_path, latency=lambda: next(latencies, 3.0)) as app:
+        user = fake_telegram.user(language_code="en")
+        fake_telegram.delay("sendPhoto", 2.0, times=1, chat_id=user.id)
+        job_id = await seed_paid_job(app.sessionmaker, app.files, app.catalogue, telegram_id=user.id, pack="p7")
+        app.signals.job_queued()
+        await fake_telegram.wait_for(lambda call: call.method == "sendPhoto" and call.chat_id == user.id, timeout=30)
+        async with app.sessionmaker() as session:  # meanwhile another process took the pack over
+            job = await session.get(GenerationJob, job_id)
+            assert job is not None
+            job.delivery_owner, job.delivery_lease_until = "another-process", utcnow() + timedelta(hours=1)
+            await session.commit()
+        async with asyncio.timeout(30):
+            while {TaskStatus.PENDING, TaskStatus.SUBMITTED, TaskStatus.SUCCEEDED} & set(
+                await task_statuses(app.sessionmaker, job_id)
+            ):
+                await asyncio.sleep(0.1)
+        await asyncio.sleep(2.0)
+        assert len(_delivered_photos(fake_telegram, user.id)) == 1
+
+
+async def test_open_to_sending_needs_the_lease(fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path) -> None:
+    """The guard itself: a chunk is handed to Telegram only by the holder of a live lease."""
+    settings = app_settings(fake_telegram, sqlite_url, tmp_path / "files", webhook=True)
+    async with running_app(settings) as app:
+        user = fake_telegram.user(language_code="en")
+        job_id = await seed_paid_job(app.sessionmaker, app.files, app.catalogue, telegram_id=user.id, pack="p7")
+        async with app.sessionmaker() as session:
+            job = await session.get(GenerationJob, job_id)
+            assert job is not None
+            job.delivery_owner, job.delivery_lease_until = "me", utcnow() - timedelta(seconds=1)
+            chunk = await deliveries.open_chunk(session, job_id, [])
+            await session.commit()
+            assert not await deliveries.start_sending(session, chunk.id, job_id, "me")  # lapsed
+            job.delivery_lease_until = utcnow() + timedelta(seconds=60)
+            await session.commit()
+            assert not await deliveries.start_sending(session, chunk.id, job_id, "someone-else")
+            assert await deliveries.start_sending(session, chunk.id, job_id, "me")
+            assert not await deliveries.start_sending(session, chunk.id, job_id, "me")  # once only
+
+
+async def test_a_portrait_telegram_refuses_as_a_photo_goes_as_a_file_and_a_missing_one_is_credited(
+    fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path
+) -> None:
+    settings = app_settings(fake_telegram, sqlite_url, tmp_path / "files", webhook=True)
+    async with running_app(settings) as app:
+        user = fake_telegram.user(language_code="en")
+        job_id = await seed_paid_job(app.sessionmaker, app.files, app.catalogue, telegram_id=user.id, pack="p7")
+        sizes: list[tuple[int, int] | None] = [(256, 320)] * 7
+        sizes[2] = (2500, 100)  # 25:1, more than Telegram takes as a photo
+        sizes[5] = None  # its file is gone
+        tasks = await _seed_stored_pack(app, job_id, sizes)
+        app.signals.task_stored()
+        await _until_finished(app, job_id)
+        job = await job_row(app.sessionmaker, job_id)
+        assert job.status == JobStatus.PARTIAL and job.photos_failed == 1
+        photos = _delivered_photos(fake_telegram, user.id)
+        assert len(photos) == 5 and len(set(photos)) == 5
+        documents = [m for m in fake_telegram.sent_messages(user.id) if m.kind == "document"]
+        assert len(documents) == 1
+        async with app.sessionmaker() as session:
+            statuses = dict(
+                (
+                    await session.execute(
+                        select(GenerationTask.id, GenerationTask.status).where(GenerationTask.job_id == job_id)
+                    )
+                ).all()
+            )
+            assert statuses[tasks[2].id] == TaskStatus.DELIVERED and statuses[tasks[5].id] == TaskStatus.SKIPPED
+            releases = (
+                await session.execute(
+                    select(LedgerEntry).where(LedgerEntry.reason == LedgerReason.RELEASE, LedgerEntry.job_id == job_id)
+                )
+            ).scalars()
+            assert [entry.delta for entry in releases] == [1]
+        await user.wait_reply(lambda m: "1 could not be made" in m.content, timeout=10)

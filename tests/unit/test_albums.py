@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.delivery import split_albums
+from studio.delivery import split_albums
 
 
 @pytest.mark.parametrize(
