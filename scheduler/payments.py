@@ -649,10 +649,10 @@ class PaymentService:
             refund = await self.yookassa.get_refund(known_id)
         else:
             async with self.sessionmaker() as session:
-                row = await payment_queries.get_refund(session, row_id)
+                stored = await payment_queries.get_refund(session, row_id)
                 payment = await payment_queries.get_payment(session, payment_id)
-            assert row is not None and payment is not None
-            refund = await self._create_yookassa_refund(row, payment)
+            assert stored is not None and payment is not None
+            refund = await self._create_yookassa_refund(stored, payment)
         await self._record_refund_info(row_id, refund)
         if refund.status != "succeeded":
             return False, refund  # a pending refund is not money back yet; the admin repeats later

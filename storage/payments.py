@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage import jobs, ledger
 from storage.events import EventName, record_event
 from storage.models import Avatar, GenerationJob, Order, Payment, Refund, User, utcnow
-from storage.sql import insert_for
+from storage.sql import insert_for, rows_changed
 from studio.credits import purchase_line, refund_line
 from studio.states import AvatarStatus, OrderStatus, PaymentProviderName, PaymentStatus
 
@@ -243,7 +243,7 @@ async def record_stars_payment(
             .values(provider_payment_id=charge_id, updated_at=utcnow())
             .execution_options(synchronize_session=False)
         )
-        if claimed.rowcount:
+        if rows_changed(claimed):
             await session.refresh(intent)
             await _payment_event(session, EventName.PAYMENT_CREATED, intent)
             return intent
@@ -266,7 +266,7 @@ async def record_stars_payment(
     )
     payment = await find_by_provider_id(session, PaymentProviderName.STARS, charge_id)
     assert payment is not None
-    if inserted.rowcount:  # a repeated successful_payment finds the row and records nothing
+    if rows_changed(inserted):  # a repeated successful_payment finds the row and records nothing
         await _payment_event(session, EventName.PAYMENT_CREATED, payment)
     return payment
 
@@ -333,7 +333,7 @@ async def _move(
         .values(status=target, updated_at=utcnow(), status_history=history[-20:])
         .execution_options(synchronize_session=False)
     )
-    return bool(result.rowcount)
+    return bool(rows_changed(result))
 
 
 async def _reload(session: AsyncSession, payment: Payment) -> Payment:
@@ -374,7 +374,7 @@ async def _succeed(
             .values(status=OrderStatus.PAID, paid_at=utcnow(), currency=currency, amount=amount)
             .execution_options(synchronize_session=False)
         )
-        if not claimed.rowcount:
+        if not rows_changed(claimed):
             reason = ReturnReason.DUPLICATE
     credited = await ledger.record(
         session, order.user_id, purchase_line(payment.id, order.photos), order_id=order.id, payment_id=payment.id
@@ -534,7 +534,7 @@ async def mark_refund(
         .values(**values)
         .execution_options(synchronize_session=False)
     )
-    return bool(result.rowcount)
+    return bool(rows_changed(result))
 
 
 async def payments_by_charge_ids(session: AsyncSession, charge_ids: list[str]) -> dict[str, Payment]:
