@@ -546,12 +546,14 @@ class PaymentService:
     async def _apply_refund_info(self, info: RefundInfo) -> bool:
         """Record a YooKassa refund; True when it changed something here."""
         async with self.sessionmaker() as session:
-            ours = await payment_queries.find_refund(session, PaymentProviderName.YOOKASSA, info.id)
+            payment = await payment_queries.find_by_provider_id(session, PaymentProviderName.YOOKASSA, info.payment_id)
+            if payment is None:
+                return False  # another shop's, or not a payment of ours
+            ours = await payment_queries.find_refund(
+                session, PaymentProviderName.YOOKASSA, info.id
+            ) or await payment_queries.refund_in_flight(session, payment.id, info.amount_kopecks)
             if ours is not None:
                 refund_id, reason, open_ = ours.id, ours.reason, ours.status in payment_queries.OPEN_REFUND_STATUSES
-            payment = await payment_queries.find_by_provider_id(session, PaymentProviderName.YOOKASSA, info.payment_id)
-        if payment is None:
-            return False  # another shop's, or not a payment of ours
         if ours is not None:
             if not open_:
                 return False

@@ -504,6 +504,24 @@ async def refund_by_key(session: AsyncSession, idempotence_key: str) -> Refund |
     return (await session.execute(select(Refund).where(Refund.idempotence_key == idempotence_key))).scalar_one_or_none()
 
 
+async def refund_in_flight(session: AsyncSession, payment_id: int, amount: int) -> Refund | None:
+    """An open refund of this payment and amount whose provider id we have not stored yet: the
+    provider's notification can overtake the answer to our own request."""
+    return (
+        await session.execute(
+            select(Refund)
+            .where(
+                Refund.payment_id == payment_id,
+                Refund.amount == amount,
+                Refund.provider_refund_id.is_(None),
+                Refund.status.in_(OPEN_REFUND_STATUSES),
+            )
+            .order_by(Refund.id)
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+
+
 async def open_refunds(session: AsyncSession, limit: int = 100) -> list[Refund]:
     return list(
         (
