@@ -426,7 +426,8 @@ class PaymentService:
     async def settle_refunds(self) -> int:
         """Finish refunds decided but not confirmed (provider down, process stopped in between)."""
         async with self.sessionmaker() as session:
-            ids = [refund.id for refund in await payment_queries.open_refunds(session)]
+            due = await payment_queries.open_refunds(session, utcnow() - self.poll_interval / 2)
+            ids = [refund.id for refund in due]
         for refund_id in ids:
             await self._carry_out(refund_id)
         return len(ids)

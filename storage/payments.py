@@ -522,11 +522,15 @@ async def refund_in_flight(session: AsyncSession, payment_id: int, amount: int) 
     ).scalar_one_or_none()
 
 
-async def open_refunds(session: AsyncSession, limit: int = 100) -> list[Refund]:
+async def open_refunds(session: AsyncSession, untouched_since: datetime, limit: int = 100) -> list[Refund]:
+    """Open refunds nobody has moved on since ``untouched_since`` (fresh ones are still being worked on)."""
     return list(
         (
             await session.execute(
-                select(Refund).where(Refund.status.in_(OPEN_REFUND_STATUSES)).order_by(Refund.id).limit(limit)
+                select(Refund)
+                .where(Refund.status.in_(OPEN_REFUND_STATUSES), Refund.updated_at < untouched_since)
+                .order_by(Refund.id)
+                .limit(limit)
             )
         ).scalars()
     )

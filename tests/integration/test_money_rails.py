@@ -410,5 +410,6 @@ async def test_canceled_refund_is_reported_to_admins(
         card_row = next(p for p in (await books(app, user.id)).payments if p.provider == "yookassa")
         [row] = await refunds_of(app, card_row.id)
         assert (row.status, row.provider_refund_id) == ("canceled", refund_id)
-        assert len(kassa.requests_to(REFUNDS_ROUTE)) == 1  # looked up, never sent again
+        assert len(kassa.refunds) == 1  # one refund at YooKassa: looked up since, never made again
+        assert {r.idempotence_key for r in kassa.requests_to(REFUNDS_ROUTE)} == {f"pg-return-{card_row.id}"}
         assert_one_paid_job_with_return(await books(app, user.id), order_id)
