@@ -351,6 +351,8 @@ class PaymentService:
         if self.stars is None:
             return 0
         offset, settled, all_settled_so_far = self._stars_offset, 0, True
+        # A charge this fresh is most likely being handled from its update right now.
+        fresh_since = utcnow() - self.poll_interval / 2
         while True:
             try:
                 charges, seen = await self.stars.charges(offset, STARS_PAGE)
@@ -362,6 +364,9 @@ class PaymentService:
             for charge in charges:
                 payment = known.get(charge.charge_id)
                 if payment is not None and payment.status in FINAL_PAID_STATUSES:
+                    continue
+                if charge.date > fresh_since:
+                    all_settled_so_far = False
                     continue
                 if await self._settle_charge(charge):
                     settled += 1
