@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
@@ -21,6 +22,7 @@ class StarsCharge:
     user_telegram_id: int
     amount: int
     invoice_payload: str
+    date: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +61,11 @@ class StarsPayments:
                 and source.transaction_type == "invoice_payment"
                 and source.invoice_payload is not None
             ):
-                charges.append(StarsCharge(transaction.id, source.user.id, transaction.amount, source.invoice_payload))
+                charges.append(
+                    StarsCharge(
+                        transaction.id, source.user.id, transaction.amount, source.invoice_payload, transaction.date
+                    )
+                )
         return charges, len(page.transactions)
 
     async def refund(self, user_telegram_id: int, charge_id: str) -> bool:

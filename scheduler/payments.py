@@ -342,6 +342,8 @@ class PaymentService:
         if self.stars is None:
             return 0
         offset, settled, all_settled_so_far = self._stars_offset, 0, True
+        # A charge this fresh is most likely being handled from its update right now.
+        fresh_since = utcnow() - self.poll_interval / 2
         while True:
             try:
                 charges, seen = await self.stars.charges(offset, STARS_PAGE)
@@ -353,6 +355,9 @@ class PaymentService:
             for charge in charges:
                 payment = known.get(charge.charge_id)
                 if payment is not None and payment.status in FINAL_PAID_STATUSES:
+                    continue
+                if charge.date > fresh_since:
+                    all_settled_so_far = False
                     continue
                 if await self._settle_charge(charge):
                     settled += 1
@@ -417,7 +422,8 @@ class PaymentService:
     async def settle_refunds(self) -> int:
         """Finish refunds decided but not confirmed (provider down, process stopped in between)."""
         async with self.sessionmaker() as session:
-            ids = [refund.id for refund in await payment_queries.open_refunds(session)]
+            due = await payment_queries.open_refunds(session, utcnow() - self.poll_interval / 2)
+            ids = [refund.id for refund in due]
         for refund_id in ids:
             await self._carry_out(refund_id)
         return len(ids)
@@ -537,12 +543,14 @@ class PaymentService:
     async def _apply_refund_info(self, info: RefundInfo) -> bool:
         """Record a YooKassa refund; True when it changed something here."""
         async with self.sessionmaker() as session:
-            ours = await payment_queries.find_refund(session, PaymentProviderName.YOOKASSA, info.id)
+            payment = await payment_queries.find_by_provider_id(session, PaymentProviderName.YOOKASSA, info.payment_id)
+            if payment is None:
+                return False  # another shop's, or not a payment of ours
+            ours = await payment_queries.find_refund(
+                session, PaymentProviderName.YOOKASSA, info.id
+            ) or await payment_queries.refund_in_flight(session, payment.id, info.amount_kopecks)
             if ours is not None:
                 refund_id, reason, open_ = ours.id, ours.reason, ours.status in payment_queries.OPEN_REFUND_STATUSES
-            payment = await payment_queries.find_by_provider_id(session, PaymentProviderName.YOOKASSA, info.payment_id)
-        if payment is None:
-            return False  # another shop's, or not a payment of ours
         if ours is not None:
             if not open_:
                 return False
@@ -640,10 +648,10 @@ class PaymentService:
             refund = await self.yookassa.get_refund(known_id)
         else:
             async with self.sessionmaker() as session:
-                row = await payment_queries.get_refund(session, row_id)
+                stored = await payment_queries.get_refund(session, row_id)
                 payment = await payment_queries.get_payment(session, payment_id)
-            assert row is not None and payment is not None
-            refund = await self._create_yookassa_refund(row, payment)
+            assert stored is not None and payment is not None
+            refund = await self._create_yookassa_refund(stored, payment)
         await self._record_refund_info(row_id, refund)
         if refund.status != "succeeded":
             return False, refund  # a pending refund is not money back yet; the admin repeats later

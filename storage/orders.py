@@ -6,7 +6,7 @@ from sqlalchemy import exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import GenerationJob, LedgerEntry, Order, utcnow
-from storage.sql import insert_for
+from storage.sql import insert_for, rows_changed
 from studio.catalogue import Pack
 from studio.states import LedgerReason, OrderStatus
 
@@ -46,7 +46,7 @@ async def cancel_unpaid_order(session: AsyncSession, order_id: int) -> bool:
         )
         .values(status=OrderStatus.CANCELLED)
     )
-    return bool(result.rowcount)
+    return bool(rows_changed(result))
 
 
 async def cancel_awaiting_orders(session: AsyncSession, user_id: int) -> int:
@@ -56,7 +56,7 @@ async def cancel_awaiting_orders(session: AsyncSession, user_id: int) -> int:
         .where(Order.user_id == user_id, Order.status == OrderStatus.AWAITING_PAYMENT)
         .values(status=OrderStatus.CANCELLED)
     )
-    return int(result.rowcount or 0)
+    return rows_changed(result)
 
 
 async def last_order(session: AsyncSession, user_id: int) -> Order | None:

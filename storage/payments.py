@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage import jobs, ledger
 from storage.events import EventName, record_event
 from storage.models import Avatar, GenerationJob, Order, Payment, Refund, User, utcnow
-from storage.sql import insert_for
+from storage.sql import insert_for, rows_changed
 from studio.credits import purchase_line, refund_line
 from studio.states import AvatarStatus, OrderStatus, PaymentProviderName, PaymentStatus
 
@@ -243,7 +243,7 @@ async def record_stars_payment(
             .values(provider_payment_id=charge_id, updated_at=utcnow())
             .execution_options(synchronize_session=False)
         )
-        if claimed.rowcount:
+        if rows_changed(claimed):
             await session.refresh(intent)
             await _payment_event(session, EventName.PAYMENT_CREATED, intent)
             return intent
@@ -266,7 +266,7 @@ async def record_stars_payment(
     )
     payment = await find_by_provider_id(session, PaymentProviderName.STARS, charge_id)
     assert payment is not None
-    if inserted.rowcount:  # a repeated successful_payment finds the row and records nothing
+    if rows_changed(inserted):  # a repeated successful_payment finds the row and records nothing
         await _payment_event(session, EventName.PAYMENT_CREATED, payment)
     return payment
 
@@ -333,7 +333,7 @@ async def _move(
         .values(status=target, updated_at=utcnow(), status_history=history[-20:])
         .execution_options(synchronize_session=False)
     )
-    return bool(result.rowcount)
+    return bool(rows_changed(result))
 
 
 async def _reload(session: AsyncSession, payment: Payment) -> Payment:
@@ -374,7 +374,7 @@ async def _succeed(
             .values(status=OrderStatus.PAID, paid_at=utcnow(), currency=currency, amount=amount)
             .execution_options(synchronize_session=False)
         )
-        if not claimed.rowcount:
+        if not rows_changed(claimed):
             reason = ReturnReason.DUPLICATE
     credited = await ledger.record(
         session, order.user_id, purchase_line(payment.id, order.photos), order_id=order.id, payment_id=payment.id
@@ -504,11 +504,33 @@ async def refund_by_key(session: AsyncSession, idempotence_key: str) -> Refund |
     return (await session.execute(select(Refund).where(Refund.idempotence_key == idempotence_key))).scalar_one_or_none()
 
 
-async def open_refunds(session: AsyncSession, limit: int = 100) -> list[Refund]:
+async def refund_in_flight(session: AsyncSession, payment_id: int, amount: int) -> Refund | None:
+    """An open refund of this payment and amount whose provider id we have not stored yet: the
+    provider's notification can overtake the answer to our own request."""
+    return (
+        await session.execute(
+            select(Refund)
+            .where(
+                Refund.payment_id == payment_id,
+                Refund.amount == amount,
+                Refund.provider_refund_id.is_(None),
+                Refund.status.in_(OPEN_REFUND_STATUSES),
+            )
+            .order_by(Refund.id)
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+
+
+async def open_refunds(session: AsyncSession, untouched_since: datetime, limit: int = 100) -> list[Refund]:
+    """Open refunds nobody has moved on since ``untouched_since`` (fresh ones are still being worked on)."""
     return list(
         (
             await session.execute(
-                select(Refund).where(Refund.status.in_(OPEN_REFUND_STATUSES)).order_by(Refund.id).limit(limit)
+                select(Refund)
+                .where(Refund.status.in_(OPEN_REFUND_STATUSES), Refund.updated_at < untouched_since)
+                .order_by(Refund.id)
+                .limit(limit)
             )
         ).scalars()
     )
@@ -534,7 +556,7 @@ async def mark_refund(
         .values(**values)
         .execution_options(synchronize_session=False)
     )
-    return bool(result.rowcount)
+    return bool(rows_changed(result))
 
 
 async def payments_by_charge_ids(session: AsyncSession, charge_ids: list[str]) -> dict[str, Payment]:

@@ -29,6 +29,8 @@ from studio.catalogue import Catalogue
 from studio.credits import Currency, format_price, price_for
 from studio.states import JobStatus, OrderStatus, PaymentStatus
 
+# FSM data: order id -> message ids of the Stars invoices sent for it.
+INVOICES_KEY = "stars_invoices"
 EMAIL = re.compile(r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,190}\.[A-Za-z]{2,24}$")
 
 
@@ -120,17 +122,19 @@ async def _start_method(
     state: FSMContext,
 ) -> None:
     if method == "stars":
-        await _send_invoice(message, order_id, user, bot, catalogue, payments)
+        await _send_invoice(message, order_id, user, bot, catalogue, payments, state)
         return
     if settings.YOOKASSA_RECEIPTS and not user.email:
         await state.set_state(Checkout.email)
         await state.update_data(order_id=order_id)
         await message.answer(_("payment.ask_email"))
         return
-    await _send_yookassa_link(message, order_id, user, payments)
+    await _send_yookassa_link(message, order_id, user, payments, state)
 
 
-async def _send_yookassa_link(message: ChatTarget, order_id: int, user: User, payments: PaymentService) -> None:
+async def _send_yookassa_link(
+    message: ChatTarget, order_id: int, user: User, payments: PaymentService, state: FSMContext
+) -> None:
     try:
         link = await payments.start_yookassa(order_id, user)
     except OrderNotPayable:
@@ -147,10 +151,27 @@ async def _send_yookassa_link(message: ChatTarget, order_id: int, user: User, pa
     builder.button(text=_("button.check_payment"), callback_data=CheckCb(payment_id=link.payment_id))
     builder.adjust(1)
     await message.answer(_("payment.link"), reply_markup=builder.as_markup())
+    await _retire_invoices(message, order_id, state)
+
+
+async def _retire_invoices(message: ChatTarget, order_id: int, state: FSMContext) -> None:
+    """The card rail is offered: delete the order's Stars invoices, so one chat shows one way to pay.
+    (A pending YooKassa payment cannot be cancelled the other way round: only a held one can.)"""
+    invoices = dict((await state.get_data()).get(INVOICES_KEY) or {})
+    for message_id in invoices.pop(str(order_id), []):
+        with contextlib.suppress(TelegramBadRequest):  # already gone, or older than 48 h
+            await message.chat.delete_message(message_id)
+    await state.update_data({INVOICES_KEY: invoices})
 
 
 async def _send_invoice(
-    message: ChatTarget, order_id: int, user: User, bot: Bot, catalogue: Catalogue, payments: PaymentService
+    message: ChatTarget,
+    order_id: int,
+    user: User,
+    bot: Bot,
+    catalogue: Catalogue,
+    payments: PaymentService,
+    state: FSMContext,
 ) -> None:
     async with payments.sessionmaker() as session:
         order = await order_queries.get_order(session, order_id, user.id)
@@ -159,7 +180,7 @@ async def _send_invoice(
         return
     pack = catalogue.pack(order.pack)
     title = pack.title.get(user.language)
-    await bot.send_invoice(
+    invoice = await bot.send_invoice(
         chat_id=message.chat.id,
         title=title[:32],
         description=_("payment.invoice_description").format(photos=pack.photos)[:255],
@@ -168,6 +189,9 @@ async def _send_invoice(
         prices=[LabeledPrice(label=title[:32], amount=price_for(pack, Currency.STARS))],
         provider_token="",
     )
+    invoices = dict((await state.get_data()).get(INVOICES_KEY) or {})
+    invoices[str(order.id)] = [*invoices.get(str(order.id), []), invoice.message_id]
+    await state.update_data({INVOICES_KEY: invoices})
 
 
 async def receive_email(
@@ -180,8 +204,8 @@ async def receive_email(
     user.email = email
     order_id = int((await state.get_data())["order_id"])
     await session.commit()
-    await state.clear()
-    await _send_yookassa_link(message, order_id, user, payments)
+    await state.set_state(None)  # the data keeps the order's invoices, for _retire_invoices
+    await _send_yookassa_link(message, order_id, user, payments, state)
 
 
 async def check_payment(query: CallbackQuery, callback_data: CheckCb, user: User, payments: PaymentService) -> None:
