@@ -67,7 +67,12 @@ async def _jobs_of(app: Application, user_id: int) -> list[GenerationJob]:
 
 async def _released(app: Application, job_id: int) -> int:
     async with app.sessionmaker() as session:
-        return await ledger.released_for_job(session, job_id)
+        total = await session.scalar(
+            select(func.coalesce(func.sum(LedgerEntry.delta), 0)).where(
+                LedgerEntry.job_id == job_id, LedgerEntry.reason == LedgerReason.RELEASE
+            )
+        )
+        return int(total or 0)
 
 
 async def _balance(app: Application, user_id: int) -> int:
