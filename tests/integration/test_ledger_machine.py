@@ -196,8 +196,15 @@ class MoneyMachine(RuleBasedStateMachine):
     def empty_database(self) -> None:
         self.run(self.world.fresh())
 
-    @rule(pack=st.sampled_from(["p7", "p7", "p15", "trial"]), new_user=st.booleans(), who=PICK)
-    def order(self, pack: str, new_user: bool, who: int) -> None:
+    @rule(
+        pack=st.sampled_from(["p7", "p7", "p15", "trial"]),
+        new_user=st.booleans(),
+        who=PICK,
+        pay=st.sampled_from(["stars", "card", "later"]),
+    )
+    def order(self, pack: str, new_user: bool, who: int, pay: str) -> None:
+        """A new order (a pack, or the trial started at once), paid right away or left for later."""
+
         async def go() -> None:
             world = self.world
             if new_user or not self.users:
@@ -220,6 +227,12 @@ class MoneyMachine(RuleBasedStateMachine):
                     await world.payments.start_free(order.id, await self.user(user_id))
                 except OrderNotPayable:
                     pass  # one trial per user
+            elif pay == "stars":
+                await self.pay_stars(order.id, again=False, repeats=1, together=False)
+            elif pay == "card":
+                await self.open_card(order.id)
+                if self.card_payments:
+                    await self.pay_card(self.card_payments[-1], notices=1, together=False)
 
         self.run(go())
 
@@ -250,36 +263,34 @@ class MoneyMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.orders)
     @rule(which=PICK)
     def open_card_payment(self, which: int) -> None:
-        async def go() -> None:
-            order_id = self.pick(self.orders, which)
-            async with self.world.sessionmaker() as session:
-                order = await session.get(Order, order_id)
-                assert order is not None
-            try:
-                await self.world.payments.start_yookassa(order_id, await self.user(order.user_id))
-            except (OrderNotPayable, PaymentUnavailable):
-                return
-            for payment in await self.rows(Payment, Payment.order_id == order_id):
-                if payment.provider_payment_id and payment.provider == PaymentProviderName.YOOKASSA:
-                    if payment.provider_payment_id not in self.card_payments:
-                        self.card_payments.append(payment.provider_payment_id)
+        self.run(self.open_card(self.pick(self.orders, which)))
 
-        self.run(go())
+    async def open_card(self, order_id: int) -> None:
+        """The user taps "By card": the app creates (or reuses) the YooKassa payment."""
+        async with self.world.sessionmaker() as session:
+            order = await session.get(Order, order_id)
+            assert order is not None
+        try:
+            await self.world.payments.start_yookassa(order_id, await self.user(order.user_id))
+        except (OrderNotPayable, PaymentUnavailable):
+            return
+        for payment in await self.rows(Payment, Payment.order_id == order_id):
+            if payment.provider_payment_id and payment.provider == PaymentProviderName.YOOKASSA:
+                if payment.provider_payment_id not in self.card_payments:
+                    self.card_payments.append(payment.provider_payment_id)
 
     @precondition(lambda self: self.card_payments)
     @rule(which=PICK, notices=st.integers(0, 3), together=st.booleans())
     def card_paid(self, which: int, notices: int, together: bool) -> None:
         """The user pays; the notification comes ``notices`` times (0: lost), maybe all at once."""
-        payment_id = self.pick(self.card_payments, which)
+        self.run(self.pay_card(self.pick(self.card_payments, which), notices, together))
 
-        async def go() -> None:
-            if self.world.kassa.payments[payment_id]["status"] != "pending":
-                return
-            await self.world.kassa.pay(payment_id)
-            self.settled_card_payments.discard(payment_id)
-            await self.notify(payment_id, notices, together)
-
-        self.run(go())
+    async def pay_card(self, payment_id: str, notices: int, together: bool) -> None:
+        if self.world.kassa.payments[payment_id]["status"] != "pending":
+            return
+        await self.world.kassa.pay(payment_id)
+        self.settled_card_payments.discard(payment_id)
+        await self.notify(payment_id, notices, together)
 
     @precondition(lambda self: self.card_payments)
     @rule(which=PICK, notices=st.integers(0, 2))
@@ -315,42 +326,36 @@ class MoneyMachine(RuleBasedStateMachine):
     @rule(which=PICK, repeats=st.integers(1, 3), together=st.booleans(), again=st.booleans())
     def stars_paid(self, which: int, repeats: int, together: bool, again: bool) -> None:
         """A successful_payment for the order (a new charge, or one already seen delivered again)."""
-        order_id = self.pick(self.orders, which)
+        self.run(self.pay_stars(self.pick(self.orders, which), again=again, repeats=repeats, together=together))
 
-        async def go() -> None:
-            world = self.world
-            async with world.sessionmaker() as session:
-                order = await session.get(Order, order_id)
-                assert order is not None
-                user = await session.get(User, order.user_id)
-                assert user is not None
-            if order.price_stars <= 0:
-                return  # free orders have no invoice
-            seen = [charge for charge, of in self.stars_charges.items() if of == order_id]
-            if again and seen:
-                charge = seen[-1]
-            else:
-                charge = f"stxMACHINE{next(world.charges)}"
-                fake = next(fake for user_id, fake in self.users if user_id == order.user_id)
-                await fake.successful_payment(f"order:{order_id}", "XTR", order.price_stars, charge)
-                self.stars_charges[charge] = order_id
+    async def pay_stars(self, order_id: int, *, again: bool, repeats: int, together: bool) -> None:
+        world = self.world
+        async with world.sessionmaker() as session:
+            order = await session.get(Order, order_id)
+            assert order is not None
+            user = await session.get(User, order.user_id)
+            assert user is not None
+        if order.price_stars <= 0:
+            return  # free orders have no invoice
+        seen = [charge for charge, of in self.stars_charges.items() if of == order_id]
+        if again and seen:
+            charge = seen[-1]
+        else:
+            charge = f"stxMACHINE{next(world.charges)}"
+            fake = next(fake for user_id, fake in self.users if user_id == order.user_id)
+            await fake.successful_payment(f"order:{order_id}", "XTR", order.price_stars, charge)
+            self.stars_charges[charge] = order_id
 
-            def pay() -> Awaitable[Any]:
-                return world.payments.stars_paid(order_id, user.telegram_id, charge, "XTR", order.price_stars)
+        def pay() -> Awaitable[Any]:
+            return world.payments.stars_paid(order_id, user.telegram_id, charge, "XTR", order.price_stars)
 
-            if together:
-                await asyncio.gather(*(pay() for _ in range(repeats)))
-            else:
-                for _ in range(repeats):
-                    await pay()
-
-        self.run(go())
+        if together:
+            await asyncio.gather(*(pay() for _ in range(repeats)))
+        else:
+            for _ in range(repeats):
+                await pay()
 
     # ------------------------------------------------------------ generation
-
-    @rule()
-    def dispatch(self) -> None:
-        self.run(self.world.generation.dispatch_jobs())
 
     @rule(outcomes=st.lists(st.sampled_from(["portrait", "skip", "submit", "wait"]), min_size=1, max_size=12))
     def generate(self, outcomes: list[str]) -> None:
@@ -359,6 +364,7 @@ class MoneyMachine(RuleBasedStateMachine):
 
         async def go() -> None:
             world = self.world
+            await world.generation.dispatch_jobs()  # queued jobs fan out first, as the engine's loop does
             async with world.sessionmaker() as session:
                 claimed = await queue.claim_pending_tasks(session, WORKER, 100, timedelta(minutes=5))
                 await session.commit()
