@@ -458,6 +458,26 @@ class MoneyMachine(RuleBasedStateMachine):
 
     # ------------------------------------------------------------ the user's and the admin's actions
 
+    @rule(which=PICK, count=st.integers(1, 3))
+    def fail_some(self, which: int, count: int) -> None:
+        """Some not yet generated photos of a running pack fail for good (each skipped, its credit back)."""
+
+        async def go() -> None:
+            running = await self.rows(GenerationJob, GenerationJob.status == JobStatus.PROCESSING)
+            if not running:
+                return
+            job = self.pick(running, which)
+            pending = await self.rows(
+                GenerationTask, GenerationTask.job_id == job.id, GenerationTask.status == TaskStatus.PENDING
+            )
+            async with self.world.sessionmaker() as session:
+                for task in pending[:count]:
+                    await queue.skip_task(session, task.id, from_status=TaskStatus.PENDING, error="exhausted")
+                await session.commit()
+            await self.world.generation.settle_job(job.id)
+
+        self.run(go())
+
     @rule(which=PICK)
     def cancel(self, which: int) -> None:
         async def go() -> None:
@@ -605,3 +625,57 @@ def test_money_invariants_hold_after_every_step(database_kind: str, tmp_path: Pa
             runner.run(world.stop())
             if database_kind == "postgresql":
                 runner.run(drop_database(TEST_DATABASE_URL, url))
+
+
+# Fixed walks to each known defect, run with its flag on: they prove the machine's rules reach the
+# defect and the invariants catch it. While the fix is not merged the walk must fail; once it is merged
+# the walk passes, and this test then asks for the flag to be flipped (and keeps passing after that).
+KNOWN_DEFECT_WALKS: dict[str, list[tuple[str, dict[str, Any]]]] = {
+    "CROSSED_RAILS_REFUNDED": [
+        ("order", {"pack": "p7", "new_user": True, "who": 0, "pay": "card"}),
+        ("stars_paid", {"which": 0, "repeats": 1, "together": False, "again": False}),
+    ],
+    "CANCEL_AFTER_SKIPS_RELEASES_ONLY_THE_REST": [
+        ("order", {"pack": "p7", "new_user": True, "who": 0, "pay": "stars"}),
+        ("generate", {"outcomes": ["wait"]}),
+        ("fail_some", {"which": 0, "count": 2}),
+        ("cancel", {"which": 0}),
+    ],
+    "DOUBLE_TAP_SPENDS_ONCE": [
+        ("order", {"pack": "p7", "new_user": True, "who": 0, "pay": "stars"}),
+        ("grant", {"who": 0, "photos": 5}),
+        ("generate", {"outcomes": ["portrait", "skip"]}),
+        ("deliver", {}),
+        ("spend_returned_credits", {"which": 0, "double": True}),
+    ],
+    "QUEUED_REFUND_TAKES_CREDITS_BACK": [
+        ("order", {"pack": "p7", "new_user": True, "who": 0, "pay": "stars"}),
+        ("refund", {"which": 0, "photos": None}),
+    ],
+}
+
+
+@pytest.mark.parametrize("flag", sorted(KNOWN_DEFECT_WALKS))
+def test_each_known_defect_is_caught_by_the_machine(flag: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fixed = getattr(ledger_check, flag)
+    monkeypatch.setattr(ledger_check, flag, True)
+    with asyncio.Runner() as runner:
+        world = World(runner, f"sqlite+aiosqlite:///{tmp_path / 'walk.db'}", tmp_path / "files")
+        runner.run(world.start())
+        try:
+            MoneyMachine.world = world
+            machine = MoneyMachine()
+            machine.empty_database()
+            try:
+                for step, arguments in KNOWN_DEFECT_WALKS[flag]:
+                    getattr(machine, step)(**arguments)
+                    machine.money_invariants_hold()
+                    machine.money_taken_is_recorded()
+            except Exception as caught:
+                if fixed:
+                    raise
+                print(f"{flag}: the known defect, caught: {caught}")
+                return
+        finally:
+            runner.run(world.stop())
+    assert fixed, f"the walk to the defect behind {flag} passes now: set {flag} = True in tests/ledger_check.py"
