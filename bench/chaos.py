@@ -409,7 +409,7 @@ async def jobs_with_returned_credits(stack: Stack, telegram_ids: set[int]) -> li
 
 
 async def money(options: LoadOptions, scale: float) -> dict[str, Any]:
-    people = max(len(MONEY_KINDS) * 2, round(50 * scale))
+    people = max(len(MONEY_KINDS), round(50 * scale))
     settings = replace(options, packs=people, pack_photos=7)
     async with Stack(settings, extra_env={"ADMIN_IDS": str(MONEY_ADMIN_ID)}) as stack:
         # Photos that fail on both providers are skipped and credited back: partial packs.
