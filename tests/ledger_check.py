@@ -323,7 +323,9 @@ def _jobs(
         if not task_releases <= own:
             problems.append(f"job {job.id}: releases for tasks {sorted(task_releases - own)} it does not have")
         counts = tasks_by_job.get(job.id, Counter())
-        holding = sum(counts[status] for status in HOLDING_TASK_STATUSES) - on_the_house
+        # Photos not fanned out into tasks yet hold their credits too.
+        unplanned = max(0, job.photos_total - sum(counts.values()))
+        holding = sum(counts[status] for status in HOLDING_TASK_STATUSES) + unplanned - on_the_house
         portraits = sum(counts[status] for status in PORTRAIT_TASK_STATUSES) - on_the_house
         kept = job.photos_total - released
         if job.status == JobStatus.CANCELLED:
