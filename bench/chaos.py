@@ -1,6 +1,6 @@
 """Chaos suite: the real application (subprocesses) against the fakes, with faults, then the invariants.
 
-Run: ``python -m bench.chaos [--only kills,kie,telegram,payments,two_processes,bad_input] [--scale 1.0]
+Run: ``python -m bench.chaos [--only kills,kie,telegram,payments,two_processes,bad_input,money] [--scale 1.0]
 [--database-url postgresql+asyncpg://postgres@127.0.0.1:5432/postgres]``. ``make chaos`` runs them all.
 Each scenario prints one line of figures and the invariant check (bench/chaos_invariants.py); the exit
 status is non-zero when any invariant is broken. ``--scale`` shrinks the pack counts (the smoke test uses it).
@@ -13,6 +13,10 @@ status is non-zero when any invariant is broken. ``--scale`` shrinks the pack co
 5. two_processes — two processes on PostgreSQL (bot + scheduler) sharing the work; the scheduler is
    SIGKILLed mid-run and not restarted.
 6. bad_input — the intake's bad-input corpus from 50 users at once while 20 packs are generated.
+7. money — 50 buyers: card and Stars crossed on one order (both orders of events), notifications and
+   Stars messages repeated, providers failing photos (partial packs), an admin's /refund (twice), and
+   double taps on "use my credits" after a partial pack; ends with the money invariants
+   (tests/ledger_check.py, through the same invariant check as every scenario).
 """
 
 from __future__ import annotations
@@ -30,9 +34,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
 from bench.chaos_invariants import Invariants, check_invariants
 from bench.load import RESULTS, LoadOptions, Stack
 from bench.users import SimUser
+from storage.models import GenerationJob, Payment, User
+from studio.states import JobStatus, PaymentStatus
 from tests import image_corpus as corpus
 from tests.fakes.telegram import FakeUser
 
@@ -316,6 +324,141 @@ async def bad_input(options: LoadOptions, scale: float) -> dict[str, Any]:
         return result
 
 
+# ---------------------------------------------------------------------- 7. money
+
+MONEY_ADMIN_ID = 990_000_001
+MONEY_KINDS = ("plain", "card_then_stars", "stars_then_card", "repeated", "refunded", "double_tap")
+
+
+async def pay_card_then_stars(user: SimUser) -> None:
+    """Both ways open on one order; Stars goes through first, then the card payment succeeds too."""
+    await user.to_summary()
+    user.outcome.method = "card"
+    await user.choose_method()
+    user.outcome.method = "stars"
+    await user.choose_method()
+    await user.pay_stars()
+    user.outcome.method = "card"
+    await user.pay_card()
+
+
+async def pay_stars_then_card(user: SimUser) -> None:
+    """Telegram approved the Stars checkout, the card payment succeeds meanwhile, then Stars arrive."""
+    await user.to_summary()
+    user.outcome.method = "stars"
+    await user.choose_method()
+    user.outcome.method = "card"
+    await user.choose_method()
+    invoice_message = [m for m in user.telegram.chat_messages(user.user.id) if m.kind == "invoice"][-1]
+    invoice, payload = invoice_message.raw["invoice"], invoice_message.invoice_payload or ""
+    query = await user.user.pre_checkout(payload, invoice["currency"], invoice["total_amount"])
+    query_id = query["pre_checkout_query"]["id"]
+    await user.telegram.wait_for(
+        lambda call: (
+            call.method == "answerPreCheckoutQuery" and str(call.params.get("pre_checkout_query_id")) == query_id
+        ),
+        timeout=user.reply_timeout,
+    )
+    await user.pay_card()
+    charge = f"stxCROSS{user.user.id}x{user.outcome.order_id}"
+    await user.user.successful_payment(payload, invoice["currency"], invoice["total_amount"], charge)
+
+
+async def money_buy(position: int, user: SimUser, kind: str) -> Any:
+    await asyncio.sleep(position * 0.05)
+    try:
+        if kind == "card_then_stars":
+            await pay_card_then_stars(user)
+        elif kind == "stars_then_card":
+            await pay_stars_then_card(user)
+        elif kind == "repeated":
+            return await user.buy(notice="duplicated", stars_repeats=5)
+        else:
+            return await user.buy()
+        user.outcome.steps.append("paid")
+    except Exception as error:  # recorded; the invariants decide whether it matters
+        user.outcome.error = f"{type(error).__name__}: {error}"[:300]
+    return user.outcome
+
+
+async def payment_ids_of(stack: Stack, telegram_ids: set[int]) -> list[int]:
+    assert stack.sessionmaker is not None
+    async with stack.sessionmaker() as session:
+        rows = await session.execute(
+            select(Payment.id)
+            .join(User, User.id == Payment.user_id)
+            .where(User.telegram_id.in_(telegram_ids), Payment.status == PaymentStatus.SUCCEEDED)
+        )
+        return list(rows.scalars())
+
+
+async def jobs_with_returned_credits(stack: Stack, telegram_ids: set[int]) -> list[tuple[int, int]]:
+    """(Telegram id, job id) of finished packs that returned credits."""
+    assert stack.sessionmaker is not None
+    async with stack.sessionmaker() as session:
+        rows = await session.execute(
+            select(User.telegram_id, GenerationJob.id)
+            .join(User, User.id == GenerationJob.user_id)
+            .where(
+                User.telegram_id.in_(telegram_ids),
+                GenerationJob.photos_failed > 0,
+                GenerationJob.status.in_([JobStatus.PARTIAL, JobStatus.FAILED]),
+            )
+        )
+        return [(int(telegram_id), int(job_id)) for telegram_id, job_id in rows.all()]
+
+
+async def money(options: LoadOptions, scale: float) -> dict[str, Any]:
+    people = max(len(MONEY_KINDS), round(50 * scale))
+    settings = replace(options, packs=people, pack_photos=7)
+    async with Stack(settings, extra_env={"ADMIN_IDS": str(MONEY_ADMIN_ID)}) as stack:
+        # Photos that fail on both providers are skipped and credited back: partial packs.
+        stack.kie.fail_rate, stack.replicate.fail_rate = 0.8, 0.8
+        users = stack.users(people)
+        kinds = {user.user.id: MONEY_KINDS[position % len(MONEY_KINDS)] for position, user in enumerate(users)}
+        outcomes = list(
+            await asyncio.gather(*(money_buy(p, user, kinds[user.user.id]) for p, user in enumerate(users)))
+        )
+        admin = stack.telegram.user(user_id=MONEY_ADMIN_ID, language_code="en")
+        refunded = await payment_ids_of(stack, {tid for tid, kind in kinds.items() if kind == "refunded"})
+        for payment_id in refunded:
+            for _ in range(2):  # a repeated /refund refunds once
+                await admin.send_command("/refund", str(payment_id))
+                await admin.wait_reply(timeout=60.0)
+        paid = {outcome.telegram_id for outcome in outcomes if outcome.paid_at is not None}
+        drained = await stack.wait_jobs_done(len(paid), timeout=stack.options.deadline_seconds)
+        tappers = {tid for tid, kind in kinds.items() if kind == "double_tap"}
+        taps = 0
+        for telegram_id, job_id in await jobs_with_returned_credits(stack, tappers):
+            fake = stack.telegram.user(user_id=telegram_id)
+            last = stack.telegram.chat_messages(telegram_id)[-1]
+            queries = await asyncio.gather(
+                *(fake.press_button(last.message_id, f"r:{job_id}:credits") for _ in range(2))
+            )
+            for query_id in queries:
+                await stack.telegram.wait_for(
+                    lambda call, q=query_id: (
+                        call.method == "answerCallbackQuery" and str(call.params.get("callback_query_id")) == q
+                    ),
+                    timeout=60.0,
+                )
+            taps += 1
+        figures = {
+            "people": people,
+            "packs": paid_users(outcomes),
+            "kinds": {kind: sum(1 for k in kinds.values() if k == kind) for kind in MONEY_KINDS},
+            "refunds": len(refunded),
+            "double_taps": taps,
+            "drained_before_taps": drained,
+            "user_errors": errors(outcomes),
+        }
+        # A user who spent returned credits rightly has a second job: the money checks cover them.
+        spent = {telegram_id for telegram_id, _job in await jobs_with_returned_credits(stack, tappers)}
+        kept = [outcome for outcome in outcomes if outcome.telegram_id not in spent]
+        result = await finish(stack, kept, figures)
+        return result
+
+
 SCENARIOS: dict[str, Scenario] = {
     "kills": kills,
     "kie": kie_down,
@@ -323,6 +466,7 @@ SCENARIOS: dict[str, Scenario] = {
     "payments": payments,
     "two_processes": two_processes,
     "bad_input": bad_input,
+    "money": money,
 }
 
 

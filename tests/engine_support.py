@@ -8,13 +8,13 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage import avatars, payments
+from storage import avatars, jobs, ledger, payments
 from storage.files import FileStore
 from storage.models import GenerationJob, GenerationTask, Order, User
 from storage.orders import create_order
 from storage.users import TelegramProfile, register_user
 from studio.catalogue import Catalogue
-from studio.credits import Currency
+from studio.credits import Currency, trial_line
 from studio.states import PaymentStatus
 from tests.image_corpus import selfie_like_jpeg
 
@@ -115,9 +115,19 @@ async def seed_paid_job(
     async with sessionmaker() as session:
         order = await session.get(Order, order_id)
         assert order is not None
-        job = await pay_with_stars(session, order)
+        job = await pay_with_stars(session, order) if order.price_stars else await start_trial(session, order)
         await session.commit()
         return job.id
+
+
+async def start_trial(session: AsyncSession, order: Order) -> GenerationJob:
+    """A free order started on the user's trial credits (its one trial line), queued like a paid one."""
+    user = await session.get(User, order.user_id)
+    assert user is not None
+    assert await ledger.record(session, user.id, trial_line(user.id, order.photos), order_id=order.id)
+    job = await jobs.create_job_for_order(session, order, user, priority=jobs.PRIORITY_PAID)
+    assert job is not None
+    return job
 
 
 async def pay_with_stars(session: AsyncSession, order: Order) -> GenerationJob:

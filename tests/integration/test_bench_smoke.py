@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench.chaos import payments
+from bench.chaos import MONEY_KINDS, money, payments
 from bench.load import LoadOptions, run_load
 from bench.report import write_reports
 
@@ -45,3 +45,14 @@ async def test_chaos_payment_notifications_credit_once_and_deliver_once() -> Non
     assert result["card_notices"] == {"duplicated": 1, "reordered": 1, "lost": 1, "normal": 1}
     assert result["ok"], result["problems"]
     assert "jobs 8," in result["invariants"] and "duplicates 0" in result["invariants"]
+
+
+async def test_chaos_money_keeps_every_invariant() -> None:
+    options = LoadOptions(time_factor=0.02, deadline_seconds=90)
+    # One buyer of each kind: card, card then Stars, Stars then card (both crossed on one order),
+    # repeated notifications, refunded by /refund (twice), and a double tap on returned credits.
+    result = await money(options, 0.1)
+
+    assert result["kinds"] == dict.fromkeys(MONEY_KINDS, 1), result
+    assert result["packs"] == len(MONEY_KINDS) and result["refunds"] == 1, result
+    assert result["ok"], result["problems"]

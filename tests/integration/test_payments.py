@@ -28,6 +28,7 @@ from storage.db import create_engine, create_sessionmaker
 from storage.migrate import upgrade_async
 from storage.models import GenerationJob, GenerationTask, LedgerEntry, Order, Payment, User
 from studio.states import JobStatus, LedgerReason, OrderStatus, PaymentProviderName, PaymentStatus, TaskStatus
+from tests import ledger_check
 from tests.fakes.telegram import ChatMessage, FakeTelegram, FakeUser
 from tests.fakes.yookassa import FakeYooKassa
 from tests.harness import app_settings, callback_answer, running_app
@@ -839,9 +840,18 @@ async def test_a_job_with_a_portrait_made_cannot_be_cancelled(
         "job resized",
         "refund of a kept payment",
         "negative balance",
+        "two kept payments for one order",
+        "refunded twice",
+        "finished without its tasks",
+        "returned credits spent twice",
     ],
 )
-async def test_ledger_check_catches_imbalance(sqlite_url: str, corruption: str) -> None:
+async def test_ledger_check_catches_imbalance(
+    sqlite_url: str, corruption: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The rules the known defects still break are enforced here regardless of their flags.
+    monkeypatch.setattr(ledger_check, "CROSSED_RAILS_REFUNDED", True)
+    monkeypatch.setattr(ledger_check, "DOUBLE_TAP_SPENDS_ONCE", True)
     await upgrade_async(sqlite_url)
     engine = create_engine(sqlite_url)
     sessionmaker = create_sessionmaker(engine)
@@ -914,6 +924,40 @@ async def test_ledger_check_catches_imbalance(sqlite_url: str, corruption: str) 
                     session.add(extra)
                     await session.flush()
                     session.add(line("reserve", f"job:{extra.id}", -8, job_id=extra.id))
+                case "two kept payments for one order":
+                    # Stars paid the order, then the card too: both kept (credited), neither refunded.
+                    card = Payment(
+                        order_id=order.id,
+                        user_id=user.id,
+                        provider="yookassa",
+                        provider_payment_id="card-1",
+                        idempotence_key="card-1",
+                        amount=49_000,
+                        currency="RUB",
+                        status="succeeded",
+                    )
+                    session.add(card)
+                    await session.flush()
+                    session.add(line("purchase", f"payment:{card.id}", 7, payment_id=card.id))
+                case "refunded twice":
+                    await session.execute(update(Payment).values(status="refunded"))
+                    session.add(line("refund", "refund:payment:stars:a", -3, payment_id=payment.id))
+                    session.add(line("refund", "refund:payment:stars:b", -3, payment_id=payment.id))
+                case "finished without its tasks":
+                    # Credited back as if cancelled, but the job says it completed: portraits nobody made.
+                    await session.execute(update(GenerationJob).values(status="completed"))
+                case "returned credits spent twice":
+                    await session.execute(update(GenerationJob).values(status="partial", photos_failed=3))
+                    for _tap in range(2):
+                        session.add(
+                            Order(
+                                user_id=user.id,
+                                style="professional",
+                                pack=f"credits-{job.id}",
+                                photos=3,
+                                status="ready",
+                            )
+                        )
             await session.commit()
             with pytest.raises(AssertionError, match="ledger out of balance"):
                 await assert_ledger_balanced(sessionmaker)
