@@ -48,6 +48,7 @@ async def fake() -> AsyncIterator[FakeKie]:
     async with FakeKie(hmac_key=HMAC_KEY, latency=(0.01, 0.03), image_size=(512, 640)) as server:
         yield server
 
+
 LOCAL_FAKES = DownloadPolicy(allow_loopback=True)
 
 
