@@ -97,9 +97,9 @@ async def test_fuzzed_requests_to_every_endpoint_get_no_5xx_and_change_nothing(
 
 
 async def test_forged_kie_callbacks_with_random_task_ids_never_reach_kie(
-    fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path
+    fake_telegram: FakeTelegram, database_url: str, tmp_path: Path
 ) -> None:
-    async with hostile_stack(fake_telegram, sqlite_url, tmp_path) as stack, aiohttp.ClientSession() as client:
+    async with hostile_stack(fake_telegram, database_url, tmp_path) as stack, aiohttp.ClientSession() as client:
         statuses = []
         for _ in range(100):
             body = {"code": 200, "data": {"taskId": uuid.uuid4().hex, "state": "success"}}

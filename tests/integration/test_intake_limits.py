@@ -37,9 +37,11 @@ def get_file_calls(fake: FakeTelegram) -> int:
 
 
 async def test_fifty_faceless_photos_spend_the_budget_then_nothing_is_downloaded(
-    fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path
+    fake_telegram: FakeTelegram, database_url: str, tmp_path: Path
 ) -> None:
-    settings = app_settings(fake_telegram, sqlite_url, tmp_path / "files", FACE_CHECKS=True, TELEGRAM_CHAT_RATE=1000.0)
+    settings = app_settings(
+        fake_telegram, database_url, tmp_path / "files", FACE_CHECKS=True, TELEGRAM_CHAT_RATE=1000.0
+    )
     async with running_app(settings):
         user = fake_telegram.user(language_code="en")
         await start_uploading(user)
