@@ -1,6 +1,6 @@
 """Chaos suite: the real application (subprocesses) against the fakes, with faults, then the invariants.
 
-Run: ``python -m bench.chaos [--only kills,kie,telegram,payments,two_processes,bad_input,money] [--scale 1.0]
+Run: ``python -m bench.chaos [--only kills,kie,telegram,payments,two_processes,bad_input,money,fuzz] [--scale 1.0]
 [--database-url postgresql+asyncpg://postgres@127.0.0.1:5432/postgres]``. ``make chaos`` runs them all.
 Each scenario prints one line of figures and the invariant check (bench/chaos_invariants.py); the exit
 status is non-zero when any invariant is broken. ``--scale`` shrinks the pack counts (the smoke test uses it).
@@ -17,6 +17,8 @@ status is non-zero when any invariant is broken. ``--scale`` shrinks the pack co
    Stars messages repeated, providers failing photos (partial packs), an admin's /refund (twice), and
    double taps on "use my credits" after a partial pack; ends with the money invariants
    (tests/ledger_check.py, through the same invariant check as every scenario).
+8. fuzz — 3000 hypothesis-generated hostile requests to every HTTP endpoint of an idle app: no 5xx,
+   no table changed, no call to any outside service.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from bench.users import SimUser
 from storage.models import GenerationJob, Payment, User
 from studio.states import JobStatus, PaymentStatus
 from tests import image_corpus as corpus
+from tests.endpoint_fuzz import fuzz, generate_cases, table_contents
 from tests.fakes.telegram import FakeUser
 
 Scenario = Callable[[LoadOptions, float], Awaitable[dict[str, Any]]]
@@ -459,6 +462,34 @@ async def money(options: LoadOptions, scale: float) -> dict[str, Any]:
         return result
 
 
+async def fuzz_endpoints(options: LoadOptions, scale: float) -> dict[str, Any]:
+    """Hypothesis-generated hostile requests to every endpoint of an idle app: no 5xx, no table changed,
+    no call out (tests/endpoint_fuzz.py; the test suite sends a bounded number, this many more)."""
+    examples = max(200, round(3000 * scale))
+    cases = await asyncio.to_thread(generate_cases, examples, "bench-webhook-secret")
+    async with Stack(replace(options, packs=0)) as stack:
+        assert stack.sessionmaker is not None
+        await asyncio.sleep(2.0)  # start-up calls (setWebhook, ...) are over
+        before, calls_before = await table_contents(stack.sessionmaker), outbound(stack)
+        report = await fuzz(stack.apps[0].port, cases)
+        await asyncio.sleep(1.0)
+        after, calls_after = await table_contents(stack.sessionmaker), outbound(stack)
+        changed = sorted(name for name in before if before[name] != after.get(name))
+        return {
+            "ok": not report.server_errors and not changed and calls_before == calls_after,
+            "requests": report.line(),
+            "server_errors": [f"{case.path} {status} {case.body[:80]!r}" for case, status in report.server_errors[:5]],
+            "tables_changed": changed,
+            "outbound_calls": f"{calls_before} -> {calls_after}",
+        }
+
+
+def outbound(stack: Stack) -> tuple[int, ...]:
+    """Calls the app made to Kie, Replicate, YooKassa and Telegram (getUpdates/getWebhookInfo aside)."""
+    telegram = [call for call in stack.telegram.calls() if call.method not in {"getUpdates", "getWebhookInfo"}]
+    return len(stack.kie.requests), len(stack.replicate.requests), len(stack.kassa.requests), len(telegram)
+
+
 SCENARIOS: dict[str, Scenario] = {
     "kills": kills,
     "kie": kie_down,
@@ -467,6 +498,7 @@ SCENARIOS: dict[str, Scenario] = {
     "two_processes": two_processes,
     "bad_input": bad_input,
     "money": money,
+    "fuzz": fuzz_endpoints,
 }
 
 

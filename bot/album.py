@@ -28,6 +28,10 @@ class AlbumCollector(Generic[Outcome]):
         self.quiet_seconds = quiet_seconds
         self._albums: dict[AlbumKey, _Album[Outcome]] = {}
 
+    def __len__(self) -> int:
+        """Albums still collecting (zero once every album has been answered)."""
+        return len(self._albums)
+
     def begin(self, key: AlbumKey) -> None:
         album = self._albums.setdefault(key, _Album())
         album.pending += 1

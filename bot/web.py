@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.observability import Heartbeat, Metrics, database_reachable
+from providers.jsonbody import MAX_BODY_BYTES as JSON_MAX_BODY_BYTES
 from providers.jsonbody import MalformedJson, load_json, load_json_object, same_text
 from studio.policy import BreakerState
 
@@ -24,7 +25,7 @@ YOOKASSA_PATH = "/payments/yookassa"
 KIE_CALLBACK_PATH = "/providers/kie/callback"
 REPLICATE_WEBHOOK_PATH = "/providers/replicate/webhook"
 # Bigger bodies are refused by aiohttp itself (413) before anything reads them.
-MAX_BODY_BYTES = 1024 * 1024
+MAX_BODY_BYTES = JSON_MAX_BODY_BYTES
 TELEGRAM_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
 

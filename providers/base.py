@@ -118,7 +118,7 @@ class ImageProvider(Protocol):
 
     async def get_task(self, provider_task_id: str) -> TaskResult: ...
 
-    def callback_task_id(self, headers: Mapping[str, str], raw_body: bytes) -> str:
+    async def callback_task_id(self, headers: Mapping[str, str], raw_body: bytes) -> str:
         """The task a callback is about, after every check that costs no outbound call (body shape,
         signature when configured). Raises MalformedCallbackError or BadSignatureError."""
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import hmac
 import json
 
-MAX_BODY_BYTES = 1024 * 1024
+# Replicate webhooks carry the whole prediction, which may inline an output as a data: URI.
+MAX_BODY_BYTES = 2 * 1024 * 1024
 # Real notifications nest a handful of levels (a Telegram update ~6, a Kie callback 3).
 MAX_DEPTH = 32
 

@@ -12,11 +12,12 @@ after the commit, so the log never announces an event that was rolled back.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import event as orm_event
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -67,6 +68,14 @@ async def record_event(
         .returning(Event.user_id)
     )
     _log_after_commit(session, name, result.scalar_one(), job_id, properties)
+
+
+async def count_recent(session: AsyncSession, name: EventName, *, user_id: int, since: datetime) -> int:
+    """How many ``name`` events ``user_id`` caused since ``since`` (per-user budgets read this)."""
+    query = select(func.count(Event.id)).where(
+        Event.user_id == user_id, Event.name == str(name), Event.created_at >= since
+    )
+    return int((await session.execute(query)).scalar_one())
 
 
 def _log_after_commit(

@@ -251,23 +251,40 @@ def _upright_rgb(data: bytes, long_side: int) -> tuple[np.ndarray, float, tuple[
 
 
 class FaceAnalyser:
-    def __init__(self, models: FaceModels, limits: FaceLimits | None = None) -> None:
+    """Selfie checks and portrait scoring, each on its own worker with its own copy of the models.
+
+    Separate lanes so that a flood of uploads (anyone can send photos) queues behind itself and
+    never in front of the portraits people paid for; separate models because dlib's networks keep
+    per-call state and are not safe to share between threads. Given only ``models``, both lanes
+    share one worker (tests that build an analyser by hand)."""
+
+    def __init__(
+        self, models: FaceModels, limits: FaceLimits | None = None, portrait_models: FaceModels | None = None
+    ) -> None:
         self.models = models
         self.limits = limits or FaceLimits()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="faces")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="faces-intake")
+        self._portrait_models = portrait_models or models
+        self._portrait_executor = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="faces-portraits")
+            if portrait_models is not None
+            else self._executor
+        )
 
     @classmethod
     def load(cls, limits: FaceLimits | None = None) -> FaceAnalyser:
-        return cls(FaceModels.load(), limits)
+        return cls(FaceModels.load(), limits, portrait_models=FaceModels.load())
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._portrait_executor.shutdown(wait=False, cancel_futures=True)
 
     # -------------------------------------------- blocking
 
-    def read(self, data: bytes) -> FaceReading:
+    def read(self, data: bytes, models: FaceModels | None = None) -> FaceReading:
+        models = models or self.models
         pixels, scale, (width, height) = _upright_rgb(data, self.limits.work_long_side)
-        detector = self.models.detector
+        detector = models.detector
         # No upsampling first (4x cheaper); a second pass finds faces under ~80 px, so a small
         # face is reported as small rather than as missing.
         rects, scores, _ = detector.run(pixels, 0, DETECT_MIN_SCORE)
@@ -280,9 +297,9 @@ class FaceAnalyser:
         )
         if not found:
             return FaceReading(width, height, faces, None, None)
-        shape = self.models.landmarks(pixels, found[0][0])
-        embedding = np.array(self.models.encoder.compute_face_descriptor(pixels, shape))
-        chip = np.asarray(self.models.face_chip(pixels, shape, size=CHIP_SIZE))
+        shape = models.landmarks(pixels, found[0][0])
+        embedding = np.array(models.encoder.compute_face_descriptor(pixels, shape))
+        chip = np.asarray(models.face_chip(pixels, shape, size=CHIP_SIZE))
         # Only the middle of the chip: its margin may be background or the black fill beyond the
         # photo's edge, whose hard borders would make any blurred face look sharp.
         inner = chip[CHIP_SIZE // 4 : -CHIP_SIZE // 4, CHIP_SIZE // 4 : -CHIP_SIZE // 4]
@@ -306,7 +323,7 @@ class FaceAnalyser:
 
     def score_portrait(self, data: bytes, references: Sequence[np.ndarray]) -> IdentityScore | None:
         """None when the portrait shows no face at all."""
-        reading = self.read(data)
+        reading = self.read(data, self._portrait_models)
         if reading.embedding is None:
             return None
         return identity_score(reading.embedding, references)
@@ -318,10 +335,12 @@ class FaceAnalyser:
 
     async def score_portrait_async(self, data: bytes, references: Sequence[np.ndarray]) -> IdentityScore | None:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.score_portrait, data, references)
+        return await loop.run_in_executor(self._portrait_executor, self.score_portrait, data, references)
 
     async def embed_async(self, data: bytes) -> np.ndarray | None:
-        reading = await asyncio.get_running_loop().run_in_executor(self._executor, self.read, data)
+        """A reference photo's embedding, for scoring portraits (hence the portrait lane)."""
+        loop = asyncio.get_running_loop()
+        reading = await loop.run_in_executor(self._portrait_executor, self.read, data, self._portrait_models)
         return reading.embedding
 
 

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.admin_service import AdminService, RefundResult
 from bot.broadcast import BroadcastService
 from bot.handlers.chat import ChatTarget
+from bot.html_split import answer_html, fit_lines
 from bot.settings import Settings
 from providers.payments import PaymentProviderError
 from scheduler.payments import OrderNotPayable, PaymentUnavailable
@@ -141,7 +142,8 @@ async def stats_command(
         )
         for name, figures in sorted(stats.providers.items())
     ]
-    await message.answer(
+    await answer_html(
+        message,
         _("admin.stats").format(
             period=period,
             since=_when(stats.since),
@@ -167,7 +169,7 @@ async def stats_command(
             cost=_admin_number(stats.provider_cost),
             identity=_admin_number(stats.identity_average, 3),
             redo_share=_share(stats.redo_share),
-        )
+        ),
     )
 
 
@@ -183,13 +185,14 @@ async def queue_command(message: Message, session: AsyncSession, admin: AdminSer
     oldest = None
     if snapshot.oldest_queued_at is not None:
         oldest = (datetime.now(UTC) - snapshot.oldest_queued_at).total_seconds()
-    await message.answer(
+    await answer_html(
+        message,
         _("admin.queue").format(
             jobs=jobs if snapshot.jobs else _("admin.queue.empty"),
             oldest=_duration(oldest),
             tasks=tasks if snapshot.tasks else _("admin.queue.empty"),
             providers=await _provider_lines(admin),
-        )
+        ),
     )
 
 
@@ -237,7 +240,7 @@ async def job_command(
             started=_when(job.started_at),
             first_image=_when(job.first_image_at),
             finished=_when(job.finished_at),
-            tasks="\n".join(lines)[:2500],
+            tasks=fit_lines(lines, 2500),
         ),
         reply_markup=_job_keyboard(job.id),
     )
@@ -326,7 +329,8 @@ async def user_command(
     await admin.audit(user.telegram_id, "user", f"user:{target.id}")
     detail = await queries.user_detail(session, target)
     yes, no = _("admin.yes"), _("admin.no")
-    await message.answer(
+    await answer_html(
+        message,
         _("admin.user").format(
             name=escape(target.first_name or ""),
             username=escape(target.username or "-"),
@@ -354,7 +358,7 @@ async def user_command(
                 f"#{job.id} {job.status} {job.photos_completed}/{job.photos_total} {_when(job.created_at)}"
                 for job in detail.jobs
             ),
-        )[:4000],
+        ),
         reply_markup=_user_keyboard(target),
     )
 

@@ -33,11 +33,11 @@ from storage import faces as face_queries
 from storage import jobs as job_queries
 from storage import ledger
 from storage import orders as order_queries
-from storage.events import EventName, record_event
+from storage.events import EventName, count_recent, record_event
 from storage.faces import FaceAnalyser, SetReview
 from storage.files import FileStore
 from storage.images import ImageRejected, validate_and_normalize
-from storage.models import Avatar, User
+from storage.models import Avatar, User, utcnow
 from studio.catalogue import Catalogue, Pack
 from studio.credits import Currency, format_price, price_for
 from studio.intake import MAX_PHOTOS, MIN_PHOTOS, can_finish, is_full
@@ -50,6 +50,12 @@ RESUME_WINDOW = timedelta(days=7)
 # Sentinel reason: a photo arrived outside the upload step (nothing to say about the photo itself).
 NOT_NOW = "upload.not_now"
 TOO_MANY = "photo.rejected.too_many"
+# Beyond the hourly budget of rejected photos nothing is downloaded or checked.
+OVER_BUDGET = "photo.rejected.over_budget"
+# Our own failure while taking a photo: the user is told, and it never counts against them.
+FAILED = "photo.rejected.failed"
+NOT_RECORDED = (NOT_NOW, OVER_BUDGET, FAILED)
+REJECTION_WINDOW = timedelta(hours=1)
 
 
 class Intake(StatesGroup):
@@ -208,12 +214,7 @@ async def receive_image(
     album_key = (message.chat.id, message.media_group_id) if message.media_group_id else None
     if album_key is not None:
         album_collector.begin(album_key)
-    async with user_locks.lock(user.id):
-        outcome = await _take_photo(message, state, session, user, bot, settings, files, faces)
-        if outcome.reason_key and outcome.reason_key != NOT_NOW:  # the one place every rejection passes
-            reason = outcome.reason_key.removeprefix("photo.rejected.")
-            await record_event(session, EventName.PHOTO_REJECTED, user_id=user.id, reason=reason)
-        await session.commit()  # never hold a write transaction while waiting for album siblings
+    outcome = await _take_and_record(message, state, session, user, bot, settings, files, user_locks, faces)
     if album_key is not None:
         outcomes = await album_collector.finish(album_key, message.message_id, outcome)
         if outcomes is None:
@@ -221,6 +222,33 @@ async def receive_image(
     else:
         outcomes = [outcome]
     await _reply_to_upload(message, state, session, user, catalogue, outcomes, files, faces)
+
+
+async def _take_and_record(
+    message: Message,
+    state: FSMContext,
+    session: AsyncSession,
+    user: User,
+    bot: Bot,
+    settings: Settings,
+    files: FileStore,
+    user_locks: UserLocks,
+    faces: FaceAnalyser | None,
+) -> PhotoOutcome:
+    try:
+        async with user_locks.lock(user.id):
+            outcome = await _take_photo(message, state, session, user, bot, settings, files, faces)
+            if outcome.reason_key and outcome.reason_key not in NOT_RECORDED:  # every rejection passes here
+                reason = outcome.reason_key.removeprefix("photo.rejected.")
+                await record_event(session, EventName.PHOTO_REJECTED, user_id=user.id, reason=reason)
+            await session.commit()  # never hold a write transaction while waiting for album siblings
+    except Exception:
+        # Every item must report an outcome, or its album never gets its one reply (and the
+        # collector keeps the album forever): a failure is an outcome too.
+        log.exception("taking a photo of user %s failed", user.id)
+        await session.rollback()
+        return PhotoOutcome(False, 0, FAILED)
+    return outcome
 
 
 async def _take_photo(
@@ -256,6 +284,10 @@ async def _take_photo(
     if await avatar_queries.is_known_photo(session, avatar.id, file_unique_id=file_unique_id):
         return PhotoOutcome(False, count, "photo.rejected.duplicate")
 
+    since = utcnow() - REJECTION_WINDOW
+    rejected = await count_recent(session, EventName.PHOTO_REJECTED, user_id=user.id, since=since)
+    if rejected >= settings.INTAKE_REJECTS_PER_HOUR:
+        return PhotoOutcome(False, count, OVER_BUDGET)
     buffer = BytesIO()
     try:
         await bot.download(file_id, destination=buffer, timeout=60)

@@ -128,6 +128,16 @@ CORE_MESSAGES: dict[str, tuple[str, str]] = {
         "✋ В наборе уже {max} фото — больше не нужно.",
         "✋ Your set already has {max} photos — no more are needed.",
     ),
+    "photo.rejected.over_budget": (
+        "⏸ За последний час было слишком много фото, которые не подошли. Сделайте перерыв и пришлите "
+        "селфи через час — лучше при дневном свете, лицо крупно и в фокусе.",
+        "⏸ Too many photos that didn't pass in the last hour. Please take a break and send selfies again "
+        "in an hour — ideally in daylight, your face large and in focus.",
+    ),
+    "photo.rejected.failed": (
+        "⚠️ Что-то пошло не так с этим фото. Попробуйте отправить его ещё раз.",
+        "⚠️ Something went wrong with that photo. Please send it again.",
+    ),
     "photo.rejected.download_failed": (
         "⚠️ Не удалось загрузить фото из Telegram. Попробуйте отправить его ещё раз.",
         "⚠️ I couldn't fetch that photo from Telegram. Please send it again.",

@@ -1,0 +1,155 @@
+"""Every HTTP endpoint of the running app under hostile input, over real HTTP against the fakes.
+
+A stranger's request must cost the stranger, not us: no call to a provider with our credentials
+for a task that is not ours, no 500 for any body or header, no change to any table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+from bot.app import Application
+from bot.web import KIE_CALLBACK_PATH, REPLICATE_WEBHOOK_PATH, TELEGRAM_WEBHOOK_PATH, YOOKASSA_PATH
+from tests.endpoint_fuzz import fuzz, generate_cases, post_raw, table_contents
+from tests.engine_support import provider_settings
+from tests.fakes.kie import FakeKie
+from tests.fakes.replicate import FakeReplicate
+from tests.fakes.telegram import FakeTelegram
+from tests.fakes.yookassa import FakeYooKassa
+from tests.harness import app_settings, running_app
+
+# A bounded number per run keeps `make test` quick; `make chaos` (scenario fuzz) sends thousands.
+FUZZ_EXAMPLES = int(os.environ.get("PINGLASS_FUZZ_EXAMPLES", "150"))
+WEBHOOK_SECRET = "test-webhook-secret"
+
+
+@dataclass
+class Stack:
+    app: Application
+    kie: FakeKie
+    replicate: FakeReplicate
+    kassa: FakeYooKassa
+    telegram: FakeTelegram
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.app.port}{path}"
+
+
+@asynccontextmanager
+async def hostile_stack(
+    telegram: FakeTelegram, sqlite_url: str, tmp_path: Path, **extra: object
+) -> AsyncIterator[Stack]:
+    # Kie without an HMAC key: the default, and the case where every callback used to cost a recordInfo.
+    async with FakeKie() as kie, FakeReplicate() as replicate, FakeYooKassa() as kassa:
+        settings = app_settings(
+            telegram,
+            sqlite_url,
+            tmp_path / "files",
+            webhook=True,
+            **provider_settings(kie, replicate),
+            YOOKASSA_SHOP_ID=kassa.shop_id,
+            YOOKASSA_SECRET_KEY=kassa.secret_key,
+            YOOKASSA_API_URL=kassa.api_url,
+            YOOKASSA_RETURN_URL="https://t.me/pinglass_test_bot",
+            YOOKASSA_TRUSTED_IPS="127.0.0.1/32",  # the fuzz reaches the parser, not just the IP check
+            **extra,
+        )
+        async with running_app(settings) as app:
+            yield Stack(app, kie, replicate, kassa, telegram)
+
+
+def outbound_calls(stack: Stack) -> tuple[int, int, int, int]:
+    return (
+        len(stack.kie.requests),
+        len(stack.replicate.requests),
+        len(stack.kassa.requests),
+        len(stack.telegram.calls()),
+    )
+
+
+async def test_fuzzed_requests_to_every_endpoint_get_no_5xx_and_change_nothing(
+    fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path
+) -> None:
+    cases = generate_cases(FUZZ_EXAMPLES, WEBHOOK_SECRET)
+    async with hostile_stack(fake_telegram, sqlite_url, tmp_path) as stack:
+        before, calls_before = await table_contents(stack.app.sessionmaker), outbound_calls(stack)
+        report = await fuzz(stack.app.port, cases)
+        await asyncio.sleep(0.5)  # anything a request started in the background would have shown by now
+        after, calls_after = await table_contents(stack.app.sessionmaker), outbound_calls(stack)
+    print(f"endpoint fuzz: {report.line()}")
+    assert not report.server_errors, report.server_errors[:3]
+    assert sum(report.tried.values()) == len(cases) and set(report.tried) == {
+        TELEGRAM_WEBHOOK_PATH,
+        YOOKASSA_PATH,
+        KIE_CALLBACK_PATH,
+        REPLICATE_WEBHOOK_PATH,
+    }
+    assert before == after
+    assert calls_before == calls_after  # not one call to a provider, YooKassa or Telegram
+
+
+async def test_forged_kie_callbacks_with_random_task_ids_never_reach_kie(
+    fake_telegram: FakeTelegram, database_url: str, tmp_path: Path
+) -> None:
+    async with hostile_stack(fake_telegram, database_url, tmp_path) as stack, aiohttp.ClientSession() as client:
+        statuses = []
+        for _ in range(100):
+            body = {"code": 200, "data": {"taskId": uuid.uuid4().hex, "state": "success"}}
+            async with client.post(stack.url(KIE_CALLBACK_PATH), json=body) as response:
+                statuses.append(response.status)
+        assert set(statuses) == {404}
+        assert stack.kie.record_info_calls == [] and stack.kie.requests == []
+
+
+async def test_deep_huge_and_odd_bodies_and_headers_get_4xx_never_500(
+    fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path
+) -> None:
+    deep = b"[" * 200_000 + b"]" * 200_000
+    huge = b'{"data": "' + b"x" * (3 * 1024 * 1024) + b'"}'
+    async with hostile_stack(fake_telegram, sqlite_url, tmp_path, KIE_WEBHOOK_HMAC_KEY="kie-hmac") as stack:
+        port = stack.app.port
+        for path in (TELEGRAM_WEBHOOK_PATH, YOOKASSA_PATH, KIE_CALLBACK_PATH, REPLICATE_WEBHOOK_PATH):
+            secret = [(b"X-Telegram-Bot-Api-Secret-Token", WEBHOOK_SECRET.encode())]
+            assert await post_raw(port, path, secret, deep) == 400, path
+            assert await post_raw(port, path, secret, huge) == 413, path
+        callback = b'{"data": {"taskId": "abc"}}'
+        odd = "\u0444\u0430\u043b\u044c\u0448".encode()  # Cyrillic, as UTF-8 bytes
+        for name, value in (
+            (b"X-Telegram-Bot-Api-Secret-Token", odd),
+            (b"X-Telegram-Bot-Api-Secret-Token", b"\xff\xfe\x80"),
+        ):
+            assert await post_raw(port, TELEGRAM_WEBHOOK_PATH, [(name, value)], b'{"update_id": 1}') == 401
+        for value in (odd, b"\xff\xfe\x80"):
+            headers = [(b"X-Webhook-Timestamp", b"1786428202"), (b"X-Webhook-Signature", value)]
+            assert await post_raw(port, KIE_CALLBACK_PATH, headers, callback) == 401
+            replicate = [(b"webhook-id", value), (b"webhook-timestamp", value), (b"webhook-signature", value)]
+            assert await post_raw(port, REPLICATE_WEBHOOK_PATH, replicate, b'{"id": "x"}') == 401
+        assert stack.kie.record_info_calls == []
+
+
+async def test_metrics_token_guards_metrics_and_health_detail(
+    fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path
+) -> None:
+    settings = app_settings(fake_telegram, sqlite_url, tmp_path / "files", METRICS_TOKEN="scrape-me")
+    async with running_app(settings) as app, aiohttp.ClientSession() as client:
+        base = f"http://127.0.0.1:{app.port}"
+        async with client.get(f"{base}/metrics") as response:
+            assert response.status == 401
+        async with client.get(f"{base}/metrics", headers={"Authorization": "Bearer wrong"}) as response:
+            assert response.status == 401
+        async with client.get(f"{base}/metrics", headers={"Authorization": "Bearer \u0444"}) as response:
+            assert response.status == 401
+        async with client.get(f"{base}/metrics", headers={"Authorization": "Bearer scrape-me"}) as response:
+            assert response.status == 200 and "pinglass" in await response.text()
+        async with client.get(f"{base}/healthz") as response:
+            assert response.status in (200, 503) and set(await response.json()) == {"status"}
+        async with client.get(f"{base}/healthz", headers={"Authorization": "Bearer scrape-me"}) as response:
+            assert {"status", "database", "scheduler"} <= set(await response.json())
