@@ -42,7 +42,9 @@ def _zero(value: Any) -> tuple[bool, str]:
 
 
 TARGETS: dict[str, tuple[str, Check]] = {
-    "added_latency_p95": ("≤ 1 s (callbacks)", _at_most(1.0)),
+    # Streaming delivery: a lone portrait may wait the album window (3 s by default) for company.
+    "added_latency_p95": ("≤ album window + 1 s = 4 s (callbacks)", _at_most(4.0)),
+    "first_portrait_p95": ("≤ 1 s (callbacks)", _at_most(1.0)),
     "payment_to_first_create_p95": ("≤ 1 s", _at_most(1.0)),
     "kie_budget_used": ("≥ 95 %", _at_least(0.95)),
     "kie_429": ("0", _zero),
@@ -60,7 +62,7 @@ def rows(run: dict[str, Any]) -> list[tuple[str, str, str, str]]:
 
     def add(label: str, value: Any, target_key: str | None = None, shown: str | None = None) -> None:
         target, verdict = "", ""
-        if target_key is not None and (target_key != "added_latency_p95" or callbacks):
+        if target_key is not None and (target_key not in ("added_latency_p95", "first_portrait_p95") or callbacks):
             target, check = TARGETS[target_key]
             verdict = check(value)[1]
         out.append((label, shown if shown is not None else _fmt(value), target, verdict))
@@ -71,6 +73,13 @@ def rows(run: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         lat.get("p95"),
         "added_latency_p95",
         f"{_fmt(lat.get('p50'))} / {_fmt(lat.get('p95'))} / {_fmt(lat.get('max'))} s (n={lat.get('n')})",
+    )
+    first = run.get("added_latency_first_portrait_s") or {}
+    add(
+        "  first portrait of each pack p50/p95",
+        first.get("p95"),
+        "first_portrait_p95",
+        f"{_fmt(first.get('p50'))} / {_fmt(first.get('p95'))} s (n={first.get('n')})",
     )
     wait, work = run.get("added_album_wait_s") or {}, run.get("added_app_work_s") or {}
     add(

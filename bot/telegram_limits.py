@@ -2,8 +2,9 @@
 
 Telegram allows about 30 messages/s overall and about 1 message/s per chat, and counts album
 items one by one. Each chat's budget is :class:`studio.delivery.ChatBudgets` (a burst of one album,
-then 1/s), shared with delivery, which plans its albums against the same numbers; a global leaky
-bucket keeps the total under 30/s. A 429 is honoured by emptying the chat's budget for
+then 1/s), shared with delivery, which plans its albums against the same numbers; a global bucket
+of the same kind (a burst of one album, then ``global_rate`` less a quarter, so no 1 s window carries
+more than 30) keeps the total under Telegram's 30/s. A 429 is honoured by emptying the chat's budget for
 ``retry_after`` and repeating the same request. A 5xx is retried with backoff, except for sends of
 portraits: Telegram may have accepted the album before the error, so the caller gets the error and
 treats the arrival as unknown instead of sending it twice. The partial-album 400 ("failed to send
@@ -24,9 +25,8 @@ from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextR
 from aiogram.exceptions import TelegramBadRequest, TelegramRetryAfter, TelegramServerError
 from aiogram.methods import Response, TelegramMethod
 from aiogram.methods.base import TelegramType
-from aiolimiter import AsyncLimiter
 
-from studio.delivery import ChatBudgets
+from studio.delivery import ALBUM_MAX, ChatBudget, ChatBudgets
 
 log = logging.getLogger(__name__)
 
@@ -63,17 +63,18 @@ class OutgoingLimits(BaseRequestMiddleware):
         on_send: Any = None,
         budgets: ChatBudgets | None = None,
     ) -> None:
-        self.global_limiter = AsyncLimiter(global_rate, 1.0)
+        # 10 + 25 × 0.75 ≈ 29 messages in any second; a plain leaky bucket of 25 lets 50 through in one.
+        self.global_budget = ChatBudget(ALBUM_MAX, global_rate, time.monotonic(), margin=0.25)
         self.budgets = budgets if budgets is not None else ChatBudgets(chat_burst, chat_rate)
         self.max_retries = max_retries
         self.on_retry_after = on_retry_after
         self.on_send = on_send
 
-    async def _wait_for_chat(self, chat_id: int | str, cost: int) -> None:
-        moment = self.budgets.of(chat_id, time.monotonic()).reserve(cost, time.monotonic())
-        delay = moment - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
+    async def _wait_for_budget(self, chat_id: int | str | None, cost: int) -> None:
+        # The chat's turn first, then the global one: a send waiting on its chat holds no global share.
+        if chat_id is not None:
+            await _sleep_until(self.budgets.of(chat_id, time.monotonic()).reserve(cost, time.monotonic()))
+        await _sleep_until(self.global_budget.reserve(cost, time.monotonic()))
 
     def _honour_429(self, chat_id: int | str | None, retry_after: float) -> None:
         if chat_id is not None:
@@ -96,9 +97,7 @@ class OutgoingLimits(BaseRequestMiddleware):
         chat_id = getattr(method, "chat_id", None)
         for attempt in range(self.max_retries + 1):
             if cost:
-                if chat_id is not None:
-                    await self._wait_for_chat(chat_id, cost)
-                await self.global_limiter.acquire(min(cost, 25))
+                await self._wait_for_budget(chat_id, cost)
                 if self.on_send:
                     self.on_send(type(method).__name__)
             try:
@@ -125,3 +124,9 @@ class OutgoingLimits(BaseRequestMiddleware):
                     raise PartialAlbumError(int(match.group(1)), int(match.group(2))) from error
                 raise
         raise AssertionError("unreachable")
+
+
+async def _sleep_until(moment: float) -> None:
+    delay = moment - time.monotonic()
+    if delay > 0:
+        await asyncio.sleep(delay)

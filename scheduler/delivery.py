@@ -160,23 +160,26 @@ class DeliveryService:
             job_ids = await queries.jobs_to_deliver(session)
         for job_id in job_ids:
             state = self._packs.get(job_id)
-            if state is not None and self.workers.running(job_id):
+            if state is not None:
                 state.wake.set()
-            else:
-                self._packs[job_id] = _PackState()
-                self.workers.spawn(self._worker(job_id), key=job_id, name=f"delivery-{job_id}")
+                continue
+            state = _PackState()
+            if self.workers.spawn(self._worker(job_id, state), key=job_id, name=f"delivery-{job_id}"):
+                self._packs[job_id] = state
+            elif self.on_missed_wake is not None:
+                self.on_missed_wake()  # the previous worker is just leaving: look again
 
     async def wait_idle(self, job_id: int) -> None:
         await self.workers.wait(job_id)
 
-    async def _worker(self, job_id: int) -> None:
+    async def _worker(self, job_id: int, state: _PackState) -> None:
         try:
             if not await self._claim(job_id):
                 return  # another process is delivering this pack
             # A send can wait on the chat's budget longer than the lease; keep the lease alive meanwhile.
             keeper = asyncio.create_task(self._keep_lease(job_id), name=f"delivery-lease-{job_id}")
             try:
-                await self._deliver(job_id, self._packs[job_id])
+                await self._deliver(job_id, state)
             finally:
                 keeper.cancel()
                 await asyncio.gather(keeper, return_exceptions=True)
@@ -184,8 +187,9 @@ class DeliveryService:
                     await queries.release_delivery(session, job_id, self.worker_id)
                     await session.commit()
         finally:
-            state = self._packs.pop(job_id, None)
-            if state is not None and state.wake.is_set() and self.on_missed_wake is not None:
+            if self._packs.get(job_id) is state:
+                del self._packs[job_id]
+            if state.wake.is_set() and self.on_missed_wake is not None:
                 self.on_missed_wake()  # a portrait stored while this worker was leaving
 
     async def _keep_lease(self, job_id: int) -> None:

@@ -301,9 +301,9 @@ async def test_three_packs_finishing_at_once_stay_within_the_chat_budget(sqlite_
 
 
 async def test_a_502_after_telegram_accepted_an_album_is_uncertain_never_sent_twice(
-    fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path
+    fake_telegram: FakeTelegram, database_url: str, tmp_path: Path
 ) -> None:
-    async with delivery_app(fake_telegram, sqlite_url, tmp_path, latency=(0.2, 0.6)) as app:
+    async with delivery_app(fake_telegram, database_url, tmp_path, latency=(0.2, 0.6)) as app:
         user = fake_telegram.user(language_code="en")
         rule = fake_telegram.inject("sendMediaGroup", status=502, after_accepting=True, times=1, chat_id=user.id)
         job_id = await seed_paid_job(app.sessionmaker, app.files, app.catalogue, telegram_id=user.id, pack="p7")
@@ -348,9 +348,9 @@ async def test_a_delivery_that_lost_its_lease_sends_nothing_more(
         assert len(_delivered_photos(fake_telegram, user.id)) == 1
 
 
-async def test_open_to_sending_needs_the_lease(fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path) -> None:
+async def test_open_to_sending_needs_the_lease(fake_telegram: FakeTelegram, database_url: str, tmp_path: Path) -> None:
     """The guard itself: a chunk is handed to Telegram only by the holder of a live lease."""
-    settings = app_settings(fake_telegram, sqlite_url, tmp_path / "files", webhook=True)
+    settings = app_settings(fake_telegram, database_url, tmp_path / "files", webhook=True)
     async with running_app(settings) as app:
         user = fake_telegram.user(language_code="en")
         job_id = await seed_paid_job(app.sessionmaker, app.files, app.catalogue, telegram_id=user.id, pack="p7")

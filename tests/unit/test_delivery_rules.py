@@ -128,3 +128,18 @@ def test_progress_edits_keep_their_interval_and_the_budget() -> None:
     chat = budget(5.0)
     chat.reserve(10, 5.0)
     assert progress_edit_due(last_edit_at=None, now=5.0, interval=3.0, waiting=0, budget=chat) == pytest.approx(6.0)
+
+
+def test_the_global_budget_keeps_any_second_under_thirty() -> None:
+    """The middleware's global bucket (a burst of one album, then 25/s less a quarter) against Telegram's
+    ~30 messages per second; a plain leaky bucket of 25 would let 50 through in one second."""
+    rng = random.Random(9)
+    overall = ChatBudget(10, 25.0, 0.0, margin=0.25)
+    sends: list[tuple[float, int]] = []
+    now = 0.0
+    for _ in range(600):
+        now += rng.choice([0.0, 0.0, 0.01, 0.2, 1.0])
+        items = rng.choice([1, 1, 1, 2, 5, 10])
+        sends.append((overall.reserve(items, now), items))
+    for start, _ in sends:
+        assert sum(items for at, items in sends if start <= at < start + 1.0) <= 30
