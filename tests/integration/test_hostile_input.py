@@ -7,19 +7,24 @@ for a task that is not ours, no 500 for any body or header, no change to any tab
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+import pytest
+from sqlalchemy import func, select
 
 from bot.app import Application
 from bot.web import KIE_CALLBACK_PATH, REPLICATE_WEBHOOK_PATH, TELEGRAM_WEBHOOK_PATH, YOOKASSA_PATH
+from storage.models import GenerationTask
 from tests.endpoint_fuzz import fuzz, generate_cases, post_raw, table_contents
-from tests.engine_support import provider_settings
+from tests.engine_support import FAST_POLICY, provider_settings, seed_paid_job
 from tests.fakes.kie import FakeKie
 from tests.fakes.replicate import FakeReplicate
 from tests.fakes.telegram import FakeTelegram
@@ -153,3 +158,47 @@ async def test_metrics_token_guards_metrics_and_health_detail(
             assert response.status in (200, 503) and set(await response.json()) == {"status"}
         async with client.get(f"{base}/healthz", headers={"Authorization": "Bearer scrape-me"}) as response:
             assert {"status", "database", "scheduler"} <= set(await response.json())
+
+
+async def test_a_callback_that_outruns_our_submitted_commit_is_fetched_by_the_submitter(
+    fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The id of a genuine early callback is unknown to the database when it arrives (404, no fetch);
+    the submitter, once its commit lands, fetches it itself: results do not wait for the poll."""
+    slow_polls = json.loads(json.dumps(FAST_POLICY))
+    for provider in slow_polls["providers"]:
+        provider |= {"first_poll_after_seconds": 300.0, "poll_every_seconds": 300.0, "stuck_after_seconds": 600.0}
+    async with FakeKie(latency=(0.0, 0.01)) as kie:
+        settings = app_settings(
+            fake_telegram,
+            sqlite_url,
+            tmp_path / "files",
+            webhook=True,
+            **provider_settings(kie, FALLBACK_POLICY=json.dumps(slow_polls)),
+        )
+        async with running_app(settings) as app:
+            engine = app.engine_service
+            record_submitted = engine._record_submitted
+
+            async def commit_late(*args: Any, **kwargs: Any) -> bool:
+                await asyncio.sleep(0.5)  # the callback arrives meanwhile
+                return bool(await record_submitted(*args, **kwargs))
+
+            monkeypatch.setattr(engine, "_record_submitted", commit_late)
+            job_id = await seed_paid_job(
+                app.sessionmaker, app.files, app.catalogue, telegram_id=fake_telegram.user().id, pack="p7"
+            )
+            app.signals.job_queued()
+            for _ in range(300):
+                async with app.sessionmaker() as session:
+                    stored = await session.scalar(
+                        select(func.count(GenerationTask.id)).where(
+                            GenerationTask.job_id == job_id, GenerationTask.result_key.is_not(None)
+                        )
+                    )
+                if stored == 7:
+                    break
+                await asyncio.sleep(0.1)
+            assert stored == 7
+            assert [record.status for record in kie.callbacks] == [404] * 7
+            assert len(kie.record_info_calls) == 7  # one fetch per task, by the submitter
