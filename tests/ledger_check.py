@@ -40,19 +40,19 @@ from studio.states import ACTIVE_JOB_STATUSES, JobStatus, LedgerReason, OrderSta
 # Defect "crossed card/Stars payments are not refunded": a card payment and a Stars payment for one
 # order both succeed and both stay kept (the second only credits the balance). Guards rule 2's
 # "no order has two unrefunded payments" (so also "a kept payment is its order's only one").
-CROSSED_RAILS_REFUNDED = False
+CROSSED_RAILS_REFUNDED = True
 # Defect "cancel after skips over-releases": cancelling a processing job with skipped tasks releases
 # its whole reservation on top of the per-task releases. Guards the state machine's rule that
 # cancels such a job (rule 3 itself is always checked, and no other test cancels after a skip).
-CANCEL_AFTER_SKIPS_RELEASES_ONLY_THE_REST = False
+CANCEL_AFTER_SKIPS_RELEASES_ONLY_THE_REST = True
 # Defect "a double tap on spending returned credits makes two jobs": two concurrent taps both find
 # no order yet. Guards rule 5's "at most one order per source job" and the state machine's
 # concurrent double tap.
-DOUBLE_TAP_SPENDS_ONCE = False
+DOUBLE_TAP_SPENDS_ONCE = True
 # Defect "/refund of a queued job takes 0 credits back": the job's reserve holds every credit, so
 # the refund finds an empty balance and the job still runs. Guards the state machine's check that a
 # refund of a payment whose job had not started takes back all the credits it was asked for.
-QUEUED_REFUND_TAKES_CREDITS_BACK = False
+QUEUED_REFUND_TAKES_CREDITS_BACK = True
 
 # A payment whose money we kept at some point: it must have bought credits exactly once.
 CREDITED_PAYMENT_STATUSES = frozenset({PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED})

@@ -45,7 +45,8 @@ from providers.stars import StarsPayments
 from providers.yookassa import YooKassaClient
 from scheduler.engine import EngineConfig, GenerationEngine
 from scheduler.housekeeping import Housekeeping
-from scheduler.payments import CreditsUnavailable, OrderNotPayable, PaymentService, PaymentUnavailable
+from scheduler.credits import CreditService, CreditsUnavailable
+from scheduler.payments import OrderNotPayable, PaymentService, PaymentUnavailable
 from scheduler.signals import WorkSignals
 from storage import avatars, deliveries, jobs, ledger, queue
 from storage import orders as order_queries
@@ -148,6 +149,9 @@ class World:
             yookassa=self.yookassa,
             return_url="https://t.me/pinglass_test_bot",
             poll_interval_seconds=0,
+        )
+        self.credits = CreditService(
+            self.sessionmaker, catalogue=self.catalogue, notifier=self.notifier, signals=self.signals
         )
 
     async def close_kassa(self) -> None:
@@ -512,7 +516,7 @@ class MoneyMachine(RuleBasedStateMachine):
                 return
             job = self.pick(candidates, which)
             user = await self.user(job.user_id)
-            spend = self.world.payments.start_from_balance
+            spend = self.world.credits.spend_returned
             if double and ledger_check.DOUBLE_TAP_SPENDS_ONCE:
                 results = await asyncio.gather(spend(job.id, user), spend(job.id, user), return_exceptions=True)
                 for result in results:
