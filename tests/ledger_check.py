@@ -309,7 +309,7 @@ def _jobs(
         if released > job.photos_total:
             problems.append(f"job {job.id}: {released} credits released of {job.photos_total} reserved")
         cancel_lines = by_reference.get((LedgerReason.RELEASE, f"cancel:job:{job.id}"), [])
-        if job.status == JobStatus.CANCELLED and [e.delta for e in cancel_lines] != [job.photos_total]:
+        if len(cancel_lines) > 1:
             problems.append(f"cancelled job {job.id}: cancel releases {[e.delta for e in cancel_lines]}")
         if job.status != JobStatus.CANCELLED and cancel_lines:
             problems.append(f"job {job.id} is {job.status} but has a cancel release")
@@ -318,8 +318,13 @@ def _jobs(
         task_releases = {e.reference for e in releases if e.reference.startswith("task:")}
         skipped, own = skipped_refs.get(job.id, set()), task_refs.get(job.id, set())
         on_the_house = len(task_releases - skipped)
-        if job.status != JobStatus.CANCELLED and not skipped <= task_releases:
-            problems.append(f"job {job.id}: skipped tasks {sorted(skipped - task_releases)} released nothing")
+        # A job stopped as a whole (missing selfies, a refund) gives its skipped tasks back in one line.
+        stop_lines = by_reference.get((LedgerReason.RELEASE, f"stop:job:{job.id}"), [])
+        if len(stop_lines) > 1:
+            problems.append(f"job {job.id}: {len(stop_lines)} stop releases")
+        unreleased = skipped - task_releases
+        if job.status != JobStatus.CANCELLED and len(unreleased) > sum(e.delta for e in stop_lines):
+            problems.append(f"job {job.id}: skipped tasks {sorted(unreleased)} released nothing")
         if not task_releases <= own:
             problems.append(f"job {job.id}: releases for tasks {sorted(task_releases - own)} it does not have")
         counts = tasks_by_job.get(job.id, Counter())
