@@ -43,9 +43,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from providers.stars import StarsPayments
 from providers.yookassa import YooKassaClient
+from scheduler.credits import CreditService, CreditsUnavailable
 from scheduler.engine import EngineConfig, GenerationEngine
 from scheduler.housekeeping import Housekeeping
-from scheduler.credits import CreditService, CreditsUnavailable
 from scheduler.payments import OrderNotPayable, PaymentService, PaymentUnavailable
 from scheduler.signals import WorkSignals
 from storage import avatars, deliveries, jobs, ledger, queue

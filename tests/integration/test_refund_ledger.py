@@ -10,9 +10,9 @@ from sqlalchemy import select, update
 
 from bot.app import Application
 from storage import ledger
-from storage.models import GenerationJob, LedgerEntry, Payment, User
+from storage.models import GenerationJob, GenerationTask, LedgerEntry, Payment, User, utcnow
 from studio.credits import grant_line
-from studio.states import JobStatus, LedgerReason, PaymentStatus
+from studio.states import JobStatus, LedgerReason, PaymentStatus, TaskStatus
 from tests.engine_support import seed_unpaid_order
 from tests.fakes.telegram import FakeTelegram, FakeUser
 from tests.integration.test_admin import ADMIN_ID, ask, containing
@@ -82,6 +82,17 @@ async def test_a_refund_of_a_delivered_pack_takes_back_what_the_balance_holds_an
                 update(GenerationJob)
                 .where(GenerationJob.id == job.id)
                 .values(status=JobStatus.COMPLETED, photos_completed=7)
+            )
+            session.add_all(
+                GenerationTask(
+                    job_id=job.id,
+                    position=p,
+                    prompt_index=p,
+                    seed=p,
+                    status=TaskStatus.DELIVERED,
+                    delivered_at=utcnow(),
+                )
+                for p in range(7)
             )
             user = await session.get(User, job.user_id)
             assert user is not None
