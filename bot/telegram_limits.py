@@ -130,3 +130,30 @@ async def _sleep_until(moment: float) -> None:
     delay = moment - time.monotonic()
     if delay > 0:
         await asyncio.sleep(delay)
+
+
+# Telegram's answer when a callback query was already answered or has expired.
+QUERY_GONE = re.compile(r"query is too old|query id is invalid", re.IGNORECASE)
+
+
+class ForgivingCallbackAnswers(BaseRequestMiddleware):
+    """Answering a button tap only stops its spinner; a handler must go on when that answer is refused.
+
+    A process killed mid-handler leaves the tap answered but the update unacknowledged: Telegram sends
+    it again and the second answer is refused as too old. Raising there would stop the handler and the
+    user's step with it (the chaos kills scenario: 17 conversations stalled this way).
+    """
+
+    async def __call__(
+        self,
+        make_request: NextRequestMiddlewareType[TelegramType],
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+    ) -> Response[TelegramType]:
+        try:
+            return await make_request(bot, method)
+        except TelegramBadRequest as error:
+            if type(method).__name__ != "AnswerCallbackQuery" or not QUERY_GONE.search(error.message):
+                raise
+            log.info("callback query already answered or expired: %s", error.message)
+            return Response[TelegramType](ok=True, result=True)  # type: ignore[arg-type]

@@ -831,16 +831,18 @@ class FakeUser:
 
     # -- buttons --------------------------------------------------------------------------------------
 
-    async def press_button(self, message_id: int, callback_data: str) -> str:
+    async def press_button(self, message_id: int, callback_data: str, *, answered: bool = False) -> str:
         """Press an inline button and return the callback query id. The data is not checked against
-        the keyboard, so tests can forge it; use :meth:`click` to press a button that exists."""
+        the keyboard, so tests can forge it; use :meth:`click` to press a button that exists.
+        ``answered``: the query was answered already (a redelivered update): answering it again fails."""
         message = self._fake._chats.get(self.id, {}).get(message_id)
         if message is not None and message.from_bot and not message.deleted:
             message_json = copy.deepcopy(message.raw)
         else:  # Telegram sends an InaccessibleMessage (date 0) for a message the bot can't see anymore
             message_json = {"chat": self.chat_json(), "message_id": message_id, "date": 0}
         query_id = str(next(self._fake._query_ids))
-        self._fake._callback_queries[query_id] = self.id
+        if not answered:
+            self._fake._callback_queries[query_id] = self.id
         payload = {
             "id": query_id,
             "from": self.as_json(),

@@ -84,3 +84,18 @@ async def test_an_old_forget_button_works(fake_telegram: FakeTelegram, sqlite_ur
         assert left == 0
         await _press_old(fake_telegram, user, ForgetCb(confirm=False).pack())
         await user.wait_reply(lambda m: "nothing was deleted" in m.content, timeout=10)
+
+
+async def test_a_tap_whose_answer_telegram_refuses_still_does_its_work(
+    fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path
+) -> None:
+    """A process killed after answering a tap but before finishing it: Telegram sends the update again
+    and refuses the second answer ("query is too old"). The step must still happen."""
+    async with payment_app(fake_telegram, sqlite_url, tmp_path) as (app, _kassa):
+        user = fake_telegram.user(language_code="en")
+        order_id = await seed_unpaid_order(app.sessionmaker, app.files, app.catalogue, telegram_id=user.id)
+        await user.press_button(OLD_MESSAGE_ID, OrderCb(order_id=order_id, action="pay").pack(), answered=True)
+        choice = await user.wait_reply(lambda m: "How would you like to pay" in m.content, timeout=10)
+        assert any("Stars" in b["text"] for b in choice.buttons)
+        refused = [call for call in fake_telegram.calls("answerCallbackQuery") if not call.response_ok]
+        assert len(refused) == 1
