@@ -59,6 +59,7 @@ from providers.ratelimit import RedisSlidingWindowLimiter, SlidingWindowLimiter
 from providers.replicate import ReplicateProvider
 from providers.stars import StarsPayments
 from providers.yookassa import IpAllowList, YooKassaClient, client_ip
+from scheduler.background import RunningJobs
 from scheduler.credits import CreditService
 from scheduler.delivery import DeliveryConfig, DeliveryService
 from scheduler.engine import EngineConfig, GenerationEngine
@@ -480,6 +481,7 @@ class Application:
 
     def _build_scheduler(self) -> AsyncIOScheduler:
         scheduler = AsyncIOScheduler(timezone="UTC")
+        self.running_jobs = RunningJobs(scheduler)
         scheduler.add_job(
             self.registry.beat,
             "interval",
@@ -586,6 +588,9 @@ class Application:
         elif self.with_bot and self.settings.PUBLIC_URL:
             await self.dispatcher.emit_shutdown(bot=self.bot)
         if self.scheduler.running:
+            self.scheduler.pause()  # nothing new starts; what runs may finish (a few seconds at most)
+            if not await self.running_jobs.wait(timeout=5.0):
+                log.warning("stopping with scheduled jobs still running: they are cancelled")
             self.scheduler.shutdown(wait=False)
         await self.engine_service.stop()
         await self.delivery.stop()

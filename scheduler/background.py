@@ -14,6 +14,9 @@ import logging
 from collections.abc import Coroutine, Hashable
 from typing import Any
 
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_SUBMITTED, JobEvent
+from apscheduler.schedulers.base import BaseScheduler
+
 log = logging.getLogger(__name__)
 
 
@@ -63,3 +66,35 @@ class BackgroundTasks:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class RunningJobs:
+    """APScheduler jobs in flight, counted through its public events, so a stop can let them finish.
+
+    ``shutdown(wait=False)`` cancels a coroutine job mid-call (a reconcile waiting on Telegram, say),
+    and APScheduler logs that cancellation as a job that raised, traceback and all.
+    """
+
+    def __init__(self, scheduler: BaseScheduler) -> None:
+        self._running = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        scheduler.add_listener(self._submitted, EVENT_JOB_SUBMITTED)
+        scheduler.add_listener(self._finished, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
+
+    def _submitted(self, _event: JobEvent) -> None:
+        self._running += 1
+        self._idle.clear()
+
+    def _finished(self, _event: JobEvent) -> None:
+        self._running = max(0, self._running - 1)
+        if self._running == 0:
+            self._idle.set()
+
+    async def wait(self, timeout: float) -> bool:  # noqa: ASYNC109
+        """True when every job finished within ``timeout`` seconds."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True

@@ -122,8 +122,8 @@ async def test_two_scheduler_processes_on_postgres_never_submit_a_task_twice(
                     while (await job_row(sessionmaker, job_id)).status != JobStatus.COMPLETED:  # type: ignore[arg-type]
                         await asyncio.sleep(0.2)
         finally:
-            first.terminate()
-            second.terminate()
+            # In threads: the fakes live on this event loop, and a process stopping may still call them.
+            await asyncio.gather(asyncio.to_thread(first.terminate), asyncio.to_thread(second.terminate))
         for user_id in users:
             photos = [m.file_unique_id for m in fake_telegram.sent_messages(user_id) if m.kind == "photo"]
             assert len(photos) == 15 and len(set(photos)) == 15, "a portrait was lost or delivered twice"
