@@ -7,9 +7,7 @@ and missing selfies fail the job once without touching a provider."""
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -24,9 +22,7 @@ from storage.models import GenerationJob, LedgerEntry, Order, Payment, Reference
 from studio.credits import grant_line
 from studio.states import JobStatus, LedgerReason, TaskStatus
 from tests.engine_support import (
-    FAST_POLICY,
     job_row,
-    provider_settings,
     seed_paid_job,
     seed_unpaid_order,
     task_statuses,
@@ -34,27 +30,7 @@ from tests.engine_support import (
 from tests.fakes.kie import FakeKie, Outcome
 from tests.fakes.telegram import FakeTelegram, FakeUser
 from tests.harness import app_settings, callback_answer, running_app
-
-ONE_ATTEMPT_POLICY: dict[str, Any] = {
-    "providers": [FAST_POLICY["providers"][0] | {"max_attempts": 1, "backoff_seconds": [0.05]}]
-}
-
-
-def _settings(fake: FakeTelegram, url: str, tmp_path: Path, kie: FakeKie, **extra: Any) -> Any:
-    return app_settings(
-        fake,
-        url,
-        tmp_path / "files",
-        webhook=True,
-        **provider_settings(kie, POLL_INTERVAL_SECONDS=1, FALLBACK_POLICY=json.dumps(ONE_ATTEMPT_POLICY), **extra),
-    )
-
-
-async def _until(app: Application, job_id: int, statuses: tuple[str, ...], timeout: float = 60) -> GenerationJob:  # noqa: ASYNC109
-    async with asyncio.timeout(timeout):
-        while (job := await job_row(app.sessionmaker, job_id)).status not in statuses:
-            await asyncio.sleep(0.1)
-    return job
+from tests.integration.test_after_pack import _settings, _until
 
 
 async def _jobs_of(app: Application, user_id: int) -> list[GenerationJob]:
