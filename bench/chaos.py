@@ -31,6 +31,7 @@ import os
 import random
 import sys
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -124,6 +125,10 @@ async def kills(options: LoadOptions, scale: float) -> dict[str, Any]:
             # before handling it, or it never got through at all.
             "stalled_last_update_acknowledged": sum(
                 1 for user_id in stalled if last_webhook_status(stack, user_id) == 200
+            ),
+            # The last step each stalled user completed: where in the conversation the kills hurt.
+            "stalled_after_step": dict(
+                Counter(outcome.steps[-1] if outcome.steps else "none" for outcome in outcomes if outcome.error)
             ),
             "user_errors": errors(outcomes),
         }
