@@ -480,15 +480,16 @@ class Application:
         return dispatcher
 
     def _build_scheduler(self) -> AsyncIOScheduler:
-        scheduler = AsyncIOScheduler(timezone="UTC")
+        # Every job: one run at a time, missed runs folded into one, a late run still runs.
+        scheduler = AsyncIOScheduler(
+            timezone="UTC", job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
+        )
         self.running_jobs = RunningJobs(scheduler)
         scheduler.add_job(
             self.registry.beat,
             "interval",
             seconds=HEARTBEAT_SECONDS,
             id="process-heartbeat",
-            max_instances=1,
-            coalesce=True,
         )
         scheduler.add_job(
             self.heartbeat.beat,
@@ -496,8 +497,6 @@ class Application:
             seconds=self.heartbeat.interval_seconds,
             id="heartbeat",
             next_run_time=_now(),
-            max_instances=1,
-            coalesce=True,
         )
         scheduler.add_job(
             self.engine_service.recover,
@@ -505,9 +504,6 @@ class Application:
             seconds=self.settings.RECOVER_INTERVAL_SECONDS,
             next_run_time=_now(),
             id="recover-generation",
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=None,
         )
         self.delivery_job.register(scheduler)
         scheduler.add_job(
@@ -515,31 +511,15 @@ class Application:
             "interval",
             seconds=HOUSEKEEPING_INTERVAL_SECONDS,
             id="housekeeping",
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=None,
         )
+        reconciles = []
         if self.yookassa is not None or self.payments.stars is not None:
             # Pending card payments, open refunds (both rails) and refunds made in the dashboard.
-            scheduler.add_job(
-                self.payments.reconcile,
-                "interval",
-                seconds=self.settings.POLL_INTERVAL_SECONDS,
-                id="reconcile-payments",
-                max_instances=1,
-                coalesce=True,
-                misfire_grace_time=None,
-            )
+            reconciles.append(("reconcile-payments", self.payments.reconcile))
         if self.payments.stars is not None:
-            scheduler.add_job(
-                self.payments.reconcile_stars,
-                "interval",
-                seconds=self.settings.POLL_INTERVAL_SECONDS,
-                id="reconcile-stars",
-                max_instances=1,
-                coalesce=True,
-                misfire_grace_time=None,
-            )
+            reconciles.append(("reconcile-stars", self.payments.reconcile_stars))
+        for job_id, reconcile in reconciles:
+            scheduler.add_job(reconcile, "interval", seconds=self.settings.POLL_INTERVAL_SECONDS, id=job_id)
         return scheduler
 
     async def _start_bot(self) -> None:
