@@ -45,7 +45,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bench.users import SimUser, UserOutcome
-from providers.ratelimit import DEFAULT_SAFETY_MARGIN_SECONDS
+from providers.ratelimit import DEFAULT_SAFETY_MARGIN_SHARE
 from storage.db import create_engine, create_sessionmaker
 from storage.models import Delivery, GenerationJob, GenerationTask, User
 from studio.states import JobStatus
@@ -597,9 +597,8 @@ async def measure(stack: Stack, outcomes: list[UserOutcome], started: float, fin
         "kie_limit": f"{KIE_LIMIT}/{window:g}s",
         "kie_budget_used": round(used / (saturated * KIE_LIMIT), 3) if saturated else None,
         "kie_saturated_windows": saturated,
-        # The app's limiter widens every window by a fixed safety margin (providers/ratelimit.py); at a
-        # compressed window that margin costs a visible share of the budget, at the real 10 s almost none.
-        "kie_budget_ceiling": round(window / (window + DEFAULT_SAFETY_MARGIN_SECONDS), 3),
+        # The app's limiter widens every window by a safety margin, a share of it (providers/ratelimit.py).
+        "kie_budget_ceiling": round(1 / (1 + DEFAULT_SAFETY_MARGIN_SHARE), 3),
         "kie_max_creates_in_window": max_in_window,
         "kie_429": stack.kie.rate_limited_count,
         "replicate_creates": len(stack.replicate.creates),

@@ -6,7 +6,8 @@ result arrives later through ``parse_callback`` (a webhook) or ``get_task`` (a p
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
@@ -104,6 +105,10 @@ class ImageProvider(Protocol):
     @property
     def limits(self) -> ProviderLimits: ...
 
+    @property
+    def create_limiter(self) -> CreateLimiter | None:
+        """The budget ``create_task`` admits itself through (None: unlimited, as in unit tests)."""
+
     async def upload_reference(self, data: bytes, name: str) -> str:
         """Upload one reference photo; return a URL the provider can read. Unique names only."""
 
@@ -134,7 +139,36 @@ class ImageProvider(Protocol):
     async def aclose(self) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Room:
+    """What a create limiter can admit now: ``free`` slots, else a slot frees in ``wait_seconds``."""
+
+    free: int
+    wait_seconds: float
+
+
 class CreateLimiter(Protocol):
     """Admission to a provider's account-wide create budget (local or shared through Redis)."""
 
+    period_seconds: float
+
     async def acquire(self) -> None: ...
+
+    def admit(self) -> AbstractAsyncContextManager[None]:
+        """Admission for one call whose slot counts from the moment it is answered."""
+
+    async def room(self) -> Room:
+        """Admissions possible at once (after this process's waiters), or the wait for the next."""
+
+    def restore(self, admitted_wall_times: Iterable[float]) -> None:
+        """Seed the window with creates made before a restart (no-op where the window is shared)."""
+
+
+@asynccontextmanager
+async def admitted(limiter: CreateLimiter | None) -> AsyncIterator[None]:
+    """Make one create call inside ``limiter``'s budget (no limiter: at once)."""
+    if limiter is None:
+        yield
+        return
+    async with limiter.admit():
+        yield

@@ -44,6 +44,7 @@ from providers.base import (
     TaskNotFoundError,
     TaskResult,
     TaskState,
+    admitted,
 )
 from providers.http import (
     DEFAULT_MAX_DOWNLOAD_BYTES,
@@ -276,6 +277,10 @@ class KieProvider:
     def limits(self) -> ProviderLimits:
         return self._limits
 
+    @property
+    def create_limiter(self) -> CreateLimiter | None:
+        return self._create_limiter
+
     # ------------------------------------------------------------------ upload
 
     async def upload_reference(self, data: bytes, name: str) -> str:
@@ -351,9 +356,8 @@ class KieProvider:
         }
         if callback_url:
             body["callBackUrl"] = callback_url  # capital B (kie.md §3.1)
-        if self._create_limiter is not None:
-            await self._create_limiter.acquire()
-        data = await self._call("createTask", "POST", f"{self._api_url}/api/v1/jobs/createTask", json_payload=body)
+        async with admitted(self._create_limiter):
+            data = await self._call("createTask", "POST", f"{self._api_url}/api/v1/jobs/createTask", json_payload=body)
         task_id = None
         if isinstance(data, Mapping):
             task_id = data.get("taskId") or data.get("task_id")

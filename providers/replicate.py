@@ -40,6 +40,7 @@ from providers.base import (
     TaskNotFoundError,
     TaskResult,
     TaskState,
+    admitted,
 )
 from providers.http import (
     DEFAULT_MAX_DOWNLOAD_BYTES,
@@ -253,6 +254,10 @@ class ReplicateProvider:
         return ProviderLimits(create=RateLimit(600, 60.0))
 
     @property
+    def create_limiter(self) -> CreateLimiter | None:
+        return self._create_limiter
+
+    @property
     def model(self) -> str:
         return self._model.slug if self._model.version is None else f"{self._model.slug}:{self._model.version}"
 
@@ -301,9 +306,8 @@ class ReplicateProvider:
         headers = {}
         if self._cancel_after_seconds is not None:
             headers["Cancel-After"] = f"{self._cancel_after_seconds}s"
-        if self._create_limiter is not None:
-            await self._create_limiter.acquire()
-        response = await self._request("POST", path, action="create prediction", json=body, headers=headers)
+        async with admitted(self._create_limiter):
+            response = await self._request("POST", path, action="create prediction", json=body, headers=headers)
         prediction_id = _json_object(response, "create prediction").get("id")
         if not isinstance(prediction_id, str) or not prediction_id:
             raise RetryableProviderError("replicate create prediction: response has no id", status=response.status_code)

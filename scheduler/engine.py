@@ -24,12 +24,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from providers.base import (
     BadSignatureError,
+    CreateLimiter,
     GenerationOptions,
     ImageProvider,
     MalformedCallbackError,
     PermanentProviderError,
     ProviderError,
     RateLimitedError,
+    Room,
     TaskResult,
     TaskState,
 )
@@ -46,7 +48,14 @@ from storage.images import make_thumbnail
 from storage.models import GenerationJob, GenerationTask, ReferencePhoto, utcnow
 from studio.catalogue import Catalogue
 from studio.generation import build_prompt, plan_tasks
-from studio.policy import CircuitBreaker, DecisionAction, FallbackPolicy, choose_provider, decide_after_failure
+from studio.policy import (
+    BreakerState,
+    CircuitBreaker,
+    DecisionAction,
+    FallbackPolicy,
+    choose_provider,
+    decide_after_failure,
+)
 from studio.policy import is_stuck as policy_is_stuck
 from studio.policy import next_poll_at as policy_next_poll_at
 from studio.states import JobStatus, TaskStatus
@@ -76,9 +85,9 @@ class EngineConfig:
     poll_interval_seconds: float = 60.0
     tick_seconds: float = 2.0
     lease_seconds: float = 120.0
-    # Claimed tasks wait in the provider's rate limiter; few in flight keep new jobs' first
-    # portraits from queueing behind a long line of already-claimed ones.
-    max_inflight_creates: int = 4
+    # A ceiling on creates in HTTP at once. What is claimed is sized by the provider's create
+    # budget (``_create_room``): a task is claimed only when its create can start at once.
+    max_inflight_creates: int = 200
     jobs_per_claim: int = 20
     polls_per_round: int = 200
     store_retry_after_seconds: float = 120.0
@@ -125,6 +134,8 @@ class GenerationEngine:
         # fetched: a forger could name any id), and the submitter re-fetches it if it proves ours.
         self._creating: dict[str, int] = {}
         self._early_callbacks: dict[tuple[str, str], None] = {}
+        self._before_admission: set[int] = set()  # claimed creates not yet at the provider's limiter
+        self._leased: set[int] = set()  # claimed tasks whose create is not recorded yet
         self._stopping = False
 
     @property
@@ -172,8 +183,9 @@ class GenerationEngine:
             return
         self._loops = [
             asyncio.create_task(self._loop(self.signals.jobs_queued, self.dispatch_jobs), name="engine-jobs"),
-            asyncio.create_task(self._loop(self.signals.tasks_pending, self.submit_due), name="engine-submit"),
+            asyncio.create_task(self._submit_loop(), name="engine-submit"),
             asyncio.create_task(self._poll_loop(), name="engine-poll"),
+            asyncio.create_task(self._keep_leases(), name="engine-leases"),
         ]
 
     async def stop(self) -> None:
@@ -195,6 +207,26 @@ class GenerationEngine:
                 await asyncio.wait_for(event.wait(), timeout=self.config.tick_seconds)
             except TimeoutError:
                 pass
+
+    async def _submit_loop(self) -> None:
+        try:
+            await self.restore_create_windows()
+        except Exception:  # a missing restore risks a 429 (honoured), never a lost task
+            log.exception("could not restore the providers' create windows")
+        await self._loop(self.signals.tasks_pending, self.submit_due)
+
+    async def restore_create_windows(self) -> None:
+        """After a restart, the creates of the provider's current window count again (a limiter in
+        this process forgets them; the database recorded each create's time)."""
+        now = utcnow()
+        for provider in self.providers:
+            limiter = provider.create_limiter
+            if limiter is None:
+                continue
+            since = now - timedelta(seconds=limiter.period_seconds * 2)  # the limiter drops what expired
+            async with self.sessionmaker() as session:
+                moments = await queue.recent_creates(session, provider.name, since)
+            limiter.restore(moment.timestamp() for moment in moments)
 
     def _spawn(self, coroutine: Awaitable[None], pool: set[asyncio.Task[None]]) -> None:
         task = asyncio.ensure_future(coroutine)
@@ -226,12 +258,24 @@ class GenerationEngine:
     # ------------------------------------------------------------ submitting
 
     async def submit_due(self) -> int:
+        """Claim due tasks as fast as the provider's create budget admits them, and no faster.
+
+        A task is chosen at the moment its create can start: claimed earlier, it would wait in the
+        limiter while a newer payer's first portrait (first in the queue's order) waited behind it.
+        """
         submitted = 0
         while not self._stopping:
             free = self.config.max_inflight_creates - len(self._inflight)
             if free <= 0:
                 await asyncio.wait(set(self._inflight), return_when=asyncio.FIRST_COMPLETED)
                 continue
+            room = await self._create_room()
+            if room.free <= 0:
+                if not await self._due_work_waits():
+                    break
+                await asyncio.sleep(room.wait_seconds)
+                continue
+            free = min(free, room.free)
             async with self.sessionmaker() as session:
                 ids = await queue.claim_pending_tasks(
                     session, self.config.worker_id, free, timedelta(seconds=self.config.lease_seconds)
@@ -240,11 +284,51 @@ class GenerationEngine:
             if not ids:
                 break
             for task_id in ids:
+                self._before_admission.add(task_id)
                 self._spawn(self._submit(task_id), self._inflight)
             submitted += len(ids)
         return submitted
 
+    async def _create_room(self) -> Room:
+        """What the budget of the provider fresh work goes to can admit now, minus the creates
+        this process has claimed that have not reached the limiter yet (uploading selfies)."""
+        limiter = self._fresh_work_limiter()
+        if limiter is None:
+            return Room(self.config.max_inflight_creates, 0.0)
+        room = await limiter.room()
+        free = room.free - len(self._before_admission)
+        # A claimed create still uploading will take the next slot: look again shortly.
+        return Room(free, 0.0) if free > 0 else Room(0, room.wait_seconds or self._admission_step())
+
+    def _fresh_work_limiter(self) -> CreateLimiter | None:
+        """The limiter of the provider new tasks go to (read-only: no half-open probe is taken)."""
+        now = utcnow()
+        for provider in self.providers:
+            if provider.name in self.paused or self.breakers[provider.name].state(now) == BreakerState.OPEN:
+                continue
+            return provider.create_limiter
+        return None
+
+    def _admission_step(self) -> float:
+        return min(0.05, self.config.tick_seconds)
+
+    async def _due_work_waits(self) -> bool:
+        async with self.sessionmaker() as session:
+            return await queue.pending_due_exists(session)
+
     async def _submit(self, task_id: int) -> None:
+        self._leased.add(task_id)
+        try:
+            await self._submit_claimed(task_id)
+        finally:
+            self._admitted(task_id)
+            self._leased.discard(task_id)
+
+    def _admitted(self, task_id: int) -> None:
+        """The create reached the provider's limiter (or ended before it): its slot is its own now."""
+        self._before_admission.discard(task_id)
+
+    async def _submit_claimed(self, task_id: int) -> None:
         worker = self.config.worker_id
         async with self.sessionmaker() as session:
             task = await session.get(GenerationTask, task_id)
@@ -263,19 +347,17 @@ class GenerationEngine:
             task_provider_index, task_attempts = task.provider_index, task.attempts
             job_id = job.id
             never_submitted = task.submitted_at is None
-        keeper = asyncio.create_task(self._keep_lease(task_id))
         self._creating[provider.name] = self._creating.get(provider.name, 0) + 1
         try:
             references = await self._references(job_id, provider)
+            self._admitted(task_id)
             provider_task_id = await provider.create_task(prompt, references, options, self._callback_url(provider))
         except MissingSelfies as error:
             # Ours, not the provider's: no retry budget spent, no breaker touched, the job ends here.
-            keeper.cancel()
             await self.fail_without_selfies(job_id, str(error))
             return
         except RateLimitedError as error:
             # The provider dropped the request (it never ran): wait out the window, spend no attempt.
-            keeper.cancel()
             delay = error.retry_after or provider.limits.create.period_seconds
             async with self.sessionmaker() as session:
                 await queue.retry_later(
@@ -292,17 +374,17 @@ class GenerationEngine:
             self.signals.task_pending()
             return
         except ProviderError as error:
-            keeper.cancel()
             self.breakers[provider.name].record_failure(utcnow())
             await self._after_failure(
                 task_id, TaskStatus.PENDING, index, attempts_before + 1, error.retryable, str(error), worker
             )
             return
         finally:
-            keeper.cancel()
             self._creating[provider.name] -= 1
         self._creating[provider.name] = self._creating.get(provider.name, 0) + 1  # until recorded
         try:
+            # The lease is kept until the create is recorded: a lapse in between would let another
+            # claim create the same portrait again.
             recorded = await self._record_submitted(
                 task_id, job_id, provider, index, provider_task_id, never_submitted, worker
             )
@@ -350,16 +432,29 @@ class GenerationEngine:
                     model=getattr(provider, "model", None),
                 )
             await session.commit()
+        if not recorded:
+            log.warning(
+                "task %s: %s accepted create %s but the task was no longer ours to record (lease lapsed)",
+                task_id,
+                provider.name,
+                provider_task_id,
+            )
         return recorded
 
-    async def _keep_lease(self, task_id: int) -> None:
-        """While a submit waits for the rate budget, keep the claim alive so no one else takes it."""
+    async def _keep_leases(self) -> None:
+        """Keep every claim of this process alive until its create is recorded, in one statement:
+        a create waiting for selfies to upload or for the database must not be claimed twice."""
         lease = timedelta(seconds=self.config.lease_seconds)
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self.config.lease_seconds / 3)
-            async with self.sessionmaker() as session:
-                await queue.renew_claim(session, task_id, self.config.worker_id, lease)
-                await session.commit()
+            if not self._leased:
+                continue
+            try:
+                async with self.sessionmaker() as session:
+                    await queue.renew_claims(session, sorted(self._leased), self.config.worker_id, lease)
+                    await session.commit()
+            except Exception:
+                log.exception("could not renew the leases of %d claimed tasks", len(self._leased))
 
     def _provider_index_for(self, task: GenerationTask) -> int | None:
         now = utcnow()
@@ -518,6 +613,8 @@ class GenerationEngine:
             )
             return
         except Exception as error:  # an undecodable image is the provider's failure, not ours
+            if self._stopping:  # our HTTP client closed under it: recovery stores it after the restart
+                return
             await self._after_failure(
                 task_id, TaskStatus.SUCCEEDED, index, attempts, True, f"bad image: {error}", result_url=url
             )

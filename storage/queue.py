@@ -213,17 +213,17 @@ async def other_task_submitted(session: AsyncSession, job_id: int, task_id: int)
     return bool((await session.execute(select(submitted))).scalar())
 
 
-async def renew_claim(session: AsyncSession, task_id: int, worker: str, lease: timedelta) -> bool:
-    result = await session.execute(
+async def renew_claims(session: AsyncSession, task_ids: Sequence[int], worker: str, lease: timedelta) -> None:
+    """Extend this worker's leases on tasks it is still creating (one statement for all)."""
+    await session.execute(
         update(GenerationTask)
         .where(
-            GenerationTask.id == task_id,
+            GenerationTask.id.in_(task_ids),
             GenerationTask.claimed_by == worker,
             GenerationTask.status == TaskStatus.PENDING,
         )
         .values(lease_expires_at=utcnow() + lease)
     )
-    return bool(result.rowcount)
 
 
 async def release_claim(session: AsyncSession, task_id: int, worker: str) -> None:
@@ -491,3 +491,24 @@ async def status_counts(session: AsyncSession) -> tuple[dict[str, int], dict[str
         {status: int(count) for status, count in tasks.all()},
         oldest.scalar_one_or_none(),
     )
+
+
+async def pending_due_exists(session: AsyncSession) -> bool:
+    """Is any due pending task unclaimed? (The submitter waits for a create slot only then.)"""
+    now = utcnow()
+    found = await session.execute(
+        select(GenerationTask.id)
+        .where(GenerationTask.status == TaskStatus.PENDING, _due(now), _unclaimed(now))
+        .limit(1)
+    )
+    return found.first() is not None
+
+
+async def recent_creates(session: AsyncSession, provider: str, since: datetime) -> list[datetime]:
+    """When this provider's creates since ``since`` were recorded (each is at or after its arrival)."""
+    rows = await session.execute(
+        select(GenerationTask.submitted_at).where(
+            GenerationTask.provider == provider, GenerationTask.submitted_at >= since
+        )
+    )
+    return [moment for moment in rows.scalars() if moment is not None]

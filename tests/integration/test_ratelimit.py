@@ -6,10 +6,12 @@ Redis tests need ``TEST_REDIS_URL`` (e.g. redis://127.0.0.1:6379/15) and are ski
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -211,5 +213,83 @@ async def test_redis_limiter_reports_wait_when_full_and_members_are_unique(
         assert await redis_clients[0].zcard(redis_key) == 5  # a refused attempt leaves no trace
         ttl_ms = await redis_clients[0].pttl(redis_key)
         assert 0 < ttl_ms <= 2050  # the key cleans itself up
+    finally:
+        await redis_clients[0].delete(redis_key)
+
+
+# ---------------------------------------------------------------------- answers, room, restarts
+
+
+async def _calls_with_late_first_arrival(admission: Callable[[], Any], count: int, delay: float) -> list[float]:
+    """``count`` calls through ``admission``; every other call reaches the 'provider' ``delay``
+    late (a new connection, event-loop lag). Returns when each reached it."""
+    arrivals: list[float] = []
+
+    async def call(index: int) -> None:
+        async with admission():
+            await asyncio.sleep(delay if index % 2 == 0 else 0.0)
+            arrivals.append(time.monotonic())
+
+    await asyncio.gather(*(call(index) for index in range(count)))
+    return arrivals
+
+
+@contextlib.asynccontextmanager
+async def _stamped_at_admission(limiter: SlidingWindowLimiter) -> AsyncIterator[None]:
+    await limiter.acquire()
+    yield
+
+
+async def test_a_call_late_to_the_provider_can_break_a_window_stamped_at_admission() -> None:
+    """Why ``admit()``: stamped at admission, a delay longer than the margin overfills a window."""
+    limiter = SlidingWindowLimiter(2, 0.2, safety_margin_seconds=0.01)
+    arrivals = await _calls_with_late_first_arrival(lambda: _stamped_at_admission(limiter), 8, 0.08)
+    assert busiest_window(arrivals, 0.2) > 2
+
+
+async def test_admit_counts_each_slot_from_the_answer_so_late_arrivals_never_overfill() -> None:
+    limiter = SlidingWindowLimiter(2, 0.2, safety_margin_seconds=0.01)
+    arrivals = await _calls_with_late_first_arrival(limiter.admit, 8, 0.08)
+    assert busiest_window(arrivals, 0.2) == 2
+    # Still one window per pair (plus each pair's answer time), not serialised.
+    assert max(arrivals) - min(arrivals) < 4 * (0.2 + 0.01 + 0.08) + 0.15
+
+
+async def test_room_tells_free_slots_and_the_wait_for_the_next() -> None:
+    limiter = SlidingWindowLimiter(3, 0.3, safety_margin_seconds=0.0)
+    assert (await limiter.room()).free == 3
+    async with limiter.admit():
+        assert (await limiter.room()).free == 2  # a call in flight holds its slot
+    await limiter.acquire()
+    await limiter.acquire()
+    room = await limiter.room()
+    assert room.free == 0 and 0.2 < room.wait_seconds <= 0.3
+
+
+async def test_a_restored_window_holds_back_creates_made_before_a_restart() -> None:
+    limiter = SlidingWindowLimiter(3, 0.4, safety_margin_seconds=0.0)
+    limiter.restore([time.time() - 0.1] * 3 + [time.time() - 5.0])  # the last one long expired
+    room = await limiter.room()
+    assert room.free == 0 and 0.2 < room.wait_seconds <= 0.3
+    started = time.monotonic()
+    await limiter.acquire()
+    assert time.monotonic() - started >= 0.25
+
+
+@requires_redis
+async def test_redis_admit_counts_from_the_answer_across_two_connections(
+    redis_clients: tuple[redis_asyncio.Redis, redis_asyncio.Redis], redis_key: str
+) -> None:
+    first = RedisSlidingWindowLimiter(redis_clients[0], redis_key, 2, 0.2, safety_margin_seconds=0.01)
+    second = RedisSlidingWindowLimiter(redis_clients[1], redis_key, 2, 0.2, safety_margin_seconds=0.01)
+    try:
+        batches = await asyncio.gather(
+            _calls_with_late_first_arrival(first.admit, 4, 0.08),
+            _calls_with_late_first_arrival(second.admit, 4, 0.08),
+        )
+        arrivals = [moment for batch in batches for moment in batch]
+        assert busiest_window(arrivals, 0.2) <= 2
+        room = await first.room()
+        assert room.free <= 2
     finally:
         await redis_clients[0].delete(redis_key)
