@@ -19,7 +19,7 @@ from storage import ledger
 from storage.models import GenerationJob, GenerationTask, User, utcnow
 from storage.sql import insert_for
 from studio.credits import release_line_for_task
-from studio.generation import PlannedTask
+from studio.generation import PlannedTask, claim_key
 from studio.states import JobStatus, TaskStatus
 
 BUSY_JOB_STATUSES = (JobStatus.PROCESSING, JobStatus.DELIVERING)
@@ -78,12 +78,20 @@ async def claim_queued_jobs(session: AsyncSession, worker: str, limit: int) -> l
 
 
 async def add_tasks(session: AsyncSession, job_id: int, planned: Sequence[PlannedTask]) -> None:
-    """Create the job's tasks once; a repeat (another worker, a restart) inserts nothing."""
+    """Create the job's tasks once; a repeat (another worker, a restart) inserts nothing.
+
+    Each task gets its place in the claim queue now, from the job's priority and age: neither
+    changes later, and a task put back to pending (a retry, an admin's reopen) keeps its place.
+    """
+    job = await session.get(GenerationJob, job_id)
+    if job is None:
+        raise LookupError(f"job {job_id} does not exist")
     now = utcnow()
     rows = [
         {
             "job_id": job_id,
             "position": task.position,
+            "claim_key": claim_key(job.priority, job.created_at, job_id, task.position),
             "prompt_index": task.prompt_index,
             "variant": task.variant,
             "seed": task.seed,
