@@ -28,6 +28,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from studio.generation import CLAIM_KEY_LENGTH
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -247,7 +249,10 @@ class GenerationTask(Base):
     __tablename__ = "generation_tasks"
     __table_args__ = (
         UniqueConstraint("job_id", "prompt_index", "variant"),
-        Index("ix_generation_tasks_due", "status", "next_poll_at"),
+        # Due polls and retries, in (next_poll_at, id) order; MIN(next_poll_at) per status.
+        Index("ix_generation_tasks_due", "status", "next_poll_at", "id"),
+        # The claim queue: pending tasks in claim order, read a few at a time without a sort.
+        Index("ix_generation_tasks_claim", "status", "claim_key"),
         Index("ix_generation_tasks_provider_task", "provider", "provider_task_id"),
         Index("ix_generation_tasks_job_status", "job_id", "status"),
     )
@@ -258,6 +263,8 @@ class GenerationTask(Base):
     prompt_index: Mapped[int] = mapped_column(Integer)
     variant: Mapped[int] = mapped_column(Integer, default=0)
     seed: Mapped[int] = mapped_column(BigInteger)
+    # The task's place in the claim queue (studio.generation.claim_key), fixed at fan-out.
+    claim_key: Mapped[str] = mapped_column(String(CLAIM_KEY_LENGTH))
     provider: Mapped[str | None] = mapped_column(String(32))
     provider_index: Mapped[int] = mapped_column(Integer, default=0)
     provider_task_id: Mapped[str | None] = mapped_column(String(128))

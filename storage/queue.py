@@ -19,7 +19,7 @@ from storage import ledger
 from storage.models import GenerationJob, GenerationTask, User, utcnow
 from storage.sql import insert_for
 from studio.credits import release_line_for_task
-from studio.generation import PlannedTask
+from studio.generation import PlannedTask, claim_key
 from studio.states import JobStatus, TaskStatus
 
 BUSY_JOB_STATUSES = (JobStatus.PROCESSING, JobStatus.DELIVERING)
@@ -30,8 +30,14 @@ def _is_postgres(session: AsyncSession) -> bool:
 
 
 async def _claim(
-    session: AsyncSession, model: Any, candidates: Select[Any], still_claimable: Any, values: dict[str, Any]
+    session: AsyncSession,
+    model: Any,
+    candidates: Select[Any],
+    still_claimable: Any,
+    values: dict[str, Any],
+    rank: Any = None,
 ) -> list[int]:
+    """Claim the candidates still claimable; their ids by ``rank`` (a column of ``model``), else by id."""
     if _is_postgres(session):
         ids = list((await session.execute(candidates.with_for_update(skip_locked=True))).scalars())
         if not ids:
@@ -39,8 +45,12 @@ async def _claim(
         id_filter = model.id.in_(ids)
     else:
         id_filter = model.id.in_(candidates.scalar_subquery())
-    result = await session.execute(update(model).where(id_filter, still_claimable).values(**values).returning(model.id))
-    return sorted(result.scalars())
+    statement = update(model).where(id_filter, still_claimable).values(**values)
+    if rank is None:
+        result = await session.execute(statement.returning(model.id))
+        return sorted(result.scalars())
+    rows = (await session.execute(statement.returning(model.id, rank))).all()
+    return [row[0] for row in sorted(rows, key=lambda row: (row[1], row[0]))]
 
 
 # ---------------------------------------------------------------- jobs
@@ -78,12 +88,20 @@ async def claim_queued_jobs(session: AsyncSession, worker: str, limit: int) -> l
 
 
 async def add_tasks(session: AsyncSession, job_id: int, planned: Sequence[PlannedTask]) -> None:
-    """Create the job's tasks once; a repeat (another worker, a restart) inserts nothing."""
+    """Create the job's tasks once; a repeat (another worker, a restart) inserts nothing.
+
+    Each task gets its place in the claim queue now, from the job's priority and age: neither
+    changes later, and a task put back to pending (a retry, an admin's reopen) keeps its place.
+    """
+    job = await session.get(GenerationJob, job_id)
+    if job is None:
+        raise LookupError(f"job {job_id} does not exist")
     now = utcnow()
     rows = [
         {
             "job_id": job_id,
             "position": task.position,
+            "claim_key": claim_key(job.priority, job.created_at, job_id, task.position),
             "prompt_index": task.prompt_index,
             "variant": task.variant,
             "seed": task.seed,
@@ -128,35 +146,38 @@ def _due(now: datetime) -> Any:
     return or_(GenerationTask.next_poll_at.is_(None), GenerationTask.next_poll_at <= now)
 
 
-async def claim_pending_tasks(session: AsyncSession, worker: str, limit: int, lease: timedelta) -> list[int]:
-    """Due pending tasks, in the queue's order (job priority, job age, position), leased to ``worker``."""
-    now = utcnow()
-    candidates = (
+def pending_claim_candidates(now: datetime, limit: int) -> Select[Any]:
+    """The next ``limit`` due, unleased pending tasks of processing jobs, in claim order.
+
+    A walk along ``ix_generation_tasks_claim`` (status, claim_key) that stops after ``limit`` rows:
+    the order is precomputed on the task (``studio.generation.claim_key``), so no join and no sort
+    over the backlog. The job check is a per-row EXISTS on the job's primary key. Pending tasks of a
+    job that is not processing should not exist (every way out of processing skips them), but one
+    such task must never be claimed, nor block the queue."""
+    job_processing = (
+        select(GenerationJob.id)
+        .where(GenerationJob.id == GenerationTask.job_id, GenerationJob.status == JobStatus.PROCESSING)
+        .exists()
+    )
+    return (
         select(GenerationTask.id)
-        .join(GenerationJob, GenerationJob.id == GenerationTask.job_id)
-        .where(
-            GenerationTask.status == TaskStatus.PENDING,
-            GenerationJob.status == JobStatus.PROCESSING,
-            _due(now),
-            _unclaimed(now),
-        )
-        .order_by(
-            GenerationJob.priority.desc(),
-            # Every job's first portrait goes before later portraits of older jobs: a new payer sees
-            # work start at once instead of waiting for the whole backlog.
-            GenerationTask.position > 0,
-            GenerationJob.created_at,
-            GenerationTask.job_id,
-            GenerationTask.position,
-        )
+        .where(GenerationTask.status == TaskStatus.PENDING, _due(now), _unclaimed(now), job_processing)
+        .order_by(GenerationTask.claim_key)
         .limit(limit)
     )
+
+
+async def claim_pending_tasks(session: AsyncSession, worker: str, limit: int, lease: timedelta) -> list[int]:
+    """Due pending tasks, leased to ``worker``; their ids in the queue's order (job priority, every
+    job's first portrait, job age, position: ``studio.generation.claim_key``)."""
+    now = utcnow()
     return await _claim(
         session,
         GenerationTask,
-        candidates,
+        pending_claim_candidates(now, limit),
         and_(GenerationTask.status == TaskStatus.PENDING, _unclaimed(now)),
         {"claimed_by": worker, "lease_expires_at": now + lease},
+        rank=GenerationTask.claim_key,
     )
 
 

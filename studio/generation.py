@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from studio.catalogue import Catalogue, Medium, Style
 from studio.states import JobStatus
@@ -72,6 +73,50 @@ def plan_tasks(style: Style, photos: int, job_id: int) -> list[PlannedTask]:
             )
         )
     return planned
+
+
+# The claim key: one fixed-width string of digits per task, the queue's whole order in one column,
+# so "the next n due tasks" is a walk along an index instead of a sort of the backlog.
+# A string, not an integer: a 64-bit integer cannot hold a microsecond timestamp and a job id
+# besides the priority; and digits of one width compare the same way on SQLite and PostgreSQL
+# under any collation. The parts, in order:
+#   priority   6 digits, inverted (999999 - priority): higher priority first
+#   first      1 digit, 0 for the job's first portrait, 1 for the rest: every job's first portrait
+#              goes before later portraits of older jobs, so a new payer sees work start at once
+#   created_at 20 digits, the job's creation in UTC, YYYYMMDDHHMMSS + microseconds: older jobs first
+#   job_id     10 digits (any 32-bit id): ties between jobs created in the same microsecond
+#   position   5 digits: the job's own delivery order
+# migrations/versions/0007 computes the same string in SQL for rows that existed before it.
+CLAIM_KEY_PRIORITY_DIGITS = 6
+CLAIM_KEY_JOB_ID_DIGITS = 10
+CLAIM_KEY_POSITION_DIGITS = 5
+CLAIM_KEY_LENGTH = CLAIM_KEY_PRIORITY_DIGITS + 1 + 20 + CLAIM_KEY_JOB_ID_DIGITS + CLAIM_KEY_POSITION_DIGITS
+MAX_PRIORITY = 10**CLAIM_KEY_PRIORITY_DIGITS - 1
+
+
+def claim_key(priority: int, job_created_at: datetime, job_id: int, position: int) -> str:
+    """Where a task stands in the queue: tasks are claimed in ascending order of this string.
+
+    Higher job priority first; then every job's first portrait (position 0) before the later
+    portraits of any job of that priority; then older jobs first, then lower job id, then position.
+    """
+    if not 0 <= priority <= MAX_PRIORITY:
+        raise ValueError(f"priority must be within 0..{MAX_PRIORITY}, got {priority}")
+    if not 0 <= job_id < 10**CLAIM_KEY_JOB_ID_DIGITS:
+        raise ValueError(f"job id out of range: {job_id}")
+    if not 0 <= position < 10**CLAIM_KEY_POSITION_DIGITS:
+        raise ValueError(f"position out of range: {position}")
+    if job_created_at.tzinfo is None:
+        raise ValueError("naive datetime given; use aware UTC datetimes")
+    created = job_created_at.astimezone(UTC)
+    return (
+        f"{MAX_PRIORITY - priority:0{CLAIM_KEY_PRIORITY_DIGITS}d}"
+        f"{0 if position == 0 else 1}"
+        f"{created.year:04d}{created.month:02d}{created.day:02d}"
+        f"{created.hour:02d}{created.minute:02d}{created.second:02d}{created.microsecond:06d}"
+        f"{job_id:0{CLAIM_KEY_JOB_ID_DIGITS}d}"
+        f"{position:0{CLAIM_KEY_POSITION_DIGITS}d}"
+    )
 
 
 def build_prompt(catalogue: Catalogue, prompt_index: int, variant: int, avatar_context: str | None) -> str:

@@ -25,6 +25,7 @@ from storage.models import (
     User,
     UserBan,
 )
+from studio.generation import claim_key
 from studio.states import JobStatus, PaymentStatus, TaskStatus
 from tests.engine_support import seed_paid_job
 from tests.fakes.telegram import ChatMessage, FakeTelegram, FakeUser
@@ -197,6 +198,7 @@ async def seed_stats_data(app: Application) -> None:
                 position=position,
                 prompt_index=position,
                 seed=position,
+                claim_key=claim_key(job_row.priority, job_row.created_at, job_row.id, position),
                 provider=provider,
                 provider_index=index,
                 status=status,

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from bot.app import Application
 from storage import deliveries
 from storage.models import Delivery, GenerationJob, GenerationTask, LedgerEntry, utcnow
+from studio.generation import claim_key
 from studio.states import DeliveryStatus, JobStatus, LedgerReason, TaskStatus
 from tests.engine_support import job_row, provider_settings, seed_paid_job, task_statuses
 from tests.fakes.kie import FakeKie, Latency, render_result_png
@@ -157,6 +158,7 @@ async def test_an_album_a_crash_left_unconfirmed_is_offered_for_resend_not_sent_
                     position=position,
                     prompt_index=position,
                     seed=position,
+                    claim_key=claim_key(job.priority, job.created_at, job_id, position),
                     status=TaskStatus.STORED,
                     result_key=key,
                     stored_at=utcnow(),
@@ -209,6 +211,7 @@ async def _seed_stored_pack(app: Application, job_id: int, sizes: list[tuple[int
                 position=position,
                 prompt_index=position,
                 seed=position,
+                claim_key=claim_key(job.priority, job.created_at, job_id, position),
                 status=TaskStatus.STORED,
                 result_key=key,
                 stored_at=utcnow(),

@@ -27,6 +27,7 @@ from providers.yookassa import YooKassaClient
 from storage.db import create_engine, create_sessionmaker
 from storage.migrate import upgrade_async
 from storage.models import GenerationJob, GenerationTask, LedgerEntry, Order, Payment, User
+from studio.generation import claim_key
 from studio.states import JobStatus, LedgerReason, OrderStatus, PaymentProviderName, PaymentStatus, TaskStatus
 from tests import ledger_check
 from tests.fakes.telegram import ChatMessage, FakeTelegram, FakeUser
@@ -814,8 +815,10 @@ async def test_a_job_with_a_portrait_made_cannot_be_cancelled(
         told = await paid_message(user)
         async with app.sessionmaker() as session:
             await session.execute(update(GenerationJob).values(status=JobStatus.PROCESSING))
-            job_id = (await session.execute(select(GenerationJob.id))).scalar_one()
-            session.add(GenerationTask(job_id=job_id, position=0, prompt_index=0, seed=1, status=TaskStatus.STORED))
+            job = (await session.execute(select(GenerationJob))).scalar_one()
+            key = claim_key(job.priority, job.created_at, job.id, 0)
+            stored = TaskStatus.STORED
+            session.add(GenerationTask(job_id=job.id, position=0, prompt_index=0, seed=1, claim_key=key, status=stored))
             await session.commit()
         cancel = next(b["callback_data"] for b in told.buttons if "Cancel the order" in b["text"])
         answer = await callback_answer(fake_telegram, await user.press_button(told.message_id, cancel))

@@ -12,6 +12,7 @@ from bot.app import Application
 from storage import ledger
 from storage.models import GenerationJob, GenerationTask, LedgerEntry, Payment, User, utcnow
 from studio.credits import grant_line
+from studio.generation import claim_key
 from studio.states import JobStatus, LedgerReason, PaymentStatus, TaskStatus
 from tests.engine_support import seed_unpaid_order
 from tests.fakes.telegram import FakeTelegram, FakeUser
@@ -89,6 +90,7 @@ async def test_a_refund_of_a_delivered_pack_takes_back_what_the_balance_holds_an
                     position=p,
                     prompt_index=p,
                     seed=p,
+                    claim_key=claim_key(job.priority, job.created_at, job.id, p),
                     status=TaskStatus.DELIVERED,
                     delivered_at=utcnow(),
                 )

@@ -17,6 +17,7 @@ from storage.files import FileStore, LocalFileStore
 from storage.migrate import upgrade_async
 from storage.models import Avatar, GenerationJob, GenerationTask, ReferencePhoto, User, utcnow
 from studio.credits import grant_line, reserve_line
+from studio.generation import claim_key
 from studio.states import AvatarStatus, JobStatus, TaskStatus
 from tests.fakes.telegram import FakeTelegram
 from tests.harness import app_settings, callback_answer, running_app
@@ -97,6 +98,7 @@ async def seed_user(
                 position=position,
                 prompt_index=position,
                 seed=position,
+                claim_key=claim_key(job.priority, job.created_at, job.id, position),
                 status=TaskStatus.DELIVERED,
                 stored_at=stored_at,
                 result_key=result_key,
