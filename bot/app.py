@@ -12,7 +12,7 @@ import socket
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
@@ -52,10 +52,10 @@ from bot.web import (
     build_web_app,
     yookassa_notifications,
 )
-from providers.base import CreateLimiter, ImageProvider
+from providers.base import ImageProvider
 from providers.http import DownloadPolicy
 from providers.kie import KieProvider
-from providers.ratelimit import RedisSlidingWindowLimiter, SlidingWindowLimiter
+from providers.ratelimit import DEFAULT_SAFETY_MARGIN_SECONDS, RedisSlidingWindowLimiter, SlidingWindowLimiter
 from providers.replicate import ReplicateProvider
 from providers.stars import StarsPayments
 from providers.yookassa import IpAllowList, YooKassaClient, client_ip
@@ -372,15 +372,22 @@ class Application:
         sockets = getattr(server, "sockets", None) or []
         return int(sockets[0].getsockname()[1]) if sockets else self.settings.WEB_PORT
 
-    def _limiter(self, name: str, limit: str) -> CreateLimiter:
+    def _limiter(
+        self, name: str, limit: str, kind: Literal["create", "status"] = "create"
+    ) -> SlidingWindowLimiter | RedisSlidingWindowLimiter:
         calls, seconds = parse_limit(limit)
+        # A status call over the budget costs one poll (asked again later), a create over it is dropped:
+        # the status window gets a margin in proportion to it, so a short window keeps most of its budget.
+        margin = min(DEFAULT_SAFETY_MARGIN_SECONDS, seconds / 10) if kind == "status" else DEFAULT_SAFETY_MARGIN_SECONDS
         if self.settings.REDIS_URL:
             import redis.asyncio as redis_asyncio
 
             if self._redis is None:
                 self._redis = redis_asyncio.Redis.from_url(self.settings.REDIS_URL)
-            return RedisSlidingWindowLimiter(self._redis, f"pinglass:limit:{name}:create", calls, seconds)
-        return SlidingWindowLimiter(calls, seconds)
+            return RedisSlidingWindowLimiter(
+                self._redis, f"pinglass:limit:{name}:{kind}", calls, seconds, safety_margin_seconds=margin
+            )
+        return SlidingWindowLimiter(calls, seconds, safety_margin_seconds=margin)
 
     def _download_policy(self) -> DownloadPolicy:
         settings = self.settings
@@ -403,6 +410,7 @@ class Application:
                     hmac_key=settings.KIE_WEBHOOK_HMAC_KEY.get_secret_value() or None,
                     create_limiter=self._limiter("kie", settings.KIE_CREATE_LIMIT),
                     download_policy=self._download_policy(),
+                    status_limiter=self._limiter("kie", settings.KIE_STATUS_LIMIT, "status"),
                 )
             )
         if settings.REPLICATE_API_TOKEN.get_secret_value():
@@ -414,6 +422,7 @@ class Application:
                     webhook_secret=settings.REPLICATE_WEBHOOK_SECRET.get_secret_value() or None,
                     create_limiter=self._limiter("replicate", settings.REPLICATE_CREATE_LIMIT),
                     download_policy=self._download_policy(),
+                    status_limiter=self._limiter("replicate", settings.REPLICATE_STATUS_LIMIT, "status"),
                 )
             )
         return providers

@@ -138,3 +138,18 @@ class CreateLimiter(Protocol):
     """Admission to a provider's account-wide create budget (local or shared through Redis)."""
 
     async def acquire(self) -> None: ...
+
+
+class StatusLimiter(Protocol):
+    """Admission to a provider's status-call budget (Kie ``recordInfo``: 10/s per key, kie.md §3.3).
+
+    It also tells its budget, so the engine sizes a poll round to what it admits soon instead of
+    queueing a long line of polls behind it (both limiters in providers/ratelimit.py qualify)."""
+
+    @property
+    def max_calls(self) -> int: ...
+
+    @property
+    def period_seconds(self) -> float: ...
+
+    async def acquire(self) -> None: ...

@@ -41,6 +41,7 @@ from providers.base import (
     RateLimit,
     RateLimitedError,
     RetryableProviderError,
+    StatusLimiter,
     TaskNotFoundError,
     TaskResult,
     TaskState,
@@ -242,6 +243,7 @@ class KieProvider:
         callback_tolerance_seconds: float = CALLBACK_TOLERANCE_SECONDS,
         wall_clock: Callable[[], float] = time.time,
         download_policy: DownloadPolicy | None = None,
+        status_limiter: StatusLimiter | None = None,
     ) -> None:
         if model not in KIE_MODELS:
             raise ValueError(f"unsupported Kie model {model!r}; known: {', '.join(sorted(KIE_MODELS))}")
@@ -266,7 +268,12 @@ class KieProvider:
         self._input_overrides = dict(input_overrides or {})
         self._callback_tolerance_seconds = callback_tolerance_seconds
         self._wall_clock = wall_clock
-        self._limits = ProviderLimits(create=RateLimit(20, 10.0))
+        # recordInfo: 10 per second per key (kie.md §3.3), shared by polls and callback re-fetches.
+        self._status_limiter = status_limiter
+        status = RateLimit(10, 1.0)
+        if status_limiter is not None:
+            status = RateLimit(status_limiter.max_calls, status_limiter.period_seconds)
+        self._limits = ProviderLimits(create=RateLimit(20, 10.0), status=status)
 
     @property
     def name(self) -> str:
@@ -364,6 +371,8 @@ class KieProvider:
     # ------------------------------------------------------------------ status
 
     async def get_task(self, provider_task_id: str) -> TaskResult:
+        if self._status_limiter is not None:
+            await self._status_limiter.acquire()
         data = await self._call(
             "recordInfo",
             "GET",
