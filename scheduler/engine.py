@@ -46,6 +46,7 @@ from storage.images import make_thumbnail
 from storage.models import GenerationJob, GenerationTask, ReferencePhoto, utcnow
 from studio.catalogue import Catalogue
 from studio.generation import build_prompt, plan_tasks
+from studio.latency import LatencyEstimate, LatencyTracker
 from studio.policy import CircuitBreaker, DecisionAction, FallbackPolicy, choose_provider, decide_after_failure
 from studio.policy import is_stuck as policy_is_stuck
 from studio.policy import next_poll_at as policy_next_poll_at
@@ -58,6 +59,11 @@ CALLBACK_PATHS = {"kie": "/providers/kie/callback", "replicate": "/providers/rep
 
 class MissingSelfies(Exception):
     """The job's reference photos are gone (rows or files): a local failure, never a provider's."""
+
+
+def _model_of(provider: ImageProvider) -> str | None:
+    model = getattr(provider, "model", None)
+    return model if isinstance(model, str) else None
 
 
 def failure_type(error: str, retryable: bool) -> str:
@@ -80,7 +86,9 @@ class EngineConfig:
     # portraits from queueing behind a long line of already-claimed ones.
     max_inflight_creates: int = 4
     jobs_per_claim: int = 20
-    polls_per_round: int = 200
+    polls_per_round: int = 200  # and per provider no more than its status budget admits in one window
+    # Recent submit → done durations older than this are not trusted for the poll schedule.
+    latency_window_seconds: float = 3600.0
     store_retry_after_seconds: float = 120.0
 
 
@@ -111,6 +119,8 @@ class GenerationEngine:
         self.notifier = notifier
         self.config = config
         self.on_latency = on_latency
+        # Recent latency per provider and model: the poll schedule follows it (studio/latency.py).
+        self.latency = LatencyTracker(max_age_seconds=config.latency_window_seconds)
         self.faces = faces  # None: portraits are stored unscored
         self._storing: set[int] = set()
         self.breakers: dict[str, CircuitBreaker] = {p.name: CircuitBreaker() for p in self.providers}
@@ -175,6 +185,7 @@ class GenerationEngine:
             asyncio.create_task(self._loop(self.signals.tasks_pending, self.submit_due), name="engine-submit"),
             asyncio.create_task(self._poll_loop(), name="engine-poll"),
         ]
+        self._spawn(self.load_recent_latency(), self._background)
 
     async def stop(self) -> None:
         self._stopping = True
@@ -337,7 +348,14 @@ class GenerationEngine:
                 provider_index=index,
                 provider_task_id=provider_task_id,
                 next_poll_at=policy_next_poll_at(
-                    self.policy, index, now, 0, now, self.callbacks_enabled, self.config.poll_interval_seconds
+                    self.policy,
+                    index,
+                    now,
+                    0,
+                    now,
+                    self.callbacks_enabled,
+                    self.config.poll_interval_seconds,
+                    latency=self.recent_latency(provider, now),
                 ),
             )
             # generation_started is per job: its first submission; retries and later tasks record nothing.
@@ -465,7 +483,7 @@ class GenerationEngine:
         await self.handle_result(provider, result)
         return 200
 
-    async def handle_result(self, provider: ImageProvider, result: TaskResult) -> None:
+    async def handle_result(self, provider: ImageProvider, result: TaskResult, *, polled: bool = False) -> None:
         if result.state == TaskState.SUCCEEDED and result.image_urls:
             async with self.sessionmaker() as session:
                 task = await queue.mark_provider_succeeded(
@@ -474,8 +492,15 @@ class GenerationEngine:
                 await session.commit()
             if task is not None:
                 self.breakers[provider.name].record_success(utcnow())
-                if task.submitted_at and self.on_latency:
-                    self.on_latency(provider.name, (utcnow() - task.submitted_at).total_seconds())
+                if task.submitted_at:
+                    done_at = utcnow()
+                    seconds = (done_at - task.submitted_at).total_seconds()
+                    # With callbacks on, a task a poll finds done had its callback lost or late: that
+                    # delay is not the provider's, and counting it would push the backstop ever later.
+                    if not (polled and self.callbacks_enabled):
+                        self.latency.observe(provider.name, _model_of(provider), done_at, seconds)
+                    if self.on_latency:
+                        self.on_latency(provider.name, seconds)
                 self._spawn(self._store(task.id, provider, result.image_urls[0]), self._background)
         elif result.state == TaskState.FAILED or (result.state == TaskState.SUCCEEDED and not result.image_urls):
             async with self.sessionmaker() as session:
@@ -687,42 +712,54 @@ class GenerationEngine:
                 self.signals.task_pending()
 
     async def poll_due(self) -> int:
+        """One poll round: the due tasks a round may take (oldest first; per provider no more than its
+        status budget admits in one window, so polls never queue long behind the limiter while newer
+        work waits), asked concurrently; the provider's status limiter paces the calls."""
         async with self.sessionmaker() as session:
-            due = await queue.due_polls(session, self.config.polls_per_round)
-        for task in due:
-            provider = self.provider(task.provider or "")
-            now = utcnow()
-            if provider is None or task.provider_task_id is None:
-                # Its provider is no longer configured: ask again an interval later, never in a tight loop.
-                async with self.sessionmaker() as session:
-                    await queue.reschedule_poll(
-                        session, task.id, now + timedelta(seconds=self.config.poll_interval_seconds)
-                    )
-                    await session.commit()
-                continue
-            if task.submitted_at and policy_is_stuck(self.policy, task.provider_index, task.submitted_at, now):
-                await self._after_failure(
-                    task.id, TaskStatus.SUBMITTED, task.provider_index, max(task.attempts, 1), True, "stuck"
-                )
-                continue
-            try:
-                result = await provider.get_task(task.provider_task_id)
-            except ProviderError as error:
-                if isinstance(error, PermanentProviderError):
-                    await self._after_failure(
-                        task.id, TaskStatus.SUBMITTED, task.provider_index, max(task.attempts, 1), False, str(error)
-                    )
-                else:
-                    await self._reschedule(task, now)
-                continue
-            if result.terminal:
-                await self.handle_result(provider, result)
-            else:
-                await self._reschedule(task, now)
+            due = await queue.due_polls(session, self.config.polls_per_round, per_provider=self._poll_quotas())
+        outcomes = await asyncio.gather(*(self._poll(task) for task in due), return_exceptions=True)
+        for task, outcome in zip(due, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                log.error("poll of task %s failed", task.id, exc_info=outcome, extra={"task_id": task.id})
         return len(due)
+
+    def _poll_quotas(self) -> dict[str, int]:
+        return {provider.name: max(1, provider.limits.status.max_calls) for provider in self.providers}
+
+    async def _poll(self, task: GenerationTask) -> None:
+        provider = self.provider(task.provider or "")
+        now = utcnow()
+        if provider is None or task.provider_task_id is None:
+            # Its provider is no longer configured: ask again an interval later, never in a tight loop.
+            async with self.sessionmaker() as session:
+                await queue.reschedule_poll(
+                    session, task.id, now + timedelta(seconds=self.config.poll_interval_seconds)
+                )
+                await session.commit()
+            return
+        if task.submitted_at and policy_is_stuck(self.policy, task.provider_index, task.submitted_at, now):
+            await self._after_failure(
+                task.id, TaskStatus.SUBMITTED, task.provider_index, max(task.attempts, 1), True, "stuck"
+            )
+            return
+        try:
+            result = await provider.get_task(task.provider_task_id)
+        except ProviderError as error:
+            if isinstance(error, PermanentProviderError):
+                await self._after_failure(
+                    task.id, TaskStatus.SUBMITTED, task.provider_index, max(task.attempts, 1), False, str(error)
+                )
+            else:
+                await self._reschedule(task, utcnow())
+            return
+        if result.terminal:
+            await self.handle_result(provider, result, polled=True)
+        else:
+            await self._reschedule(task, utcnow())
 
     async def _reschedule(self, task: GenerationTask, now: datetime) -> None:
         assert task.submitted_at is not None
+        provider = self.provider(task.provider or "")
         upcoming = policy_next_poll_at(
             self.policy,
             task.provider_index,
@@ -731,10 +768,34 @@ class GenerationEngine:
             now,
             self.callbacks_enabled,
             self.config.poll_interval_seconds,
+            latency=None if provider is None else self.recent_latency(provider, now),
         )
         async with self.sessionmaker() as session:
             await queue.reschedule_poll(session, task.id, upcoming)
             await session.commit()
+
+    def recent_latency(self, provider: ImageProvider, now: datetime) -> LatencyEstimate | None:
+        """What this provider's recent tasks took (None: too few known, the policy's guesses apply)."""
+        return self.latency.estimate(provider.name, _model_of(provider), now)
+
+    async def load_recent_latency(self) -> None:
+        """Seed the latency figures from the tasks finished in the recent window, so a restart does not
+        forget them. The rows do not say which model ran; they are taken as the provider's current one
+        (after a model switch the window's own samples replace them)."""
+        now = utcnow()
+        since = now - timedelta(seconds=self.config.latency_window_seconds)
+        try:
+            async with self.sessionmaker() as session:
+                rows = await queue.recent_provider_latencies(
+                    session, since, self.latency.max_samples * max(1, len(self.providers))
+                )
+        except Exception:  # the figures are an optimisation: the static guesses still work
+            log.exception("could not read recent provider latency; polling starts from the policy's guesses")
+            return
+        for name, submitted_at, done_at in rows:
+            provider = self.provider(name)
+            if provider is not None:
+                self.latency.observe(name, _model_of(provider), done_at, (done_at - submitted_at).total_seconds())
 
     # ------------------------------------------------------------ recovery and completion
 
