@@ -55,7 +55,7 @@ from bot.web import (
 from providers.base import ImageProvider
 from providers.http import DownloadPolicy
 from providers.kie import KieProvider
-from providers.ratelimit import DEFAULT_SAFETY_MARGIN_SECONDS, RedisSlidingWindowLimiter, SlidingWindowLimiter
+from providers.ratelimit import RedisSlidingWindowLimiter, SlidingWindowLimiter
 from providers.replicate import ReplicateProvider
 from providers.stars import StarsPayments
 from providers.yookassa import IpAllowList, YooKassaClient, client_ip
@@ -376,18 +376,13 @@ class Application:
         self, name: str, limit: str, kind: Literal["create", "status"] = "create"
     ) -> SlidingWindowLimiter | RedisSlidingWindowLimiter:
         calls, seconds = parse_limit(limit)
-        # A status call over the budget costs one poll (asked again later), a create over it is dropped:
-        # the status window gets a margin in proportion to it, so a short window keeps most of its budget.
-        margin = min(DEFAULT_SAFETY_MARGIN_SECONDS, seconds / 10) if kind == "status" else DEFAULT_SAFETY_MARGIN_SECONDS
         if self.settings.REDIS_URL:
             import redis.asyncio as redis_asyncio
 
             if self._redis is None:
                 self._redis = redis_asyncio.Redis.from_url(self.settings.REDIS_URL)
-            return RedisSlidingWindowLimiter(
-                self._redis, f"pinglass:limit:{name}:{kind}", calls, seconds, safety_margin_seconds=margin
-            )
-        return SlidingWindowLimiter(calls, seconds, safety_margin_seconds=margin)
+            return RedisSlidingWindowLimiter(self._redis, f"pinglass:limit:{name}:{kind}", calls, seconds)
+        return SlidingWindowLimiter(calls, seconds)
 
     def _download_policy(self) -> DownloadPolicy:
         settings = self.settings
