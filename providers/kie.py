@@ -272,7 +272,9 @@ class KieProvider:
         self._status_limiter = status_limiter
         status = RateLimit(10, 1.0)
         if status_limiter is not None:
-            status = RateLimit(status_limiter.max_calls, status_limiter.period_seconds)
+            # What it really admits: its window is widened by the safety margin.
+            window = status_limiter.period_seconds + status_limiter.safety_margin_seconds
+            status = RateLimit(status_limiter.max_calls, window)
         self._limits = ProviderLimits(create=RateLimit(20, 10.0), status=status)
 
     @property

@@ -255,7 +255,8 @@ class ReplicateProvider:
         # 600 creates/min; every other endpoint 3000/min = 50/s, the ProviderLimits default (replicate.md §7).
         if self._status_limiter is None:
             return ProviderLimits(create=RateLimit(600, 60.0))
-        status = RateLimit(self._status_limiter.max_calls, self._status_limiter.period_seconds)
+        limiter = self._status_limiter  # what it really admits: its window is widened by the safety margin
+        status = RateLimit(limiter.max_calls, limiter.period_seconds + limiter.safety_margin_seconds)
         return ProviderLimits(create=RateLimit(600, 60.0), status=status)
 
     @property

@@ -15,6 +15,7 @@ signals delivery. Nothing here is the source of truth: every state lives in the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -86,7 +87,10 @@ class EngineConfig:
     # portraits from queueing behind a long line of already-claimed ones.
     max_inflight_creates: int = 4
     jobs_per_claim: int = 20
-    polls_per_round: int = 200  # and per provider no more than its status budget admits in one window
+    # At most this many polls per round, and per provider no more than its status budget admits
+    # within poll_round_seconds (at least one window's worth).
+    polls_per_round: int = 200
+    poll_round_seconds: float = 1.0
     # Recent submit → done durations older than this are not trusted for the poll schedule.
     latency_window_seconds: float = 3600.0
     store_retry_after_seconds: float = 120.0
@@ -136,6 +140,10 @@ class GenerationEngine:
         self._creating: dict[str, int] = {}
         self._early_callbacks: dict[tuple[str, str], None] = {}
         self._stopping = False
+        # The poll loop sleeps until the earliest due poll; a submit whose first poll comes earlier wakes it.
+        self._poll_wakeup = asyncio.Event()
+        self._poll_wake_at: datetime | None = None  # None: the poll loop is at work
+        self._callbacks_in_flight: set[tuple[str, str]] = set()  # (provider, task id) being re-fetched
 
     @property
     def enabled(self) -> bool:
@@ -339,6 +347,16 @@ class GenerationEngine:
     ) -> bool:
         self.breakers[provider.name].record_success(utcnow())
         now = utcnow()
+        first_poll = policy_next_poll_at(
+            self.policy,
+            index,
+            now,
+            0,
+            now,
+            self.callbacks_enabled,
+            self.config.poll_interval_seconds,
+            latency=self.recent_latency(provider, now),
+        )
         async with self.sessionmaker() as session:
             recorded = await queue.mark_submitted(
                 session,
@@ -347,16 +365,7 @@ class GenerationEngine:
                 provider=provider.name,
                 provider_index=index,
                 provider_task_id=provider_task_id,
-                next_poll_at=policy_next_poll_at(
-                    self.policy,
-                    index,
-                    now,
-                    0,
-                    now,
-                    self.callbacks_enabled,
-                    self.config.poll_interval_seconds,
-                    latency=self.recent_latency(provider, now),
-                ),
+                next_poll_at=first_poll,
             )
             # generation_started is per job: its first submission; retries and later tasks record nothing.
             if recorded and never_submitted and not await queue.other_task_submitted(session, job_id, task_id):
@@ -368,6 +377,8 @@ class GenerationEngine:
                     model=getattr(provider, "model", None),
                 )
             await session.commit()
+        if recorded and self._poll_wake_at is not None and first_poll < self._poll_wake_at:
+            self._poll_wakeup.set()
         return recorded
 
     async def _keep_lease(self, task_id: int) -> None:
@@ -473,14 +484,18 @@ class GenerationEngine:
         self._early_callbacks.pop(key, None)
         if status != TaskStatus.SUBMITTED:
             return 200  # a duplicate of a settled task: nothing to do, nothing to fetch
+        self._callbacks_in_flight.add(key)  # the backstop poll leaves this task alone meanwhile
         try:
-            result = await provider.parse_callback(headers, body)
-        except BadSignatureError:
-            return 401
-        except ProviderError as error:
-            log.warning("%s callback could not be checked: %s", provider_name, error)
-            return 503 if error.retryable else 400
-        await self.handle_result(provider, result)
+            try:
+                result = await provider.parse_callback(headers, body)
+            except BadSignatureError:
+                return 401
+            except ProviderError as error:
+                log.warning("%s callback could not be checked: %s", provider_name, error)
+                return 503 if error.retryable else 400
+            await self.handle_result(provider, result)
+        finally:
+            self._callbacks_in_flight.discard(key)
         return 200
 
     async def handle_result(self, provider: ImageProvider, result: TaskResult, *, polled: bool = False) -> None:
@@ -687,6 +702,8 @@ class GenerationEngine:
 
     async def _poll_loop(self) -> None:
         while not self._stopping:
+            self._poll_wakeup.clear()
+            self._poll_wake_at = None
             try:
                 await self.poll_due()
                 async with self.sessionmaker() as session:
@@ -707,7 +724,9 @@ class GenerationEngine:
             retry_due = pending_at is not None and pending_at > now
             if retry_due:
                 wait = min(wait, (pending_at - now).total_seconds())  # type: ignore[operator]
-            await asyncio.sleep(wait)
+            self._poll_wake_at = now + timedelta(seconds=wait)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poll_wakeup.wait(), timeout=wait)
             if retry_due and pending_at <= utcnow():  # type: ignore[operator]
                 self.signals.task_pending()
 
@@ -724,7 +743,12 @@ class GenerationEngine:
         return len(due)
 
     def _poll_quotas(self) -> dict[str, int]:
-        return {provider.name: max(1, provider.limits.status.max_calls) for provider in self.providers}
+        quotas = {}
+        for provider in self.providers:
+            budget = provider.limits.status
+            soon = int(budget.max_calls * self.config.poll_round_seconds / budget.period_seconds)
+            quotas[provider.name] = max(1, budget.max_calls, soon)
+        return quotas
 
     async def _poll(self, task: GenerationTask) -> None:
         provider = self.provider(task.provider or "")
@@ -737,11 +761,13 @@ class GenerationEngine:
                 )
                 await session.commit()
             return
-        if task.submitted_at and policy_is_stuck(self.policy, task.provider_index, task.submitted_at, now):
-            await self._after_failure(
-                task.id, TaskStatus.SUBMITTED, task.provider_index, max(task.attempts, 1), True, "stuck"
-            )
+        stuck = task.submitted_at is not None and policy_is_stuck(
+            self.policy, task.provider_index, task.submitted_at, now
+        )
+        if not stuck and (provider.name, task.provider_task_id) in self._callbacks_in_flight:
+            await self._reschedule(task, now)  # its callback came and is being handled: nothing to back up
             return
+        # A task past its deadline is asked once more: one that finished meanwhile is not thrown away.
         try:
             result = await provider.get_task(task.provider_task_id)
         except ProviderError as error:
@@ -749,13 +775,22 @@ class GenerationEngine:
                 await self._after_failure(
                     task.id, TaskStatus.SUBMITTED, task.provider_index, max(task.attempts, 1), False, str(error)
                 )
+            elif stuck:
+                await self._fail_stuck(task)
             else:
                 await self._reschedule(task, utcnow())
             return
         if result.terminal:
             await self.handle_result(provider, result, polled=True)
+        elif stuck:
+            await self._fail_stuck(task)
         else:
             await self._reschedule(task, utcnow())
+
+    async def _fail_stuck(self, task: GenerationTask) -> None:
+        await self._after_failure(
+            task.id, TaskStatus.SUBMITTED, task.provider_index, max(task.attempts, 1), True, "stuck"
+        )
 
     async def _reschedule(self, task: GenerationTask, now: datetime) -> None:
         assert task.submitted_at is not None

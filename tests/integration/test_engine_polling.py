@@ -107,7 +107,7 @@ async def test_the_status_limiter_keeps_record_info_within_the_budget() -> None:
         unlimited = KieProvider(kie.api_key, kie.url, kie.url, "nano-banana-2")
         try:
             task_id = await provider.create_task("a portrait", [], GenerationOptions(), None)
-            assert provider.limits.status.max_calls == 10 and provider.limits.status.period_seconds == 1.0
+            assert provider.limits.status.max_calls == 10 and provider.limits.status.period_seconds == 1.05
             results = await asyncio.gather(*(provider.get_task(task_id) for _ in range(25)))
             assert len(results) == 25 and kie.record_info_rate_limited_count == 0
             assert _max_in_window([moment for _, moment in kie.record_info_log], 1.0) <= 10
