@@ -61,6 +61,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 TERMINAL_JOBS = frozenset({JobStatus.COMPLETED, JobStatus.PARTIAL, JobStatus.FAILED, JobStatus.CANCELLED})
 KIE_LIMIT, KIE_WINDOW = 20, 10.0  # the real account's create budget (kie.md §7)
+KIE_STATUS_LIMIT, KIE_STATUS_WINDOW = 10, 1.0  # recordInfo per key (kie.md §3.3)
+REPLICATE_STATUS_LIMIT, REPLICATE_STATUS_WINDOW = 50, 1.0  # the app's default (replicate.md §7: 3000/min)
 REPLICATE_LIMIT, REPLICATE_WINDOW = 600, 60.0
 TELEGRAM_FLOOD = (30, 1.0, 40, 30.0)  # fake flood control: 30 msgs/s overall, 40 per chat per 30 s
 ALBUM_WINDOW_SECONDS = 3.0  # the app's default
@@ -92,17 +94,17 @@ def lognormal(rng: random.Random, median: float, sigma: float) -> float:
 def scaled_policy(factor: float) -> dict[str, Any]:
     """Production-like retry/fallback policy with every duration scaled by the time factor."""
 
-    def provider(name: str, first_poll: float) -> dict[str, Any]:
+    def provider(name: str, first_poll: float, poll_every: float) -> dict[str, Any]:
         return {
             "name": name,
             "max_attempts": 3,
             "backoff_seconds": [2.0 * factor, 10.0 * factor, 30.0 * factor],
             "stuck_after_seconds": 300.0 * factor,
             "first_poll_after_seconds": first_poll * factor,
-            "poll_every_seconds": 5.0 * factor,
+            "poll_every_seconds": poll_every * factor,
         }
 
-    return {"providers": [provider("kie", 20.0), provider("replicate", 10.0)]}
+    return {"providers": [provider("kie", 20.0, 3.0), provider("replicate", 10.0, 5.0)]}
 
 
 def to_monotonic(moment: datetime | None, offset: float) -> float | None:
@@ -271,6 +273,8 @@ class Stack:
         self.kie = FakeKie(
             create_limit=KIE_LIMIT,
             create_window_seconds=KIE_WINDOW * factor,
+            record_info_limit=KIE_STATUS_LIMIT,
+            record_info_window_seconds=KIE_STATUS_WINDOW * factor,
             latency=lambda: lognormal(kie_rng, options.kie_median_seconds * factor, options.kie_sigma),
             # Kie retries a callback that did not get through (the app may be restarting).
             callback_retry_delays=(1.0, 3.0, 10.0),
@@ -322,6 +326,8 @@ class Stack:
             "REPLICATE_API_URL": self.replicate.base_url,
             "REPLICATE_WEBHOOK_SECRET": self.replicate.webhook_secret,
             "REPLICATE_CREATE_LIMIT": f"{REPLICATE_LIMIT}/{REPLICATE_WINDOW * factor:g}",
+            "KIE_STATUS_LIMIT": f"{KIE_STATUS_LIMIT}/{KIE_STATUS_WINDOW * factor:g}",
+            "REPLICATE_STATUS_LIMIT": f"{REPLICATE_STATUS_LIMIT}/{REPLICATE_STATUS_WINDOW * factor:g}",
             "DOWNLOAD_ALLOW_LOOPBACK": True,  # the fakes serve results over http on 127.0.0.1
             "YOOKASSA_SHOP_ID": self.kassa.shop_id,
             "YOOKASSA_SECRET_KEY": self.kassa.secret_key,
@@ -601,6 +607,11 @@ async def measure(stack: Stack, outcomes: list[UserOutcome], started: float, fin
         "kie_budget_ceiling": round(1 / (1 + DEFAULT_SAFETY_MARGIN_SHARE), 3),
         "kie_max_creates_in_window": max_in_window,
         "kie_429": stack.kie.rate_limited_count,
+        "kie_status_calls": len(stack.kie.record_info_calls),
+        "kie_status_calls_per_photo": round(len(stack.kie.record_info_calls) / photos_delivered, 2)
+        if photos_delivered
+        else None,
+        "kie_status_429": getattr(stack.kie, "record_info_rate_limited_count", None),
         "replicate_creates": len(stack.replicate.creates),
         "replicate_429": sum(1 for request in stack.replicate.requests if request.status == 429),
         "telegram_sends_per_pack": {method: round(count / packs, 2) for method, count in sends.items()},

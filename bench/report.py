@@ -116,6 +116,12 @@ def rows(run: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         f"max {run.get('kie_max_creates_in_window')} in any window",
     )
     add("Kie 429s received", run.get("kie_429"), "kie_429")
+    add(
+        "Kie recordInfo calls (per photo) / 429s",
+        None,
+        None,
+        f"{run.get('kie_status_calls')} ({run.get('kie_status_calls_per_photo')}) / {run.get('kie_status_429')}",
+    )
     add("Replicate creates / 429s", None, None, f"{run.get('replicate_creates')} / {run.get('replicate_429')}")
     sends = run.get("telegram_sends_per_pack") or {}
     add("Telegram sends per pack", None, None, ", ".join(f"{k} {v}" for k, v in sends.items() if v))

@@ -12,7 +12,7 @@ import socket
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
@@ -52,7 +52,7 @@ from bot.web import (
     build_web_app,
     yookassa_notifications,
 )
-from providers.base import CreateLimiter, ImageProvider
+from providers.base import ImageProvider
 from providers.http import DownloadPolicy
 from providers.kie import KieProvider
 from providers.ratelimit import RedisSlidingWindowLimiter, SlidingWindowLimiter
@@ -372,14 +372,16 @@ class Application:
         sockets = getattr(server, "sockets", None) or []
         return int(sockets[0].getsockname()[1]) if sockets else self.settings.WEB_PORT
 
-    def _limiter(self, name: str, limit: str) -> CreateLimiter:
+    def _limiter(
+        self, name: str, limit: str, kind: Literal["create", "status"] = "create"
+    ) -> SlidingWindowLimiter | RedisSlidingWindowLimiter:
         calls, seconds = parse_limit(limit)
         if self.settings.REDIS_URL:
             import redis.asyncio as redis_asyncio
 
             if self._redis is None:
                 self._redis = redis_asyncio.Redis.from_url(self.settings.REDIS_URL)
-            return RedisSlidingWindowLimiter(self._redis, f"pinglass:limit:{name}:create", calls, seconds)
+            return RedisSlidingWindowLimiter(self._redis, f"pinglass:limit:{name}:{kind}", calls, seconds)
         return SlidingWindowLimiter(calls, seconds)
 
     def _download_policy(self) -> DownloadPolicy:
@@ -403,6 +405,7 @@ class Application:
                     hmac_key=settings.KIE_WEBHOOK_HMAC_KEY.get_secret_value() or None,
                     create_limiter=self._limiter("kie", settings.KIE_CREATE_LIMIT),
                     download_policy=self._download_policy(),
+                    status_limiter=self._limiter("kie", settings.KIE_STATUS_LIMIT, "status"),
                 )
             )
         if settings.REPLICATE_API_TOKEN.get_secret_value():
@@ -414,6 +417,7 @@ class Application:
                     webhook_secret=settings.REPLICATE_WEBHOOK_SECRET.get_secret_value() or None,
                     create_limiter=self._limiter("replicate", settings.REPLICATE_CREATE_LIMIT),
                     download_policy=self._download_policy(),
+                    status_limiter=self._limiter("replicate", settings.REPLICATE_STATUS_LIMIT, "status"),
                 )
             )
         return providers

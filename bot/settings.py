@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     # Account-wide create budgets as "<calls>/<seconds>" (Kie drops, not queues, what exceeds it).
     KIE_CREATE_LIMIT: str = "20/10"
     REPLICATE_CREATE_LIMIT: str = "600/60"
+    # Status-call budgets (polls and callback re-fetches), same format: Kie allows 10 recordInfo/s per
+    # key; Replicate 3000 requests/min for everything but creates, admitted smoothly as 50/s.
+    KIE_STATUS_LIMIT: str = "10/1"
+    REPLICATE_STATUS_LIMIT: str = "50/1"
     # The retry/fallback policy as JSON (studio.policy.FallbackPolicy.to_dict()); empty: defaults.
     FALLBACK_POLICY: str = ""
     DISPATCH_TICK_SECONDS: float = 2.0
@@ -170,7 +174,7 @@ class Settings(BaseSettings):
     def callbacks_enabled(self) -> bool:
         return bool(self.PUBLIC_URL)
 
-    @field_validator("KIE_CREATE_LIMIT", "REPLICATE_CREATE_LIMIT")
+    @field_validator("KIE_CREATE_LIMIT", "REPLICATE_CREATE_LIMIT", "KIE_STATUS_LIMIT", "REPLICATE_STATUS_LIMIT")
     @classmethod
     def _limit_shape(cls, value: str) -> str:
         parse_limit(value)

@@ -165,10 +165,30 @@ class CreateLimiter(Protocol):
 
 
 @asynccontextmanager
-async def admitted(limiter: CreateLimiter | None) -> AsyncIterator[None]:
-    """Make one create call inside ``limiter``'s budget (no limiter: at once)."""
+async def admitted(limiter: CreateLimiter | StatusLimiter | None) -> AsyncIterator[None]:
+    """Make one call inside ``limiter``'s budget (no limiter: at once)."""
     if limiter is None:
         yield
         return
     async with limiter.admit():
         yield
+
+class StatusLimiter(Protocol):
+    """Admission to a provider's status-call budget (Kie ``recordInfo``: 10/s per key, kie.md §3.3).
+
+    It also tells its budget, so the engine sizes a poll round to what it admits soon instead of
+    queueing a long line of polls behind it (both limiters in providers/ratelimit.py qualify)."""
+
+    @property
+    def max_calls(self) -> int: ...
+
+    @property
+    def period_seconds(self) -> float: ...
+
+    @property
+    def safety_margin_seconds(self) -> float: ...
+
+    async def acquire(self) -> None: ...
+
+    def admit(self) -> AbstractAsyncContextManager[None]:
+        """Admission for one call whose slot counts from the moment it is answered."""

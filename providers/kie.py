@@ -41,6 +41,7 @@ from providers.base import (
     RateLimit,
     RateLimitedError,
     RetryableProviderError,
+    StatusLimiter,
     TaskNotFoundError,
     TaskResult,
     TaskState,
@@ -243,6 +244,7 @@ class KieProvider:
         callback_tolerance_seconds: float = CALLBACK_TOLERANCE_SECONDS,
         wall_clock: Callable[[], float] = time.time,
         download_policy: DownloadPolicy | None = None,
+        status_limiter: StatusLimiter | None = None,
     ) -> None:
         if model not in KIE_MODELS:
             raise ValueError(f"unsupported Kie model {model!r}; known: {', '.join(sorted(KIE_MODELS))}")
@@ -267,7 +269,14 @@ class KieProvider:
         self._input_overrides = dict(input_overrides or {})
         self._callback_tolerance_seconds = callback_tolerance_seconds
         self._wall_clock = wall_clock
-        self._limits = ProviderLimits(create=RateLimit(20, 10.0))
+        # recordInfo: 10 per second per key (kie.md §3.3), shared by polls and callback re-fetches.
+        self._status_limiter = status_limiter
+        status = RateLimit(10, 1.0)
+        if status_limiter is not None:
+            # What it really admits: its window is widened by the safety margin.
+            window = status_limiter.period_seconds + status_limiter.safety_margin_seconds
+            status = RateLimit(status_limiter.max_calls, window)
+        self._limits = ProviderLimits(create=RateLimit(20, 10.0), status=status)
 
     @property
     def name(self) -> str:
@@ -368,12 +377,13 @@ class KieProvider:
     # ------------------------------------------------------------------ status
 
     async def get_task(self, provider_task_id: str) -> TaskResult:
-        data = await self._call(
-            "recordInfo",
-            "GET",
-            f"{self._api_url}/api/v1/jobs/recordInfo",
-            params={"taskId": provider_task_id},
-        )
+        async with admitted(self._status_limiter):
+            data = await self._call(
+                "recordInfo",
+                "GET",
+                f"{self._api_url}/api/v1/jobs/recordInfo",
+                params={"taskId": provider_task_id},
+            )
         if not isinstance(data, Mapping):
             raise RetryableProviderError("recordInfo answered success without a data object")
         return self._task_result(provider_task_id, data)

@@ -37,6 +37,7 @@ from providers.base import (
     RateLimit,
     RateLimitedError,
     RetryableProviderError,
+    StatusLimiter,
     TaskNotFoundError,
     TaskResult,
     TaskState,
@@ -212,6 +213,7 @@ class ReplicateProvider:
         max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
         clock: Callable[[], float] = time.time,
         download_policy: DownloadPolicy | None = None,
+        status_limiter: StatusLimiter | None = None,
     ) -> None:
         if not api_token:
             raise ValueError("Replicate api_token is required")
@@ -229,6 +231,7 @@ class ReplicateProvider:
         self._model = _ModelRef(slug, version)
         self._spec = spec
         self._create_limiter = create_limiter
+        self._status_limiter = status_limiter
         self._timeout = timeout
         self._cancel_after_seconds = cancel_after_seconds
         self._webhook_tolerance_seconds = webhook_tolerance_seconds
@@ -251,7 +254,11 @@ class ReplicateProvider:
     @property
     def limits(self) -> ProviderLimits:
         # 600 creates/min; every other endpoint 3000/min = 50/s, the ProviderLimits default (replicate.md §7).
-        return ProviderLimits(create=RateLimit(600, 60.0))
+        if self._status_limiter is None:
+            return ProviderLimits(create=RateLimit(600, 60.0))
+        limiter = self._status_limiter  # what it really admits: its window is widened by the safety margin
+        status = RateLimit(limiter.max_calls, limiter.period_seconds + limiter.safety_margin_seconds)
+        return ProviderLimits(create=RateLimit(600, 60.0), status=status)
 
     @property
     def create_limiter(self) -> CreateLimiter | None:
@@ -314,12 +321,13 @@ class ReplicateProvider:
         return prediction_id
 
     async def get_task(self, provider_task_id: str) -> TaskResult:
-        response = await self._request(
-            "GET",
-            f"/v1/predictions/{_path_segment(provider_task_id)}",
-            action="get prediction",
-            task_lookup=True,
-        )
+        async with admitted(self._status_limiter):
+            response = await self._request(
+                "GET",
+                f"/v1/predictions/{_path_segment(provider_task_id)}",
+                action="get prediction",
+                task_lookup=True,
+            )
         try:
             return prediction_to_result(_json_object(response, "get prediction"))
         except ValueError as exc:

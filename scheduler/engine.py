@@ -15,6 +15,7 @@ signals delivery. Nothing here is the source of truth: every state lives in the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -56,6 +57,8 @@ from studio.policy import (
     choose_provider,
     decide_after_failure,
 )
+from studio.latency import LatencyEstimate, LatencyTracker
+from studio.policy import CircuitBreaker, DecisionAction, FallbackPolicy, choose_provider, decide_after_failure
 from studio.policy import is_stuck as policy_is_stuck
 from studio.policy import next_poll_at as policy_next_poll_at
 from studio.states import JobStatus, TaskStatus
@@ -67,6 +70,11 @@ CALLBACK_PATHS = {"kie": "/providers/kie/callback", "replicate": "/providers/rep
 
 class MissingSelfies(Exception):
     """The job's reference photos are gone (rows or files): a local failure, never a provider's."""
+
+
+def _model_of(provider: ImageProvider) -> str | None:
+    model = getattr(provider, "model", None)
+    return model if isinstance(model, str) else None
 
 
 def failure_type(error: str, retryable: bool) -> str:
@@ -89,7 +97,12 @@ class EngineConfig:
     # budget (``_create_room``): a task is claimed only when its create can start at once.
     max_inflight_creates: int = 200
     jobs_per_claim: int = 20
+    # At most this many polls per round, and per provider no more than its status budget admits
+    # within poll_round_seconds (at least one window's worth).
     polls_per_round: int = 200
+    poll_round_seconds: float = 1.0
+    # Recent submit → done durations older than this are not trusted for the poll schedule.
+    latency_window_seconds: float = 3600.0
     store_retry_after_seconds: float = 120.0
 
 
@@ -120,6 +133,8 @@ class GenerationEngine:
         self.notifier = notifier
         self.config = config
         self.on_latency = on_latency
+        # Recent latency per provider and model: the poll schedule follows it (studio/latency.py).
+        self.latency = LatencyTracker(max_age_seconds=config.latency_window_seconds)
         self.faces = faces  # None: portraits are stored unscored
         self._storing: set[int] = set()
         self.breakers: dict[str, CircuitBreaker] = {p.name: CircuitBreaker() for p in self.providers}
@@ -137,6 +152,10 @@ class GenerationEngine:
         self._before_admission: set[int] = set()  # claimed creates not yet at the provider's limiter
         self._leased: set[int] = set()  # claimed tasks whose create is not recorded yet
         self._stopping = False
+        # The poll loop sleeps until the earliest due poll; a submit whose first poll comes earlier wakes it.
+        self._poll_wakeup = asyncio.Event()
+        self._poll_wake_at: datetime | None = None  # None: the poll loop is at work
+        self._callbacks_in_flight: set[tuple[str, str]] = set()  # (provider, task id) being re-fetched
 
     @property
     def enabled(self) -> bool:
@@ -187,6 +206,7 @@ class GenerationEngine:
             asyncio.create_task(self._poll_loop(), name="engine-poll"),
             asyncio.create_task(self._keep_leases(), name="engine-leases"),
         ]
+        self._spawn(self.load_recent_latency(), self._background)
 
     async def stop(self) -> None:
         self._stopping = True
@@ -410,6 +430,16 @@ class GenerationEngine:
     ) -> bool:
         self.breakers[provider.name].record_success(utcnow())
         now = utcnow()
+        first_poll = policy_next_poll_at(
+            self.policy,
+            index,
+            now,
+            0,
+            now,
+            self.callbacks_enabled,
+            self.config.poll_interval_seconds,
+            latency=self.recent_latency(provider, now),
+        )
         async with self.sessionmaker() as session:
             recorded = await queue.mark_submitted(
                 session,
@@ -418,9 +448,7 @@ class GenerationEngine:
                 provider=provider.name,
                 provider_index=index,
                 provider_task_id=provider_task_id,
-                next_poll_at=policy_next_poll_at(
-                    self.policy, index, now, 0, now, self.callbacks_enabled, self.config.poll_interval_seconds
-                ),
+                next_poll_at=first_poll,
             )
             # generation_started is per job: its first submission; retries and later tasks record nothing.
             if recorded and never_submitted and not await queue.other_task_submitted(session, job_id, task_id):
@@ -439,6 +467,8 @@ class GenerationEngine:
                 provider.name,
                 provider_task_id,
             )
+        if recorded and self._poll_wake_at is not None and first_poll < self._poll_wake_at:
+            self._poll_wakeup.set()
         return recorded
 
     async def _keep_leases(self) -> None:
@@ -550,17 +580,21 @@ class GenerationEngine:
         self._early_callbacks.pop(key, None)
         if status != TaskStatus.SUBMITTED:
             return 200  # a duplicate of a settled task: nothing to do, nothing to fetch
+        self._callbacks_in_flight.add(key)  # the backstop poll leaves this task alone meanwhile
         try:
-            result = await provider.parse_callback(headers, body)
-        except BadSignatureError:
-            return 401
-        except ProviderError as error:
-            log.warning("%s callback could not be checked: %s", provider_name, error)
-            return 503 if error.retryable else 400
-        await self.handle_result(provider, result)
+            try:
+                result = await provider.parse_callback(headers, body)
+            except BadSignatureError:
+                return 401
+            except ProviderError as error:
+                log.warning("%s callback could not be checked: %s", provider_name, error)
+                return 503 if error.retryable else 400
+            await self.handle_result(provider, result)
+        finally:
+            self._callbacks_in_flight.discard(key)
         return 200
 
-    async def handle_result(self, provider: ImageProvider, result: TaskResult) -> None:
+    async def handle_result(self, provider: ImageProvider, result: TaskResult, *, polled: bool = False) -> None:
         if result.state == TaskState.SUCCEEDED and result.image_urls:
             async with self.sessionmaker() as session:
                 task = await queue.mark_provider_succeeded(
@@ -569,8 +603,15 @@ class GenerationEngine:
                 await session.commit()
             if task is not None:
                 self.breakers[provider.name].record_success(utcnow())
-                if task.submitted_at and self.on_latency:
-                    self.on_latency(provider.name, (utcnow() - task.submitted_at).total_seconds())
+                if task.submitted_at:
+                    done_at = utcnow()
+                    seconds = (done_at - task.submitted_at).total_seconds()
+                    # With callbacks on, a task a poll finds done had its callback lost or late: that
+                    # delay is not the provider's, and counting it would push the backstop ever later.
+                    if not (polled and self.callbacks_enabled):
+                        self.latency.observe(provider.name, _model_of(provider), done_at, seconds)
+                    if self.on_latency:
+                        self.on_latency(provider.name, seconds)
                 self._spawn(self._store(task.id, provider, result.image_urls[0]), self._background)
         elif result.state == TaskState.FAILED or (result.state == TaskState.SUCCEEDED and not result.image_urls):
             async with self.sessionmaker() as session:
@@ -759,6 +800,8 @@ class GenerationEngine:
 
     async def _poll_loop(self) -> None:
         while not self._stopping:
+            self._poll_wakeup.clear()
+            self._poll_wake_at = None
             try:
                 await self.poll_due()
                 async with self.sessionmaker() as session:
@@ -779,47 +822,77 @@ class GenerationEngine:
             retry_due = pending_at is not None and pending_at > now
             if retry_due:
                 wait = min(wait, (pending_at - now).total_seconds())  # type: ignore[operator]
-            await asyncio.sleep(wait)
+            self._poll_wake_at = now + timedelta(seconds=wait)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poll_wakeup.wait(), timeout=wait)
             if retry_due and pending_at <= utcnow():  # type: ignore[operator]
                 self.signals.task_pending()
 
     async def poll_due(self) -> int:
+        """One poll round: the due tasks a round may take (oldest first; per provider no more than its
+        status budget admits in one window, so polls never queue long behind the limiter while newer
+        work waits), asked concurrently; the provider's status limiter paces the calls."""
         async with self.sessionmaker() as session:
-            due = await queue.due_polls(session, self.config.polls_per_round)
-        for task in due:
-            provider = self.provider(task.provider or "")
-            now = utcnow()
-            if provider is None or task.provider_task_id is None:
-                # Its provider is no longer configured: ask again an interval later, never in a tight loop.
-                async with self.sessionmaker() as session:
-                    await queue.reschedule_poll(
-                        session, task.id, now + timedelta(seconds=self.config.poll_interval_seconds)
-                    )
-                    await session.commit()
-                continue
-            if task.submitted_at and policy_is_stuck(self.policy, task.provider_index, task.submitted_at, now):
-                await self._after_failure(
-                    task.id, TaskStatus.SUBMITTED, task.provider_index, max(task.attempts, 1), True, "stuck"
-                )
-                continue
-            try:
-                result = await provider.get_task(task.provider_task_id)
-            except ProviderError as error:
-                if isinstance(error, PermanentProviderError):
-                    await self._after_failure(
-                        task.id, TaskStatus.SUBMITTED, task.provider_index, max(task.attempts, 1), False, str(error)
-                    )
-                else:
-                    await self._reschedule(task, now)
-                continue
-            if result.terminal:
-                await self.handle_result(provider, result)
-            else:
-                await self._reschedule(task, now)
+            due = await queue.due_polls(session, self.config.polls_per_round, per_provider=self._poll_quotas())
+        outcomes = await asyncio.gather(*(self._poll(task) for task in due), return_exceptions=True)
+        for task, outcome in zip(due, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                log.error("poll of task %s failed", task.id, exc_info=outcome, extra={"task_id": task.id})
         return len(due)
+
+    def _poll_quotas(self) -> dict[str, int]:
+        quotas = {}
+        for provider in self.providers:
+            budget = provider.limits.status
+            soon = int(budget.max_calls * self.config.poll_round_seconds / budget.period_seconds)
+            quotas[provider.name] = max(1, budget.max_calls, soon)
+        return quotas
+
+    async def _poll(self, task: GenerationTask) -> None:
+        provider = self.provider(task.provider or "")
+        now = utcnow()
+        if provider is None or task.provider_task_id is None:
+            # Its provider is no longer configured: ask again an interval later, never in a tight loop.
+            async with self.sessionmaker() as session:
+                await queue.reschedule_poll(
+                    session, task.id, now + timedelta(seconds=self.config.poll_interval_seconds)
+                )
+                await session.commit()
+            return
+        stuck = task.submitted_at is not None and policy_is_stuck(
+            self.policy, task.provider_index, task.submitted_at, now
+        )
+        if not stuck and (provider.name, task.provider_task_id) in self._callbacks_in_flight:
+            await self._reschedule(task, now)  # its callback came and is being handled: nothing to back up
+            return
+        # A task past its deadline is asked once more: one that finished meanwhile is not thrown away.
+        try:
+            result = await provider.get_task(task.provider_task_id)
+        except ProviderError as error:
+            if isinstance(error, PermanentProviderError):
+                await self._after_failure(
+                    task.id, TaskStatus.SUBMITTED, task.provider_index, max(task.attempts, 1), False, str(error)
+                )
+            elif stuck:
+                await self._fail_stuck(task)
+            else:
+                await self._reschedule(task, utcnow())
+            return
+        if result.terminal:
+            await self.handle_result(provider, result, polled=True)
+        elif stuck:
+            await self._fail_stuck(task)
+        else:
+            await self._reschedule(task, utcnow())
+
+    async def _fail_stuck(self, task: GenerationTask) -> None:
+        await self._after_failure(
+            task.id, TaskStatus.SUBMITTED, task.provider_index, max(task.attempts, 1), True, "stuck"
+        )
 
     async def _reschedule(self, task: GenerationTask, now: datetime) -> None:
         assert task.submitted_at is not None
+        provider = self.provider(task.provider or "")
         upcoming = policy_next_poll_at(
             self.policy,
             task.provider_index,
@@ -828,10 +901,34 @@ class GenerationEngine:
             now,
             self.callbacks_enabled,
             self.config.poll_interval_seconds,
+            latency=None if provider is None else self.recent_latency(provider, now),
         )
         async with self.sessionmaker() as session:
             await queue.reschedule_poll(session, task.id, upcoming)
             await session.commit()
+
+    def recent_latency(self, provider: ImageProvider, now: datetime) -> LatencyEstimate | None:
+        """What this provider's recent tasks took (None: too few known, the policy's guesses apply)."""
+        return self.latency.estimate(provider.name, _model_of(provider), now)
+
+    async def load_recent_latency(self) -> None:
+        """Seed the latency figures from the tasks finished in the recent window, so a restart does not
+        forget them. The rows do not say which model ran; they are taken as the provider's current one
+        (after a model switch the window's own samples replace them)."""
+        now = utcnow()
+        since = now - timedelta(seconds=self.config.latency_window_seconds)
+        try:
+            async with self.sessionmaker() as session:
+                rows = await queue.recent_provider_latencies(
+                    session, since, self.latency.max_samples * max(1, len(self.providers))
+                )
+        except Exception:  # the figures are an optimisation: the static guesses still work
+            log.exception("could not read recent provider latency; polling starts from the policy's guesses")
+            return
+        for name, submitted_at, done_at in rows:
+            provider = self.provider(name)
+            if provider is not None:
+                self.latency.observe(name, _model_of(provider), done_at, (done_at - submitted_at).total_seconds())
 
     # ------------------------------------------------------------ recovery and completion
 

@@ -8,7 +8,7 @@ take disjoint rows; SQLite serialises writers, so one ``UPDATE … WHERE id IN (
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -392,18 +392,53 @@ async def mark_stored(
     return True
 
 
-async def due_polls(session: AsyncSession, limit: int) -> list[GenerationTask]:
+async def due_polls(
+    session: AsyncSession, limit: int, *, per_provider: Mapping[str, int] | None = None
+) -> list[GenerationTask]:
+    """Submitted tasks whose poll is due, the oldest submission first: under a backlog the tasks most
+    likely done are asked first. ``per_provider`` caps how many of a provider's tasks one round takes
+    (what its status budget admits soon); tasks of a provider not named there (no longer configured:
+    they are only rescheduled) count against ``limit`` alone."""
     now = utcnow()
-    return list(
-        (
-            await session.execute(
-                select(GenerationTask)
-                .where(GenerationTask.status == TaskStatus.SUBMITTED, GenerationTask.next_poll_at <= now)
-                .order_by(GenerationTask.next_poll_at, GenerationTask.id)
-                .limit(limit)
-            )
-        ).scalars()
+    due = select(GenerationTask).where(
+        GenerationTask.status == TaskStatus.SUBMITTED, GenerationTask.next_poll_at <= now
     )
+    oldest_first = (GenerationTask.submitted_at, GenerationTask.id)
+    if per_provider is None:
+        return list((await session.execute(due.order_by(*oldest_first).limit(limit))).scalars())
+    tasks: list[GenerationTask] = []
+    for provider, cap in per_provider.items():
+        query = due.where(GenerationTask.provider == provider).order_by(*oldest_first).limit(min(cap, limit))
+        tasks += (await session.execute(query)).scalars()
+    others = due.where(
+        or_(GenerationTask.provider.is_(None), GenerationTask.provider.not_in(list(per_provider)))
+    ).order_by(*oldest_first)
+    tasks += (await session.execute(others.limit(limit))).scalars()
+    # submitted_at is set on every submitted task; the id keeps the order total.
+    tasks.sort(key=lambda task: (task.submitted_at or now, task.id))
+    return tasks[:limit]
+
+
+async def recent_provider_latencies(
+    session: AsyncSession, since: datetime, limit: int
+) -> list[tuple[str, datetime, datetime]]:
+    """(provider, submitted_at, provider_done_at) of the latest ``limit`` tasks a provider finished
+    since ``since``, newest first: the engine's latency figures survive a restart."""
+    rows = await session.execute(
+        select(GenerationTask.provider, GenerationTask.submitted_at, GenerationTask.provider_done_at)
+        .where(
+            GenerationTask.provider_done_at >= since,
+            GenerationTask.provider.is_not(None),
+            GenerationTask.submitted_at.is_not(None),
+        )
+        .order_by(GenerationTask.provider_done_at.desc())
+        .limit(limit)
+    )
+    return [
+        (provider, submitted, done)
+        for provider, submitted, done in rows.all()
+        if provider is not None and submitted is not None and done is not None
+    ]
 
 
 async def next_poll_time(session: AsyncSession) -> datetime | None:

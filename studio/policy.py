@@ -13,8 +13,18 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-# Without callbacks each further poll waits this much longer than the previous one.
+from studio.latency import LatencyEstimate
+
+# Without callbacks, once a task is later than recent tasks usually are (the high percentile), each
+# further poll waits this much longer than the previous one.
 POLL_BACKOFF_FACTOR = 1.5
+# Without callbacks the first poll aims this share of the recent low percentile. A task found done at
+# its first poll is measured as taking that long, so aiming exactly at the percentile would pin the
+# estimate there; aiming a little early lets it follow a provider that got faster.
+FIRST_POLL_LEAD = 0.85
+# With callbacks the backstop poll waits for the recent high percentile plus this share of it (at
+# least one poll step): a callback is late only when the task is clearly slower than recent ones.
+CALLBACK_GRACE = 0.5
 DEFAULT_POLL_INTERVAL_SECONDS = 60.0  # POLL_INTERVAL_SECONDS in DESIGN.md
 
 
@@ -30,8 +40,9 @@ class ProviderPolicy:
     # are more retries than values, and values beyond max_attempts - 1 are never used.
     backoff_seconds: tuple[float, ...]
     stuck_after_seconds: float
-    first_poll_after_seconds: float  # near the provider's typical latency: earlier polls are wasted
-    poll_every_seconds: float
+    # The static guess of the provider's low latency, used until recent latency is known.
+    first_poll_after_seconds: float
+    poll_every_seconds: float  # the step between polls while a task is within its usual latency
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -102,7 +113,7 @@ KIE_POLICY = ProviderPolicy(
     backoff_seconds=(2.0, 10.0, 30.0),
     stuck_after_seconds=600.0,
     first_poll_after_seconds=25.0,
-    poll_every_seconds=5.0,
+    poll_every_seconds=3.0,  # kie.md §3.3: 2-3 s while a task is young
 )
 REPLICATE_POLICY = ProviderPolicy(
     name="replicate",
@@ -214,12 +225,23 @@ def next_poll_at(
     now: datetime,
     callbacks_enabled: bool,
     poll_interval_seconds: float = DEFAULT_POLL_INTERVAL_SECONDS,
+    latency: LatencyEstimate | None = None,
 ) -> datetime:
     """When to ask the provider about a submitted task next.
 
-    With callbacks the poll is only the backstop for a callback that never comes, so it runs every
-    ``poll_interval_seconds``. Without callbacks the first poll comes near the provider's typical
-    latency, then every ``poll_every_seconds`` growing gently, never sparser than the interval.
+    ``latency`` is what recent tasks of this provider took (``studio.latency``); None when too few
+    are known, and then the policy's static guesses stand in.
+
+    With callbacks the poll is only the backstop for a callback that is late: the first comes once
+    the task is clearly slower than recent ones (the high percentile plus a grace), the later ones
+    every ``poll_interval_seconds``. Without latency figures the first comes an interval after
+    submission, as the backstop always did.
+
+    Without callbacks the first poll comes a little before the recent low percentile (or at
+    ``first_poll_after_seconds``), then every ``poll_every_seconds`` while the task is within its
+    usual latency; beyond the high percentile (or the static guess) the gap grows with the delay,
+    ``POLL_BACKOFF_FACTOR`` per poll, never sparser than the interval.
+
     The poll never lands after the stuck deadline, so a stuck task is noticed on time.
     """
     if polls_done < 0:
@@ -227,14 +249,23 @@ def next_poll_at(
     if poll_interval_seconds <= 0:
         raise ValueError("poll_interval_seconds must be positive")
     provider = policy.provider(provider_index)
+    step = provider.poll_every_seconds
     if callbacks_enabled:
-        anchor = submitted_at if polls_done == 0 else now
-        due = anchor + timedelta(seconds=poll_interval_seconds)
+        if polls_done > 0:
+            due = now + timedelta(seconds=poll_interval_seconds)
+        elif latency is None:
+            due = submitted_at + timedelta(seconds=poll_interval_seconds)
+        else:
+            grace = max(step, CALLBACK_GRACE * latency.high_seconds)
+            due = submitted_at + timedelta(seconds=latency.high_seconds + grace)
     elif polls_done == 0:
-        due = submitted_at + timedelta(seconds=provider.first_poll_after_seconds)
+        first = provider.first_poll_after_seconds if latency is None else FIRST_POLL_LEAD * latency.low_seconds
+        due = submitted_at + timedelta(seconds=first)
     else:
-        grown = provider.poll_every_seconds * POLL_BACKOFF_FACTOR ** (polls_done - 1)
-        due = now + timedelta(seconds=min(grown, poll_interval_seconds))
+        usual = provider.first_poll_after_seconds if latency is None else latency.high_seconds
+        overdue = (now - submitted_at).total_seconds() - usual
+        gap = max(step, (POLL_BACKOFF_FACTOR - 1) * overdue)
+        due = now + timedelta(seconds=min(gap, poll_interval_seconds))
     stuck_deadline = submitted_at + timedelta(seconds=provider.stuck_after_seconds)
     return max(now, min(due, stuck_deadline))
 

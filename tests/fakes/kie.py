@@ -11,6 +11,8 @@ Strictness (it rejects what the real API rejects, and a bit more where that catc
   real API silently ignores a wrong image field name — the biggest trap in its API.
 - 20 creates per sliding 10 s per account (configurable); excess gets code 429 and the task is
   NOT created. Only admitted requests occupy the window.
+- 10 ``recordInfo`` calls per sliding second per API key (kie.md §3.3, configurable; None: off);
+  excess gets code 429. Every call is logged with its time (``record_info_log``).
 - Reference URLs that carry a Telegram bot token (``/file/bot``) get 422, and every input URL
   is recorded so tests can assert no token leaked. URLs on this fake must exist.
 
@@ -298,6 +300,8 @@ class FakeKie:
         hmac_key: str | None = None,
         create_limit: int = 20,
         create_window_seconds: float = 10.0,
+        record_info_limit: int | None = 10,
+        record_info_window_seconds: float = 1.0,
         latency: Latency = (0.02, 0.08),
         fail_rate: float = 0.0,
         stuck_rate: float = 0.0,
@@ -326,6 +330,8 @@ class FakeKie:
         self.hmac_key = hmac_key
         self.create_limit = create_limit
         self.create_window_seconds = create_window_seconds
+        self.record_info_limit = record_info_limit
+        self.record_info_window_seconds = record_info_window_seconds
         self.latency = latency
         self.fail_rate = fail_rate
         self.stuck_rate = stuck_rate
@@ -355,6 +361,8 @@ class FakeKie:
         self.creates: list[CreateRecord] = []
         self.uploads: list[UploadRecord] = []
         self.record_info_calls: list[str] = []
+        self.record_info_log: list[tuple[str, float]] = []  # (taskId, monotonic time), 429s included
+        self.record_info_rate_limited_count = 0
         self.callbacks: list[CallbackRecord] = []
         self.tasks: dict[str, FakeTask] = {}
         self.input_urls: list[str] = []
@@ -364,6 +372,7 @@ class FakeKie:
 
         self._rng = random.Random(seed)
         self._create_window: deque[float] = deque()
+        self._record_info_window: deque[float] = deque()
         self._queued_outcomes: deque[Outcome] = deque()
         self._injections: list[_Injection] = []
         self._files: dict[str, _StoredFile] = {}
@@ -858,8 +867,18 @@ class FakeKie:
 
     async def _handle_record_info(self, request: web.Request) -> web.Response:
         task_id = request.query.get("taskId", "")
+        now = time.monotonic()
         self.record_info_calls.append(task_id)
+        self.record_info_log.append((task_id, now))
         self._notify()
+        if self.record_info_limit is not None:
+            window = self._record_info_window
+            while window and now - window[0] >= self.record_info_window_seconds:
+                window.popleft()
+            if len(window) >= self.record_info_limit:
+                self.record_info_rate_limited_count += 1
+                raise FakeKieError(429)
+            window.append(now)
         task = self.tasks.get(task_id)
         if task is None:
             raise FakeKieError(422, "recordInfo is null")

@@ -57,9 +57,11 @@ async def test_paid_23_photo_job_with_callbacks(
         assert kie.rate_limited_count == 0
         assert kie.leaked_token_urls == []
         assert all(fake_telegram.token not in url and "/file/bot" not in url for url in kie.input_urls)
-        # every task was settled by its callback, none needed a poll
+        # every task was settled by its callback; the backstop poll waits for the recent p95 and a
+        # grace, so at most a few tasks slower than that were asked about once more
         assert len(kie.callbacks) >= 23
         assert kie.record_info_calls and len(set(kie.record_info_calls)) == 23  # Kie callbacks are re-fetched
+        assert len(kie.record_info_calls) <= 1.2 * 23
         async with app.sessionmaker() as session:
             tasks = list(
                 (await session.execute(select(GenerationTask).where(GenerationTask.job_id == job_id))).scalars()
@@ -67,7 +69,6 @@ async def test_paid_23_photo_job_with_callbacks(
             for task in tasks:
                 assert task.result_key and await app.files.exists(task.result_key)
                 assert task.thumb_key and await app.files.exists(task.thumb_key)
-            assert {t.polls for t in tasks} == {0}
             assert await ledger.balance(session, (await job_row(app.sessionmaker, job_id)).user_id) == 0
 
 

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from studio.latency import LatencyEstimate
 from studio.policy import (
     BreakerState,
     CircuitBreaker,
@@ -140,27 +142,86 @@ def test_stuck_after_the_provider_deadline(policy: FallbackPolicy) -> None:
 
 def test_with_callbacks_polling_is_only_the_backstop(policy: FallbackPolicy) -> None:
     first = next_poll_at(policy, KIE, at(0), 0, at(1), callbacks_enabled=True, poll_interval_seconds=60)
-    assert first == at(60)
+    assert first == at(60)  # no recent latency known: an interval after submission
     assert next_poll_at(policy, KIE, at(0), 1, at(60), True, 60) == at(120)
     # The last backstop poll lands on the stuck deadline, not after it.
     assert next_poll_at(policy, KIE, at(0), 9, at(570), True, 60) == at(600)
 
 
-def test_without_callbacks_polls_start_near_latency_then_back_off_gently(policy: FallbackPolicy) -> None:
+def test_with_callbacks_the_backstop_waits_beyond_the_recent_p95(policy: FallbackPolicy) -> None:
+    recent = LatencyEstimate(low_seconds=12.0, high_seconds=38.0, samples=50)
+    # p95 plus half of it: a callback is late only for a task clearly slower than recent ones.
+    assert next_poll_at(policy, KIE, at(0), 0, at(1), True, 60, latency=recent) == at(57)
+    # A fast provider: the grace is at least one poll step.
+    fast = LatencyEstimate(low_seconds=1.0, high_seconds=2.0, samples=50)
+    assert next_poll_at(policy, KIE, at(0), 0, at(0), True, 60, latency=fast) == at(2.0 + 3.0)
+    # Then every interval, as before.
+    assert next_poll_at(policy, KIE, at(0), 1, at(57), True, 60, latency=recent) == at(117)
+    # A very slow provider still gets its backstop before the stuck deadline.
+    slow = LatencyEstimate(low_seconds=300.0, high_seconds=500.0, samples=50)
+    assert next_poll_at(policy, KIE, at(0), 0, at(0), True, 60, latency=slow) == at(600)
+
+
+def _schedule(policy: FallbackPolicy, index: int, until: float, latency: LatencyEstimate | None) -> list[float]:
+    """The poll times (seconds after submission) of a task that is never done, until ``until``."""
+    times: list[float] = []
+    now = at(0)
+    while True:
+        now = next_poll_at(policy, index, at(0), len(times), now, False, 60, latency=latency)
+        elapsed = (now - at(0)).total_seconds()
+        if elapsed > until:
+            return times
+        times.append(elapsed)
+        if elapsed >= 600:
+            return times
+
+
+def test_without_callbacks_polls_start_near_the_static_guess_then_back_off_gently(policy: FallbackPolicy) -> None:
     assert next_poll_at(policy, KIE, at(0), 0, at(0), False, 60) == at(25)
     assert next_poll_at(policy, REPLICATE, at(0), 0, at(0), False, 60) == at(15)
-    gaps = [
-        (next_poll_at(policy, KIE, at(0), polls, at(100), False, 60) - at(100)).total_seconds() for polls in range(1, 9)
-    ]
-    assert gaps[:4] == [5.0, 7.5, 11.25, 16.875]
-    assert gaps == sorted(gaps)
-    assert gaps[-1] == 60.0  # capped by the poll interval
+    times = _schedule(policy, KIE, 400, None)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert times[:3] == [25.0, 28.0, 31.0]  # every 3 s while the task is within the guess
+    assert gaps == sorted(gaps)  # then gently sparser
+    assert max(gaps) == 60.0  # capped by the poll interval
+
+
+def test_without_callbacks_the_first_poll_follows_recent_latency(policy: FallbackPolicy) -> None:
+    recent = LatencyEstimate(low_seconds=40.0, high_seconds=90.0, samples=50)
+    assert next_poll_at(policy, KIE, at(0), 0, at(0), False, 60, latency=recent) == at(34)  # 0.85 x p10
+    fast = LatencyEstimate(low_seconds=4.0, high_seconds=9.0, samples=50)
+    assert next_poll_at(policy, KIE, at(0), 0, at(0), False, 60, latency=fast) == at(3.4)
+    times = _schedule(policy, KIE, 200, recent)
+    # Every step while within recent latency (34 → 90 s), sparser only for a task later than p95.
+    within = [t for t in times if t <= 90]
+    assert [round(b - a, 6) for a, b in itertools.pairwise(within)] == [3.0] * (len(within) - 1)
+    later = [t for t in times if t > 90]
+    later_gaps = [b - a for a, b in itertools.pairwise(later)]
+    assert later_gaps == sorted(later_gaps) and later_gaps[-1] > 3.0
+
+
+def test_the_poll_step_is_the_policy_value_so_it_scales(policy: FallbackPolicy) -> None:
+    # bench/load.py compresses time through the policy: a tenth of every duration, a tenth of the step.
+    scaled = FallbackPolicy.from_dict(
+        {
+            "providers": [
+                {**p, "stuck_after_seconds": 60.0, "first_poll_after_seconds": 2.5, "poll_every_seconds": 0.3}
+                for p in policy.to_dict()["providers"]
+            ]
+        }
+    )
+    recent = LatencyEstimate(low_seconds=1.0, high_seconds=4.0, samples=50)
+    first = next_poll_at(scaled, KIE, at(0), 0, at(0), False, 6, latency=recent)
+    assert first == at(0.85)
+    assert next_poll_at(scaled, KIE, at(0), 1, first, False, 6, latency=recent) == first + timedelta(seconds=0.3)
 
 
 def test_poll_is_never_in_the_past(policy: FallbackPolicy) -> None:
     # The scheduler was down: the first poll is overdue, so it is due now.
     assert next_poll_at(policy, KIE, at(0), 0, at(500), False, 60) == at(500)
     assert next_poll_at(policy, KIE, at(0), 4, at(700), True, 60) == at(700)
+    recent = LatencyEstimate(low_seconds=12.0, high_seconds=38.0, samples=50)
+    assert next_poll_at(policy, KIE, at(0), 0, at(500), True, 60, latency=recent) == at(500)
 
 
 def test_breaker_opens_after_threshold_failures_in_window() -> None:

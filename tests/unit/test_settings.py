@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.settings import SettingsError, load_settings
+from bot.settings import SettingsError, load_settings, parse_limit
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD_TOKEN = "123456:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
@@ -74,6 +74,16 @@ def test_bad_trusted_ip_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BOT_TOKEN", GOOD_TOKEN)
     monkeypatch.setenv("YOOKASSA_TRUSTED_IPS", "10.0.0.0/8,not-an-ip")
     with pytest.raises(SettingsError, match="YOOKASSA_TRUSTED_IPS"):
+        load_settings()
+
+
+def test_status_budgets_default_to_the_documented_limits_and_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOT_TOKEN", GOOD_TOKEN)
+    settings = load_settings()
+    assert parse_limit(settings.KIE_STATUS_LIMIT) == (10, 1.0)  # recordInfo: 10/s per key (kie.md §3.3)
+    assert parse_limit(settings.REPLICATE_STATUS_LIMIT) == (50, 1.0)  # 3000/min (replicate.md §7), smoothly
+    monkeypatch.setenv("KIE_STATUS_LIMIT", "ten per second")
+    with pytest.raises(SettingsError, match="KIE_STATUS_LIMIT"):
         load_settings()
 
 
