@@ -45,8 +45,11 @@ def process_env(settings: dict[str, Any]) -> dict[str, str]:
     return env
 
 
-async def start_process(settings: dict[str, Any], log_path: Path, module: str = "scheduler") -> AppProcess:
-    port = free_port()
+async def start_process(
+    settings: dict[str, Any], log_path: Path, module: str = "scheduler", port: int | None = None
+) -> AppProcess:
+    """``port``: a fixed one, so a restarted bot keeps the webhook URL Telegram posts to."""
+    port = port or free_port()
     env = process_env({**settings, "WEB_HOST": "127.0.0.1", "WEB_PORT": port})
     log_file = log_path.open("ab")
     process = subprocess.Popen(  # noqa: ASYNC220 - a child we keep running while the test goes on

@@ -1425,6 +1425,12 @@ class FakeTelegram:
         await self.flush_webhook()
         return update
 
+    async def redeliver(self, update: dict[str, Any]) -> None:
+        """Post an update again, as Telegram does when the bot died before answering its POST."""
+        self._pending.append(copy.deepcopy(update))
+        self._notify()
+        await self.flush_webhook()
+
     async def flush_webhook(self) -> None:
         """POST all pending updates to the webhook (no-op in polling mode). Updates the webhook did not
         accept with 2xx stay pending and are retried on the next flush, as Telegram retries."""
