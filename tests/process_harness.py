@@ -56,8 +56,9 @@ async def start_process(
         [sys.executable, "-m", module], cwd=log_path.parent, env=env, stdout=log_file, stderr=subprocess.STDOUT
     )
     handle = AppProcess(process, port, log_path)
+    deadline = asyncio.get_running_loop().time() + 60.0  # a start on a busy 2-core machine can take half of it
     async with aiohttp.ClientSession() as client:
-        for _ in range(300):
+        while asyncio.get_running_loop().time() < deadline:
             if process.poll() is not None:
                 raise RuntimeError(f"{module} exited early:\n{handle.log()}")
             try:
