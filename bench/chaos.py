@@ -104,7 +104,8 @@ def _update_summary(update: dict[str, Any]) -> str:
 def stalled_trace(stack: Stack, user_id: int, kills_at: list[float], limit: int = 60) -> list[str]:
     """One stalled user's story, in time order: kills, webhook POSTs of their updates, the bot's messages.
 
-    A POST the dead process refused is folded into one line per update and run of refusals.
+    The POSTs of an update that failed (no process, or none answering within the fake's 60 s) before one
+    was answered are folded into one line.
     """
     events: list[tuple[float, str]] = [(at, "KILL") for at in kills_at]
     refused: dict[int, list[float]] = {}
@@ -118,11 +119,13 @@ def stalled_trace(stack: Stack, user_id: int, kills_at: list[float], limit: int 
             continue
         if update_id in refused:
             times = refused.pop(update_id)
-            events.append((times[0], f"post u{update_id} {what}: refused x{len(times)} until {times[-1]:.2f}"))
+            span = times[-1] - times[0]
+            events.append((times[0], f"post u{update_id} {what}: failed x{len(times)} over {span:.1f} s"))
         events.append((delivery.posted_at, f"post u{update_id} {what}"))
         events.append((delivery.answered_at, f"  -> {delivery.status} u{update_id}"))
     for update_id, times in refused.items():
-        events.append((times[0], f"post u{update_id}: refused x{len(times)} until {times[-1]:.2f}, never accepted"))
+        span = times[-1] - times[0]
+        events.append((times[0], f"post u{update_id}: failed x{len(times)} over {span:.1f} s, never taken"))
     for message in stack.telegram.chat_messages(user_id):
         if message.from_bot:
             buttons = ",".join(button.get("text", "")[:12] for button in message.buttons)
