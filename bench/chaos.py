@@ -37,12 +37,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from bench.chaos_invariants import Invariants, check_invariants
 from bench.load import RESULTS, LoadOptions, Stack
 from bench.users import SimUser
-from storage.models import GenerationJob, Payment, User
+from storage.models import Avatar, GenerationJob, Payment, ReferencePhoto, User
 from studio.states import JobStatus, PaymentStatus
 from tests import image_corpus as corpus
 from tests.endpoint_fuzz import fuzz, generate_cases, table_contents
@@ -89,6 +89,70 @@ def last_webhook_status(stack: Stack, user_id: int) -> int | None:
     return None
 
 
+def _update_summary(update: dict[str, Any]) -> str:
+    """A few words on what an update carried: command text, photo (and its album), button data."""
+    if "callback_query" in update:
+        return f"tap {update['callback_query'].get('data')}"
+    message = next((value for key, value in update.items() if key != "update_id"), {})
+    if not isinstance(message, dict):
+        return "?"
+    if "photo" in message:
+        return f"photo #{message.get('message_id')} album {str(message.get('media_group_id', '-'))[-4:]}"
+    return str(message.get("text") or next(iter(message), "?"))[:30]
+
+
+def stalled_trace(stack: Stack, user_id: int, kills_at: list[float], limit: int = 60) -> list[str]:
+    """One stalled user's story, in time order: kills, webhook POSTs of their updates, the bot's messages.
+
+    The POSTs of an update that failed (no process, or none answering within the fake's 60 s) before one
+    was answered are folded into one line.
+    """
+    events: list[tuple[float, str]] = [(at, "KILL") for at in kills_at]
+    refused: dict[int, list[float]] = {}
+    for delivery in stack.telegram.webhook_deliveries:
+        payload = next((value for key, value in delivery.update.items() if key != "update_id"), {})
+        if not (isinstance(payload, dict) and payload.get("from", {}).get("id") == user_id):
+            continue
+        update_id, what = delivery.update["update_id"], _update_summary(delivery.update)
+        if delivery.status is None:
+            refused.setdefault(update_id, []).append(delivery.posted_at)
+            continue
+        if update_id in refused:
+            times = refused.pop(update_id)
+            span = times[-1] - times[0]
+            events.append((times[0], f"post u{update_id} {what}: failed x{len(times)} over {span:.1f} s"))
+        events.append((delivery.posted_at, f"post u{update_id} {what}"))
+        events.append((delivery.answered_at, f"  -> {delivery.status} u{update_id}"))
+    for update_id, times in refused.items():
+        span = times[-1] - times[0]
+        events.append((times[0], f"post u{update_id}: failed x{len(times)} over {span:.1f} s, never taken"))
+    for message in stack.telegram.chat_messages(user_id):
+        if message.from_bot:
+            buttons = ",".join(button.get("text", "")[:12] for button in message.buttons)
+            events.append((message.sent_at, f"bot: {message.content[:60]!r} [{buttons}]"))
+    mine = [at for at, text in events if text != "KILL"]
+    if not mine:
+        return []
+    start, end = min(mine), max(mine)
+    events = [(at, text) for at, text in events if text != "KILL" or start - 2 <= at <= end + 5]
+    return [f"{at - start:7.2f} {text}" for at, text in sorted(events)][-limit:]
+
+
+async def photo_sets(stack: Stack, telegram_id: int) -> str:
+    """The user's selfie sets: id, status and photo count of each."""
+    assert stack.sessionmaker is not None
+    async with stack.sessionmaker() as session:
+        rows = await session.execute(
+            select(Avatar.id, Avatar.status, func.count(ReferencePhoto.id))
+            .join(User, User.id == Avatar.user_id)
+            .outerjoin(ReferencePhoto, ReferencePhoto.avatar_id == Avatar.id)
+            .where(User.telegram_id == telegram_id)
+            .group_by(Avatar.id, Avatar.status)
+            .order_by(Avatar.id)
+        )
+        return "; ".join(f"set {row[0]} {row[1]} {row[2]} photos" for row in rows) or "no sets"
+
+
 def paid_users(outcomes: list[Any]) -> int:
     return sum(1 for outcome in outcomes if outcome.paid_at is not None)
 
@@ -109,8 +173,10 @@ async def kills(options: LoadOptions, scale: float) -> dict[str, Any]:
         redeliver = asyncio.create_task(webhook_retries(stack))
         # Kills start once the first pack is paid and go on through intake, payments, generation and delivery.
         await until(stack, lambda: bool(stack.kie.tasks) or outcomes_task.done())
+        kills_at: list[float] = []
         while app.kills < wanted_kills:
             await asyncio.sleep(rng.uniform(0.5, 4.0))
+            kills_at.append(time.monotonic())
             await asyncio.to_thread(app.kill)
             await asyncio.sleep(rng.uniform(0.0, 0.5))
             await app.start()
@@ -132,7 +198,15 @@ async def kills(options: LoadOptions, scale: float) -> dict[str, Any]:
             ),
             "user_errors": errors(outcomes),
         }
-        return await finish(stack, outcomes, figures)
+        result = await finish(stack, outcomes, figures)
+        # Printed with the problems (not in the one-line summary): what each of a few stalled users saw.
+        # Those who stalled furthest along first: a user who never got past /start says little.
+        steps = {outcome.telegram_id: len(outcome.steps) for outcome in outcomes}
+        for user_id in sorted(stalled, key=lambda user_id: (-steps[user_id], user_id))[:4]:
+            result["problems"].append(f"stalled user {user_id}: {await photo_sets(stack, user_id)}")
+            trace = stalled_trace(stack, user_id, kills_at)
+            result["problems"] += [f"stalled user {user_id}: {line}" for line in trace]
+        return result
 
 
 # ---------------------------------------------------------------------- 2. Kie.ai outages

@@ -4,6 +4,16 @@ Telegram sends an album as separate updates sharing ``media_group_id`` with noth
 last one. Each item announces itself on arrival (``begin``) and reports its outcome when done
 (``finish``); the item that finishes last, after a short quiet period with no newcomers, gets
 every outcome and answers for the whole album.
+
+Crash safety rests on the webhook answering an update only after its handler returns (bot/app.py,
+``handle_in_background=False``). An item gets None only while another item of its album is pending or
+finished after it, and that item stays unanswered until it has replied: if the process dies first,
+Telegram posts it again and, alone in a new process, it replies for everything stored (photos saved
+before are found by file_unique_id, not saved twice). So no item waits for its siblings' reply (which
+could deadlock on the per-user lock) and no durable record of unanswered albums is kept.
+tests/integration/test_album_restarts.py kills a real process between the two. Not covered: a handler
+slower than aiogram's 55 s webhook timeout is answered early, and long polling confirms updates when it
+fetches them, before handling.
 """
 
 from __future__ import annotations

@@ -45,16 +45,20 @@ def process_env(settings: dict[str, Any]) -> dict[str, str]:
     return env
 
 
-async def start_process(settings: dict[str, Any], log_path: Path, module: str = "scheduler") -> AppProcess:
-    port = free_port()
+async def start_process(
+    settings: dict[str, Any], log_path: Path, module: str = "scheduler", port: int | None = None
+) -> AppProcess:
+    """``port``: a fixed one, so a restarted bot keeps the webhook URL Telegram posts to."""
+    port = port or free_port()
     env = process_env({**settings, "WEB_HOST": "127.0.0.1", "WEB_PORT": port})
     log_file = log_path.open("ab")
     process = subprocess.Popen(  # noqa: ASYNC220 - a child we keep running while the test goes on
         [sys.executable, "-m", module], cwd=log_path.parent, env=env, stdout=log_file, stderr=subprocess.STDOUT
     )
     handle = AppProcess(process, port, log_path)
+    deadline = asyncio.get_running_loop().time() + 60.0  # a start on a busy 2-core machine can take half of it
     async with aiohttp.ClientSession() as client:
-        for _ in range(300):
+        while asyncio.get_running_loop().time() < deadline:
             if process.poll() is not None:
                 raise RuntimeError(f"{module} exited early:\n{handle.log()}")
             try:

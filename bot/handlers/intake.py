@@ -87,10 +87,11 @@ def offered_currencies(settings: Settings) -> tuple[Currency, ...]:
     return tuple(currencies) or (Currency.STARS,)
 
 
-async def _begin_upload(state: FSMContext, session: AsyncSession, user: User) -> Avatar:
+async def _begin_upload(state: FSMContext, session: AsyncSession, user: User, started_by: str | None = None) -> Avatar:
+    """A new set; ``started_by``: the "New photo session" tap (callback query id) that asked for it."""
     avatar = await avatar_queries.create_avatar(session, user.id)
     await state.set_state(Intake.uploading)
-    await state.set_data({"avatar_id": avatar.id})
+    await state.set_data({"avatar_id": avatar.id, "started_by": started_by})
     return avatar
 
 
@@ -146,9 +147,13 @@ async def new_session(
     query: CallbackQuery, state: FSMContext, session: AsyncSession, user: User, callback_data: MenuCb
 ) -> None:
     assert query.message is not None  # the root router admits only queries from a private chat's message
-    await _leave_current_step(state, session)
-    await _begin_upload(state, session, user)
-    await session.commit()  # the set must exist before the first photo, which may come at once
+    # The same tap again: Telegram re-posts an update whose POST a killed process never answered, maybe
+    # after (or with) the photos the user sent on seeing our reply. Starting over would abandon the set
+    # those photos are going into; only the reply, which may have been lost, is given again.
+    if (await state.get_data()).get("started_by") != query.id:
+        await _leave_current_step(state, session)
+        await _begin_upload(state, session, user, started_by=query.id)
+        await session.commit()  # the set must exist before the first photo, which may come at once
     await query.answer()
     await query.message.answer(_("upload.instructions").format(min=MIN_PHOTOS, max=MAX_PHOTOS))
 

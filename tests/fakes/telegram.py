@@ -500,6 +500,8 @@ class WebhookDelivery:
     status: int | None
     secret_header: str | None
     error: str | None = None
+    posted_at: float = 0.0  # time.monotonic() when the POST started and when it was answered (or failed)
+    answered_at: float = 0.0
 
 
 @dataclass
@@ -1423,6 +1425,12 @@ class FakeTelegram:
         await self.flush_webhook()
         return update
 
+    async def redeliver(self, update: dict[str, Any]) -> None:
+        """Post an update again, as Telegram does when the bot died before answering its POST."""
+        self._pending.append(copy.deepcopy(update))
+        self._notify()
+        await self.flush_webhook()
+
     async def flush_webhook(self) -> None:
         """POST all pending updates to the webhook (no-op in polling mode). Updates the webhook did not
         accept with 2xx stay pending and are retried on the next flush, as Telegram retries."""
@@ -1444,6 +1452,7 @@ class FakeTelegram:
         headers = {"X-Telegram-Bot-Api-Secret-Token": webhook.secret_token} if webhook.secret_token else {}
         delivery = WebhookDelivery(copy.deepcopy(update), None, webhook.secret_token)
         async with limit:
+            delivery.posted_at = time.monotonic()
             try:
                 async with self._client.post(webhook.url, json=update, headers=headers) as response:
                     await response.read()
@@ -1452,6 +1461,7 @@ class FakeTelegram:
                         delivery.error = f"Wrong response from the webhook: {response.status} {response.reason}"
             except (aiohttp.ClientError, TimeoutError) as error:
                 delivery.error = f"Connection failed: {type(error).__name__}"
+            delivery.answered_at = time.monotonic()
         if delivery.error is not None:
             self._webhook_error = (int(time.time()), delivery.error)
         self.webhook_deliveries.append(delivery)
