@@ -173,6 +173,7 @@ async def admitted(limiter: CreateLimiter | StatusLimiter | None) -> AsyncIterat
     async with limiter.admit():
         yield
 
+
 class StatusLimiter(Protocol):
     """Admission to a provider's status-call budget (Kie ``recordInfo``: 10/s per key, kie.md §3.3).
 

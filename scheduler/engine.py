@@ -49,6 +49,7 @@ from storage.images import make_thumbnail
 from storage.models import GenerationJob, GenerationTask, ReferencePhoto, utcnow
 from studio.catalogue import Catalogue
 from studio.generation import build_prompt, plan_tasks
+from studio.latency import LatencyEstimate, LatencyTracker
 from studio.policy import (
     BreakerState,
     CircuitBreaker,
@@ -57,8 +58,6 @@ from studio.policy import (
     choose_provider,
     decide_after_failure,
 )
-from studio.latency import LatencyEstimate, LatencyTracker
-from studio.policy import CircuitBreaker, DecisionAction, FallbackPolicy, choose_provider, decide_after_failure
 from studio.policy import is_stuck as policy_is_stuck
 from studio.policy import next_poll_at as policy_next_poll_at
 from studio.states import JobStatus, TaskStatus
