@@ -161,7 +161,7 @@ class _SocketTimeoutAdapter(HTTPAdapter):
         self,
         request: requests.PreparedRequest,
         stream: bool = False,
-        timeout: float | tuple[float, float] | None = None,
+        timeout: float | tuple[float | None, float | None] | None = None,
         verify: bool | str = True,
         cert: Any = None,
         proxies: Mapping[str, str] | None = None,
@@ -172,7 +172,7 @@ class _SocketTimeoutAdapter(HTTPAdapter):
             timeout=self._socket_timeout if timeout is None else timeout,
             verify=verify,
             cert=cert,
-            proxies=proxies,
+            proxies=dict(proxies) if proxies is not None else None,
         )
         # The SDK loses the status of a non-JSON error page (and of statuses it has no class for).
         self._on_response(response.status_code)

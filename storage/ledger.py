@@ -10,7 +10,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import LedgerEntry, User, utcnow
-from storage.sql import insert_for
+from storage.sql import insert_for, rows_changed
 from studio.credits import LedgerLine
 from studio.states import LedgerReason
 
@@ -41,7 +41,7 @@ async def record(
         .on_conflict_do_nothing(index_elements=[LedgerEntry.reason, LedgerEntry.reference])
     )
     result = await session.execute(statement)
-    return bool(result.rowcount)
+    return bool(rows_changed(result))
 
 
 async def balance(session: AsyncSession, user_id: int) -> int:

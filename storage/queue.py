@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import ledger
 from storage.models import GenerationJob, GenerationTask, User, utcnow
-from storage.sql import insert_for
+from storage.sql import insert_for, rows_changed
 from studio.credits import release_line_for_task
 from studio.generation import PlannedTask, claim_key
 from studio.states import JobStatus, TaskStatus
@@ -212,7 +212,7 @@ async def mark_submitted(
             error=None,
         )
     )
-    return bool(result.rowcount)
+    return bool(rows_changed(result))
 
 
 async def other_task_submitted(session: AsyncSession, job_id: int, task_id: int) -> bool:
@@ -295,7 +295,7 @@ async def retry_later(
             error=error[:1000],
         )
     )
-    return bool(result.rowcount)
+    return bool(rows_changed(result))
 
 
 async def skip_task(
@@ -529,7 +529,7 @@ async def move_job(session: AsyncSession, job_id: int, source: JobStatus, target
         .where(GenerationJob.id == job_id, GenerationJob.status == source)
         .values(status=target, **values)
     )
-    return bool(result.rowcount)
+    return bool(rows_changed(result))
 
 
 async def status_counts(session: AsyncSession) -> tuple[dict[str, int], dict[str, int], datetime | None]:
