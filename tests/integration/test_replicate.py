@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 import time
 from collections.abc import AsyncIterator
@@ -253,8 +254,10 @@ async def test_create_limiter_is_acquired_once_per_create(fake: FakeReplicate) -
     class CountingLimiter:
         calls = 0
 
-        async def acquire(self) -> None:
+        @contextlib.asynccontextmanager
+        async def admit(self) -> AsyncIterator[None]:
             self.calls += 1
+            yield
 
     limiter = CountingLimiter()
     client = make_provider(fake, create_limiter=limiter)
