@@ -21,7 +21,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from providers.base import (
@@ -150,7 +149,6 @@ class GenerationEngine:
         self._creating: dict[str, int] = {}
         self._early_callbacks: dict[tuple[str, str], None] = {}
         self._before_admission: set[int] = set()  # claimed creates not yet at the provider's limiter
-        self._prefetches = asyncio.Semaphore(8)
         self._leased: set[int] = set()  # claimed tasks whose create is not recorded yet
         self._stopping = False
         # The poll loop sleeps until the earliest due poll; a submit whose first poll comes earlier wakes it.
@@ -267,24 +265,8 @@ class GenerationEngine:
             claimed_total += len(claimed)
             if claimed:
                 self.signals.task_pending()
-            for job_id in claimed:
-                self._spawn(self._prefetch_references(job_id), self._background)
             if len(claimed) < self.config.jobs_per_claim:
                 return claimed_total
-
-    async def _prefetch_references(self, job_id: int) -> None:
-        """Upload a new job's selfies to the provider its work goes to while its tasks wait for a
-        create slot, so the slot is not spent waiting for uploads (its creates reuse them)."""
-        index = next((i for i, p in enumerate(self.providers) if p.name not in self.paused), None)
-        if index is None:
-            return
-        try:
-            async with self._prefetches:  # a backlog of new jobs must not flood the upload endpoint
-                await self._references(job_id, self.providers[index])
-        except MissingSelfies:
-            return  # the job's first create finds the same and fails the job
-        except ProviderError as error:  # the creates upload again, with their own retries
-            log.info("job %s: selfies not uploaded ahead: %s", job_id, error)
 
     async def _fan_out(self, session: AsyncSession, job_id: int) -> None:
         job = await session.get(GenerationJob, job_id)
@@ -539,16 +521,13 @@ class GenerationEngine:
                 )
             if not photos:
                 raise MissingSelfies(f"job {job_id} has no reference photos")
-
-            async def upload(photo: RowMapping) -> str:
+            urls = []
+            for photo in photos:
                 try:
                     data = await self.files.get(photo["storage_key"])
                 except FileNotFoundInStore as error:
                     raise MissingSelfies(f"job {job_id}: selfie {photo['slot']} is gone") from error
-                return await provider.upload_reference(data, f"job{job_id}-ref{photo['slot']}.jpg")
-
-            # All at once: a job's every create waits for these (5-8 photos, one round trip each).
-            urls = list(await asyncio.gather(*(upload(photo) for photo in photos)))
+                urls.append(await provider.upload_reference(data, f"job{job_id}-ref{photo['slot']}.jpg"))
             async with self.sessionmaker() as session:
                 urls = await queue.set_provider_refs(session, job_id, provider.name, urls)
                 await session.commit()
@@ -727,8 +706,6 @@ class GenerationEngine:
             async with self.sessionmaker() as session:
                 job = await session.get(GenerationJob, job_id)
                 assert job is not None
-                if job.avatar_id is None:  # the selfies were deleted (/forget): nothing to compare with
-                    return None, False
                 references = await face_queries.reference_embeddings(session, self.files, self.faces, job.avatar_id)
                 await session.commit()
             if not references:
