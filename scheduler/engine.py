@@ -706,6 +706,8 @@ class GenerationEngine:
             async with self.sessionmaker() as session:
                 job = await session.get(GenerationJob, job_id)
                 assert job is not None
+                if job.avatar_id is None:  # the selfies were deleted (/forget): nothing to compare with
+                    return None, False
                 references = await face_queries.reference_embeddings(session, self.files, self.faces, job.avatar_id)
                 await session.commit()
             if not references:

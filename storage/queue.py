@@ -395,15 +395,17 @@ async def mark_stored(
 async def due_polls(
     session: AsyncSession, limit: int, *, per_provider: Mapping[str, int] | None = None
 ) -> list[GenerationTask]:
-    """Submitted tasks whose poll is due, the oldest submission first: under a backlog the tasks most
-    likely done are asked first. ``per_provider`` caps how many of a provider's tasks one round takes
-    (what its status budget admits soon); tasks of a provider not named there (no longer configured:
-    they are only rescheduled) count against ``limit`` alone."""
+    """Submitted tasks whose poll is due, the longest overdue first: a first poll is planned at the
+    provider's recent latency after submission, so under a backlog the tasks most likely done are
+    asked first — in the order ``ix_generation_tasks_due`` keeps (no sort of the due set).
+    ``per_provider`` caps how many of a provider's tasks one round takes (what its status budget
+    admits soon); tasks of a provider not named there (no longer configured: they are only
+    rescheduled) count against ``limit`` alone."""
     now = utcnow()
     due = select(GenerationTask).where(
         GenerationTask.status == TaskStatus.SUBMITTED, GenerationTask.next_poll_at <= now
     )
-    oldest_first = (GenerationTask.submitted_at, GenerationTask.id)
+    oldest_first = (GenerationTask.next_poll_at, GenerationTask.id)
     if per_provider is None:
         return list((await session.execute(due.order_by(*oldest_first).limit(limit))).scalars())
     tasks: list[GenerationTask] = []
@@ -414,8 +416,8 @@ async def due_polls(
         or_(GenerationTask.provider.is_(None), GenerationTask.provider.not_in(list(per_provider)))
     ).order_by(*oldest_first)
     tasks += (await session.execute(others.limit(limit))).scalars()
-    # submitted_at is set on every submitted task; the id keeps the order total.
-    tasks.sort(key=lambda task: (task.submitted_at or now, task.id))
+    # next_poll_at is set on every submitted task; the id keeps the order total.
+    tasks.sort(key=lambda task: (task.next_poll_at or now, task.id))
     return tasks[:limit]
 
 

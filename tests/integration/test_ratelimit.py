@@ -221,13 +221,14 @@ async def test_redis_limiter_reports_wait_when_full_and_members_are_unique(
 
 
 async def _calls_with_late_first_arrival(admission: Callable[[], Any], count: int, delay: float) -> list[float]:
-    """``count`` calls through ``admission``; every other call reaches the 'provider' ``delay``
-    late (a new connection, event-loop lag). Returns when each reached it."""
+    """``count`` calls through ``admission`` (FIFO, started in order); the first two reach the
+    'provider' ``delay`` late (a new connection, event-loop lag), the rest at once. Returns when
+    each reached it."""
     arrivals: list[float] = []
 
     async def call(index: int) -> None:
         async with admission():
-            await asyncio.sleep(delay if index % 2 == 0 else 0.0)
+            await asyncio.sleep(delay if index < 2 else 0.0)
             arrivals.append(time.monotonic())
 
     await asyncio.gather(*(call(index) for index in range(count)))
