@@ -152,8 +152,6 @@ class CreateLimiter(Protocol):
 
     period_seconds: float
 
-    async def acquire(self) -> None: ...
-
     def admit(self) -> AbstractAsyncContextManager[None]:
         """Admission for one call whose slot counts from the moment it is answered."""
 
@@ -188,8 +186,6 @@ class StatusLimiter(Protocol):
 
     @property
     def safety_margin_seconds(self) -> float: ...
-
-    async def acquire(self) -> None: ...
 
     def admit(self) -> AbstractAsyncContextManager[None]:
         """Admission for one call whose slot counts from the moment it is answered."""

@@ -51,12 +51,12 @@ from studio.catalogue import Catalogue
 from studio.generation import build_prompt, plan_tasks
 from studio.latency import LatencyEstimate, LatencyTracker
 from studio.policy import (
-    BreakerState,
     CircuitBreaker,
     DecisionAction,
     FallbackPolicy,
     choose_provider,
     decide_after_failure,
+    peek_provider,
 )
 from studio.policy import is_stuck as policy_is_stuck
 from studio.policy import next_poll_at as policy_next_poll_at
@@ -321,12 +321,8 @@ class GenerationEngine:
 
     def _fresh_work_limiter(self) -> CreateLimiter | None:
         """The limiter of the provider new tasks go to (read-only: no half-open probe is taken)."""
-        now = utcnow()
-        for provider in self.providers:
-            if provider.name in self.paused or self.breakers[provider.name].state(now) == BreakerState.OPEN:
-                continue
-            return provider.create_limiter
-        return None
+        index = peek_provider(self.policy, self.breakers, self.paused, utcnow())
+        return None if index is None else self.providers[index].create_limiter
 
     def _admission_step(self) -> float:
         return min(0.05, self.config.tick_seconds)

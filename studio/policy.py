@@ -400,6 +400,23 @@ def choose_provider(
     return None
 
 
+def peek_provider(
+    policy: FallbackPolicy,
+    breakers: Mapping[str, CircuitBreaker],
+    paused: set[str] | frozenset[str],
+    now: datetime,
+) -> int | None:
+    """The provider ``choose_provider`` would most likely pick, read-only: it takes no half-open
+    probe slot, so it serves sizing work (how many creates fit now), not sending it."""
+    for index, provider in enumerate(policy.providers):
+        if provider.name in paused:
+            continue
+        breaker = breakers.get(provider.name)
+        if breaker is None or breaker.state(now) != BreakerState.OPEN:
+            return index
+    return None
+
+
 def _mapping(value: Any) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise PolicyError("each provider policy must be an object")

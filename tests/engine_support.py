@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import func, select
@@ -15,7 +17,7 @@ from storage.orders import create_order
 from storage.users import TelegramProfile, register_user
 from studio.catalogue import Catalogue
 from studio.credits import Currency, trial_line
-from studio.states import PaymentStatus
+from studio.states import PaymentStatus, TaskStatus
 from tests.image_corpus import selfie_like_jpeg
 
 FAST_POLICY: dict[str, Any] = {
@@ -160,4 +162,19 @@ async def job_row(sessionmaker: async_sessionmaker[AsyncSession], job_id: int) -
         return job
 
 
-__all__ = ["Order", "User", "job_row", "provider_settings", "seed_paid_job", "task_statuses"]
+async def wait_until_stored(
+    sessionmaker: async_sessionmaker[AsyncSession], job_ids: Sequence[int], per_job: int, within_seconds: float = 60
+) -> None:
+    """Until every job has ``per_job`` portraits stored or delivered (TimeoutError after ``within_seconds``)."""
+    async with asyncio.timeout(within_seconds):
+        while True:
+            done = 0
+            for job_id in job_ids:
+                counts = await task_statuses(sessionmaker, job_id)
+                done += counts.get(TaskStatus.STORED, 0) + counts.get(TaskStatus.DELIVERED, 0)
+            if done == per_job * len(job_ids):
+                return
+            await asyncio.sleep(0.05)
+
+
+__all__ = ["Order", "User", "job_row", "provider_settings", "seed_paid_job", "task_statuses", "wait_until_stored"]

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from storage.models import GenerationTask
 from studio.policy import BreakerState, CircuitBreaker
 from studio.states import TaskStatus
-from tests.engine_support import provider_settings, seed_paid_job, task_statuses
+from tests.engine_support import provider_settings, seed_paid_job, task_statuses, wait_until_stored
 from tests.fakes.kie import FakeKie
 from tests.fakes.replicate import FakeReplicate
 from tests.fakes.telegram import FakeTelegram
@@ -20,15 +20,7 @@ from tests.harness import app_settings, running_app
 
 
 async def _all_stored(app: object, job_ids: list[int], per_job: int, timeout: float = 60) -> None:  # noqa: ASYNC109
-    async with asyncio.timeout(timeout):
-        while True:
-            done = 0
-            for job_id in job_ids:
-                counts = await task_statuses(app.sessionmaker, job_id)  # type: ignore[attr-defined]
-                done += counts.get(TaskStatus.STORED, 0) + counts.get(TaskStatus.DELIVERED, 0)
-            if done == per_job * len(job_ids):
-                return
-            await asyncio.sleep(0.1)
+    await wait_until_stored(app.sessionmaker, job_ids, per_job, timeout)  # type: ignore[attr-defined]
 
 
 async def test_forged_callbacks_are_rejected_and_duplicates_are_harmless(

@@ -14,8 +14,7 @@ from providers.base import GenerationOptions
 from providers.kie import KieProvider
 from providers.ratelimit import SlidingWindowLimiter
 from storage.models import GenerationTask, utcnow
-from studio.states import TaskStatus
-from tests.engine_support import provider_settings, seed_paid_job, task_statuses
+from tests.engine_support import provider_settings, seed_paid_job, wait_until_stored
 from tests.fakes.kie import FakeKie
 from tests.fakes.telegram import FakeTelegram
 from tests.harness import app_settings, running_app
@@ -25,13 +24,7 @@ async def _run_job(app: Application, telegram_id: int, pack: str = "p23", timeou
     """Seed a paid job, let the engine store every portrait; the Kie task ids of its tasks."""
     job_id = await seed_paid_job(app.sessionmaker, app.files, app.catalogue, telegram_id=telegram_id, pack=pack)
     app.signals.job_queued()
-    photos = int(pack[1:])
-    async with asyncio.timeout(timeout):
-        while True:
-            counts = await task_statuses(app.sessionmaker, job_id)
-            if counts.get(TaskStatus.STORED, 0) + counts.get(TaskStatus.DELIVERED, 0) == photos:
-                break
-            await asyncio.sleep(0.05)
+    await wait_until_stored(app.sessionmaker, [job_id], int(pack[1:]), timeout)
     async with app.sessionmaker() as session:
         rows = await session.execute(select(GenerationTask.provider_task_id).where(GenerationTask.job_id == job_id))
         return [task_id for (task_id,) in rows.all() if task_id]

@@ -19,6 +19,7 @@ from studio.policy import (
     decide_after_failure,
     is_stuck,
     next_poll_at,
+    peek_provider,
 )
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -333,3 +334,15 @@ def test_choose_provider_sends_one_probe_to_a_half_open_provider(policy: Fallbac
     assert choose_provider(policy, breakers, set(), at(31)) == REPLICATE
     breakers["kie"].record_success(at(40))
     assert choose_provider(policy, breakers, set(), at(41)) == KIE
+
+
+def test_peek_provider_routes_like_choose_provider_but_never_takes_the_probe(policy: FallbackPolicy) -> None:
+    breakers = {"kie": CircuitBreaker(failure_threshold=1, cooldown_seconds=30)}
+    assert peek_provider(policy, breakers, set(), at(0)) == KIE
+    assert peek_provider(policy, breakers, {"kie"}, at(0)) == REPLICATE
+    assert peek_provider(policy, breakers, {"kie", "replicate"}, at(0)) is None
+    breakers["kie"].record_failure(at(0))
+    assert peek_provider(policy, breakers, set(), at(1)) == REPLICATE  # open
+    assert peek_provider(policy, breakers, set(), at(30)) == KIE  # half-open, asked twice
+    assert peek_provider(policy, breakers, set(), at(30)) == KIE
+    assert choose_provider(policy, breakers, set(), at(30)) == KIE  # the probe is still there to take
