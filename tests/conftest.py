@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import pytest_asyncio
@@ -15,7 +16,22 @@ from tests.databases import create_database, drop_database
 pytest_plugins = ["tests.ci_skips"]
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
+
+
+def _redis_url_for_this_worker(url: str) -> str:
+    """Under pytest-xdist each worker gets its own Redis database (the URL's, counting down: gw0 the
+    URL's own, gw1 the one below), so parallel tests never share keys; a lone run uses the URL as given."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not url or not worker.startswith("gw"):
+        return url
+    parts = urlsplit(url)
+    database = int(parts.path.strip("/") or 0) - int(worker[2:])
+    if database < 0:
+        raise RuntimeError(f"TEST_REDIS_URL {url!r}: no Redis database left for xdist worker {worker}")
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+TEST_REDIS_URL = _redis_url_for_this_worker(os.environ.get("TEST_REDIS_URL", ""))
 
 requires_postgres = pytest.mark.skipif(
     not TEST_DATABASE_URL, reason="PostgreSQL tests need TEST_DATABASE_URL (set by .ci/run)"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -19,8 +18,8 @@ import redis.asyncio as redis_asyncio
 from aiolimiter import AsyncLimiter
 
 from providers.ratelimit import RedisSlidingWindowLimiter, SlidingWindowLimiter
+from tests.conftest import TEST_REDIS_URL
 
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
 requires_redis = pytest.mark.skipif(
     not TEST_REDIS_URL, reason="TEST_REDIS_URL is not set (e.g. redis://127.0.0.1:6379/15)"
 )
