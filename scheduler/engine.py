@@ -36,6 +36,7 @@ from providers.base import (
     TaskResult,
     TaskState,
 )
+from scheduler.background import BackgroundTasks
 from scheduler.notify import UserNotifier
 from scheduler.signals import WorkSignals
 from storage import faces as face_queries
@@ -135,12 +136,11 @@ class GenerationEngine:
         # Recent latency per provider and model: the poll schedule follows it (studio/latency.py).
         self.latency = LatencyTracker(max_age_seconds=config.latency_window_seconds)
         self.faces = faces  # None: portraits are stored unscored
-        self._storing: set[int] = set()
         self.breakers: dict[str, CircuitBreaker] = {p.name: CircuitBreaker() for p in self.providers}
         self.paused: set[str] = set()
         self._configured_policy = self.policy  # the order before any admin switch of the primary
-        self._inflight: set[asyncio.Task[None]] = set()
-        self._background: set[asyncio.Task[None]] = set()
+        self._inflight = BackgroundTasks("engine-create")  # its size bounds the creates in flight
+        self._background = BackgroundTasks("engine")
         self._loops: list[asyncio.Task[None]] = []
         self._ref_locks: dict[tuple[int, str], asyncio.Lock] = {}
         # A fast provider can call back before our "submitted" commit lands. Such a callback names an
@@ -205,13 +205,13 @@ class GenerationEngine:
             asyncio.create_task(self._poll_loop(), name="engine-poll"),
             asyncio.create_task(self._keep_leases(), name="engine-leases"),
         ]
-        self._spawn(self.load_recent_latency(), self._background)
+        self._background.spawn(self.load_recent_latency(), name="engine-latency")
 
     async def stop(self) -> None:
         self._stopping = True
-        for task in [*self._loops, *self._inflight, *self._background]:
+        for task in self._loops:
             task.cancel()
-        await asyncio.gather(*self._loops, *self._inflight, *self._background, return_exceptions=True)
+        await asyncio.gather(*self._loops, self._inflight.stop(), self._background.stop(), return_exceptions=True)
 
     async def _loop(self, event: asyncio.Event, work: Callable[[], Awaitable[object]]) -> None:
         while not self._stopping:
@@ -247,11 +247,6 @@ class GenerationEngine:
                 moments = await queue.recent_creates(session, provider.name, since)
             limiter.restore(moment.timestamp() for moment in moments)
 
-    def _spawn(self, coroutine: Awaitable[None], pool: set[asyncio.Task[None]]) -> None:
-        task = asyncio.ensure_future(coroutine)
-        pool.add(task)
-        task.add_done_callback(pool.discard)
-
     # ------------------------------------------------------------ jobs → tasks
 
     async def dispatch_jobs(self) -> int:
@@ -286,7 +281,7 @@ class GenerationEngine:
         while not self._stopping:
             free = self.config.max_inflight_creates - len(self._inflight)
             if free <= 0:
-                await asyncio.wait(set(self._inflight), return_when=asyncio.FIRST_COMPLETED)
+                await self._inflight.wait_any()
                 continue
             room = await self._create_room()
             if room.free <= 0:
@@ -304,7 +299,7 @@ class GenerationEngine:
                 break
             for task_id in ids:
                 self._before_admission.add(task_id)
-                self._spawn(self._submit(task_id), self._inflight)
+                self._inflight.spawn(self._submit(task_id), name=f"engine-create-{task_id}")
             submitted += len(ids)
         return submitted
 
@@ -607,7 +602,7 @@ class GenerationEngine:
                         self.latency.observe(provider.name, _model_of(provider), done_at, seconds)
                     if self.on_latency:
                         self.on_latency(provider.name, seconds)
-                self._spawn(self._store(task.id, provider, result.image_urls[0]), self._background)
+                self._store_in_background(task.id, provider, result.image_urls[0])
         elif result.state == TaskState.FAILED or (result.state == TaskState.SUCCEEDED and not result.image_urls):
             async with self.sessionmaker() as session:
                 task = await queue.find_submitted(session, provider.name, result.provider_task_id)
@@ -623,16 +618,14 @@ class GenerationEngine:
                 result.error or "provider reported failure",
             )
 
-    async def _store(self, task_id: int, provider: ImageProvider, url: str) -> None:
-        if task_id in self._storing:
-            return  # a recovery pass found it while this process is still storing (scoring takes a while)
-        self._storing.add(task_id)
-        try:
-            await self._store_once(task_id, provider, url)
-        finally:
-            self._storing.discard(task_id)
+    def _store_in_background(self, task_id: int, provider: ImageProvider, url: str) -> None:
+        # One store per task at a time: a recovery pass may find a task this process is still storing
+        # (scoring takes a while).
+        self._background.spawn(
+            self._store(task_id, provider, url), key=("store", task_id), name=f"engine-store-{task_id}"
+        )
 
-    async def _store_once(self, task_id: int, provider: ImageProvider, url: str) -> None:
+    async def _store(self, task_id: int, provider: ImageProvider, url: str) -> None:
         """Download at once (provider URLs expire), store original + thumbnail, mark stored, signal."""
         async with self.sessionmaker() as session:
             task = await session.get(GenerationTask, task_id)
@@ -945,7 +938,7 @@ class GenerationEngine:
         for task in stale:
             provider = self.provider(task.provider or "")
             if provider is not None and task.result_url:
-                self._spawn(self._store(task.id, provider, task.result_url), self._background)
+                self._store_in_background(task.id, provider, task.result_url)
         for job_id in settle:
             await self.settle_job(job_id)
 
