@@ -54,6 +54,12 @@ class BackgroundTasks:
         if not task.cancelled() and task.exception() is not None:
             log.error("%s failed", task.get_name(), exc_info=task.exception())
 
+    async def wait_any(self) -> None:
+        """Return once any running task is done (at once when none runs): a bound on work in flight
+        waits here for room. By then the finished task is no longer counted in ``len``."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
+
     async def wait(self, key: Hashable) -> None:
         task = self._keyed.get(key)
         if task is not None:

@@ -177,14 +177,14 @@ async def test_a_callback_that_outruns_our_submitted_commit_is_fetched_by_the_su
             **provider_settings(kie, FALLBACK_POLICY=json.dumps(slow_polls)),
         )
         async with running_app(settings) as app:
-            engine = app.engine_service
-            record_submitted = engine._record_submitted
+            submitter = app.engine_service.submitter
+            record_submitted = submitter._record_submitted
 
             async def commit_late(*args: Any, **kwargs: Any) -> bool:
                 await asyncio.sleep(0.5)  # the callback arrives meanwhile
                 return bool(await record_submitted(*args, **kwargs))
 
-            monkeypatch.setattr(engine, "_record_submitted", commit_late)
+            monkeypatch.setattr(submitter, "_record_submitted", commit_late)
             job_id = await seed_paid_job(
                 app.sessionmaker, app.files, app.catalogue, telegram_id=fake_telegram.user().id, pack="p7"
             )

@@ -48,3 +48,23 @@ async def test_errors_are_logged_and_stop_cancels_the_rest(caplog: pytest.LogCap
     await tasks.stop()
     assert cancelled == [1] and len(tasks) == 0
     assert not tasks.spawn(forever())  # nothing starts after stop
+
+
+async def test_wait_any_returns_when_one_finishes_and_it_is_no_longer_counted() -> None:
+    tasks = BackgroundTasks("creates")
+    gates = [asyncio.Event(), asyncio.Event()]
+
+    async def create(gate: asyncio.Event) -> None:
+        await gate.wait()
+
+    await tasks.wait_any()  # nothing runs: no wait
+    for gate in gates:
+        tasks.spawn(create(gate))
+    waiting = asyncio.create_task(tasks.wait_any())
+    await asyncio.sleep(0.01)
+    assert not waiting.done() and len(tasks) == 2
+    gates[0].set()
+    await asyncio.wait_for(waiting, 1)
+    assert len(tasks) == 1  # a bound on work in flight sees the room at once
+    gates[1].set()
+    await tasks.stop()

@@ -1,0 +1,154 @@
+"""Settling: a task that failed goes back for a retry or is skipped, and a job no task can change
+any more goes to delivery or fails and is credited back. Submitting, polling and storing all end
+here, so it sits below them.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from scheduler.generation.roster import Roster
+from scheduler.notify import UserNotifier
+from scheduler.signals import WorkSignals
+from storage import jobs as job_queries
+from storage import ledger, queue
+from storage.events import EventName, record_event
+from storage.models import GenerationJob, GenerationTask, utcnow
+from studio.policy import DecisionAction, decide_after_failure
+from studio.states import JobStatus, TaskStatus
+
+log = logging.getLogger(__name__)
+
+
+def failure_type(error: str, retryable: bool) -> str:
+    """A coarse class of why a task failed for good, for analytics (the full text stays on the task)."""
+    if error == "stuck":
+        return "stuck"
+    if error.startswith("bad image"):
+        return "bad_image"
+    return "provider_error" if retryable else "rejected"
+
+
+class Settler:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        roster: Roster,
+        signals: WorkSignals,
+        notifier: UserNotifier,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.roster = roster
+        self.signals = signals
+        self.notifier = notifier
+
+    async def after_failure(
+        self,
+        task_id: int,
+        from_status: TaskStatus,
+        provider_index: int,
+        attempts_on_provider: int,
+        retryable: bool,
+        error: str,
+        worker: str | None = None,
+        result_url: str | None = None,
+    ) -> None:
+        """Retry the task later (on this provider or the next), or skip it when the policy is spent."""
+        decision = decide_after_failure(self.roster.policy, provider_index, attempts_on_provider, retryable, utcnow())
+        async with self.sessionmaker() as session:
+            if decision.action == DecisionAction.SKIP:
+                changed = await queue.skip_task(
+                    session, task_id, from_status=from_status, error=error, worker=worker, result_url=result_url
+                )
+            else:
+                assert decision.provider_index is not None and decision.retry_at is not None
+                changed = await queue.retry_later(
+                    session,
+                    task_id,
+                    from_status=from_status,
+                    provider_index=decision.provider_index,
+                    attempts=decision.attempts_on_provider,
+                    retry_at=decision.retry_at,
+                    error=error,
+                    worker=worker,
+                    result_url=result_url,
+                )
+            task = await session.get(GenerationTask, task_id)
+            job_id = task.job_id if task else None
+            if changed and decision.action == DecisionAction.SKIP:  # failed for good: retries and fallback spent
+                await record_event(
+                    session,
+                    EventName.GENERATION_FAILED,
+                    job_id=job_id,
+                    scope="task",
+                    task_id=task_id,
+                    error_type=failure_type(error, retryable),
+                )
+            await session.commit()
+        log.info(
+            "task %s failed (%s): %s → %s",
+            task_id,
+            error[:120],
+            from_status,
+            decision.action,
+            extra={"job_id": job_id, "task_id": task_id},
+        )
+        if changed and decision.action == DecisionAction.SKIP and job_id is not None:
+            await self.settle_job(job_id)
+        elif changed:
+            self.signals.task_pending()
+
+    async def fail_stuck(self, task: GenerationTask) -> None:
+        await self.after_failure(
+            task.id, TaskStatus.SUBMITTED, task.provider_index, max(task.attempts, 1), True, "stuck"
+        )
+
+    async def fail_without_selfies(self, job_id: int, reason: str) -> None:
+        """The job's selfies are gone (/forget, retention): fail it, credit it and tell the user, once."""
+        async with self.sessionmaker() as session:
+            released = await job_queries.fail_for_local_reason(session, job_id)
+            job = await session.get(GenerationJob, job_id)
+            if released is not None and job is not None:
+                await record_event(
+                    session, EventName.GENERATION_FAILED, job_id=job_id, scope="job", error_type="missing_selfies"
+                )
+            await session.commit()
+        if released is None or job is None:
+            return  # another task of the job got here first
+        log.warning("%s: job failed without a provider call", reason, extra={"job_id": job_id})
+        await self.notifier.tell(
+            job.chat_id, job.language, "job.failed_no_selfies", count=released, buttons=("new_photos", job_id)
+        )
+
+    async def settle_job(self, job_id: int) -> None:
+        """When no task can change any more: hand the job to delivery, or fail it and tell the user."""
+        async with self.sessionmaker() as session:
+            counts = await queue.task_counts(session, job_id)
+            job = await session.get(GenerationJob, job_id)
+            if job is None or job.status != JobStatus.PROCESSING:
+                return
+            open_tasks = sum(counts.get(s, 0) for s in (TaskStatus.PENDING, TaskStatus.SUBMITTED, TaskStatus.SUCCEEDED))
+            if open_tasks or not counts:
+                return
+            succeeded = counts.get(TaskStatus.STORED, 0) + counts.get(TaskStatus.DELIVERED, 0)
+            if succeeded:
+                moved = await queue.move_job(session, job_id, JobStatus.PROCESSING, JobStatus.DELIVERING)
+            else:
+                moved = await queue.move_job(
+                    session, job_id, JobStatus.PROCESSING, JobStatus.FAILED, finished_at=utcnow()
+                )
+                if moved:
+                    await record_event(
+                        session, EventName.GENERATION_FAILED, job_id=job_id, scope="job", error_type="all_tasks_failed"
+                    )
+            chat_id, language = job.chat_id, job.language
+            returned = await ledger.released_for_job(session, job_id)
+            await session.commit()
+        if moved and not succeeded:
+            await self.notifier.tell(
+                chat_id, language, "job.failed", count=returned, buttons=("use_credits", job_id, returned)
+            )
+        if moved and succeeded:
+            self.signals.task_stored()

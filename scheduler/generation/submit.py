@@ -1,0 +1,329 @@
+"""Submitting: queued jobs are claimed and fanned out into tasks; due tasks are claimed as fast as
+the provider's create budget admits them and created there, fire-and-forget. The selfies are
+uploaded once per job; each claim is leased until its create is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from providers.base import GenerationOptions, ImageProvider, ProviderError, RateLimitedError, Room
+from scheduler.background import BackgroundTasks
+from scheduler.generation.results import Results
+from scheduler.generation.roster import Roster
+from scheduler.generation.settle import Settler
+from scheduler.generation.state import EngineConfig, EngineState
+from scheduler.signals import WorkSignals
+from storage import queue
+from storage.events import EventName, record_event
+from storage.files import FileNotFoundInStore, FileStore
+from storage.models import GenerationJob, GenerationTask, ReferencePhoto, utcnow
+from studio.catalogue import Catalogue
+from studio.generation import build_prompt, plan_tasks
+from studio.policy import next_poll_at as policy_next_poll_at
+from studio.states import TaskStatus
+
+log = logging.getLogger(__name__)
+
+
+class MissingSelfies(Exception):
+    """The job's reference photos are gone (rows or files): a local failure, never a provider's."""
+
+
+class Submitter:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        roster: Roster,
+        settler: Settler,
+        results: Results,
+        state: EngineState,
+        files: FileStore,
+        catalogue: Catalogue,
+        signals: WorkSignals,
+        config: EngineConfig,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.roster = roster
+        self.settler = settler
+        self.results = results
+        self.state = state
+        self.files = files
+        self.catalogue = catalogue
+        self.signals = signals
+        self.config = config
+        self.inflight = BackgroundTasks("engine-create")  # its size bounds the creates in flight
+        self._ref_locks: dict[tuple[int, str], asyncio.Lock] = {}
+        self._before_admission: set[int] = set()  # claimed creates not yet at the provider's limiter
+        self._leased: set[int] = set()  # claimed tasks whose create is not recorded yet
+
+    async def dispatch_jobs(self) -> int:
+        claimed_total = 0
+        while True:
+            async with self.sessionmaker() as session:
+                claimed = await queue.claim_queued_jobs(session, self.config.worker_id, self.config.jobs_per_claim)
+                for job_id in claimed:
+                    await self.fan_out(session, job_id)
+                await session.commit()
+            claimed_total += len(claimed)
+            if claimed:
+                self.signals.task_pending()
+            if len(claimed) < self.config.jobs_per_claim:
+                return claimed_total
+
+    async def fan_out(self, session: AsyncSession, job_id: int) -> None:
+        job = await session.get(GenerationJob, job_id)
+        assert job is not None
+        style = self.catalogue.style(job.style)
+        await queue.add_tasks(session, job.id, plan_tasks(style, job.photos_total, job.id))
+
+    async def submit_due(self) -> int:
+        """Claim due tasks as fast as the provider's create budget admits them, and no faster.
+
+        A task is chosen at the moment its create can start: claimed earlier, it would wait in the
+        limiter while a newer payer's first portrait (first in the queue's order) waited behind it.
+        """
+        submitted = 0
+        while not self.state.stopping:
+            free = self.config.max_inflight_creates - len(self.inflight)
+            if free <= 0:
+                await self.inflight.wait_any()
+                continue
+            room = await self.create_room()
+            if room.free <= 0:
+                if not await self._due_work_waits():
+                    break
+                await asyncio.sleep(room.wait_seconds)
+                continue
+            free = min(free, room.free)
+            async with self.sessionmaker() as session:
+                ids = await queue.claim_pending_tasks(
+                    session, self.config.worker_id, free, timedelta(seconds=self.config.lease_seconds)
+                )
+                await session.commit()
+            if not ids:
+                break
+            for task_id in ids:
+                self._before_admission.add(task_id)
+                self.inflight.spawn(self._submit(task_id), name=f"engine-create-{task_id}")
+            submitted += len(ids)
+        return submitted
+
+    async def create_room(self) -> Room:
+        """What the budget of the provider fresh work goes to can admit now, minus the creates
+        this process has claimed that have not reached the limiter yet (uploading selfies)."""
+        limiter = self.roster.fresh_work_limiter()
+        if limiter is None:
+            return Room(self.config.max_inflight_creates, 0.0)
+        room = await limiter.room()
+        free = room.free - len(self._before_admission)
+        # A claimed create still uploading will take the next slot: look again shortly.
+        return Room(free, 0.0) if free > 0 else Room(0, room.wait_seconds or self._admission_step())
+
+    def _admission_step(self) -> float:
+        return min(0.05, self.config.tick_seconds)
+
+    async def _due_work_waits(self) -> bool:
+        async with self.sessionmaker() as session:
+            return await queue.pending_due_exists(session)
+
+    async def _submit(self, task_id: int) -> None:
+        self._leased.add(task_id)
+        try:
+            await self._submit_claimed(task_id)
+        finally:
+            self._admitted(task_id)
+            self._leased.discard(task_id)
+
+    def _admitted(self, task_id: int) -> None:
+        """The create reached the provider's limiter (or ended before it): its slot is its own now."""
+        self._before_admission.discard(task_id)
+
+    async def _submit_claimed(self, task_id: int) -> None:
+        worker = self.config.worker_id
+        async with self.sessionmaker() as session:
+            task = await session.get(GenerationTask, task_id)
+            job = await session.get(GenerationJob, task.job_id) if task else None
+            if task is None or job is None or task.status != TaskStatus.PENDING or task.claimed_by != worker:
+                return
+            index = self.roster.provider_index_for(task)
+            if index is None:  # every provider is paused or open: wait, this is not a failure
+                await queue.release_claim(session, task.id, worker)
+                await session.commit()
+                return
+            provider = self.roster.providers[index]
+            prompt = build_prompt(self.catalogue, task.prompt_index, task.variant, None)
+            options = GenerationOptions(seed=task.seed)
+            attempts_before = task.attempts if index == task.provider_index else 0
+            task_provider_index, task_attempts = task.provider_index, task.attempts
+            job_id = job.id
+            never_submitted = task.submitted_at is None
+        self.state.create_started(provider.name)
+        try:
+            references = await self._references(job_id, provider)
+            self._admitted(task_id)
+            provider_task_id = await provider.create_task(
+                prompt, references, options, self.roster.callback_url(provider)
+            )
+        except MissingSelfies as error:
+            # Ours, not the provider's: no retry budget spent, no breaker touched, the job ends here.
+            await self.settler.fail_without_selfies(job_id, str(error))
+            return
+        except RateLimitedError as error:
+            # The provider dropped the request (it never ran): wait out the window, spend no attempt.
+            delay = error.retry_after or provider.limits.create.period_seconds
+            async with self.sessionmaker() as session:
+                await queue.retry_later(
+                    session,
+                    task_id,
+                    from_status=TaskStatus.PENDING,
+                    provider_index=task_provider_index,
+                    attempts=task_attempts,
+                    retry_at=utcnow() + timedelta(seconds=delay),
+                    error=str(error),
+                    worker=worker,
+                )
+                await session.commit()
+            self.signals.task_pending()
+            return
+        except ProviderError as error:
+            self.roster.breakers[provider.name].record_failure(utcnow())
+            await self.settler.after_failure(
+                task_id, TaskStatus.PENDING, index, attempts_before + 1, error.retryable, str(error), worker
+            )
+            return
+        finally:
+            self.state.create_ended(provider.name)
+        self.state.create_started(provider.name)  # until recorded
+        try:
+            # The lease is kept until the create is recorded: a lapse in between would let another
+            # claim create the same portrait again.
+            recorded = await self._record_submitted(
+                task_id, job_id, provider, index, provider_task_id, never_submitted, worker
+            )
+        finally:
+            self.state.create_ended(provider.name)
+        if recorded and self.state.take_early_callback((provider.name, provider_task_id)):
+            try:
+                await self.results.handle_result(provider, await provider.get_task(provider_task_id))
+            except ProviderError as error:  # the poll is the backstop
+                log.warning("%s task %s: early callback re-fetch failed: %s", provider.name, provider_task_id, error)
+
+    async def _record_submitted(
+        self,
+        task_id: int,
+        job_id: int,
+        provider: ImageProvider,
+        index: int,
+        provider_task_id: str,
+        never_submitted: bool,
+        worker: str,
+    ) -> bool:
+        self.roster.breakers[provider.name].record_success(utcnow())
+        now = utcnow()
+        first_poll = policy_next_poll_at(
+            self.roster.policy,
+            index,
+            now,
+            0,
+            now,
+            self.roster.callbacks_enabled,
+            self.config.poll_interval_seconds,
+            latency=self.roster.recent_latency(provider, now),
+        )
+        async with self.sessionmaker() as session:
+            recorded = await queue.mark_submitted(
+                session,
+                task_id,
+                worker,
+                provider=provider.name,
+                provider_index=index,
+                provider_task_id=provider_task_id,
+                next_poll_at=first_poll,
+            )
+            # generation_started is per job: its first submission; retries and later tasks record nothing.
+            if recorded and never_submitted and not await queue.other_task_submitted(session, job_id, task_id):
+                await record_event(
+                    session,
+                    EventName.GENERATION_STARTED,
+                    job_id=job_id,
+                    provider=provider.name,
+                    model=getattr(provider, "model", None),
+                )
+            await session.commit()
+        if not recorded:
+            log.warning(
+                "task %s: %s accepted create %s but the task was no longer ours to record (lease lapsed)",
+                task_id,
+                provider.name,
+                provider_task_id,
+            )
+        if recorded:
+            self.state.poll_due_by(first_poll)
+        return recorded
+
+    async def keep_leases(self) -> None:
+        """Keep every claim of this process alive until its create is recorded, in one statement:
+        a create waiting for selfies to upload or for the database must not be claimed twice."""
+        lease = timedelta(seconds=self.config.lease_seconds)
+        while not self.state.stopping:
+            await asyncio.sleep(self.config.lease_seconds / 3)
+            if not self._leased:
+                continue
+            try:
+                async with self.sessionmaker() as session:
+                    await queue.renew_claims(session, sorted(self._leased), self.config.worker_id, lease)
+                    await session.commit()
+            except Exception:
+                log.exception("could not renew the leases of %d claimed tasks", len(self._leased))
+
+    async def restore_create_windows(self) -> None:
+        """After a restart, the creates of the provider's current window count again (a limiter in
+        this process forgets them; the database recorded each create's time)."""
+        now = utcnow()
+        for provider in self.roster.providers:
+            limiter = provider.create_limiter
+            if limiter is None:
+                continue
+            since = now - timedelta(seconds=limiter.period_seconds * 2)  # the limiter drops what expired
+            async with self.sessionmaker() as session:
+                moments = await queue.recent_creates(session, provider.name, since)
+            limiter.restore(moment.timestamp() for moment in moments)
+
+    async def _references(self, job_id: int, provider: ImageProvider) -> list[str]:
+        """Upload the job's selfies to this provider once per job; later tasks reuse the URLs."""
+        lock = self._ref_locks.setdefault((job_id, provider.name), asyncio.Lock())
+        async with lock:
+            async with self.sessionmaker() as session:
+                job = await session.get(GenerationJob, job_id)
+                assert job is not None
+                known = (job.provider_refs or {}).get(provider.name)
+                if known:
+                    return list(known["urls"])
+                photos = list(
+                    (
+                        await session.execute(
+                            ReferencePhoto.__table__.select()
+                            .where(ReferencePhoto.avatar_id == job.avatar_id)
+                            .order_by(ReferencePhoto.slot)
+                        )
+                    ).mappings()
+                )
+            if not photos:
+                raise MissingSelfies(f"job {job_id} has no reference photos")
+            urls = []
+            for photo in photos:
+                try:
+                    data = await self.files.get(photo["storage_key"])
+                except FileNotFoundInStore as error:
+                    raise MissingSelfies(f"job {job_id}: selfie {photo['slot']} is gone") from error
+                urls.append(await provider.upload_reference(data, f"job{job_id}-ref{photo['slot']}.jpg"))
+            async with self.sessionmaker() as session:
+                urls = await queue.set_provider_refs(session, job_id, provider.name, urls)
+                await session.commit()
+            return urls
