@@ -15,7 +15,7 @@ import zlib
 from functools import lru_cache
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw
 
 from storage.images import register_heif
 
