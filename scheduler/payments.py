@@ -522,9 +522,19 @@ class PaymentService:
             )
 
     async def sync_refund(self, provider_refund_id: str) -> None:
-        """A ``refund.succeeded`` notification: re-fetch the refund and act on what YooKassa says."""
+        """A ``refund.succeeded`` notification: re-fetch the refund and act on what YooKassa says.
+
+        A refund YooKassa does not know is a stray or forged notification: nothing to do (a 5xx
+        would only make its sender retry it)."""
         assert self.yookassa is not None
-        await self._apply_refund_info(await self.yookassa.get_refund(provider_refund_id))
+        try:
+            info = await self.yookassa.get_refund(provider_refund_id)
+        except PaymentProviderError as error:
+            if error.status != 404:
+                raise
+            log.warning("refund notification for %s, which YooKassa does not know: ignored", provider_refund_id)
+            return
+        await self._apply_refund_info(info)
 
     async def reconcile_refunds(self) -> int:
         """Refunds YooKassa made that we have not recorded (made in the dashboard, or a lost

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import aiohttp
 import pytest
 from sqlalchemy import select
 
@@ -339,6 +340,30 @@ async def test_admin_refund_keeps_its_id_and_a_later_notification_takes_the_cred
         assert sum(entry.delta for entry in state.ledger) == 0
         assert (await refunds_of(app, payment_id))[0].status == "succeeded"
         assert next(o for o in state.orders if o.id == order_id).status == OrderStatus.PAID
+
+
+async def test_a_refund_notification_yookassa_does_not_know_is_answered_200_and_changes_nothing(
+    fake_telegram: FakeTelegram, database_url: str, tmp_path: Path
+) -> None:
+    # Found by the endpoint fuzz test: the re-fetch's 404 was answered 500, so the sender retried.
+    async with payment_app(fake_telegram, database_url, tmp_path) as (app, kassa):
+        user = fake_telegram.user(language_code="en")
+        await to_summary(app, user)
+        await choose(user, "By card")
+        await kassa.pay(next(iter(kassa.payments)))
+        await paid_message(user)
+        before = await books(app, user.id)
+        body = {
+            "type": "notification",
+            "event": "refund.succeeded",
+            "object": {"id": "d95bafc8-f2a4-d27b-dcf4-bb99f4bea973", "status": "succeeded"},
+        }
+        async with aiohttp.ClientSession() as client, client.post(kassa.webhook_url or "", json=body) as response:
+            assert response.status == 200
+        after = await books(app, user.id)
+        assert [(e.id, e.delta) for e in after.ledger] == [(e.id, e.delta) for e in before.ledger]
+        assert [(p.id, p.status) for p in after.payments] == [(p.id, p.status) for p in before.payments]
+        assert not await refunds_of(app, before.payments[0].id)
 
 
 async def test_dashboard_refund_seen_by_reconcile_takes_the_credits_back(
