@@ -83,6 +83,10 @@ class Results:
         self.state.forget_early_callback(key)
         if status != TaskStatus.SUBMITTED:
             return 200  # a duplicate of a settled task: nothing to do, nothing to fetch
+        if key in self.state.callbacks_in_flight:
+            # A repeat of a callback being handled (or of one the submitter is fetching): that one
+            # fetch settles the task, and if it fails the backstop poll does.
+            return 200
         self.state.callbacks_in_flight.add(key)  # the backstop poll leaves this task alone meanwhile
         try:
             try:

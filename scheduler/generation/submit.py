@@ -208,11 +208,17 @@ class Submitter:
             )
         finally:
             self.state.create_ended(provider.name)
-        if recorded and self.state.take_early_callback((provider.name, provider_task_id)):
+        key = (provider.name, provider_task_id)
+        if recorded and self.state.take_early_callback(key) and key not in self.state.callbacks_in_flight:
+            # Marked as a callback being handled, so a repeat of it meanwhile is answered without a
+            # second status call.
+            self.state.callbacks_in_flight.add(key)
             try:
                 await self.results.handle_result(provider, await provider.get_task(provider_task_id))
             except ProviderError as error:  # the poll is the backstop
                 log.warning("%s task %s: early callback re-fetch failed: %s", provider.name, provider_task_id, error)
+            finally:
+                self.state.callbacks_in_flight.discard(key)
 
     async def _record_submitted(
         self,
