@@ -540,7 +540,7 @@ async def pick_pack(
         return
     photos = await avatar_queries.photo_count(session, callback_data.avatar_id)
     order = await order_queries.create_order(
-        session, user_id=user.id, avatar_id=callback_data.avatar_id, style=style.id, pack=pack
+        session, user_id=user.id, avatar_id=callback_data.avatar_id, style=style.id, pack=pack, created_by=query.id
     )
     await session.commit()  # a quick Pay must find the order the summary shows
     await query.answer()
