@@ -515,6 +515,7 @@ async def spend_pack(
             style=callback_data.style,
             photos=callback_data.photos,
             spend_key=picker_spend_key(query.message.message_id),
+            tap=query.id,
         )
     except CreditsUnavailable as refusal:
         await query.answer(_(f"credits.{refusal.reason}"), show_alert=True)

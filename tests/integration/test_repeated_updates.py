@@ -33,6 +33,7 @@ from tests.fakes.telegram import ChatMessage, FakeTelegram, FakeUser
 from tests.fakes.yookassa import FakeYooKassa
 from tests.harness import app_settings, free_port, running_app
 from tests.image_corpus import selfie_set
+from tests.integration.test_credit_spends import _user_with_balance
 from tests.process_harness import AppProcess, start_process, webhook_settings
 
 REPLY = 30.0
@@ -298,7 +299,7 @@ async def test_a_broadcast_text_delivered_again_is_one_draft(
         assert len(drafts) == 1
 
 
-async def to_summary(user: FakeUser) -> None:
+async def to_summary(user: FakeUser, pack: str = "7 photos") -> None:
     await user.send_command("/start")
     await user.wait_reply(with_button("New photo session"), timeout=REPLY)
     await user.click("New photo session")
@@ -308,6 +309,45 @@ async def to_summary(user: FakeUser) -> None:
     await user.click("Done")
     await user.wait_reply(with_button("Professional"), timeout=REPLY)
     await user.click("Professional")
-    await user.wait_reply(with_button("7 photos"), timeout=REPLY)
-    await user.click("7 photos")
+    await user.wait_reply(with_button(pack), timeout=REPLY)
+    await user.click(pack)
     await user.wait_reply(lambda m: containing("Your order")(m) and bool(m.buttons), timeout=REPLY)
+
+
+async def test_a_picker_spend_delivered_again_is_one_pack_and_no_used_credits_answer(
+    fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path
+) -> None:
+    fake = fake_telegram
+    async with app_with_cards(fake, sqlite_url, tmp_path) as app:
+        user, _row, _avatar_id = await _user_with_balance(app, fake)
+        await user.send_command("/start")
+        await user.wait_reply(with_button("Use my previous photos"), timeout=REPLY)
+        await user.click("Use my previous photos")
+        await user.wait_reply(with_button("Professional"), timeout=REPLY)
+        await user.click("Professional")
+        await user.wait_reply(with_button("use 7 credits"), timeout=REPLY)
+        tap = await user.click("use 7 credits")
+        await user.wait_reply(containing("7 portraits are queued"), timeout=REPLY)
+        # Answered already, so Telegram refuses a second answer: the bot's words are in its call.
+        answers = len(fake.calls("answerCallbackQuery"))
+        await delivered_again(fake, user, tap_update(fake, tap), containing("7 portraits are queued"))
+        again = [call.params for call in fake.calls("answerCallbackQuery")[answers:]]
+        assert again and not [params for params in again if params.get("text")], again
+        assert await count_of(app, GenerationJob, user) == 1
+
+
+async def test_a_free_start_delivered_again_is_one_job_and_no_trial_used_answer(
+    fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path
+) -> None:
+    fake = fake_telegram
+    async with app_with_cards(fake, sqlite_url, tmp_path) as app:
+        user = fake.user(language_code="en")
+        await to_summary(user, pack="Trial")
+        tap = await user.click("Start for free")
+        await user.wait_reply(containing("portraits are queued"), timeout=REPLY)
+        answers = len(fake.calls("answerCallbackQuery"))
+        await delivered_again(fake, user, tap_update(fake, tap), containing("portraits are queued"))
+        again = [call.params for call in fake.calls("answerCallbackQuery")[answers:]]
+        assert again and not [params for params in again if params.get("text")], again
+        assert await count_of(app, GenerationJob, user) == 1
+        assert await count_of(app, Order, user) == 1
