@@ -103,11 +103,12 @@ class CreditService:
                 job = await self._started_by(session, user, spend_key, tap)
             else:
                 try:
-                    job = await jobs.create_job_for_order(session, order, user, priority=jobs.PRIORITY_PAID)
+                    queued = await jobs.create_job_for_order(session, order, user, priority=jobs.PRIORITY_PAID)
                 except jobs.NotEnoughCredits:
                     await session.rollback()
                     raise CreditsUnavailable("not_enough") from None
-                assert job is not None  # the order is new, so it has no job yet
+                assert queued is not None  # the order is new, so it has no job yet
+                job = queued
             position = await jobs.queue_position(session, job)
             left = await ledger.balance(session, user.id)
             await session.commit()
