@@ -94,11 +94,11 @@ async def pay_order(
 
 
 async def _close_intake(state: FSMContext) -> None:
-    """The intake is over (payment buttons carry their own ids); which invoices the chat shows, and which
-    tap sent the newest, stay known, so a tap delivered twice sends one invoice."""
-    data = await state.get_data()
+    """The intake is over (payment buttons carry their own ids); the tap that sent the newest invoice
+    stays known, so a Pay tap delivered twice (one payment method: Pay sends the invoice) sends one."""
+    invoiced_by = (await state.get_data()).get(INVOICED_BY_KEY)
     await state.set_state(None)
-    await state.set_data({key: data[key] for key in (INVOICES_KEY, INVOICED_BY_KEY) if key in data})
+    await state.set_data({INVOICED_BY_KEY: invoiced_by} if invoiced_by else {})
 
 
 async def pay_with(
