@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from bot.callbacks import OrderCb
 from tests.fakes.telegram import ChatMessage, FakeTelegram, FakeUser
@@ -68,7 +68,36 @@ class SimUser:
         self.outcome = UserOutcome(self.user.id, method)
 
     async def _reply(self, predicate: Callable[[ChatMessage], bool] | None = None) -> ChatMessage:
-        return await self.user.wait_reply(predicate, timeout=self.reply_timeout)
+        """The bot's answer to the user's last action. Patience (``reply_timeout``) counts from the moment
+        the bot took the user's last update, not from the action: while the bot is down or restarting
+        (the chaos kills), Telegram keeps re-posting the update and the user has nothing to react to but
+        a bot that is away, which a person waits out. A stall — an update the bot took and never
+        answered — still fails after ``reply_timeout``; a bot that never takes the update, after ten."""
+        deadline = time.monotonic() + 10 * self.reply_timeout
+        timeout = self.reply_timeout
+        while True:
+            try:
+                return await self.user.wait_reply(predicate, timeout=timeout)
+            except TimeoutError:
+                taken_ago = self._taken_ago()
+                if taken_ago is None or taken_ago >= self.reply_timeout or time.monotonic() >= deadline:
+                    raise
+                timeout = self.reply_timeout - taken_ago
+
+    def _taken_ago(self) -> float | None:
+        """Seconds since the webhook accepted this user's newest update: 0 while one is still waiting to
+        be taken, None when none went through the webhook (polling)."""
+
+        def mine(update: dict[str, Any]) -> bool:
+            payload = next((value for key, value in update.items() if key != "update_id"), {})
+            return isinstance(payload, dict) and payload.get("from", {}).get("id") == self.user.id
+
+        if any(mine(update) for update in self.telegram.pending_updates):
+            return 0.0
+        for delivery in reversed(self.telegram.webhook_deliveries):
+            if delivery.status is not None and 200 <= delivery.status < 300 and mine(delivery.update):
+                return time.monotonic() - delivery.answered_at
+        return None
 
     async def to_summary(self) -> int:
         """Intake to the order summary; returns the order id."""
@@ -76,7 +105,9 @@ class SimUser:
         await user.send_command("/start")
         await self._reply(has_button("New photo session"))
         await user.click("New photo session")
-        await self._reply()
+        # Its own answer, not just the next message: a /start whose POST a killed process never answered
+        # comes again and is greeted again, and photos sent on that would go out before the set is open.
+        await self._reply(has_text("Send 5"))
         steps.append("start")
         await user.send_album(selfie_set(self.selfies, first_seed=1000 + self.index * 10))
         await self._reply(has_button("Done"))
@@ -86,7 +117,8 @@ class SimUser:
         steps.append("photos")
         await self._reply(has_button(f"{self.pack_photos} photos"))
         await user.click(f"{self.pack_photos} photos")
-        summary = await self._reply(has_text("Your order"))
+        # The summary itself (with its buttons), not "Your order is ready — confirm it with the buttons above".
+        summary = await self._reply(lambda message: has_text("Your order")(message) and bool(message.buttons))
         self.outcome.order_id = OrderCb.unpack(summary.buttons[0]["callback_data"]).order_id
         steps.append("summary")
         return self.outcome.order_id

@@ -36,6 +36,7 @@ from bot.logging_setup import configure_logging as setup_logging
 from bot.middlewares.banned import BannedUserMiddleware
 from bot.middlewares.db import DbSessionMiddleware
 from bot.middlewares.metrics import UpdateCountingMiddleware
+from bot.middlewares.replay import ReplayMiddleware, StampingStorage
 from bot.middlewares.throttling import ThrottlingMiddleware
 from bot.middlewares.user import UserMiddleware
 from bot.notifier import TelegramNotifier
@@ -115,12 +116,13 @@ def build_file_store(settings: Settings) -> FileStore:
 
 
 def build_fsm_storage(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> BaseStorage:
-    """Redis when configured, our database otherwise: never memory, so a restart resumes every conversation."""
+    """Redis when configured, our database otherwise: never memory, so a restart resumes every conversation.
+    Either way each step is stamped with the update that made it (bot/middlewares/replay.py)."""
     if settings.REDIS_URL:
         from aiogram.fsm.storage.redis import RedisStorage
 
-        return RedisStorage.from_url(settings.REDIS_URL)
-    return DatabaseStorage(sessionmaker)
+        return StampingStorage(RedisStorage.from_url(settings.REDIS_URL))
+    return StampingStorage(DatabaseStorage(sessionmaker))
 
 
 @dataclass
@@ -476,6 +478,9 @@ class Application:
         )
         dispatcher.update.outer_middleware(UpdateCountingMiddleware(self.metrics.updates_handled))
         dispatcher.update.outer_middleware(ThrottlingMiddleware(self.settings.THROTTLE_UPDATES_PER_SECOND))
+        # Before the update's session exists: its look at the step is a short read of its own, not a
+        # pooled connection held through the handler (which needs a second one for the services it calls).
+        dispatcher.update.outer_middleware(ReplayMiddleware())
         dispatcher.update.outer_middleware(DbSessionMiddleware(self.sessionmaker))
         dispatcher.update.outer_middleware(UserMiddleware(i18n, on_unblocked=self.signals.task_stored))
         dispatcher.update.outer_middleware(BannedUserMiddleware(i18n))

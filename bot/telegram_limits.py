@@ -134,6 +134,7 @@ async def _sleep_until(moment: float) -> None:
 
 # Telegram's answer when a callback query was already answered or has expired.
 QUERY_GONE = re.compile(r"query is too old|query id is invalid", re.IGNORECASE)
+QUERY_ANSWERS = frozenset({"AnswerCallbackQuery", "AnswerPreCheckoutQuery"})
 
 
 class ForgivingCallbackAnswers(BaseRequestMiddleware):
@@ -141,7 +142,9 @@ class ForgivingCallbackAnswers(BaseRequestMiddleware):
 
     A process killed mid-handler leaves the tap answered but the update unacknowledged: Telegram sends
     it again and the second answer is refused as too old. Raising there would stop the handler and the
-    user's step with it (the chaos kills scenario: 17 conversations stalled this way).
+    user's step with it (the chaos kills scenario: 17 conversations stalled this way). A pre-checkout
+    query delivered again is the same: the user's client already has its answer, and a refusal raised
+    here would fail the webhook POST, which Telegram would then repeat for as long as it retries.
     """
 
     async def __call__(
@@ -153,7 +156,7 @@ class ForgivingCallbackAnswers(BaseRequestMiddleware):
         try:
             return await make_request(bot, method)
         except TelegramBadRequest as error:
-            if type(method).__name__ != "AnswerCallbackQuery" or not QUERY_GONE.search(error.message):
+            if type(method).__name__ not in QUERY_ANSWERS or not QUERY_GONE.search(error.message):
                 raise
-            log.info("callback query already answered or expired: %s", error.message)
+            log.info("query already answered or expired: %s", error.message)
             return Response[TelegramType](ok=True, result=True)  # type: ignore[arg-type]

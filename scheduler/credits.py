@@ -75,8 +75,14 @@ class CreditService:
         async with self.sessionmaker() as session:
             return await ledger.released_for_job(session, job_id)
 
-    async def spend(self, user: User, *, avatar_id: int, style: str, photos: int, spend_key: str) -> Spent:
-        """A pack of ``photos`` with this photo set and style, paid from the balance, queued at once."""
+    async def spend(
+        self, user: User, *, avatar_id: int, style: str, photos: int, spend_key: str, tap: str | None = None
+    ) -> Spent:
+        """A pack of ``photos`` with this photo set and style, paid from the balance, queued at once.
+
+        ``tap``: the button tap (callback query id) asking. The same tap delivered again (Telegram
+        re-posts what a killed process never answered) is told about the pack it started, not "used".
+        """
         if self.catalogue.find_style(style) is None or not 1 <= photos <= self.largest_pack:
             raise CreditsUnavailable("unknown")
         async with self.sessionmaker() as session:
@@ -85,24 +91,40 @@ class CreditService:
             if avatar is None or avatar.status != AvatarStatus.READY:
                 raise CreditsUnavailable("photos_gone")
             order = await order_queries.create_spend_order(
-                session, user_id=user.id, avatar_id=avatar.id, style=style, photos=photos, spend_key=spend_key
+                session,
+                user_id=user.id,
+                avatar_id=avatar.id,
+                style=style,
+                photos=photos,
+                spend_key=spend_key,
+                created_by=tap,
             )
             if order is None:
-                raise CreditsUnavailable("used")
-            try:
-                job = await jobs.create_job_for_order(session, order, user, priority=jobs.PRIORITY_PAID)
-            except jobs.NotEnoughCredits:
-                await session.rollback()
-                raise CreditsUnavailable("not_enough") from None
-            assert job is not None  # the order is new, so it has no job yet
+                job = await self._started_by(session, user, spend_key, tap)
+            else:
+                try:
+                    queued = await jobs.create_job_for_order(session, order, user, priority=jobs.PRIORITY_PAID)
+                except jobs.NotEnoughCredits:
+                    await session.rollback()
+                    raise CreditsUnavailable("not_enough") from None
+                assert queued is not None  # the order is new, so it has no job yet
+                job = queued
             position = await jobs.queue_position(session, job)
             left = await ledger.balance(session, user.id)
             await session.commit()
         self.signals.job_queued()
         await self._tell_queued(user, job, position)
-        return Spent(job_id=job.id, photos=photos, balance_left=left)
+        return Spent(job_id=job.id, photos=job.photos_total, balance_left=left)
 
-    async def spend_returned(self, source_job_id: int, user: User) -> Spent:
+    async def _started_by(self, session: AsyncSession, user: User, spend_key: str, tap: str | None) -> GenerationJob:
+        """The job ``tap`` started from ``spend_key`` earlier; "used" when another tap spent the key."""
+        order = await order_queries.spent_by(session, user.id, spend_key, tap) if tap is not None else None
+        job = await jobs.job_for_order(session, order.id) if order is not None else None
+        if job is None or job.status in FINAL_JOB_STATUSES:
+            raise CreditsUnavailable("used")
+        return job
+
+    async def spend_returned(self, source_job_id: int, user: User, tap: str | None = None) -> Spent:
         """The "Use N credits" button under a finished, failed or cancelled pack: the credits that job
         gave back start a new pack with the same photos and style."""
         async with self.sessionmaker() as session:
@@ -116,7 +138,7 @@ class CreditService:
         if avatar_id is None:
             raise CreditsUnavailable("photos_gone")
         spend_key = job_spend_key(source_job_id)
-        return await self.spend(user, avatar_id=avatar_id, style=style, photos=returned, spend_key=spend_key)
+        return await self.spend(user, avatar_id=avatar_id, style=style, photos=returned, spend_key=spend_key, tap=tap)
 
     async def _tell_queued(self, user: User, job: GenerationJob, position: int) -> None:
         await self.notifier.tell(

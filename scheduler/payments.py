@@ -27,7 +27,7 @@ from storage.models import GenerationJob, Order, Payment, Refund, User, utcnow
 from storage.payments import RefundStatus, ReturnReason
 from studio.catalogue import Catalogue
 from studio.credits import Currency, format_price, price_for, trial_line
-from studio.states import OrderStatus, PaymentProviderName, PaymentStatus
+from studio.states import FINAL_JOB_STATUSES, OrderStatus, PaymentProviderName, PaymentStatus
 
 log = logging.getLogger(__name__)
 
@@ -675,15 +675,23 @@ class PaymentService:
     # ------------------------------------------------------------ free starts
 
     async def start_free(self, order_id: int, user: User) -> GenerationJob | None:
-        """The trial pack (once per user): credit it and queue it with low priority."""
+        """The trial pack (once per user): credit it and queue it with low priority.
+
+        Its Start button again (the same tap delivered twice, or a second tap) tells the user about the
+        pack it started; only another order's Start finds the trial used.
+        """
         async with self.sessionmaker() as session:
             order = await order_queries.get_order(session, order_id, user.id)
             if order is None or order.status != OrderStatus.READY:
                 raise OrderNotPayable(str(order_id))
-            if not await ledger.record(session, user.id, trial_line(user.id, order.photos), order_id=order.id):
-                await session.rollback()
+            job = await jobs.job_for_order(session, order.id)
+            if job is not None and job.status in FINAL_JOB_STATUSES:
                 raise OrderNotPayable("trial already used")
-            job = await jobs.create_job_for_order(session, order, user, priority=jobs.PRIORITY_FREE)
+            if job is None:
+                if not await ledger.record(session, user.id, trial_line(user.id, order.photos), order_id=order.id):
+                    await session.rollback()
+                    raise OrderNotPayable("trial already used")
+                job = await jobs.create_job_for_order(session, order, user, priority=jobs.PRIORITY_FREE)
             facts = await self._facts(session, order.id, job)
             await session.commit()
         if job is not None:

@@ -61,23 +61,47 @@ async def audience_size(session: AsyncSession, segment: str) -> int:
 
 
 async def create_draft(
-    session: AsyncSession, admin_telegram_id: int, text: str, photo_file_id: str | None, segment: str = "all"
-) -> Broadcast:
-    broadcast = Broadcast(
-        created_by=admin_telegram_id,
-        text=text,
-        photo_file_id=photo_file_id,
-        segment=segment,
-        status=BroadcastStatus.DRAFT,
-        total=0,
-        sent=0,
-        blocked=0,
-        failed=0,
-        created_at=utcnow(),
+    session: AsyncSession,
+    admin_telegram_id: int,
+    text: str,
+    photo_file_id: str | None,
+    segment: str = "all",
+    *,
+    source_message_id: int | None = None,
+) -> tuple[Broadcast, bool]:
+    """The draft made from the admin's message ``source_message_id``, and whether this call made it.
+
+    Telegram posts that message again when the process died before answering it: the UNIQUE
+    (created_by, source_message_id) keeps it one draft.
+    """
+    inserted = await session.execute(
+        insert_for(session, Broadcast)
+        .values(
+            created_by=admin_telegram_id,
+            text=text,
+            photo_file_id=photo_file_id,
+            source_message_id=source_message_id,
+            segment=segment,
+            status=BroadcastStatus.DRAFT,
+            total=0,
+            sent=0,
+            blocked=0,
+            failed=0,
+            created_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=[Broadcast.created_by, Broadcast.source_message_id])
+        .returning(Broadcast.id)
     )
-    session.add(broadcast)
-    await session.flush()
-    return broadcast
+    draft_id = inserted.scalar_one_or_none()
+    created = draft_id is not None
+    if draft_id is None:
+        query = select(Broadcast.id).where(
+            Broadcast.created_by == admin_telegram_id, Broadcast.source_message_id == source_message_id
+        )
+        draft_id = (await session.execute(query)).scalar_one()
+    draft = await session.get(Broadcast, draft_id)
+    assert draft is not None
+    return draft, created
 
 
 async def set_segment(session: AsyncSession, broadcast_id: int, segment: str) -> int | None:

@@ -94,6 +94,10 @@ async def active_jobs(session: AsyncSession, user_id: int) -> list[GenerationJob
     )
 
 
+async def job_for_order(session: AsyncSession, order_id: int) -> GenerationJob | None:
+    return (await session.execute(select(GenerationJob).where(GenerationJob.order_id == order_id))).scalar_one_or_none()
+
+
 async def get_job(session: AsyncSession, job_id: int) -> GenerationJob | None:
     return await session.get(GenerationJob, job_id)
 

@@ -125,8 +125,10 @@ class ReferencePhoto(Base):
 class Order(Base):
     __tablename__ = "orders"
     # A pack paid from the balance names what it was spent from (a job's returned credits, a tap in
-    # the pack picker): one source, one order, however often the button is tapped.
-    __table_args__ = (UniqueConstraint("user_id", "spend_key"),)
+    # the pack picker): one source, one order, however often the button is tapped. An order chosen in
+    # the picker names the tap (callback query id) that chose it: Telegram posts a tap again when the
+    # process died before answering it, and the second delivery must find this order, not add one.
+    __table_args__ = (UniqueConstraint("user_id", "spend_key"), UniqueConstraint("user_id", "created_by"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
@@ -143,6 +145,7 @@ class Order(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     paid_at: Mapped[datetime | None] = mapped_column()
     spend_key: Mapped[str | None] = mapped_column(String(64))
+    created_by: Mapped[str | None] = mapped_column(String(64))
 
 
 class Payment(Base):
@@ -361,12 +364,17 @@ class ProviderOverride(Base):
 
 class Broadcast(Base):
     __tablename__ = "broadcasts"
-    __table_args__ = (Index("ix_broadcasts_status", "status"),)
+    # A draft names the admin's message it was made from: that message delivered again is one draft.
+    __table_args__ = (
+        Index("ix_broadcasts_status", "status"),
+        UniqueConstraint("created_by", "source_message_id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     created_by: Mapped[int] = mapped_column(BigInteger)
     text: Mapped[str] = mapped_column(Text)
     photo_file_id: Mapped[str | None] = mapped_column(String(255))
+    source_message_id: Mapped[int | None] = mapped_column(BigInteger)
     segment: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16))
     total: Mapped[int] = mapped_column(Integer, default=0)

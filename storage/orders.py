@@ -11,19 +11,37 @@ from studio.catalogue import Pack
 from studio.states import LedgerReason, OrderStatus
 
 
-async def create_order(session: AsyncSession, *, user_id: int, avatar_id: int, style: str, pack: Pack) -> Order:
-    order = Order(
-        user_id=user_id,
-        avatar_id=avatar_id,
-        style=style,
-        pack=pack.id,
-        photos=pack.photos,
-        price_rub_kopecks=pack.price_rub_kopecks,
-        price_stars=pack.price_stars,
-        status=OrderStatus.READY if pack.is_free else OrderStatus.AWAITING_PAYMENT,
+async def create_order(
+    session: AsyncSession, *, user_id: int, avatar_id: int, style: str, pack: Pack, created_by: str | None = None
+) -> Order:
+    """A new order for ``pack``; with ``created_by`` (the tap that chose it) at most one per tap.
+
+    The UNIQUE (user_id, created_by) decides, not a look-up first: the same tap delivered again, even
+    at the same moment to another process, gets the order the first delivery made.
+    """
+    inserted = await session.execute(
+        insert_for(session, Order)
+        .values(
+            user_id=user_id,
+            avatar_id=avatar_id,
+            style=style,
+            pack=pack.id,
+            photos=pack.photos,
+            price_rub_kopecks=pack.price_rub_kopecks,
+            price_stars=pack.price_stars,
+            status=OrderStatus.READY if pack.is_free else OrderStatus.AWAITING_PAYMENT,
+            created_by=created_by,
+            created_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=[Order.user_id, Order.created_by])
+        .returning(Order.id)
     )
-    session.add(order)
-    await session.flush()
+    order_id = inserted.scalar_one_or_none()
+    if order_id is None:
+        query = select(Order.id).where(Order.user_id == user_id, Order.created_by == created_by)
+        order_id = (await session.execute(query)).scalar_one()
+    order = await session.get(Order, order_id)
+    assert order is not None
     return order
 
 
@@ -84,12 +102,19 @@ CREDITS_PACK = "credits"  # the pack id of an order paid from the balance (its s
 
 
 async def create_spend_order(
-    session: AsyncSession, *, user_id: int, avatar_id: int, style: str, photos: int, spend_key: str
+    session: AsyncSession,
+    *,
+    user_id: int,
+    avatar_id: int,
+    style: str,
+    photos: int,
+    spend_key: str,
+    created_by: str | None = None,
 ) -> Order | None:
     """An order paid from the balance, once per ``spend_key``; None when that key was spent already.
 
     The UNIQUE (user_id, spend_key) decides, not a look-up first: two taps that arrive together
-    cannot both insert.
+    cannot both insert. ``created_by``: the tap that spent it (see ``spent_by``).
     """
     inserted = await session.execute(
         insert_for(session, Order)
@@ -101,6 +126,7 @@ async def create_spend_order(
             photos=photos,
             status=OrderStatus.READY,
             spend_key=spend_key,
+            created_by=created_by,
             created_at=utcnow(),
         )
         .on_conflict_do_nothing(index_elements=[Order.user_id, Order.spend_key])
@@ -108,3 +134,12 @@ async def create_spend_order(
     )
     order_id = inserted.scalar_one_or_none()
     return None if order_id is None else await session.get(Order, order_id)
+
+
+async def spent_by(session: AsyncSession, user_id: int, spend_key: str, tap: str) -> Order | None:
+    """The order ``spend_key`` was spent on, if the tap ``tap`` spent it (that tap delivered again)."""
+    return (
+        await session.execute(
+            select(Order).where(Order.user_id == user_id, Order.spend_key == spend_key, Order.created_by == tap)
+        )
+    ).scalar_one_or_none()

@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 
+from tests.fakes.telegram import FakeTelegram
 from tests.harness import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,6 +35,21 @@ class AppProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def webhook_settings(fake: FakeTelegram, database_url: str, tmp_path: Path, port: int) -> dict[str, Any]:
+    """A bot in webhook mode on ``port`` (fixed, so a restarted process gets the posts Telegram retries)."""
+    return {
+        "BOT_TOKEN": fake.token,
+        "TELEGRAM_API_URL": fake.base_url,
+        "DATABASE_URL": database_url,
+        "LOCAL_STORAGE_DIR": str(tmp_path / "files"),
+        "PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "WEBHOOK_SECRET": "test-webhook-secret",
+        "TELEGRAM_CHAT_RATE": 1000,
+        "THROTTLE_UPDATES_PER_SECOND": 50,
+        "LOG_LEVEL": "INFO",
+    }
 
 
 def process_env(settings: dict[str, Any]) -> dict[str, str]:

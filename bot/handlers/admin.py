@@ -593,8 +593,11 @@ async def broadcast_text(
         await message.answer(_("admin.broadcast.prompt"))
         return
     await state.clear()
-    draft = await broadcast_queries.create_draft(session, user.telegram_id, text, photo)
-    await queries.audit(session, user.telegram_id, "broadcast_draft", f"broadcast:{draft.id}", photo=bool(photo))
+    draft, created = await broadcast_queries.create_draft(
+        session, user.telegram_id, text, photo, source_message_id=message.message_id
+    )
+    if created:  # the same message delivered again shows the same draft's preview again
+        await queries.audit(session, user.telegram_id, "broadcast_draft", f"broadcast:{draft.id}", photo=bool(photo))
     await session.commit()
     # The preview is the message exactly as recipients will get it.
     if photo:

@@ -17,7 +17,7 @@ from aiogram import Bot, F, Router
 from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
-from aiogram.types import CallbackQuery, Message
+from aiogram.types import CallbackQuery, Message, Update
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,6 +26,7 @@ from bot.album import AlbumCollector, UserLocks
 from bot.callbacks import AgainCb, MenuCb, OrderCb, PackCb, SpendCb, StyleCb, UploadCb
 from bot.handlers.chat import ChatTarget
 from bot.i18n import counted
+from bot.middlewares.replay import step_update
 from bot.settings import Settings
 from scheduler.credits import CreditService, CreditsUnavailable, picker_spend_key
 from storage import avatars as avatar_queries
@@ -87,11 +88,13 @@ def offered_currencies(settings: Settings) -> tuple[Currency, ...]:
     return tuple(currencies) or (Currency.STARS,)
 
 
-async def _begin_upload(state: FSMContext, session: AsyncSession, user: User, started_by: str | None = None) -> Avatar:
-    """A new set; ``started_by``: the "New photo session" tap (callback query id) that asked for it."""
+async def _begin_upload(state: FSMContext, session: AsyncSession, user: User) -> Avatar:
     avatar = await avatar_queries.create_avatar(session, user.id)
+    await session.commit()  # the set must exist before the first photo, which may come at once
+    # The data first: once the step says "uploading", it names this set (a kill in between is
+    # repaired by the update's second delivery, bot/middlewares/replay.py).
+    await state.set_data({"avatar_id": avatar.id})
     await state.set_state(Intake.uploading)
-    await state.set_data({"avatar_id": avatar.id, "started_by": started_by})
     return avatar
 
 
@@ -144,16 +147,26 @@ async def show_current_step(
 
 
 async def new_session(
-    query: CallbackQuery, state: FSMContext, session: AsyncSession, user: User, callback_data: MenuCb
+    query: CallbackQuery,
+    state: FSMContext,
+    session: AsyncSession,
+    user: User,
+    user_locks: UserLocks,
+    event_update: Update,
 ) -> None:
     assert query.message is not None  # the root router admits only queries from a private chat's message
-    # The same tap again: Telegram re-posts an update whose POST a killed process never answered, maybe
-    # after (or with) the photos the user sent on seeing our reply. Starting over would abandon the set
-    # those photos are going into; only the reply, which may have been lost, is given again.
-    if (await state.get_data()).get("started_by") != query.id:
-        await _leave_current_step(state, session)
-        await _begin_upload(state, session, user, started_by=query.id)
-        await session.commit()  # the set must exist before the first photo, which may come at once
+    # Under the user's lock, as photos are taken: a tap and the photos sent after it can arrive together
+    # (Telegram re-posts what a killed process never answered), and neither may start a set the other
+    # is not going into.
+    async with user_locks.lock(user.id):
+        latest = step_update(await state.get_data())
+        # The same tap again, once its set is open, only repeats its answer: starting over would abandon
+        # the set the photos sent on seeing that answer are going into. So does a tap older than the
+        # current step (photos sent after it opened a set before the tap was handled).
+        started = latest == event_update.update_id and await state.get_state() == Intake.uploading.state
+        if not started and (latest is None or event_update.update_id >= latest):
+            await _leave_current_step(state, session)
+            await _begin_upload(state, session, user)
     await query.answer()
     await query.message.answer(_("upload.instructions").format(min=MIN_PHOTOS, max=MAX_PHOTOS))
 
@@ -276,8 +289,8 @@ async def _take_photo(
         if avatar is None:
             avatar = await _begin_upload(state, session, user)
         else:
-            await state.set_state(Intake.uploading)
             await state.set_data({"avatar_id": avatar.id})
+            await state.set_state(Intake.uploading)
 
     count = await avatar_queries.photo_count(session, avatar.id)
     if is_full(count):
@@ -502,6 +515,7 @@ async def spend_pack(
             style=callback_data.style,
             photos=callback_data.photos,
             spend_key=picker_spend_key(query.message.message_id),
+            tap=query.id,
         )
     except CreditsUnavailable as refusal:
         await query.answer(_(f"credits.{refusal.reason}"), show_alert=True)
@@ -540,7 +554,7 @@ async def pick_pack(
         return
     photos = await avatar_queries.photo_count(session, callback_data.avatar_id)
     order = await order_queries.create_order(
-        session, user_id=user.id, avatar_id=callback_data.avatar_id, style=style.id, pack=pack
+        session, user_id=user.id, avatar_id=callback_data.avatar_id, style=style.id, pack=pack, created_by=query.id
     )
     await session.commit()  # a quick Pay must find the order the summary shows
     await query.answer()

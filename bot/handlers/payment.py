@@ -31,6 +31,8 @@ from studio.states import JobStatus, OrderStatus, PaymentStatus
 
 # FSM data: order id -> message ids of the Stars invoices sent for it.
 INVOICES_KEY = "stars_invoices"
+# FSM data: the tap (callback query id) that sent the newest invoice.
+INVOICED_BY_KEY = "stars_invoiced_by"
 EMAIL = re.compile(r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,190}\.[A-Za-z]{2,24}$")
 
 
@@ -65,13 +67,13 @@ async def pay_order(
         await query.answer(_("payment.order_not_payable"), show_alert=True)
         return
     await query.answer()
-    await state.clear()  # the intake is over; payment buttons carry their own ids
+    await _close_intake(state)
     methods = _methods(settings)
     if not methods:
         await message.answer(_("payment.no_methods"))
         return
     if len(methods) == 1:
-        await _start_method(message, methods[0], order.id, user, bot, settings, catalogue, payments, state)
+        await _start_method(message, methods[0], order.id, user, bot, settings, catalogue, payments, state, query.id)
         return
     pack = catalogue.pack(order.pack)
     builder = InlineKeyboardBuilder()
@@ -91,6 +93,14 @@ async def pay_order(
     await message.answer(_("payment.choose_method"), reply_markup=builder.as_markup())
 
 
+async def _close_intake(state: FSMContext) -> None:
+    """The intake is over (payment buttons carry their own ids); the tap that sent the newest invoice
+    stays known, so a Pay tap delivered twice (one payment method: Pay sends the invoice) sends one."""
+    invoiced_by = (await state.get_data()).get(INVOICED_BY_KEY)
+    await state.set_state(None)
+    await state.set_data({INVOICED_BY_KEY: invoiced_by} if invoiced_by else {})
+
+
 async def pay_with(
     query: CallbackQuery,
     callback_data: PayCb,
@@ -106,7 +116,16 @@ async def pay_with(
         return
     await query.answer()
     await _start_method(
-        query.message, callback_data.method, callback_data.order_id, user, bot, settings, catalogue, payments, state
+        query.message,
+        callback_data.method,
+        callback_data.order_id,
+        user,
+        bot,
+        settings,
+        catalogue,
+        payments,
+        state,
+        query.id,
     )
 
 
@@ -120,9 +139,10 @@ async def _start_method(
     catalogue: Catalogue,
     payments: PaymentService,
     state: FSMContext,
+    tap: str,
 ) -> None:
     if method == "stars":
-        await _send_invoice(message, order_id, user, bot, catalogue, payments, state)
+        await _send_invoice(message, order_id, user, bot, catalogue, payments, state, tap)
         return
     if settings.YOOKASSA_RECEIPTS and not user.email:
         await state.set_state(Checkout.email)
@@ -172,7 +192,14 @@ async def _send_invoice(
     catalogue: Catalogue,
     payments: PaymentService,
     state: FSMContext,
+    tap: str,
 ) -> None:
+    data = await state.get_data()
+    if data.get(INVOICED_BY_KEY) == tap:
+        # The same tap delivered again (the process died before answering it): its invoice is in the
+        # chat, and a second one could be paid as well. Recorded only once sent, so a kill before that
+        # sends it on the second delivery.
+        return
     async with payments.sessionmaker() as session:
         order = await order_queries.get_order(session, order_id, user.id)
     if order is None or order.status != OrderStatus.AWAITING_PAYMENT:
@@ -189,9 +216,9 @@ async def _send_invoice(
         prices=[LabeledPrice(label=title[:32], amount=price_for(pack, Currency.STARS))],
         provider_token="",
     )
-    invoices = dict((await state.get_data()).get(INVOICES_KEY) or {})
+    invoices = dict(data.get(INVOICES_KEY) or {})
     invoices[str(order.id)] = [*invoices.get(str(order.id), []), invoice.message_id]
-    await state.update_data({INVOICES_KEY: invoices})
+    await state.update_data({INVOICES_KEY: invoices, INVOICED_BY_KEY: tap})
 
 
 async def receive_email(

@@ -40,7 +40,7 @@ async def send_originals(
 
 async def use_credits(query: CallbackQuery, callback_data: ResultsCb, user: User, credits: CreditService) -> None:
     try:
-        await credits.spend_returned(callback_data.job_id, user)
+        await credits.spend_returned(callback_data.job_id, user, tap=query.id)
     except CreditsUnavailable as refusal:
         await query.answer(_(f"credits.{refusal.reason}"), show_alert=True)
         return

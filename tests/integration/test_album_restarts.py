@@ -12,7 +12,6 @@ import asyncio
 import random
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -22,7 +21,7 @@ from storage.models import ReferencePhoto
 from tests.fakes.telegram import ChatMessage, FakeTelegram, FakeUser
 from tests.harness import app_settings, free_port, running_app
 from tests.image_corpus import selfie_set
-from tests.process_harness import AppProcess, start_process
+from tests.process_harness import AppProcess, start_process, webhook_settings
 
 REPLY = 30.0
 pytestmark = pytest.mark.timeout(300)
@@ -30,20 +29,6 @@ pytestmark = pytest.mark.timeout(300)
 
 def with_button(fragment: str) -> Callable[[ChatMessage], bool]:
     return lambda message: any(fragment in button.get("text", "") for button in message.buttons)
-
-
-def webhook_settings(fake: FakeTelegram, database_url: str, tmp_path: Path, port: int) -> dict[str, Any]:
-    return {
-        "BOT_TOKEN": fake.token,
-        "TELEGRAM_API_URL": fake.base_url,
-        "DATABASE_URL": database_url,
-        "LOCAL_STORAGE_DIR": str(tmp_path / "files"),
-        "PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "WEBHOOK_SECRET": "test-webhook-secret",
-        "TELEGRAM_CHAT_RATE": 1000,
-        "THROTTLE_UPDATES_PER_SECOND": 50,
-        "LOG_LEVEL": "INFO",
-    }
 
 
 async def answered(fake: FakeTelegram, update_ids: set[int], at_least: int) -> None:
