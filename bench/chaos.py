@@ -612,6 +612,9 @@ def main() -> None:
     options = LoadOptions(time_factor=args.time_factor, database_url=args.database_url, deadline_seconds=args.deadline)
     logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)  # resets from killed processes are the point
     names = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = [name for name in names if name not in SCENARIOS]
+    if unknown:
+        parser.error(f"no scenario named {', '.join(unknown)}; the scenarios are {', '.join(SCENARIOS)}")
     results = asyncio.run(run_scenarios(names, options, args.scale))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     command = " ".join(["python -m bench.chaos", *sys.argv[1:]])
