@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 
@@ -138,7 +139,7 @@ def build_web_app(
 def yookassa_notifications(
     *,
     sync: Callable[[str], Awaitable[object]],
-    sync_refund: Callable[[str], Awaitable[object]] | None = None,
+    sync_refund: Callable[[str, str | None], Awaitable[object]] | None = None,
     trusted: Callable[[str], bool],
     client_address: Callable[[web.Request], str],
 ) -> Handler:
@@ -160,13 +161,14 @@ def yookassa_notifications(
         except BadNotification as error:
             return web.json_response({"error": str(error)}, status=400)
         if notification.object_type == "refund" and sync_refund is not None:
-            act = sync_refund  # refund.succeeded: re-fetch the refund, take the credits back
+            # refund.succeeded: re-fetch the refund, take the credits back
+            act = functools.partial(sync_refund, notification.object_id, notification.payment_id)
         elif notification.object_type == "payment":
-            act = sync
+            act = functools.partial(sync, notification.object_id)
         else:
             return web.json_response({"status": "ignored"})
         try:
-            await act(notification.object_id)
+            await act()
         except Exception:
             log.exception("yookassa notification for %s failed", notification.object_id)
             return web.json_response({"error": "processing failed"}, status=500)

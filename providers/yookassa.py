@@ -520,6 +520,8 @@ class Notification:
     event: str  # e.g. "payment.succeeded", "refund.succeeded"
     object_id: str
     object_type: str  # "payment", "refund", ... (the event's prefix)
+    # A refund names its payment: only a gate (a payment we never created is not fetched), never trusted.
+    payment_id: str | None = None
 
 
 def parse_notification(raw_body: bytes) -> Notification:
@@ -545,7 +547,10 @@ def parse_notification(raw_body: bytes) -> Notification:
     object_id = payload.get("id")
     if not isinstance(object_id, str) or not PROVIDER_ID_PATTERN.match(object_id):
         raise BadNotification("missing or malformed object.id")
-    return Notification(event=event, object_id=object_id, object_type=event.split(".", 1)[0])
+    payment_id = payload.get("payment_id")
+    if not isinstance(payment_id, str) or not PROVIDER_ID_PATTERN.match(payment_id):
+        payment_id = None
+    return Notification(event=event, object_id=object_id, object_type=event.split(".", 1)[0], payment_id=payment_id)
 
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address

@@ -521,12 +521,19 @@ class PaymentService:
                 amount=format_price(info.amount_kopecks, Currency.RUB, "en"),
             )
 
-    async def sync_refund(self, provider_refund_id: str) -> None:
+    async def sync_refund(self, provider_refund_id: str, claimed_payment_id: str | None = None) -> None:
         """A ``refund.succeeded`` notification: re-fetch the refund and act on what YooKassa says.
 
-        A refund YooKassa does not know is a stray or forged notification: nothing to do (a 5xx
-        would only make its sender retry it)."""
+        A refund of a payment we never created (as the notification names it), or naming none, is not
+        fetched at all, like a payment notification; one YooKassa does not know is stray or forged. Neither
+        changes anything, and both are answered 200 (a 5xx would only make its sender retry)."""
         assert self.yookassa is not None
+        if claimed_payment_id is None:
+            return  # YooKassa's refund objects always name their payment
+        async with self.sessionmaker() as session:
+            ours = await payment_queries.find_by_provider_id(session, PaymentProviderName.YOOKASSA, claimed_payment_id)
+        if ours is None:
+            return
         try:
             info = await self.yookassa.get_refund(provider_refund_id)
         except PaymentProviderError as error:

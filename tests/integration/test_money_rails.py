@@ -353,13 +353,29 @@ async def test_a_refund_notification_yookassa_does_not_know_is_answered_200_and_
         await kassa.pay(next(iter(kassa.payments)))
         await paid_message(user)
         before = await books(app, user.id)
-        body = {
-            "type": "notification",
-            "event": "refund.succeeded",
-            "object": {"id": "d95bafc8-f2a4-d27b-dcf4-bb99f4bea973", "status": "succeeded"},
-        }
-        async with aiohttp.ClientSession() as client, client.post(kassa.webhook_url or "", json=body) as response:
-            assert response.status == 200
+        [card] = kassa.payments
+        unknown_refund = "d95bafc8-f2a4-d27b-dcf4-bb99f4bea973"
+        calls_before = len(kassa.requests)
+        async with aiohttp.ClientSession() as client:
+            # A refund of a payment we never created is not even fetched...
+            strangers = {
+                "id": unknown_refund,
+                "status": "succeeded",
+                "payment_id": "2419a771-000f-5000-9000-000000000000",
+            }
+            body = {"type": "notification", "event": "refund.succeeded", "object": strangers}
+            async with client.post(kassa.webhook_url or "", json=body) as response:
+                assert response.status == 200
+            assert len(kassa.requests) == calls_before
+            body["object"] = {"id": unknown_refund, "status": "succeeded"}  # nor one naming no payment
+            async with client.post(kassa.webhook_url or "", json=body) as response:
+                assert response.status == 200
+            assert len(kassa.requests) == calls_before
+            # ... and one YooKassa does not know, naming our payment, is fetched once and ignored.
+            body["object"] = {"id": unknown_refund, "status": "succeeded", "payment_id": card}
+            async with client.post(kassa.webhook_url or "", json=body) as response:
+                assert response.status == 200
+        assert len(kassa.requests) == calls_before + 1
         after = await books(app, user.id)
         assert [(e.id, e.delta) for e in after.ledger] == [(e.id, e.delta) for e in before.ledger]
         assert [(p.id, p.status) for p in after.payments] == [(p.id, p.status) for p in before.payments]
