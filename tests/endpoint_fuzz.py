@@ -221,11 +221,17 @@ async def fuzz(port: int, cases: Sequence[Case], *, concurrency: int = 4) -> Fuz
     return report
 
 
+CLOCKED_TABLES = {"process_heartbeats"}
+
+
 async def table_contents(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table, for before/after comparisons."""
+    """Every row of every table, for before/after comparisons (but the rows a process writes on its
+    own clock, whatever requests come: its heartbeat)."""
     contents: dict[str, list[tuple[Any, ...]]] = {}
     async with sessionmaker() as session:
         for table in Base.metadata.sorted_tables:
+            if table.name in CLOCKED_TABLES:
+                continue
             rows = (await session.execute(select(table))).all()
             contents[table.name] = sorted((tuple(row) for row in rows), key=repr)
     return contents
