@@ -13,7 +13,7 @@ from sqlalchemy import Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Broadcast, BroadcastRecipient, Payment, User, utcnow
-from storage.sql import insert_for, rows_changed
+from storage.sql import insert_for, insert_or_find, rows_changed
 from studio.states import PaymentStatus
 
 SEGMENTS = ("all", "paid", "never_paid", "lang_ru", "lang_en")
@@ -74,34 +74,20 @@ async def create_draft(
     Telegram posts that message again when the process died before answering it: the UNIQUE
     (created_by, source_message_id) keeps it one draft.
     """
-    inserted = await session.execute(
-        insert_for(session, Broadcast)
-        .values(
-            created_by=admin_telegram_id,
-            text=text,
-            photo_file_id=photo_file_id,
-            source_message_id=source_message_id,
-            segment=segment,
-            status=BroadcastStatus.DRAFT,
-            total=0,
-            sent=0,
-            blocked=0,
-            failed=0,
-            created_at=utcnow(),
-        )
-        .on_conflict_do_nothing(index_elements=[Broadcast.created_by, Broadcast.source_message_id])
-        .returning(Broadcast.id)
-    )
-    draft_id = inserted.scalar_one_or_none()
-    created = draft_id is not None
-    if draft_id is None:
-        query = select(Broadcast.id).where(
-            Broadcast.created_by == admin_telegram_id, Broadcast.source_message_id == source_message_id
-        )
-        draft_id = (await session.execute(query)).scalar_one()
-    draft = await session.get(Broadcast, draft_id)
-    assert draft is not None
-    return draft, created
+    values = {
+        "created_by": admin_telegram_id,
+        "text": text,
+        "photo_file_id": photo_file_id,
+        "source_message_id": source_message_id,
+        "segment": segment,
+        "status": BroadcastStatus.DRAFT,
+        "total": 0,
+        "sent": 0,
+        "blocked": 0,
+        "failed": 0,
+        "created_at": utcnow(),
+    }
+    return await insert_or_find(session, Broadcast, values, key=("created_by", "source_message_id"))
 
 
 async def set_segment(session: AsyncSession, broadcast_id: int, segment: str) -> int | None:

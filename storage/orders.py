@@ -6,7 +6,7 @@ from sqlalchemy import exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import GenerationJob, LedgerEntry, Order, utcnow
-from storage.sql import insert_for, rows_changed
+from storage.sql import insert_for, insert_or_find, rows_changed
 from studio.catalogue import Pack
 from studio.states import LedgerReason, OrderStatus
 
@@ -19,29 +19,19 @@ async def create_order(
     The UNIQUE (user_id, created_by) decides, not a look-up first: the same tap delivered again, even
     at the same moment to another process, gets the order the first delivery made.
     """
-    inserted = await session.execute(
-        insert_for(session, Order)
-        .values(
-            user_id=user_id,
-            avatar_id=avatar_id,
-            style=style,
-            pack=pack.id,
-            photos=pack.photos,
-            price_rub_kopecks=pack.price_rub_kopecks,
-            price_stars=pack.price_stars,
-            status=OrderStatus.READY if pack.is_free else OrderStatus.AWAITING_PAYMENT,
-            created_by=created_by,
-            created_at=utcnow(),
-        )
-        .on_conflict_do_nothing(index_elements=[Order.user_id, Order.created_by])
-        .returning(Order.id)
-    )
-    order_id = inserted.scalar_one_or_none()
-    if order_id is None:
-        query = select(Order.id).where(Order.user_id == user_id, Order.created_by == created_by)
-        order_id = (await session.execute(query)).scalar_one()
-    order = await session.get(Order, order_id)
-    assert order is not None
+    values = {
+        "user_id": user_id,
+        "avatar_id": avatar_id,
+        "style": style,
+        "pack": pack.id,
+        "photos": pack.photos,
+        "price_rub_kopecks": pack.price_rub_kopecks,
+        "price_stars": pack.price_stars,
+        "status": OrderStatus.READY if pack.is_free else OrderStatus.AWAITING_PAYMENT,
+        "created_by": created_by,
+        "created_at": utcnow(),
+    }
+    order, _created = await insert_or_find(session, Order, values, key=("user_id", "created_by"))
     return order
 
 

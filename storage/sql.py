@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import CursorResult, Result
+from sqlalchemy import CursorResult, Result, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,6 +16,31 @@ def insert_for(session: AsyncSession, table: Any) -> Any:
     if dialect == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
+
+
+Row = TypeVar("Row")
+
+
+async def insert_or_find(
+    session: AsyncSession, model: type[Row], values: Mapping[str, Any], key: Sequence[str]
+) -> tuple[Row, bool]:
+    """The row with ``values``, inserted unless a row with the same ``key`` columns exists, and
+    whether this call inserted it. The UNIQUE on ``key`` decides, not a look-up first: two deliveries
+    of the same request, even to two processes at once, end with one row. A NULL in ``key`` never
+    conflicts, so such a row is always new."""
+    table: Any = model
+    columns = [getattr(table, name) for name in key]
+    inserted = await session.execute(
+        insert_for(session, model).values(**values).on_conflict_do_nothing(index_elements=columns).returning(table.id)
+    )
+    row_id = inserted.scalar_one_or_none()
+    created = row_id is not None
+    if row_id is None:
+        existing = select(table.id).where(*(column == values[name] for column, name in zip(columns, key, strict=True)))
+        row_id = (await session.execute(existing)).scalar_one()
+    row = await session.get(model, row_id)
+    assert row is not None
+    return row, created
 
 
 def rows_changed(result: Result[Any]) -> int:
