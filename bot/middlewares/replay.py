@@ -67,11 +67,7 @@ class StampingStorage(BaseStorage):
 
 
 class ReplayMiddleware(BaseMiddleware):
-    """Routes a repeated update by the step it first ran in; hands ``replayed`` to handlers.
-
-    ``replayed`` is true when this update made the current step: a handler whose answer cannot be
-    sent twice without harm (a Stars invoice: both could be paid) leaves it at the first one.
-    """
+    """Routes a repeated update by the step it first ran in (when that update made the current step)."""
 
     async def __call__(
         self,
@@ -83,11 +79,8 @@ class ReplayMiddleware(BaseMiddleware):
         if context is None or not isinstance(event, Update):
             return await handler(event, data)
         stamp = (await context.get_data()).get(STAMP)
-        replayed = isinstance(stamp, dict) and stamp.get("update") == event.update_id
-        if replayed:
-            assert isinstance(stamp, dict)
+        if isinstance(stamp, dict) and stamp.get("update") == event.update_id:
             data["raw_state"] = stamp.get("from")
-        data["replayed"] = replayed
         token = _handling.set({"update": event.update_id, "from": data.get("raw_state")})
         try:
             return await handler(event, data)
