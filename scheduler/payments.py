@@ -521,7 +521,7 @@ class PaymentService:
                 amount=format_price(info.amount_kopecks, Currency.RUB, "en"),
             )
 
-    async def sync_refund(self, provider_refund_id: str, claimed_payment_id: str | None = None) -> None:
+    async def sync_refund(self, provider_refund_id: str, claimed_payment_id: str | None) -> None:
         """A ``refund.succeeded`` notification: re-fetch the refund and act on what YooKassa says.
 
         A refund of a payment we never created (as the notification names it), or naming none, is not
