@@ -1,10 +1,11 @@
 """An in-memory ImageProvider: the engine's fast tests run on it, with no HTTP and no clock of its own.
 
-It does what the test says and nothing by itself: a created task stays queued until ``succeed`` or
-``fail``; ``create_errors`` are raised by the next creates, in order (``fail_creates`` by every
-one); every call is recorded. Its callbacks are the shape of Kie's: the body names a task, whose
-state is fetched (``parse_callback`` calls ``get_task``). The HTTP fakes that follow the real APIs
-live in tests/fakes/.
+It does what the test says and nothing by itself, but it refuses a create without references it
+issued, as the real APIs would. A created task stays queued until ``succeed`` or ``fail``;
+``create_errors`` are raised by the next creates, in order (``fail_creates`` by every one); every
+call is recorded. Its callbacks are the shape of Kie's: the body names a task, whose state is
+fetched (``parse_callback`` calls ``get_task``). The HTTP fakes that follow the real APIs live in
+tests/fakes/.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class FakeImageProvider:
         self.create_errors: list[ProviderError] = []
         self.fail_creates: ProviderError | None = None
         self.uploads: list[str] = []
+        self._reference_urls: set[str] = set()
         self.creates: list[FakeCreate] = []
         self.failed_creates = 0
         self.get_calls: list[str] = []
@@ -87,7 +89,9 @@ class FakeImageProvider:
 
     async def upload_reference(self, data: bytes, name: str) -> str:
         self.uploads.append(name)
-        return f"fake://{self.name}/refs/{name}"
+        url = f"fake://{self.name}/refs/{name}"
+        self._reference_urls.add(url)
+        return url
 
     async def create_task(
         self,
@@ -96,6 +100,10 @@ class FakeImageProvider:
         options: GenerationOptions,
         callback_url: str | None,
     ) -> str:
+        # As strict as the real APIs: a portrait needs the person's selfies, uploaded to this provider.
+        unknown = [url for url in reference_urls if url not in self._reference_urls]
+        if not reference_urls or unknown:
+            raise PermanentProviderError(f"{self.name}: no references, or ones it never issued: {unknown}", status=422)
         async with admitted(self.create_limiter):
             error = self.create_errors.pop(0) if self.create_errors else self.fail_creates
             if error is not None:
