@@ -265,6 +265,7 @@ async def test_a_succeeded_result_is_stored_once_even_if_it_arrives_twice(rig: R
     assert statuses == [200, 200]
     await _drain(rig.engine.state.background)
     fetched = len(rig.kie.get_calls)
+    assert fetched == 1  # the repeat that came while the first was being handled was answered unfetched
     assert await rig.engine.accept_callback("kie", {}, body) == 200
     assert len(rig.kie.get_calls) == fetched  # a late duplicate of a settled task is not fetched
 
