@@ -56,7 +56,7 @@ class MockedSession(BaseSession):
         self._message_ids = itertools.count(10_000)
         self._chat_id_of = chat_id_of
 
-    async def make_request(self, bot: Bot, method: TelegramMethod[Any], timeout: int | None = None) -> Any:
+    async def make_request(self, bot: Bot, method: TelegramMethod[Any], timeout: int | None = None) -> Any:  # noqa: ASYNC109  # aiogram's signature
         self.requests.append(method)
         queued = self.queued[method.__api_method__]
         if queued:
@@ -97,7 +97,7 @@ class MockedSession(BaseSession):
         self,
         url: str,
         headers: dict[str, Any] | None = None,
-        timeout: int = 30,
+        timeout: int = 30,  # noqa: ASYNC109  # aiogram's signature
         chunk_size: int = 65536,
         raise_for_status: bool = True,
     ) -> AsyncGenerator[bytes, None]:
@@ -142,7 +142,7 @@ class MockedBot(Bot):
         found = (getattr(request, "text", None) or getattr(request, "caption", None) for request in self.requests)
         return [text for text in found if text]
 
-    async def download(self, file: Any, destination: Any = None, timeout: int = 30, **_: Any) -> Any:
+    async def download(self, file: Any, destination: Any = None, timeout: int = 30, **_: Any) -> Any:  # noqa: ASYNC109  # Bot.download's signature
         file_id = file if isinstance(file, str) else getattr(file, "file_id", file)
         if file_id not in self.files:
             raise OSError(f"no such file in the test: {file_id}")
