@@ -39,9 +39,9 @@ def styles(catalogue: Catalogue, avatar_id: int, language: str) -> InlineKeyboar
 
 def pack_label(pack: Pack, language: str, currencies: tuple[Currency, ...]) -> str:
     if pack.is_trial:
-        return _("pack.trial_label").format(photos=pack.photos)
+        return counted("pack.trial_label", pack.photos)
     prices = " / ".join(format_price(price_for(pack, currency), currency, language) for currency in currencies)
-    return _("pack.label").format(photos=pack.photos, prices=prices)
+    return counted("pack.label", pack.photos, prices=prices)
 
 
 def packs(

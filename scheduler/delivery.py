@@ -576,7 +576,7 @@ class DeliveryService:
             job.chat_id,
             job.language,
             key,
-            delivered=outcome.succeeded,
+            count=outcome.succeeded,
             credited=outcome.skipped,
             buttons=("after_pack", job_id, job.avatar_id, outcome.skipped),
         )

@@ -148,8 +148,6 @@ CORE_MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "style.prompt": ("Выберите стиль фотосессии:", "Choose the style of your photo session:"),
     "pack.prompt": ("Стиль: {style}. Сколько портретов сделать?", "Style: {style}. How many portraits?"),
-    "pack.label": ("{photos} фото — {prices}", "{photos} photos — {prices}"),
-    "pack.trial_label": ("🎁 Пробный: {photos} фото бесплатно", "🎁 Trial: {photos} photos for free"),
     "summary.text": (
         "<b>Ваш заказ</b>\nСелфи: {selfies}\nСтиль: {style}\nПортретов: {photos}\nЦена: {price}",
         "<b>Your order</b>\nSelfies: {selfies}\nStyle: {style}\nPortraits: {photos}\nPrice: {price}",

@@ -14,14 +14,6 @@ ENGINE_MESSAGES: dict[str, tuple[str, str]] = {
         "✅ Done: {delivered} of {total} delivered. Credits returned: {credited}.",
     ),
     "delivery.caption": ("Ваша фотосессия — стиль «{style}»", "Your photo session — {style} style"),
-    "delivery.finished": (
-        "🎉 Все {delivered} портретов готовы! Спасибо, что выбрали PinGlass. /start — новая фотосессия.",
-        "🎉 All {delivered} portraits are here! Thank you for choosing PinGlass. /start for a new session.",
-    ),
-    "delivery.finished_partial": (
-        "Готово {delivered} портретов. {credited} не получились — кредиты за них вернулись на баланс.",
-        "{delivered} portraits are ready. {credited} could not be made — their credits are back on your balance.",
-    ),
     # after the pack
     "button.originals": ("📁 Оригиналы", "📁 Originals"),
     "button.same_photos": ("🔁 Новый пакет с этими же фото", "🔁 New pack with the same photos"),
@@ -31,10 +23,6 @@ ENGINE_MESSAGES: dict[str, tuple[str, str]] = {
     "originals.gone": (
         "Оригиналы этой фотосессии больше не хранятся.",
         "The originals of this session are no longer stored.",
-    ),
-    "originals.caption": (
-        "Оригиналы в полном разрешении: {count} шт.",
-        "Full-resolution originals: {count} files.",
     ),
     "credits.used": (
         "Эти кредиты уже использованы.",

@@ -75,4 +75,48 @@ PLURAL_MESSAGES: dict[str, tuple[tuple[str, str, str], tuple[str, str]]] = {
             "pack without payment.",
         ),
     ),
+    "delivery.finished": (
+        (
+            "🎉 Фотосессия готова: {count} портрет. Спасибо, что выбрали PinGlass. /start — новая фотосессия.",
+            "🎉 Фотосессия готова: {count} портрета. Спасибо, что выбрали PinGlass. /start — новая фотосессия.",
+            "🎉 Фотосессия готова: {count} портретов. Спасибо, что выбрали PinGlass. /start — новая фотосессия.",
+        ),
+        (
+            "🎉 Your {count} portrait is here! Thank you for choosing PinGlass. /start for a new session.",
+            "🎉 All {count} portraits are here! Thank you for choosing PinGlass. /start for a new session.",
+        ),
+    ),
+    # {credited} stands alone ("Не получилось: 2"), so only {count} meets a noun.
+    "delivery.finished_partial": (
+        (
+            "Готов {count} портрет. Не получилось: {credited} — кредиты за них вернулись на баланс.",
+            "Готово {count} портрета. Не получилось: {credited} — кредиты за них вернулись на баланс.",
+            "Готово {count} портретов. Не получилось: {credited} — кредиты за них вернулись на баланс.",
+        ),
+        (
+            "{count} portrait is ready; {credited} could not be made — their credits are back on your balance.",
+            "{count} portraits are ready; {credited} could not be made — their credits are back on your balance.",
+        ),
+    ),
+    "originals.caption": (
+        (
+            "Оригиналы в полном разрешении: {count} файл.",
+            "Оригиналы в полном разрешении: {count} файла.",
+            "Оригиналы в полном разрешении: {count} файлов.",
+        ),
+        ("Full-resolution originals: {count} file.", "Full-resolution originals: {count} files."),
+    ),
+    # фото does not change with the number in Russian; English does.
+    "pack.label": (
+        ("{count} фото — {prices}", "{count} фото — {prices}", "{count} фото — {prices}"),
+        ("{count} photo — {prices}", "{count} photos — {prices}"),
+    ),
+    "pack.trial_label": (
+        (
+            "🎁 Пробный: {count} фото бесплатно",
+            "🎁 Пробный: {count} фото бесплатно",
+            "🎁 Пробный: {count} фото бесплатно",
+        ),
+        ("🎁 Trial: {count} photo for free", "🎁 Trial: {count} photos for free"),
+    ),
 }

@@ -7,6 +7,7 @@ import re
 import string
 from pathlib import Path
 
+import pytest
 from babel.messages.pofile import read_po
 
 from bot.locales.catalogue import all_messages
@@ -102,3 +103,43 @@ def test_plural_texts_have_every_form_of_their_language_and_agree_on_placeholder
             chosen = {1: forms[0], 3: forms[1 % len(forms)], 5: forms[-1], 21: forms[0] if column == 0 else forms[1]}
             for count, form in chosen.items():
                 assert translations.ngettext(key, key, count) == form, (key, language, count)
+
+
+def _russian_form(count: int) -> int:
+    """CLDR's Russian cardinal rule: one (1, 21, 101…), few (2–4, 22–24…), many (the rest)."""
+    if count % 10 == 1 and count % 100 != 11:
+        return 0
+    if 2 <= count % 10 <= 4 and not 12 <= count % 100 <= 14:
+        return 1
+    return 2
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_every_counted_text_meets_its_noun_in_the_right_form(language: str) -> None:
+    from aiogram.utils.i18n import I18n
+
+    from bot.i18n import build_i18n, counted
+    from bot.locales.catalogue import plural_messages
+
+    i18n: I18n = build_i18n()
+    with i18n.context(), i18n.use_locale(language):
+        for key, (russian, english) in plural_messages().items():
+            for count in (1, 2, 5, 11, 21, 22, 25):
+                values = {name: "·" for name in _placeholders(english[1]) if name != "count"}
+                rendered = counted(key, count, **values)
+                if language == "ru":
+                    expected = russian[_russian_form(count)]
+                else:
+                    expected = english[0 if count == 1 else 1]
+                assert rendered == expected.format(count=count, **values), (key, language, count)
+    # The forms themselves, spot-checked where a wrong one reads worst.
+    with i18n.context(), i18n.use_locale("ru"):
+        assert "23 кредита" in counted("button.use_credits", 23)
+        assert "11 кредитов" in counted("button.use_credits", 11)
+        assert "21 кредит " in counted("button.use_credits", 21) + " "
+        assert "23 портрета." in counted("delivery.finished", 23)
+        assert "Готово 5 портретов." in counted("delivery.finished_partial", 5, credited=2)
+    with i18n.context(), i18n.use_locale("en"):
+        assert counted("button.use_credits", 1).endswith("1 credit")
+        assert counted("pack.trial_label", 1) == "🎁 Trial: 1 photo for free"
+        assert "23 portraits are here" in counted("delivery.finished", 23)
