@@ -44,7 +44,7 @@ from bot.observability import Heartbeat, Metrics
 from bot.originals import OriginalsService
 from bot.settings import Settings, parse_limit
 from bot.startup import HEARTBEAT_SECONDS, ProcessRegistry, StartRefused, TelegramLink
-from bot.telegram_limits import ForgivingCallbackAnswers, OutgoingLimits
+from bot.telegram_limits import ForgivingCallbackAnswers, OutgoingLimits, ResponseTypesKept
 from bot.web import (
     KIE_CALLBACK_PATH,
     REPLICATE_WEBHOOK_PATH,
@@ -188,6 +188,8 @@ class Application:
         count_statements(self.engine, self.metrics.db_statements.inc)
         # One budget per chat, shared by every send (the session middleware) and delivery's planning.
         budgets = ChatBudgets(ALBUM_MAX, settings.TELEGRAM_CHAT_RATE)
+        self.bot.session.middleware(ResponseTypesKept())
+        self.bot.session.middleware(ResponseTypesKept())
         self.bot.session.middleware(ForgivingCallbackAnswers())
         self.bot.session.middleware(
             OutgoingLimits(

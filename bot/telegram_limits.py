@@ -137,6 +137,30 @@ QUERY_GONE = re.compile(r"query is too old|query id is invalid", re.IGNORECASE)
 QUERY_ANSWERS = frozenset({"AnswerCallbackQuery", "AnswerPreCheckoutQuery"})
 
 
+class ResponseTypesKept(BaseRequestMiddleware):
+    """Holds each method's ``Response[...]`` type for the life of the bot.
+
+    aiogram parses every answer as ``Response[method.__returning__]``; pydantic keeps such generic
+    types only weakly, so each garbage collection drops them and the next call builds the type again:
+    11 ms of CPU on average, 220 ms for ``Response[Message]`` (measured: 740 of 1,194 Telegram calls
+    in test_payments + test_delivery rebuilt their type, 8.3 s of CPU). One strong reference each ends it.
+    """
+
+    def __init__(self) -> None:
+        self._kept: dict[type[TelegramMethod[Any]], type[Response[Any]]] = {}
+
+    async def __call__(
+        self,
+        make_request: NextRequestMiddlewareType[TelegramType],
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+    ) -> Response[TelegramType]:
+        kind = type(method)
+        if kind not in self._kept:
+            self._kept[kind] = Response[method.__returning__]  # type: ignore[name-defined]  # a runtime type
+        return await make_request(bot, method)
+
+
 class ForgivingCallbackAnswers(BaseRequestMiddleware):
     """Answering a button tap only stops its spinner; a handler must go on when that answer is refused.
 
