@@ -1,4 +1,4 @@
-"""Telegram Stars: invoices in XTR and refunds through the Bot API (digital goods must be sold for Stars)."""
+"""Telegram Stars: charges as Telegram lists them, and refunds, through the Bot API (digital goods sell for Stars)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,9 @@ from datetime import datetime
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
-from aiogram.types import LabeledPrice, TransactionPartnerUser
+from aiogram.types import TransactionPartnerUser
 
 from providers.payments import PaymentProviderError
-
-STARS_CURRENCY = "XTR"
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,29 +23,9 @@ class StarsCharge:
     date: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class StarsInvoice:
-    title: str
-    description: str
-    payload: str
-    stars: int
-
-
 class StarsPayments:
     def __init__(self, bot: Bot) -> None:
         self.bot = bot
-
-    async def send_invoice(self, chat_id: int, invoice: StarsInvoice) -> int:
-        message = await self.bot.send_invoice(
-            chat_id=chat_id,
-            title=invoice.title[:32],
-            description=invoice.description[:255],
-            payload=invoice.payload,
-            currency=STARS_CURRENCY,
-            prices=[LabeledPrice(label=invoice.title[:32], amount=invoice.stars)],
-            provider_token="",
-        )
-        return message.message_id
 
     async def charges(self, offset: int, limit: int = 100) -> tuple[list[StarsCharge], int]:
         """Incoming invoice payments among ``limit`` transactions from ``offset`` (oldest first), and

@@ -45,11 +45,6 @@ async def audit(
     await session.flush()
 
 
-async def recent_audit(session: AsyncSession, limit: int = 20) -> list[AuditLog]:
-    query = select(AuditLog).order_by(AuditLog.id.desc()).limit(limit)
-    return list((await session.execute(query)).scalars())
-
-
 # ---------------------------------------------------------------- users and bans
 
 
