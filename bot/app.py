@@ -26,7 +26,6 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.admin_service import AdminService
 from bot.album import AlbumCollector, UserLocks
 from bot.broadcast import BroadcastService
 from bot.delivery import TelegramAlbumSender
@@ -60,6 +59,7 @@ from providers.ratelimit import RedisSlidingWindowLimiter, SlidingWindowLimiter
 from providers.replicate import ReplicateProvider
 from providers.stars import StarsPayments
 from providers.yookassa import IpAllowList, YooKassaClient, client_ip
+from scheduler.admin import AdminService
 from scheduler.background import RunningJobs
 from scheduler.credits import CreditService
 from scheduler.delivery import DeliveryConfig, DeliveryService
@@ -275,6 +275,7 @@ class Application:
             engine=self.engine_service,
             delivery=self.delivery,
             stars=self.payments.stars,
+            broadcasts=self.broadcasts,
         )
         self.dispatcher = self._build_dispatcher(i18n)
         self.scheduler = self._build_scheduler()
@@ -474,7 +475,6 @@ class Application:
             signals=self.signals,
             faces=self.faces,
             admin=self.admin,
-            broadcasts=self.broadcasts,
         )
         dispatcher.update.outer_middleware(UpdateCountingMiddleware(self.metrics.updates_handled))
         dispatcher.update.outer_middleware(ThrottlingMiddleware(self.settings.THROTTLE_UPDATES_PER_SECOND))
