@@ -59,6 +59,7 @@ from providers.ratelimit import RedisSlidingWindowLimiter, SlidingWindowLimiter
 from providers.replicate import ReplicateProvider
 from providers.stars import StarsPayments
 from providers.yookassa import IpAllowList, YooKassaClient, client_ip
+from scheduler.accounts import AccountService
 from scheduler.admin import AdminService
 from scheduler.background import RunningJobs
 from scheduler.credits import CreditService
@@ -158,6 +159,7 @@ class Application:
     web_app: web.Application = field(init=False)
     broadcasts: BroadcastService = field(init=False)
     admin: AdminService = field(init=False)
+    accounts: AccountService = field(init=False)
     _runner: web.AppRunner | None = field(init=False, default=None)
     _polling: asyncio.Task[None] | None = field(init=False, default=None)
     _stopped: asyncio.Event = field(init=False, default_factory=asyncio.Event)
@@ -277,6 +279,7 @@ class Application:
             stars=self.payments.stars,
             broadcasts=self.broadcasts,
         )
+        self.accounts = AccountService(self.sessionmaker)
         self.dispatcher = self._build_dispatcher(i18n)
         self.scheduler = self._build_scheduler()
         if self.telegram is not None:
@@ -475,6 +478,7 @@ class Application:
             signals=self.signals,
             faces=self.faces,
             admin=self.admin,
+            accounts=self.accounts,
         )
         dispatcher.update.outer_middleware(UpdateCountingMiddleware(self.metrics.updates_handled))
         dispatcher.update.outer_middleware(ThrottlingMiddleware(self.settings.THROTTLE_UPDATES_PER_SECOND))
