@@ -67,6 +67,7 @@ from scheduler.delivery import DeliveryConfig, DeliveryService
 from scheduler.engine import EngineConfig, GenerationEngine
 from scheduler.housekeeping import Housekeeping
 from scheduler.payments import PaymentService
+from scheduler.results import ResultsService
 from scheduler.signals import WorkSignals
 from scheduler.wakeup import WakeableJob
 from storage.db import count_statements, create_engine, create_sessionmaker
@@ -160,6 +161,7 @@ class Application:
     broadcasts: BroadcastService = field(init=False)
     admin: AdminService = field(init=False)
     accounts: AccountService = field(init=False)
+    results: ResultsService = field(init=False)
     _runner: web.AppRunner | None = field(init=False, default=None)
     _polling: asyncio.Task[None] | None = field(init=False, default=None)
     _stopped: asyncio.Event = field(init=False, default_factory=asyncio.Event)
@@ -280,6 +282,7 @@ class Application:
             broadcasts=self.broadcasts,
         )
         self.accounts = AccountService(self.sessionmaker)
+        self.results = ResultsService(self.sessionmaker, files=self.files)
         self.dispatcher = self._build_dispatcher(i18n)
         self.scheduler = self._build_scheduler()
         if self.telegram is not None:
@@ -479,6 +482,7 @@ class Application:
             faces=self.faces,
             admin=self.admin,
             accounts=self.accounts,
+            results=self.results,
         )
         dispatcher.update.outer_middleware(UpdateCountingMiddleware(self.metrics.updates_handled))
         dispatcher.update.outer_middleware(ThrottlingMiddleware(self.settings.THROTTLE_UPDATES_PER_SECOND))

@@ -18,6 +18,7 @@ from bot.callbacks import (
     AdminUserAction,
     AdminUserCb,
     BroadcastSegment,
+    ForgetCb,
     MenuCb,
     OrderCb,
     PackCb,
@@ -117,6 +118,17 @@ def summary(order_id: int, free: bool) -> InlineKeyboardMarkup:
     builder.button(text=_("button.change"), callback_data=OrderCb(order_id=order_id, action="change"))
     builder.button(text=_("button.cancel"), callback_data=OrderCb(order_id=order_id, action="cancel"))
     builder.adjust(1, 2)
+    return builder.as_markup()
+
+
+# ---------------------------------------------------------------- results
+
+
+def forget_confirm() -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(text=_("button.forget_confirm"), callback_data=ForgetCb(confirm=True))
+    builder.button(text=_("button.forget_keep"), callback_data=ForgetCb(confirm=False))
+    builder.adjust(1)
     return builder.as_markup()
 
 
