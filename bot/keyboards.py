@@ -18,10 +18,12 @@ from bot.callbacks import (
     AdminUserAction,
     AdminUserCb,
     BroadcastSegment,
+    CheckCb,
     ForgetCb,
     MenuCb,
     OrderCb,
     PackCb,
+    PayCb,
     ResultsCb,
     SpendCb,
     StyleCb,
@@ -118,6 +120,31 @@ def summary(order_id: int, free: bool) -> InlineKeyboardMarkup:
     builder.button(text=_("button.change"), callback_data=OrderCb(order_id=order_id, action="change"))
     builder.button(text=_("button.cancel"), callback_data=OrderCb(order_id=order_id, action="cancel"))
     builder.adjust(1, 2)
+    return builder.as_markup()
+
+
+# ---------------------------------------------------------------- payment
+
+
+def pay_methods(order_id: int, pack: Pack, language: str) -> InlineKeyboardMarkup:
+    """Card or Stars, each with the pack's price in its currency."""
+    builder = InlineKeyboardBuilder()
+    for method, currency, key in (
+        ("yookassa", Currency.RUB, "button.pay_card"),
+        ("stars", Currency.STARS, "button.pay_stars"),
+    ):
+        price = format_price(price_for(pack, currency), currency, language)
+        builder.button(text=_(key).format(price=price), callback_data=PayCb(order_id=order_id, method=method))
+    builder.adjust(1)
+    return builder.as_markup()
+
+
+def pay_link(payment_id: int, url: str, amount: int, language: str) -> InlineKeyboardMarkup:
+    """The YooKassa link, and a button that asks YooKassa about the payment now."""
+    builder = InlineKeyboardBuilder()
+    builder.button(text=_("button.pay_link").format(price=format_price(amount, Currency.RUB, language)), url=url)
+    builder.button(text=_("button.check_payment"), callback_data=CheckCb(payment_id=payment_id))
+    builder.adjust(1)
     return builder.as_markup()
 
 
