@@ -26,7 +26,6 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.admin_service import AdminService
 from bot.album import AlbumCollector, UserLocks
 from bot.broadcast import BroadcastService
 from bot.delivery import TelegramAlbumSender
@@ -60,12 +59,15 @@ from providers.ratelimit import RedisSlidingWindowLimiter, SlidingWindowLimiter
 from providers.replicate import ReplicateProvider
 from providers.stars import StarsPayments
 from providers.yookassa import IpAllowList, YooKassaClient, client_ip
+from scheduler.accounts import AccountService
+from scheduler.admin import AdminService
 from scheduler.background import RunningJobs
 from scheduler.credits import CreditService
 from scheduler.delivery import DeliveryConfig, DeliveryService
 from scheduler.engine import EngineConfig, GenerationEngine
 from scheduler.housekeeping import Housekeeping
 from scheduler.payments import PaymentService
+from scheduler.results import ResultsService
 from scheduler.signals import WorkSignals
 from scheduler.wakeup import WakeableJob
 from storage.db import count_statements, create_engine, create_sessionmaker
@@ -158,6 +160,8 @@ class Application:
     web_app: web.Application = field(init=False)
     broadcasts: BroadcastService = field(init=False)
     admin: AdminService = field(init=False)
+    accounts: AccountService = field(init=False)
+    results: ResultsService = field(init=False)
     _runner: web.AppRunner | None = field(init=False, default=None)
     _polling: asyncio.Task[None] | None = field(init=False, default=None)
     _stopped: asyncio.Event = field(init=False, default_factory=asyncio.Event)
@@ -277,7 +281,10 @@ class Application:
             engine=self.engine_service,
             delivery=self.delivery,
             stars=self.payments.stars,
+            broadcasts=self.broadcasts,
         )
+        self.accounts = AccountService(self.sessionmaker)
+        self.results = ResultsService(self.sessionmaker, files=self.files)
         self.dispatcher = self._build_dispatcher(i18n)
         self.scheduler = self._build_scheduler()
         if self.telegram is not None:
@@ -476,7 +483,8 @@ class Application:
             signals=self.signals,
             faces=self.faces,
             admin=self.admin,
-            broadcasts=self.broadcasts,
+            accounts=self.accounts,
+            results=self.results,
         )
         dispatcher.update.outer_middleware(UpdateCountingMiddleware(self.metrics.updates_handled))
         dispatcher.update.outer_middleware(ThrottlingMiddleware(self.settings.THROTTLE_UPDATES_PER_SECOND))

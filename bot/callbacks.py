@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from aiogram.filters.callback_data import CallbackData
 
 
@@ -68,3 +70,63 @@ class ForgetCb(CallbackData, prefix="forget"):
 class ResendCb(CallbackData, prefix="rs"):
     job_id: int
     chunk: int  # the album whose arrival a crash left unknown
+
+
+# ---------------------------------------------------------------- admin buttons
+# One factory per admin area; each action is an enum, so forged or stale data fails to unpack and
+# the tap falls through to the stale-button answer like any unknown data.
+
+
+class AdminJobAction(StrEnum):
+    RETRY = "retry"
+    CANCEL = "cancel"
+    RESEND = "resend"
+
+
+class AdminJobCb(CallbackData, prefix="aj"):
+    action: AdminJobAction
+    job_id: int
+
+
+class AdminUserAction(StrEnum):
+    GRANT = "grant"
+    BAN = "ban"
+    UNBAN = "unban"
+
+
+class AdminUserCb(CallbackData, prefix="au"):
+    action: AdminUserAction
+    user_id: int  # our users.id, not the Telegram id
+    photos: int = 0  # grant only
+
+
+class AdminProviderAction(StrEnum):
+    PAUSE = "pause"
+    RESUME = "resume"
+    PRIMARY = "primary"
+
+
+class AdminProviderCb(CallbackData, prefix="ap"):
+    action: AdminProviderAction
+    name: str
+
+
+class BroadcastSegment(StrEnum):
+    ALL = "all"
+    PAID = "paid"
+    NEVER_PAID = "never_paid"
+    LANG_RU = "lang_ru"
+    LANG_EN = "lang_en"
+
+
+class AdminBroadcastAction(StrEnum):
+    SEGMENT = "seg"
+    SEND = "send"
+    DISCARD = "drop"
+    STOP = "stop"
+
+
+class AdminBroadcastCb(CallbackData, prefix="ab"):
+    action: AdminBroadcastAction
+    broadcast_id: int
+    segment: BroadcastSegment | None = None  # SEGMENT only

@@ -2,12 +2,35 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot.callbacks import MenuCb, OrderCb, PackCb, ResultsCb, SpendCb, StyleCb, UploadCb
+from bot.callbacks import (
+    AdminBroadcastAction,
+    AdminBroadcastCb,
+    AdminJobAction,
+    AdminJobCb,
+    AdminProviderAction,
+    AdminProviderCb,
+    AdminUserAction,
+    AdminUserCb,
+    BroadcastSegment,
+    CheckCb,
+    ForgetCb,
+    MenuCb,
+    OrderCb,
+    PackCb,
+    PayCb,
+    ResultsCb,
+    SpendCb,
+    StyleCb,
+    UploadCb,
+)
 from bot.i18n import counted
+from scheduler.admin import ProviderHealth
 from studio.catalogue import Catalogue, Pack
 from studio.credits import Currency, format_price, price_for
 
@@ -98,3 +121,141 @@ def summary(order_id: int, free: bool) -> InlineKeyboardMarkup:
     builder.button(text=_("button.cancel"), callback_data=OrderCb(order_id=order_id, action="cancel"))
     builder.adjust(1, 2)
     return builder.as_markup()
+
+
+# ---------------------------------------------------------------- payment
+
+
+def pay_methods(order_id: int, pack: Pack, language: str) -> InlineKeyboardMarkup:
+    """Card or Stars, each with the pack's price in its currency."""
+    builder = InlineKeyboardBuilder()
+    for method, currency, key in (
+        ("yookassa", Currency.RUB, "button.pay_card"),
+        ("stars", Currency.STARS, "button.pay_stars"),
+    ):
+        price = format_price(price_for(pack, currency), currency, language)
+        builder.button(text=_(key).format(price=price), callback_data=PayCb(order_id=order_id, method=method))
+    builder.adjust(1)
+    return builder.as_markup()
+
+
+def pay_link(payment_id: int, url: str, amount: int, language: str) -> InlineKeyboardMarkup:
+    """The YooKassa link, and a button that asks YooKassa about the payment now."""
+    builder = InlineKeyboardBuilder()
+    builder.button(text=_("button.pay_link").format(price=format_price(amount, Currency.RUB, language)), url=url)
+    builder.button(text=_("button.check_payment"), callback_data=CheckCb(payment_id=payment_id))
+    builder.adjust(1)
+    return builder.as_markup()
+
+
+# ---------------------------------------------------------------- results
+
+
+def forget_confirm() -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(text=_("button.forget_confirm"), callback_data=ForgetCb(confirm=True))
+    builder.button(text=_("button.forget_keep"), callback_data=ForgetCb(confirm=False))
+    builder.adjust(1)
+    return builder.as_markup()
+
+
+# ---------------------------------------------------------------- admin
+
+ADMIN_GRANT_PHOTOS = (1, 5, 10)
+
+
+def segment_label(segment: BroadcastSegment) -> str:
+    return {
+        BroadcastSegment.ALL: _("admin.broadcast.segment.all"),
+        BroadcastSegment.PAID: _("admin.broadcast.segment.paid"),
+        BroadcastSegment.NEVER_PAID: _("admin.broadcast.segment.never_paid"),
+        BroadcastSegment.LANG_RU: _("admin.broadcast.segment.lang_ru"),
+        BroadcastSegment.LANG_EN: _("admin.broadcast.segment.lang_en"),
+    }[segment]
+
+
+def admin_job(job_id: int) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    for action, text in (
+        (AdminJobAction.RETRY, _("admin.button.retry")),
+        (AdminJobAction.CANCEL, _("admin.button.cancel")),
+        (AdminJobAction.RESEND, _("admin.button.resend")),
+    ):
+        builder.button(text=text, callback_data=AdminJobCb(action=action, job_id=job_id))
+    builder.adjust(1)
+    return builder.as_markup()
+
+
+def admin_user(user_id: int, banned: bool) -> InlineKeyboardMarkup:
+    """Grant buttons in a row, then ban or unban."""
+    builder = InlineKeyboardBuilder()
+    for photos in ADMIN_GRANT_PHOTOS:
+        builder.button(
+            text=_("admin.button.grant").format(photos=photos),
+            callback_data=AdminUserCb(action=AdminUserAction.GRANT, user_id=user_id, photos=photos),
+        )
+    if banned:
+        action, text = AdminUserAction.UNBAN, _("admin.button.unban")
+    else:
+        action, text = AdminUserAction.BAN, _("admin.button.ban")
+    builder.button(text=text, callback_data=AdminUserCb(action=action, user_id=user_id))
+    builder.adjust(len(ADMIN_GRANT_PHOTOS), 1)
+    return builder.as_markup()
+
+
+def admin_providers(providers: Sequence[ProviderHealth]) -> InlineKeyboardMarkup | None:
+    """Pause or resume each provider; make any but the first the primary."""
+    if not providers:
+        return None
+    builder = InlineKeyboardBuilder()
+    for index, provider in enumerate(providers):
+        if provider.paused:
+            switch, text = AdminProviderAction.RESUME, _("admin.button.resume")
+        else:
+            switch, text = AdminProviderAction.PAUSE, _("admin.button.pause")
+        builder.button(
+            text=text.format(name=provider.name), callback_data=AdminProviderCb(action=switch, name=provider.name)
+        )
+        if index:
+            builder.button(
+                text=_("admin.button.primary").format(name=provider.name),
+                callback_data=AdminProviderCb(action=AdminProviderAction.PRIMARY, name=provider.name),
+            )
+    builder.adjust(2)
+    return builder.as_markup()
+
+
+def broadcast_segments(broadcast_id: int) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    for segment in BroadcastSegment:
+        builder.button(
+            text=segment_label(segment),
+            callback_data=AdminBroadcastCb(
+                action=AdminBroadcastAction.SEGMENT, broadcast_id=broadcast_id, segment=segment
+            ),
+        )
+    _broadcast_button(builder, broadcast_id, AdminBroadcastAction.DISCARD)
+    builder.adjust(1, 2, 2, 1)
+    return builder.as_markup()
+
+
+def broadcast_confirm(broadcast_id: int) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    _broadcast_button(builder, broadcast_id, AdminBroadcastAction.SEND)
+    _broadcast_button(builder, broadcast_id, AdminBroadcastAction.DISCARD)
+    return builder.as_markup()
+
+
+def broadcast_running(broadcast_id: int) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    _broadcast_button(builder, broadcast_id, AdminBroadcastAction.STOP)
+    return builder.as_markup()
+
+
+def _broadcast_button(builder: InlineKeyboardBuilder, broadcast_id: int, action: AdminBroadcastAction) -> None:
+    text = {
+        AdminBroadcastAction.SEND: _("admin.button.send"),
+        AdminBroadcastAction.DISCARD: _("admin.button.discard"),
+        AdminBroadcastAction.STOP: _("admin.button.stop"),
+    }[action]
+    builder.button(text=text, callback_data=AdminBroadcastCb(action=action, broadcast_id=broadcast_id))

@@ -103,6 +103,12 @@ class PaymentService:
         # Transactions before this offset are all settled; a restart scans from the start once.
         self._stars_offset = 0
 
+    async def payable_order(self, order_id: int, user_id: int) -> Order | None:
+        """The user's order while it waits for payment; None for any other (paid, cancelled, not theirs)."""
+        async with self.sessionmaker() as session:
+            order = await order_queries.get_order(session, order_id, user_id)
+        return order if order is not None and order.status == OrderStatus.AWAITING_PAYMENT else None
+
     # ------------------------------------------------------------ YooKassa
 
     async def start_yookassa(self, order_id: int, user: User) -> PayLink:

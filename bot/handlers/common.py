@@ -9,30 +9,26 @@ from aiogram import Router
 from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.types import Message
 from aiogram.utils.i18n import gettext as _
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import keyboards
 from bot.settings import Settings
-from storage.avatars import latest_ready_avatar
-from storage.events import EventName, record_event
+from scheduler.accounts import AccountService
 from storage.models import User
-from storage.users import set_source_once
 
 DEEP_LINK_SOURCE = re.compile(r"^src_([A-Za-z0-9_-]{1,60})$")
 
 
+def deep_link_source(args: str | None) -> str | None:
+    """``src_<name>`` from t.me/<bot>?start=src_<name>; anything else is no source."""
+    match = DEEP_LINK_SOURCE.match(args) if args else None
+    return match.group(1) if match else None
+
+
 async def start(
-    message: Message, command: CommandObject, session: AsyncSession, user: User, user_created: bool = False
+    message: Message, command: CommandObject, user: User, accounts: AccountService, user_created: bool = False
 ) -> None:
-    source = match.group(1) if command.args and (match := DEEP_LINK_SOURCE.match(command.args)) else None
-    if source is not None:
-        await set_source_once(session, user.id, source)
-    if user_created:
-        # A new user's first update is their /start (Telegram sends it when they open the bot).
-        await record_event(session, EventName.USER_STARTED, user_id=user.id, source=source)
-    if session.in_transaction():
-        await session.commit()  # release the write lock before talking to Telegram
-    has_previous = await latest_ready_avatar(session, user.id) is not None
+    source = deep_link_source(command.args)
+    has_previous = await accounts.started(user.id, source=source, first_time=user_created)
     await message.answer(
         _("start.greeting").format(name=escape(user.first_name or "")),
         reply_markup=keyboards.start_menu(has_previous),

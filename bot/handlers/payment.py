@@ -4,40 +4,55 @@ from __future__ import annotations
 
 import contextlib
 import re
+from dataclasses import dataclass
 
-from aiogram import Bot, F, Router
+from aiogram import F, Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, LabeledPrice, Message, PreCheckoutQuery
 from aiogram.utils.i18n import gettext as _
-from aiogram.utils.keyboard import InlineKeyboardBuilder
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import keyboards
 from bot.callbacks import CheckCb, JobCb, OrderCb, PayCb
 from bot.handlers.chat import ChatTarget
 from bot.i18n import counted
 from bot.settings import Settings
+from scheduler.accounts import AccountService
 from scheduler.payments import OrderNotPayable, PaymentService, PaymentUnavailable, parse_stars_payload, stars_payload
-from storage import jobs as job_queries
-from storage import ledger
-from storage import orders as order_queries
+from scheduler.results import CancelResult, ResultsService
 from storage.models import User
 from studio.catalogue import Catalogue
-from studio.credits import Currency, format_price, price_for
-from studio.states import JobStatus, OrderStatus, PaymentStatus
+from studio.credits import Currency, price_for
+from studio.states import PaymentStatus
 
 # FSM data: order id -> message ids of the Stars invoices sent for it.
 INVOICES_KEY = "stars_invoices"
 # FSM data: the tap (callback query id) that sent the newest invoice.
 INVOICED_BY_KEY = "stars_invoiced_by"
 EMAIL = re.compile(r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,190}\.[A-Za-z]{2,24}$")
+CHECK_ANSWERS = {
+    PaymentStatus.SUCCEEDED: "payment.check.succeeded",
+    PaymentStatus.CANCELED: "payment.check.canceled",
+    PaymentStatus.REFUNDED: "payment.check.refunded",
+}
 
 
-class Checkout(StatesGroup):
+class Checkout(StatesGroup):  # its name is in stored conversation steps: keep it
     email = State()
+
+
+@dataclass(frozen=True, slots=True)
+class Till:
+    """One payment being started: the chat it happens in, the payer, their conversation, and the tap
+    (callback query id) that asked, so the same tap delivered twice sends one Stars invoice."""
+
+    chat: ChatTarget
+    user: User
+    state: FSMContext
+    payments: PaymentService
+    tap: str = ""
 
 
 def _methods(settings: Settings) -> list[str]:
@@ -53,44 +68,27 @@ async def pay_order(
     query: CallbackQuery,
     callback_data: OrderCb,
     state: FSMContext,
-    session: AsyncSession,
     user: User,
-    bot: Bot,
     settings: Settings,
     catalogue: Catalogue,
     payments: PaymentService,
 ) -> None:
-    message = query.message
-    assert message is not None  # the root router admits only buttons on a private chat's message
-    order = await order_queries.get_order(session, callback_data.order_id, user.id)
-    if order is None or order.status != OrderStatus.AWAITING_PAYMENT:
+    assert query.message is not None  # the root router admits only buttons on a private chat's message
+    order = await payments.payable_order(callback_data.order_id, user.id)
+    if order is None:
         await query.answer(_("payment.order_not_payable"), show_alert=True)
         return
     await query.answer()
     await _close_intake(state)
-    methods = _methods(settings)
+    till, methods = Till(query.message, user, state, payments, query.id), _methods(settings)
     if not methods:
-        await message.answer(_("payment.no_methods"))
+        await till.chat.answer(_("payment.no_methods"))
         return
     if len(methods) == 1:
-        await _start_method(message, methods[0], order.id, user, bot, settings, catalogue, payments, state, query.id)
+        await _start_method(till, methods[0], order.id, settings, catalogue)
         return
-    pack = catalogue.pack(order.pack)
-    builder = InlineKeyboardBuilder()
-    builder.button(
-        text=_("button.pay_card").format(
-            price=format_price(price_for(pack, Currency.RUB), Currency.RUB, user.language)
-        ),
-        callback_data=PayCb(order_id=order.id, method="yookassa"),
-    )
-    builder.button(
-        text=_("button.pay_stars").format(
-            price=format_price(price_for(pack, Currency.STARS), Currency.STARS, user.language)
-        ),
-        callback_data=PayCb(order_id=order.id, method="stars"),
-    )
-    builder.adjust(1)
-    await message.answer(_("payment.choose_method"), reply_markup=builder.as_markup())
+    markup = keyboards.pay_methods(order.id, catalogue.pack(order.pack), user.language)
+    await till.chat.answer(_("payment.choose_method"), reply_markup=markup)
 
 
 async def _close_intake(state: FSMContext) -> None:
@@ -106,7 +104,6 @@ async def pay_with(
     callback_data: PayCb,
     state: FSMContext,
     user: User,
-    bot: Bot,
     settings: Settings,
     catalogue: Catalogue,
     payments: PaymentService,
@@ -115,124 +112,84 @@ async def pay_with(
         await query.answer(_("stale.button"))
         return
     await query.answer()
-    await _start_method(
-        query.message,
-        callback_data.method,
-        callback_data.order_id,
-        user,
-        bot,
-        settings,
-        catalogue,
-        payments,
-        state,
-        query.id,
-    )
+    till = Till(query.message, user, state, payments, query.id)
+    await _start_method(till, callback_data.method, callback_data.order_id, settings, catalogue)
 
 
-async def _start_method(
-    message: ChatTarget,
-    method: str,
-    order_id: int,
-    user: User,
-    bot: Bot,
-    settings: Settings,
-    catalogue: Catalogue,
-    payments: PaymentService,
-    state: FSMContext,
-    tap: str,
-) -> None:
+async def _start_method(till: Till, method: str, order_id: int, settings: Settings, catalogue: Catalogue) -> None:
     if method == "stars":
-        await _send_invoice(message, order_id, user, bot, catalogue, payments, state, tap)
-        return
-    if settings.YOOKASSA_RECEIPTS and not user.email:
-        await state.set_state(Checkout.email)
-        await state.update_data(order_id=order_id)
-        await message.answer(_("payment.ask_email"))
-        return
-    await _send_yookassa_link(message, order_id, user, payments, state)
+        await _send_invoice(till, order_id, catalogue)
+    elif settings.YOOKASSA_RECEIPTS and not till.user.email:
+        await till.state.set_state(Checkout.email)
+        await till.state.update_data(order_id=order_id)
+        await till.chat.answer(_("payment.ask_email"))
+    else:
+        await _send_yookassa_link(till, order_id)
 
 
-async def _send_yookassa_link(
-    message: ChatTarget, order_id: int, user: User, payments: PaymentService, state: FSMContext
-) -> None:
+async def _send_yookassa_link(till: Till, order_id: int) -> None:
     try:
-        link = await payments.start_yookassa(order_id, user)
+        link = await till.payments.start_yookassa(order_id, till.user)
     except OrderNotPayable:
-        await message.answer(_("payment.order_not_payable"))
+        await till.chat.answer(_("payment.order_not_payable"))
         return
     except PaymentUnavailable as error:
-        await message.answer(_("payment.unavailable_retry" if error.retryable else "payment.unavailable"))
+        await till.chat.answer(_("payment.unavailable_retry" if error.retryable else "payment.unavailable"))
         return
-    builder = InlineKeyboardBuilder()
-    builder.button(
-        text=_("button.pay_link").format(price=format_price(link.amount, Currency.RUB, user.language)),
-        url=link.confirmation_url,
-    )
-    builder.button(text=_("button.check_payment"), callback_data=CheckCb(payment_id=link.payment_id))
-    builder.adjust(1)
-    await message.answer(_("payment.link"), reply_markup=builder.as_markup())
-    await _retire_invoices(message, order_id, state)
+    markup = keyboards.pay_link(link.payment_id, link.confirmation_url, link.amount, till.user.language)
+    await till.chat.answer(_("payment.link"), reply_markup=markup)
+    await _retire_invoices(till, order_id)
 
 
-async def _retire_invoices(message: ChatTarget, order_id: int, state: FSMContext) -> None:
+async def _retire_invoices(till: Till, order_id: int) -> None:
     """The card rail is offered: delete the order's Stars invoices, so one chat shows one way to pay.
     (A pending YooKassa payment cannot be cancelled the other way round: only a held one can.)"""
-    invoices = dict((await state.get_data()).get(INVOICES_KEY) or {})
+    invoices = dict((await till.state.get_data()).get(INVOICES_KEY) or {})
     for message_id in invoices.pop(str(order_id), []):
         with contextlib.suppress(TelegramBadRequest):  # already gone, or older than 48 h
-            await message.chat.delete_message(message_id)
-    await state.update_data({INVOICES_KEY: invoices})
+            await till.chat.chat.delete_message(message_id)
+    await till.state.update_data({INVOICES_KEY: invoices})
 
 
-async def _send_invoice(
-    message: ChatTarget,
-    order_id: int,
-    user: User,
-    bot: Bot,
-    catalogue: Catalogue,
-    payments: PaymentService,
-    state: FSMContext,
-    tap: str,
-) -> None:
-    data = await state.get_data()
-    if data.get(INVOICED_BY_KEY) == tap:
+async def _send_invoice(till: Till, order_id: int, catalogue: Catalogue) -> None:
+    data = await till.state.get_data()
+    if data.get(INVOICED_BY_KEY) == till.tap:
         # The same tap delivered again (the process died before answering it): its invoice is in the
         # chat, and a second one could be paid as well. Recorded only once sent, so a kill before that
         # sends it on the second delivery.
         return
-    async with payments.sessionmaker() as session:
-        order = await order_queries.get_order(session, order_id, user.id)
-    if order is None or order.status != OrderStatus.AWAITING_PAYMENT:
-        await message.answer(_("payment.order_not_payable"))
+    order = await till.payments.payable_order(order_id, till.user.id)
+    if order is None:
+        await till.chat.answer(_("payment.order_not_payable"))
         return
     pack = catalogue.pack(order.pack)
-    title = pack.title.get(user.language)
-    invoice = await bot.send_invoice(
-        chat_id=message.chat.id,
-        title=title[:32],
+    title = pack.title.get(till.user.language)[:32]
+    invoice = await till.chat.answer_invoice(
+        title=title,
         description=_("payment.invoice_description").format(photos=pack.photos)[:255],
         payload=stars_payload(order.id),
         currency=Currency.STARS,
-        prices=[LabeledPrice(label=title[:32], amount=price_for(pack, Currency.STARS))],
+        prices=[LabeledPrice(label=title, amount=price_for(pack, Currency.STARS))],
         provider_token="",
     )
     invoices = dict(data.get(INVOICES_KEY) or {})
     invoices[str(order.id)] = [*invoices.get(str(order.id), []), invoice.message_id]
-    await state.update_data({INVOICES_KEY: invoices, INVOICED_BY_KEY: tap})
+    await till.state.update_data({INVOICES_KEY: invoices, INVOICED_BY_KEY: till.tap})
 
 
 async def receive_email(
-    message: Message, state: FSMContext, session: AsyncSession, user: User, payments: PaymentService
+    message: Message, state: FSMContext, user: User, accounts: AccountService, payments: PaymentService
 ) -> None:
     email = (message.text or "").strip()
     if not EMAIL.match(email):
         await message.answer(_("payment.bad_email"))
         return
-    user.email = email
     order_id = int((await state.get_data())["order_id"])
-    await session.commit()
+    # The step moves first, so no write of this update's own session is pending while the address is
+    # saved; a process killed in between is routed here again (bot/middlewares/replay.py).
     await state.set_state(None)  # the data keeps the order's invoices, for _retire_invoices
-    await _send_yookassa_link(message, order_id, user, payments, state)
+    await accounts.set_email(user, email)
+    await _send_yookassa_link(Till(message, user, state, payments), order_id)
 
 
 async def check_payment(query: CallbackQuery, callback_data: CheckCb, user: User, payments: PaymentService) -> None:
@@ -244,20 +201,11 @@ async def check_payment(query: CallbackQuery, callback_data: CheckCb, user: User
     except Exception:
         await query.answer(_("payment.check_failed"), show_alert=True)
         return
-    key = {
-        PaymentStatus.SUCCEEDED: "payment.check.succeeded",
-        PaymentStatus.CANCELED: "payment.check.canceled",
-        PaymentStatus.REFUNDED: "payment.check.refunded",
-    }.get(PaymentStatus(status), "payment.check.pending")
-    await query.answer(_(key), show_alert=True)
+    await query.answer(_(CHECK_ANSWERS.get(PaymentStatus(status), "payment.check.pending")), show_alert=True)
 
 
 async def start_free(
-    query: CallbackQuery,
-    callback_data: OrderCb,
-    state: FSMContext,
-    user: User,
-    payments: PaymentService,
+    query: CallbackQuery, callback_data: OrderCb, state: FSMContext, user: User, payments: PaymentService
 ) -> None:
     try:
         await payments.start_free(callback_data.order_id, user)
@@ -296,26 +244,26 @@ async def successful_payment(message: Message, payments: PaymentService) -> None
     )
 
 
-async def cancel_job(query: CallbackQuery, callback_data: JobCb, session: AsyncSession, user: User) -> None:
-    job = await job_queries.get_job(session, callback_data.job_id)
-    if job is None or job.user_id != user.id or query.message is None:
+async def cancel_job(query: CallbackQuery, callback_data: JobCb, user: User, results: ResultsService) -> None:
+    if query.message is None:
         await query.answer(_("stale.button"))
         return
-    if not await job_queries.cancel_before_results(session, job.id, user.id):
-        await session.refresh(job)
-        if job.status == JobStatus.CANCELLED:  # a repeated tap: the first one cancelled it
-            await query.answer(_("stale.button"))
-        else:
-            await query.answer(_("job.cancel_too_late"), show_alert=True)
+    cancel = await results.cancel(callback_data.job_id, user.id)
+    if cancel.result == CancelResult.TOO_LATE:
+        await query.answer(_("job.cancel_too_late"), show_alert=True)
         return
-    returned = await ledger.released_for_job(session, job.id)
-    await session.commit()
+    if cancel.result != CancelResult.CANCELLED:  # a stale button, or a repeated tap
+        await query.answer(_("stale.button"))
+        return
     await query.answer()
     if isinstance(query.message, Message) and query.message.reply_markup is not None:
         # The button sat on the queued notice or the progress message: it has done its work.
         with contextlib.suppress(TelegramBadRequest):
             await query.message.edit_reply_markup(reply_markup=None)
-    await query.message.answer(counted("job.cancelled", returned), reply_markup=keyboards.use_credits(job.id, returned))
+    await query.message.answer(
+        counted("job.cancelled", cancel.returned),
+        reply_markup=keyboards.use_credits(callback_data.job_id, cancel.returned),
+    )
 
 
 async def paysupport(message: Message) -> None:

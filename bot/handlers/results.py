@@ -8,27 +8,23 @@ from aiogram import F, Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command
 from aiogram.fsm.context import FSMContext
-from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
+from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import gettext as _
-from aiogram.utils.keyboard import InlineKeyboardBuilder
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot import keyboards
 from bot.callbacks import ForgetCb, ResendCb, ResultsCb
 from bot.originals import OriginalsService
 from scheduler.credits import CreditService, CreditsUnavailable
 from scheduler.delivery import DeliveryService
-from storage import jobs as job_queries
-from storage import orders as order_queries
-from storage import retention
-from storage.files import FileStore
+from scheduler.results import ResultsService
 from storage.models import User
 
 
 async def send_originals(
-    query: CallbackQuery, callback_data: ResultsCb, session: AsyncSession, user: User, originals: OriginalsService
+    query: CallbackQuery, callback_data: ResultsCb, user: User, results: ResultsService, originals: OriginalsService
 ) -> None:
-    job = await job_queries.get_job(session, callback_data.job_id)
-    if job is None or job.user_id != user.id:
+    job = await results.owned_job(callback_data.job_id, user.id)
+    if job is None:
         await query.answer(_("stale.button"))
         return
     if not await originals.available(job.id, user.id):
@@ -55,42 +51,25 @@ async def resend_album(query: CallbackQuery, callback_data: ResendCb, user: User
             await query.message.edit_reply_markup(reply_markup=None)
 
 
-def _forget_keyboard() -> InlineKeyboardMarkup:
-    builder = InlineKeyboardBuilder()
-    builder.button(text=_("button.forget_confirm"), callback_data=ForgetCb(confirm=True))
-    builder.button(text=_("button.forget_keep"), callback_data=ForgetCb(confirm=False))
-    builder.adjust(1)
-    return builder.as_markup()
-
-
 async def forget_command(message: Message) -> None:
-    await message.answer(_("forget.confirm"), reply_markup=_forget_keyboard())
+    await message.answer(_("forget.confirm"), reply_markup=keyboards.forget_confirm())
 
 
 async def forget_answer(
-    query: CallbackQuery,
-    callback_data: ForgetCb,
-    state: FSMContext,
-    session: AsyncSession,
-    user: User,
-    files: FileStore,
+    query: CallbackQuery, callback_data: ForgetCb, state: FSMContext, user: User, results: ResultsService
 ) -> None:
     if not callback_data.confirm:
         await query.answer()
         await _say(query, _("forget.kept"))
         return
-    if await retention.user_has_active_job(session, user.id):
+    forgotten = await results.forget(user.id)
+    if forgotten.busy:
         await query.answer(_("forget.busy"), show_alert=True)
         return
-    # An open invoice or card link would otherwise take money for a pack whose photos are gone.
-    cancelled = await order_queries.cancel_awaiting_orders(session, user.id)
-    keys = await retention.forget_user_photos(session, user.id)
-    await session.commit()
     await state.clear()  # an upload in progress pointed at the photos just removed
-    for key in keys:
-        await files.delete(key)
     await query.answer()
-    await _say(query, _("forget.done") + ("\n\n" + _("forget.orders_cancelled") if cancelled else ""))
+    cancelled = "\n\n" + _("forget.orders_cancelled") if forgotten.orders_cancelled else ""
+    await _say(query, _("forget.done") + cancelled)
 
 
 async def _say(query: CallbackQuery, text: str) -> None:

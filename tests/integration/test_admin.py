@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from bot.app import Application
-from bot.handlers.admin import AdminCb
+from bot.callbacks import AdminUserAction, AdminUserCb
 from storage import ledger
 from storage.models import (
     AuditLog,
@@ -86,7 +86,7 @@ async def test_admin_commands_do_not_exist_for_non_admins(
             assert reply.content == unknown, (command, args, reply.content)
             assert reply.reply_markup is None
         # A forged admin button is a stale button like any other, and grants nothing.
-        await stranger.press_button(1, AdminCb(action="grant", target=1, value="10").pack())
+        await stranger.press_button(1, AdminUserCb(action=AdminUserAction.GRANT, user_id=1, photos=10).pack())
         await stranger.wait_reply(timeout=REPLY)
         async with app.sessionmaker() as session:
             me = (await session.execute(select(User).where(User.telegram_id == stranger.id))).scalar_one()

@@ -1,14 +1,17 @@
 """What admin commands do, apart from talking: each action changes state through the same storage
-functions and services the rest of PinGlass uses, and writes an audit line (who, what, when).
+functions and services the rest of PinGlass uses, and writes an audit line (who, what, when); each
+look (stats, queue, a job, a user) is read here too, so the handlers only parse and answer.
 
-Built once in the composition root and handed to the admin handlers as ``admin``.
+Built once in the composition root and handed to the admin handlers as ``admin``. It never talks to
+Telegram: broadcasts are sent by a ``BroadcastRunner`` the bot implements.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Protocol
 
 from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -18,14 +21,50 @@ from scheduler.delivery import DeliveryService
 from scheduler.engine import GenerationEngine
 from scheduler.payments import OrderNotPayable, PaymentService
 from storage import admin as queries
+from storage import broadcasts as broadcast_queries
 from storage import jobs as job_queries
 from storage import ledger
 from storage import queue as queue_queries
-from storage.models import GenerationJob, GenerationTask, LedgerEntry, Order, Payment, utcnow
-from storage.stats import percentile
+from storage.admin import JobDetail as JobDetail  # the answers of job(), queue() and user()
+from storage.admin import QueueSnapshot as QueueSnapshot
+from storage.admin import UserDetail as UserDetail
+from storage.models import Broadcast, GenerationJob, GenerationTask, LedgerEntry, Order, Payment, User, utcnow
+from storage.stats import PERIODS, Stats, compute_stats, percentile, period_start
 from studio.credits import grant_line
 from studio.policy import BreakerState
 from studio.states import JobStatus, LedgerReason, PaymentProviderName, PaymentStatus, TaskStatus
+
+# The periods /stats knows, in the order its usage names them.
+STATS_PERIODS = tuple(PERIODS)
+
+
+class BroadcastRunner(Protocol):
+    """Sends broadcasts in the background (the bot implements it: it owns the Telegram client)."""
+
+    async def start(self, broadcast_id: int) -> bool:
+        """draft → running, and send; False when it was not a draft."""
+        ...
+
+    async def stop(self, broadcast_id: int | None = None) -> list[int]:
+        """running → stopped (this one, or every running one); the ids stopped."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class StatsReport:
+    stats: Stats
+    first_p50: float | None
+    first_p95: float | None
+    pack_p50: float | None
+    pack_p95: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class BroadcastCounts:
+    broadcast_id: int
+    sent: int
+    blocked: int
+    failed: int
 
 
 class RefundResult(StrEnum):
@@ -71,17 +110,66 @@ class AdminService:
         engine: GenerationEngine,
         delivery: DeliveryService,
         stars: StarsPayments | None,
+        broadcasts: BroadcastRunner,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.payments = payments
         self.engine = engine
         self.delivery = delivery
         self.stars = stars
+        self.broadcasts = broadcasts
 
     async def audit(self, admin_id: int, action: str, target: str | None = None, **details: object) -> None:
         async with self.sessionmaker() as session:
             await queries.audit(session, admin_id, action, target, **details)
             await session.commit()
+
+    # ------------------------------------------------------------ looking
+
+    async def stats(self, admin_id: int, period: str, now: datetime | None = None) -> StatsReport:
+        """/stats: the figures since the start of ``period`` (one of ``STATS_PERIODS``)."""
+        await self.audit(admin_id, "stats", period)  # first: the request is the action
+        now = now or datetime.now(UTC)
+        async with self.sessionmaker() as session:
+            stats = await compute_stats(session, period_start(period, now), now)
+        return StatsReport(
+            stats=stats,
+            first_p50=percentile(stats.first_image_seconds, 0.5),
+            first_p95=percentile(stats.first_image_seconds, 0.95),
+            pack_p50=percentile(stats.full_pack_seconds, 0.5),
+            pack_p95=percentile(stats.full_pack_seconds, 0.95),
+        )
+
+    async def queue(self, admin_id: int) -> QueueSnapshot:
+        await self.audit(admin_id, "queue")
+        async with self.sessionmaker() as session:
+            return await queries.queue_snapshot(session)
+
+    async def job(self, admin_id: int, job_id: int) -> JobDetail | None:
+        """/job: the job with its user, order and tasks; None when there is no such job."""
+        await self.audit(admin_id, "job", f"job:{job_id}")
+        async with self.sessionmaker() as session:
+            return await queries.job_detail(session, job_id)
+
+    async def find_user(self, reference: str) -> User | None:
+        """A user by Telegram id or @username."""
+        async with self.sessionmaker() as session:
+            return await queries.find_user(session, reference)
+
+    async def get_user(self, user_id: int) -> User | None:
+        async with self.sessionmaker() as session:
+            return await session.get(User, user_id)
+
+    async def user(self, admin_id: int, reference: str) -> UserDetail | None:
+        """/user: balance, ledger, orders, payments and jobs; None (and no audit) for an unknown user."""
+        async with self.sessionmaker() as session:
+            target = await queries.find_user(session, reference)
+            if target is None:
+                return None
+            await queries.audit(session, admin_id, "user", f"user:{target.id}")
+            detail = await queries.user_detail(session, target)
+            await session.commit()
+        return detail
 
     # ------------------------------------------------------------ credits and money
 
@@ -201,6 +289,60 @@ class AdminService:
             await queries.audit(session, admin_id, "ban" if banned else "unban", f"user:{user_id}", changed=changed)
             await session.commit()
         return changed
+
+    # ------------------------------------------------------------ broadcasts
+
+    async def draft_broadcast(self, admin_id: int, text: str, photo_file_id: str | None, source_message_id: int) -> int:
+        """The draft made from the admin's message: the same message delivered again finds it (and is
+        audited once)."""
+        async with self.sessionmaker() as session:
+            draft, created = await broadcast_queries.create_draft(
+                session, admin_id, text, photo_file_id, source_message_id=source_message_id
+            )
+            if created:
+                await queries.audit(
+                    session, admin_id, "broadcast_draft", f"broadcast:{draft.id}", photo=bool(photo_file_id)
+                )
+            await session.commit()
+            return draft.id
+
+    async def choose_segment(self, broadcast_id: int, segment: str) -> int | None:
+        """The draft's audience; its size, or None when it is no longer a draft."""
+        async with self.sessionmaker() as session:
+            total = await broadcast_queries.set_segment(session, broadcast_id, segment)
+            await session.commit()
+        return total
+
+    async def discard_broadcast(self, broadcast_id: int) -> bool:
+        async with self.sessionmaker() as session:
+            moved = await broadcast_queries.move(
+                session,
+                broadcast_id,
+                (broadcast_queries.BroadcastStatus.DRAFT,),
+                broadcast_queries.BroadcastStatus.CANCELLED,
+            )
+            await session.commit()
+        return moved
+
+    async def start_broadcast(self, admin_id: int, broadcast_id: int) -> bool:
+        """Send the draft; False when it is no longer a draft (a double tap)."""
+        if not await self.broadcasts.start(broadcast_id):
+            return False
+        await self.audit(admin_id, "broadcast_start", f"broadcast:{broadcast_id}")
+        return True
+
+    async def stop_broadcasts(self, admin_id: int, broadcast_id: int | None = None) -> list[BroadcastCounts]:
+        """Stop this broadcast, or every running one; the counts of each one stopped."""
+        stopped = await self.broadcasts.stop(broadcast_id)
+        counts = []
+        async with self.sessionmaker() as session:
+            for one in stopped:
+                broadcast = await session.get(Broadcast, one, populate_existing=True)
+                assert broadcast is not None
+                await queries.audit(session, admin_id, "broadcast_stop", f"broadcast:{one}", sent=broadcast.sent)
+                counts.append(BroadcastCounts(one, broadcast.sent, broadcast.blocked, broadcast.failed))
+            await session.commit()
+        return counts
 
     # ------------------------------------------------------------ providers
 
