@@ -34,6 +34,9 @@ def app_settings(
         "PUBLIC_URL": f"http://127.0.0.1:{port}" if webhook else "",
         "WEBHOOK_SECRET": "test-webhook-secret",
         "THROTTLE_UPDATES_PER_SECOND": 50,
+        # Telegram's own 1 message/s per chat is the subject of tests/integration/test_delivery.py,
+        # which sets it; elsewhere it only made tests wait (a 23-photo pack: ~20 s of pacing).
+        "TELEGRAM_CHAT_RATE": 1000.0,
         "LOG_LEVEL": "WARNING",
         # Most tests upload synthetic, faceless pictures; the face tests turn the checks on.
         "FACE_CHECKS": False,

@@ -33,15 +33,11 @@ ONE_ATTEMPT_POLICY: dict[str, Any] = {
 
 
 def _settings(fake: FakeTelegram, url: str, tmp_path: Path, kie: FakeKie, **extra: Any) -> Any:
-    # What happens after the pack is the subject here, not the pace of sends (tests/integration/
-    # test_delivery.py keeps Telegram's 1 message/s per chat): at that pace a 23-photo pack and its
-    # originals spent 70 of this file's 115 s waiting.
     return app_settings(
         fake,
         url,
         tmp_path / "files",
         webhook=True,
-        TELEGRAM_CHAT_RATE=1000.0,
         **provider_settings(kie, POLL_INTERVAL_SECONDS=1, FALLBACK_POLICY=json.dumps(ONE_ATTEMPT_POLICY), **extra),
     )
 

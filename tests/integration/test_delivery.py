@@ -39,7 +39,12 @@ async def delivery_stack(
 ) -> AsyncIterator[tuple[Application, FakeKie]]:
     async with FakeKie(create_limit=40, create_window_seconds=1.0, latency=latency) as kie:
         settings = app_settings(
-            fake, url, tmp_path / "files", webhook=True, **provider_settings(kie, POLL_INTERVAL_SECONDS=1, **overrides)
+            fake,
+            url,
+            tmp_path / "files",
+            webhook=True,
+            # Telegram's real pace per chat (the harness lifts it for tests of other things).
+            **provider_settings(kie, POLL_INTERVAL_SECONDS=1, **({"TELEGRAM_CHAT_RATE": 1.0} | overrides)),
         )
         async with running_app(settings) as app:
             yield app, kie
@@ -141,7 +146,7 @@ async def test_an_album_a_crash_left_unconfirmed_is_offered_for_resend_not_sent_
 ) -> None:
     """Killed between handing an album to Telegram and recording that it arrived: nobody knows if it
     did, so it is not sent again by itself (at most once) — the user gets a Resend button instead."""
-    settings = app_settings(fake_telegram, sqlite_url, tmp_path / "files", webhook=True)
+    settings = app_settings(fake_telegram, sqlite_url, tmp_path / "files", webhook=True, TELEGRAM_CHAT_RATE=1.0)
     async with running_app(settings) as app:
         user = fake_telegram.user(language_code="en")
         job_id = await seed_paid_job(app.sessionmaker, app.files, app.catalogue, telegram_id=user.id, pack="p15")
@@ -343,7 +348,7 @@ async def test_a_delivery_that_lost_its_lease_sends_nothing_more(
 
 async def test_open_to_sending_needs_the_lease(fake_telegram: FakeTelegram, database_url: str, tmp_path: Path) -> None:
     """The guard itself: a chunk is handed to Telegram only by the holder of a live lease."""
-    settings = app_settings(fake_telegram, database_url, tmp_path / "files", webhook=True)
+    settings = app_settings(fake_telegram, database_url, tmp_path / "files", webhook=True, TELEGRAM_CHAT_RATE=1.0)
     async with running_app(settings) as app:
         user = fake_telegram.user(language_code="en")
         job_id = await seed_paid_job(app.sessionmaker, app.files, app.catalogue, telegram_id=user.id, pack="p7")
@@ -364,7 +369,7 @@ async def test_open_to_sending_needs_the_lease(fake_telegram: FakeTelegram, data
 async def test_a_portrait_telegram_refuses_as_a_photo_goes_as_a_file_and_a_missing_one_is_credited(
     fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path
 ) -> None:
-    settings = app_settings(fake_telegram, sqlite_url, tmp_path / "files", webhook=True)
+    settings = app_settings(fake_telegram, sqlite_url, tmp_path / "files", webhook=True, TELEGRAM_CHAT_RATE=1.0)
     async with running_app(settings) as app:
         user = fake_telegram.user(language_code="en")
         job_id = await seed_paid_job(app.sessionmaker, app.files, app.catalogue, telegram_id=user.id, pack="p7")
