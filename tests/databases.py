@@ -19,11 +19,13 @@ async def _execute_on_server(base: URL, statement: str) -> None:
         await connection.close()
 
 
-async def create_database(base_url: str, prefix: str = "pinglass_t") -> str:
-    """A new empty database on ``base_url``'s server, so runs never see each other's rows; its URL."""
+async def create_database(base_url: str, prefix: str = "pinglass_t", template: str | None = None) -> str:
+    """A new database on ``base_url``'s server, so runs never see each other's rows; its URL. Empty, or
+    a copy of the database at ``template``'s URL (which nobody may be connected to meanwhile)."""
     base = make_url(base_url)
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    await _execute_on_server(base, f'CREATE DATABASE "{name}"')
+    copy_of = f' TEMPLATE "{make_url(template).database}"' if template else ""
+    await _execute_on_server(base, f'CREATE DATABASE "{name}"{copy_of}')
     return base.set(database=name).render_as_string(hide_password=False)
 
 

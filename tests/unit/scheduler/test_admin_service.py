@@ -5,13 +5,11 @@ tests/integration/test_admin*.py."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-import pytest
 import pytest_asyncio
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -20,19 +18,11 @@ from scheduler.admin import STATS_PERIODS, AdminService
 from storage.broadcasts import BroadcastStatus
 from storage.db import create_engine, create_sessionmaker
 from storage.files import LocalFileStore
-from storage.migrate import upgrade
 from storage.models import AuditLog, Broadcast, User
 from studio.catalogue import load_catalogue
 from tests.engine_support import seed_paid_job
 
 ADMIN_ID = 900_001
-
-
-@pytest.fixture(scope="session")
-def migrated_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("admin-service") / "template.db"
-    upgrade(f"sqlite+aiosqlite:///{path}")
-    return path
 
 
 @dataclass
@@ -72,10 +62,8 @@ class Rig:
 
 
 @pytest_asyncio.fixture
-async def rig(migrated_database: Path, tmp_path: Path) -> AsyncIterator[Rig]:
-    path = tmp_path / "pinglass.db"
-    shutil.copyfile(migrated_database, path)
-    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+async def rig(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Rig]:
+    engine = create_engine(sqlite_url)
     sessionmaker = create_sessionmaker(engine)
     runner = Runner()
     unused = cast(Any, None)  # payments, generation and delivery: not reached by these calls
