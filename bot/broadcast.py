@@ -19,6 +19,7 @@ from aiogram.exceptions import TelegramAPIError, TelegramForbiddenError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from scheduler.notices import BroadcastReport
 from scheduler.notify import UserNotifier
 from storage import broadcasts as queries
 from storage.broadcasts import BroadcastStatus, RecipientStatus
@@ -165,13 +166,5 @@ class BroadcastService:
             language = (
                 await session.execute(select(User.language).where(User.telegram_id == broadcast.created_by))
             ).scalar_one_or_none()
-        await self.notifier.tell(
-            broadcast.created_by,
-            language or "ru",
-            "admin.broadcast.report",
-            broadcast_id=broadcast.id,
-            sent=broadcast.sent,
-            blocked=broadcast.blocked,
-            failed=broadcast.failed,
-            total=broadcast.total,
-        )
+        report = BroadcastReport(broadcast.id, broadcast.sent, broadcast.blocked, broadcast.failed, broadcast.total)
+        await self.notifier.tell(broadcast.created_by, language or "ru", report)

@@ -22,6 +22,7 @@ from aiogram.types import BufferedInputFile, InputMediaDocument, InputMediaPhoto
 from bot.notifier import TelegramNotifier
 from bot.telegram_limits import PartialAlbumError
 from scheduler.delivery import ArrivalUnknown, Blocked, Portrait, Refused, SendOutcome, Sent
+from scheduler.notices import ProgressShown
 from studio.delivery import split_albums
 
 __all__ = ["TelegramAlbumSender", "split_albums"]
@@ -76,14 +77,10 @@ class TelegramAlbumSender:
         ]
         return await self.bot.send_media_group(chat_id, media=media)  # type: ignore[arg-type]
 
-    async def edit_progress(self, chat_id: int, message_id: int, language: str, text: str, buttons: Any) -> SendOutcome:
+    async def edit_progress(self, chat_id: int, message_id: int, language: str, progress: ProgressShown) -> SendOutcome:
+        text, buttons = self.notifier.render(progress, language)
         try:
-            await self.bot.edit_message_text(
-                text=text,
-                chat_id=chat_id,
-                message_id=message_id,
-                reply_markup=self.notifier.buttons(buttons, language),
-            )
+            await self.bot.edit_message_text(text=text, chat_id=chat_id, message_id=message_id, reply_markup=buttons)
         except TelegramForbiddenError:
             return Blocked()
         except TelegramBadRequest as error:

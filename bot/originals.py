@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.notifier import TelegramNotifier
+from scheduler.notices import OriginalsGone
 from storage.files import FileNotFoundInStore, FileStore
 from storage.models import GenerationJob, GenerationTask
 from studio.delivery import split_albums
@@ -89,7 +90,7 @@ class OriginalsService:
                     continue  # removed by retention meanwhile
                 files.append((f"portrait-{position + 1:02d}.{key.rsplit('.', 1)[-1]}", data))
             if not files:
-                await self.notifier.tell(job.chat_id, job.language, "originals.gone")
+                await self.notifier.tell(job.chat_id, job.language, OriginalsGone())
                 return
             archive = await asyncio.to_thread(_zip, files)
             if len(archive) <= self.upload_limit_bytes:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from scheduler.notices import JobQueued
 from scheduler.notify import UserNotifier
 from scheduler.signals import WorkSignals
 from storage import avatars as avatar_queries
@@ -141,11 +142,4 @@ class CreditService:
         return await self.spend(user, avatar_id=avatar_id, style=style, photos=returned, spend_key=spend_key, tap=tap)
 
     async def _tell_queued(self, user: User, job: GenerationJob, position: int) -> None:
-        await self.notifier.tell(
-            user.telegram_id,
-            user.language,
-            "job.queued",
-            buttons=("cancel_job", job.id),
-            photos=job.photos_total,
-            position=position,
-        )
+        await self.notifier.tell(user.telegram_id, user.language, JobQueued(job.id, job.photos_total, position))

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from scheduler.background import BackgroundTasks
+from scheduler.notices import DeliveryUncertain, PackFinished, ProgressShown
 from scheduler.notify import UserNotifier
 from storage import deliveries as queries
 from storage import queue
@@ -95,7 +96,7 @@ class AlbumSender(Protocol):
         """One album (2-10 photos), or one photo or document alone."""
 
     async def edit_progress(
-        self, chat_id: int, message_id: int, language: str, text: str, buttons: Any
+        self, chat_id: int, message_id: int, language: str, progress: ProgressShown
     ) -> SendOutcome: ...
 
 
@@ -407,11 +408,7 @@ class DeliveryService:
         if settled:
             log.warning("job %s chunk %s: delivery uncertain; resend offered", job.id, chunk.chunk_index)
             await self.notifier.tell(
-                job.chat_id,
-                job.language,
-                "delivery.uncertain",
-                count=len(chunk.task_ids),
-                buttons=("resend_chunk", job.id, chunk.chunk_index),
+                job.chat_id, job.language, DeliveryUncertain(job.id, chunk.chunk_index, portraits=len(chunk.task_ids))
             )
 
     # ------------------------------------------------------------------ resends
@@ -469,9 +466,7 @@ class DeliveryService:
 
     async def _start_progress(self, job: GenerationJob, state: _PackState) -> None:
         text = self._progress_text(job, done=job.photos_completed)
-        message_id = await self.notifier.tell(
-            job.chat_id, job.language, "progress.raw", text=text, buttons=self._progress_buttons(job, final=False)
-        )
+        message_id = await self.notifier.tell(job.chat_id, job.language, self._progress_notice(job, text, final=False))
         if message_id is not None:
             async with self.sessionmaker() as session:
                 await queries.set_progress_message(session, job.id, message_id)
@@ -480,11 +475,10 @@ class DeliveryService:
             state.last_edit_at, state.last_text = time.monotonic(), text
 
     @staticmethod
-    def _progress_buttons(job: GenerationJob, *, final: bool) -> tuple[str, int] | None:
+    def _progress_notice(job: GenerationJob, text: str, *, final: bool) -> ProgressShown:
         # Cancelling is offered only while nothing has been generated: after that the user keeps what is made.
-        if final or job.photos_completed or job.status != JobStatus.PROCESSING:
-            return None
-        return ("cancel_job", job.id)
+        cancellable = not final and not job.photos_completed and job.status == JobStatus.PROCESSING
+        return ProgressShown(job.id, text, cancellable)
 
     def _progress_text(self, job: GenerationJob, done: int, final: bool = False) -> str:
         text = self.sender.text
@@ -531,11 +525,7 @@ class DeliveryService:
                 if state.wake.is_set():
                     return True
         outcome = await self.sender.edit_progress(
-            fresh.chat_id,
-            fresh.progress_message_id,
-            fresh.language,
-            text,
-            self._progress_buttons(fresh, final=final),
+            fresh.chat_id, fresh.progress_message_id, fresh.language, self._progress_notice(fresh, text, final=final)
         )
         if not isinstance(outcome, Sent):
             log.warning("progress edit for job %s failed: %s", job.id, outcome)
@@ -571,15 +561,8 @@ class DeliveryService:
         if not moved:
             return True
         await self._progress(job, state, final=True)
-        key = "delivery.finished_partial" if outcome.skipped else "delivery.finished"
-        await self.notifier.tell(
-            job.chat_id,
-            job.language,
-            key,
-            count=outcome.succeeded,
-            credited=outcome.skipped,
-            buttons=("after_pack", job_id, job.avatar_id, outcome.skipped),
-        )
+        finished = PackFinished(job_id, job.avatar_id, delivered=outcome.succeeded, credited=outcome.skipped)
+        await self.notifier.tell(job.chat_id, job.language, finished)
         return True
 
     async def _user_blocked(self, job: GenerationJob) -> None:

@@ -2,9 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
+
+from scheduler.notices import Notice
 
 
 class UserNotifier(Protocol):
-    async def tell(self, chat_id: int, language: str, key: str, *, buttons: Any = None, **values: Any) -> int | None:
-        """Send the text ``key`` in the user's language; return the message id, None if it failed."""
+    async def tell(self, chat_id: int, language: str, notice: Notice) -> int | None:
+        """Tell the user ``notice`` in their language; return the message id, None if it failed."""
+
+
+class RecordingNotifier:
+    """The in-process notifier (tests, simulations): keeps what it was told, sends nothing."""
+
+    def __init__(self) -> None:
+        self.told: list[tuple[int, Notice]] = []
+
+    async def tell(self, chat_id: int, language: str, notice: Notice) -> int | None:
+        self.told.append((chat_id, notice))
+        return None
+
+    @property
+    def notices(self) -> list[Notice]:
+        return [notice for _, notice in self.told]

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from providers.payments import PaymentInfo, PaymentProviderError, RefundInfo
 from providers.stars import StarsCharge, StarsPayments
 from providers.yookassa import YooKassaClient
+from scheduler.notices import JobQueued, PaymentCanceled, PaymentReturned, RefundCanceled
 from scheduler.notify import UserNotifier
 from scheduler.signals import WorkSignals
 from storage import jobs, ledger
@@ -26,7 +27,7 @@ from storage import payments as payment_queries
 from storage.models import GenerationJob, Order, Payment, Refund, User, utcnow
 from storage.payments import RefundStatus, ReturnReason
 from studio.catalogue import Catalogue
-from studio.credits import Currency, format_price, price_for, trial_line
+from studio.credits import Currency, price_for, trial_line
 from studio.states import FINAL_JOB_STATUSES, OrderStatus, PaymentProviderName, PaymentStatus
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,19 @@ class PaymentUnavailable(Exception):
 
 class OrderNotPayable(Exception):
     """The order is not (or no longer) waiting for payment."""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderFacts:
+    """Who to tell about an order and what, read in the transaction that changed it."""
+
+    chat_id: int
+    language: str
+    order_id: int
+    order_status: OrderStatus
+    photos: int
+    job_id: int | None
+    position: int  # the job's place in the queue
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +243,7 @@ class PaymentService:
         if result.mismatch:
             log.error("payment %s amount mismatch: %s", payment.id, result.mismatch)
         if result.returned is not None:
-            await self._after_return(result, facts)
+            await self._after_return(result, result.returned, facts)
         await self._tell_outcome(
             result, facts, cancellation_reason=info.cancellation_reason, report_cancel=report_cancel
         )
@@ -329,7 +343,7 @@ class PaymentService:
         if result.mismatch:
             log.error("stars payment %s amount mismatch: %s", charge_id, result.mismatch)
         if result.returned is not None:
-            await self._after_return(result, facts)
+            await self._after_return(result, result.returned, facts)
         await self._tell_outcome(result, facts)
         return result
 
@@ -397,7 +411,7 @@ class PaymentService:
 
     # ------------------------------------------------------------ returning money
 
-    async def _after_return(self, result: payment_queries.ApplyResult, facts: dict[str, object]) -> None:
+    async def _after_return(self, result: payment_queries.ApplyResult, reason: ReturnReason, facts: OrderFacts) -> None:
         """A payment that could not buy its order: send the money back now and tell the user."""
         payment = result.payment
         log.error(
@@ -406,7 +420,7 @@ class PaymentService:
             payment.amount,
             payment.currency,
             payment.order_id,
-            result.returned,
+            reason,
             result.kept_payment_id,
         )
         refund_amount = payment.amount
@@ -416,14 +430,8 @@ class PaymentService:
                 if refund is not None:
                     refund_amount = refund.amount
             await self._carry_out(result.refund_id)
-        language = str(facts["language"])
-        await self.notifier.tell(
-            int(facts["chat_id"]),  # type: ignore[call-overload]
-            language,
-            f"payment.returned.{result.returned}",
-            order_id=facts["order_id"],
-            amount=format_price(refund_amount, payment.currency, language),
-        )
+        returned = PaymentReturned(facts.order_id, reason, refund_amount, Currency(payment.currency))
+        await self.notifier.tell(facts.chat_id, facts.language, returned)
 
     async def settle_refunds(self) -> int:
         """Finish refunds decided but not confirmed (provider down, process stopped in between)."""
@@ -518,13 +526,7 @@ class PaymentService:
         )
         for admin_id in self.admin_chat_ids:
             await self.notifier.tell(
-                admin_id,
-                "en",
-                "admin.refund_canceled",
-                refund_id=refund_id,
-                provider_id=info.id,
-                payment_id=info.payment_id,
-                amount=format_price(info.amount_kopecks, Currency.RUB, "en"),
+                admin_id, "en", RefundCanceled(refund_id, info.id, info.payment_id, info.amount_kopecks)
             )
 
     async def sync_refund(self, provider_refund_id: str, claimed_payment_id: str | None) -> None:
@@ -714,27 +716,26 @@ class PaymentService:
 
     # ------------------------------------------------------------ telling the user
 
-    async def _facts(self, session: AsyncSession, order_id: int, job: GenerationJob | None) -> dict[str, object]:
+    async def _facts(self, session: AsyncSession, order_id: int, job: GenerationJob | None) -> OrderFacts:
         order = await session.get(Order, order_id)
         assert order is not None
         user = await session.get(User, order.user_id)
         assert user is not None
-        facts: dict[str, object] = {
-            "chat_id": user.telegram_id,
-            "language": user.language,
-            "order_id": order.id,
-            "order_status": order.status,
-            "photos": order.photos,
-        }
-        if job is not None:
-            facts["job_id"] = job.id
-            facts["position"] = await jobs.queue_position(session, job)
-        return facts
+        position = await jobs.queue_position(session, job) if job is not None else 1
+        return OrderFacts(
+            user.telegram_id,
+            user.language,
+            order.id,
+            OrderStatus(order.status),
+            order.photos,
+            job_id=job.id if job is not None else None,
+            position=position,
+        )
 
     async def _tell_outcome(
         self,
         result: payment_queries.ApplyResult,
-        facts: dict[str, object],
+        facts: OrderFacts,
         cancellation_reason: str | None = None,
         *,
         report_cancel: bool = True,
@@ -743,32 +744,21 @@ class PaymentService:
             return
         if result.credited and result.job is not None:
             self.signals.job_queued()
-            await self._tell_queued(facts, key="payment.succeeded")
+            await self._tell_queued(facts, paid=True)
         elif (
             report_cancel
             and result.changed
             and result.payment.status == PaymentStatus.CANCELED
             # An order paid some other way meanwhile needs no "pay again".
-            and facts.get("order_status") == OrderStatus.AWAITING_PAYMENT
+            and facts.order_status == OrderStatus.AWAITING_PAYMENT
         ):
-            await self.notifier.tell(
-                int(facts["chat_id"]),  # type: ignore[call-overload]
-                str(facts["language"]),
-                "payment.canceled.expired"
-                if cancellation_reason == "expired_on_confirmation"
-                else "payment.canceled.other",
-                buttons=("pay_again", facts["order_id"]),
-            )
+            expired = cancellation_reason == "expired_on_confirmation"
+            await self.notifier.tell(facts.chat_id, facts.language, PaymentCanceled(facts.order_id, expired))
 
-    async def _tell_queued(self, facts: dict[str, object], key: str = "job.queued") -> None:
-        await self.notifier.tell(
-            int(facts["chat_id"]),  # type: ignore[call-overload]
-            str(facts["language"]),
-            key,
-            buttons=("cancel_job", facts.get("job_id")),
-            photos=facts["photos"],
-            position=facts.get("position", 1),
-        )
+    async def _tell_queued(self, facts: OrderFacts, *, paid: bool = False) -> None:
+        if facts.job_id is not None:
+            queued = JobQueued(facts.job_id, facts.photos, facts.position, paid=paid)
+            await self.notifier.tell(facts.chat_id, facts.language, queued)
 
 
 def _refund_status(status: str) -> RefundStatus:

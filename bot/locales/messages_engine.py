@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 ENGINE_MESSAGES: dict[str, tuple[str, str]] = {
-    "progress.raw": ("{text}", "{text}"),
     "progress.running": (
         "🎨 Создаём ваши портреты: {done} / {total} ✓\n{bar}{eta}",
         "🎨 Generating your portraits: {done} / {total} ✓\n{bar}{eta}",

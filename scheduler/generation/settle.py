@@ -10,6 +10,7 @@ import logging
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from scheduler.generation.roster import Roster
+from scheduler.notices import JobFailed, SelfiesMissing
 from scheduler.notify import UserNotifier
 from scheduler.signals import WorkSignals
 from storage import jobs as job_queries
@@ -118,9 +119,7 @@ class Settler:
         if released is None or job is None:
             return  # another task of the job got here first
         log.warning("%s: job failed without a provider call", reason, extra={"job_id": job_id})
-        await self.notifier.tell(
-            job.chat_id, job.language, "job.failed_no_selfies", count=released, buttons=("new_photos", job_id)
-        )
+        await self.notifier.tell(job.chat_id, job.language, SelfiesMissing(job_id, released))
 
     async def settle_job(self, job_id: int) -> None:
         """When no task can change any more: hand the job to delivery, or fail it and tell the user."""
@@ -147,8 +146,6 @@ class Settler:
             returned = await ledger.released_for_job(session, job_id)
             await session.commit()
         if moved and not succeeded:
-            await self.notifier.tell(
-                chat_id, language, "job.failed", count=returned, buttons=("use_credits", job_id, returned)
-            )
+            await self.notifier.tell(chat_id, language, JobFailed(job_id, returned))
         if moved and succeeded:
             self.signals.task_stored()

@@ -46,6 +46,7 @@ from providers.yookassa import YooKassaClient
 from scheduler.credits import CreditService, CreditsUnavailable
 from scheduler.engine import EngineConfig, GenerationEngine
 from scheduler.housekeeping import Housekeeping
+from scheduler.notify import RecordingNotifier
 from scheduler.payments import OrderNotPayable, PaymentService, PaymentUnavailable
 from scheduler.signals import WorkSignals
 from storage import avatars, deliveries, jobs, ledger, queue
@@ -80,17 +81,6 @@ MACHINE_SETTINGS = settings(
 )
 
 
-class Recorder:
-    """The notifier port (scheduler.notify.UserNotifier): what the services told users."""
-
-    def __init__(self) -> None:
-        self.told: list[tuple[int, str]] = []
-
-    async def tell(self, chat_id: int, language: str, key: str, *, buttons: Any = None, **values: Any) -> int | None:
-        self.told.append((chat_id, key))
-        return None
-
-
 class World:
     """What outlives one example: the event loop, the database, the fakes and the services."""
 
@@ -116,7 +106,7 @@ class World:
         )
         self.files = LocalFileStore(self.files_dir)
         self.signals = WorkSignals()
-        self.notifier = Recorder()
+        self.notifier = RecordingNotifier()
         self.stars = StarsPayments(self.bot)
         self.generation = GenerationEngine(
             self.sessionmaker,

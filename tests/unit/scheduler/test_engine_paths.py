@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import io
-import shutil
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 import pytest_asyncio
 from PIL import Image
 from sqlalchemy import func, select, update
@@ -26,12 +24,13 @@ from providers.base import RateLimitedError, RetryableProviderError
 from providers.fake import FakeImageProvider
 from scheduler.background import BackgroundTasks
 from scheduler.engine import EngineConfig, GenerationEngine
+from scheduler.notices import JobFailed, SelfiesMissing
+from scheduler.notify import RecordingNotifier
 from scheduler.signals import WorkSignals
 from storage import ledger
 from storage.db import create_engine, create_sessionmaker
 from storage.events import EventName
 from storage.files import LocalFileStore
-from storage.migrate import upgrade
 from storage.models import Event, GenerationTask, ReferencePhoto, utcnow
 from studio.catalogue import load_catalogue
 from studio.policy import CircuitBreaker, FallbackPolicy
@@ -60,47 +59,22 @@ POLICY = FallbackPolicy.from_dict(
 
 
 @dataclass
-class Told:
-    """The notifier port: what the engine told users."""
-
-    messages: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-
-    async def tell(self, chat_id: int, language: str, key: str, *, buttons: Any = None, **values: Any) -> int | None:
-        self.messages.append((key, values))
-        return None
-
-
-@dataclass
 class Rig:
     engine: GenerationEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     files: LocalFileStore
     kie: FakeImageProvider
     replicate: FakeImageProvider
-    told: Told
-
-
-@pytest.fixture(scope="session")
-def migrated_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("engine-paths") / "template.db"
-    upgrade(f"sqlite+aiosqlite:///{path}")
-    return path
-
-
-@pytest.fixture
-def database(migrated_database: Path, tmp_path: Path) -> Iterator[str]:
-    path = tmp_path / "pinglass.db"
-    shutil.copyfile(migrated_database, path)
-    yield f"sqlite+aiosqlite:///{path}"
+    told: RecordingNotifier
 
 
 @pytest_asyncio.fixture
-async def rig(database: str, tmp_path: Path) -> AsyncIterator[Rig]:
-    db: AsyncEngine = create_engine(database)
+async def rig(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Rig]:
+    db: AsyncEngine = create_engine(sqlite_url)
     sessionmaker = create_sessionmaker(db)
     files = LocalFileStore(tmp_path / "files")
     kie, replicate = FakeImageProvider("kie"), FakeImageProvider("replicate")
-    told = Told()
+    told = RecordingNotifier()
     engine = GenerationEngine(
         sessionmaker,
         files=files,
@@ -235,7 +209,7 @@ async def test_a_job_whose_selfies_are_gone_fails_once_without_a_provider_call(r
 
     assert (await job_row(rig.sessionmaker, job_id)).status == JobStatus.FAILED
     assert rig.kie.creates == [] and rig.kie.failed_creates == 0 and rig.kie.uploads == []
-    assert [key for key, _ in rig.told.messages] == ["job.failed_no_selfies"]
+    assert rig.told.notices == [SelfiesMissing(job_id, released=PORTRAITS)]
     assert rig.engine.breakers["kie"].failures == []
 
 
@@ -332,7 +306,7 @@ async def test_a_task_failed_for_good_is_credited_back_exactly_once(rig: Rig) ->
     async with rig.sessionmaker() as session:
         assert await ledger.released_for_job(session, job_id) == 1
     assert await _events(rig, EventName.GENERATION_FAILED) == 1
-    assert rig.told.messages == []  # six portraits may still come
+    assert rig.told.notices == []  # six portraits may still come
 
     for create in rest:
         await rig.engine.handle_result(rig.replicate, rig.replicate.fail(create.task_id, "no", retryable=False))
@@ -341,4 +315,4 @@ async def test_a_task_failed_for_good_is_credited_back_exactly_once(rig: Rig) ->
     assert (await job_row(rig.sessionmaker, job_id)).status == JobStatus.FAILED
     async with rig.sessionmaker() as session:
         assert await ledger.released_for_job(session, job_id) == PORTRAITS
-    assert rig.told.messages == [("job.failed", {"count": PORTRAITS})]
+    assert rig.told.notices == [JobFailed(job_id, returned=PORTRAITS)]

@@ -3,35 +3,25 @@ once per session, copied per test): AccountService, ResultsService, PaymentServi
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import pytest
 import pytest_asyncio
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from scheduler.accounts import AccountService
+from scheduler.notify import RecordingNotifier
 from scheduler.payments import PaymentService
 from scheduler.results import CancelResult, ResultsService
 from scheduler.signals import WorkSignals
 from storage import ledger
 from storage.db import create_engine, create_sessionmaker
 from storage.files import LocalFileStore
-from storage.migrate import upgrade
 from storage.models import Avatar, Event, GenerationJob, Order, ReferencePhoto, User
 from studio.catalogue import Catalogue, load_catalogue
 from studio.states import AvatarStatus, JobStatus, OrderStatus
 from tests.engine_support import seed_paid_job, seed_unpaid_order
-
-
-@pytest.fixture(scope="session")
-def migrated_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("user-services") / "template.db"
-    upgrade(f"sqlite+aiosqlite:///{path}")
-    return path
 
 
 class Rig:
@@ -46,7 +36,7 @@ class Rig:
         return PaymentService(
             self.sessionmaker,
             catalogue=self.catalogue,
-            notifier=_Silent(),
+            notifier=RecordingNotifier(),
             signals=WorkSignals(),
             yookassa=None,
             return_url="https://t.me/",
@@ -81,16 +71,9 @@ class Rig:
             return await ledger.balance(session, user_id)
 
 
-class _Silent:
-    async def tell(self, chat_id: int, language: str, key: str, *, buttons: Any = None, **values: Any) -> int | None:
-        return None
-
-
 @pytest_asyncio.fixture
-async def rig(migrated_database: Path, tmp_path: Path) -> AsyncIterator[Rig]:
-    path = tmp_path / "pinglass.db"
-    shutil.copyfile(migrated_database, path)
-    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+async def rig(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Rig]:
+    engine = create_engine(sqlite_url)
     try:
         yield Rig(create_sessionmaker(engine), LocalFileStore(tmp_path / "files"))
     finally:
