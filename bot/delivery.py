@@ -17,7 +17,8 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramServerError,
 )
-from aiogram.types import BufferedInputFile, InputMediaDocument, InputMediaPhoto, Message
+from aiogram.types import BufferedInputFile, Message
+from aiogram.utils.media_group import MediaGroupBuilder
 
 from bot.notifier import TelegramNotifier
 from bot.telegram_limits import PartialAlbumError
@@ -69,13 +70,14 @@ class TelegramAlbumSender:
             if item.as_document:
                 return [await self.bot.send_document(chat_id, _input(item), caption=caption)]
             return [await self.bot.send_photo(chat_id, _input(item), caption=caption)]
-        media = [
-            InputMediaPhoto(media=_input(item), caption=caption if index == 0 else None)
-            if not item.as_document
-            else InputMediaDocument(media=_input(item), caption=caption if index == 0 else None)
-            for index, item in enumerate(items)
-        ]
-        return await self.bot.send_media_group(chat_id, media=media)  # type: ignore[arg-type]
+        album = MediaGroupBuilder(caption=caption)  # the caption goes on the first item
+        for item in items:
+            if item.as_document:
+                album.add_document(_input(item))
+            else:
+                album.add_photo(_input(item))
+        # build()'s list type predates InputMediaLivePhoto in send_media_group's (list is invariant)
+        return await self.bot.send_media_group(chat_id, media=album.build())  # type: ignore[arg-type]  # see above
 
     async def edit_progress(self, chat_id: int, message_id: int, language: str, progress: ProgressShown) -> SendOutcome:
         text, buttons = self.notifier.render(progress, language)

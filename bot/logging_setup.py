@@ -138,7 +138,7 @@ def build_formatter(kind: Literal["text", "json"], secrets: Iterable[str]) -> lo
     return JsonFormatter(redactor) if kind == "json" else LogfmtFormatter(redactor)
 
 
-class PinGlassLogHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class PinGlassLogHandler(logging.StreamHandler):  # type: ignore[type-arg]  # generic in typeshed only
     """Marks the handler we installed, so configuring again replaces it instead of doubling lines."""
 
 

@@ -183,4 +183,5 @@ class ForgivingCallbackAnswers(BaseRequestMiddleware):
             if type(method).__name__ not in QUERY_ANSWERS or not QUERY_GONE.search(error.message):
                 raise
             log.info("query already answered or expired: %s", error.message)
-            return Response[TelegramType](ok=True, result=True)  # type: ignore[arg-type]
+            # A query answer's result is True; mypy cannot see that TelegramType is bool for these methods.
+            return Response[TelegramType](ok=True, result=True)  # type: ignore[arg-type]  # bool for query answers

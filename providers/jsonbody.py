@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import json
+from typing import Any
 
 # Replicate webhooks carry the whole prediction, which may inline an output as a data: URI.
 MAX_BODY_BYTES = 2 * 1024 * 1024
@@ -35,7 +36,9 @@ def load_json(raw: bytes | str, *, max_bytes: int = MAX_BODY_BYTES, max_depth: i
     return value
 
 
-def load_json_object(raw: bytes | str, *, max_bytes: int = MAX_BODY_BYTES, max_depth: int = MAX_DEPTH) -> dict:  # type: ignore[type-arg]
+def load_json_object(
+    raw: bytes | str, *, max_bytes: int = MAX_BODY_BYTES, max_depth: int = MAX_DEPTH
+) -> dict[str, Any]:
     value = load_json(raw, max_bytes=max_bytes, max_depth=max_depth)
     if not isinstance(value, dict):
         raise MalformedJson("body is not a JSON object")

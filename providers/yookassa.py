@@ -195,7 +195,7 @@ def _bind_sdk(binding: _ShopBinding) -> tuple[type[Payment], type[Refund]]:
     SDK code is patched and nothing global changes.
     """
 
-    class PinnedApiClient(ApiClient):  # type: ignore[misc]
+    class PinnedApiClient(ApiClient):  # type: ignore[misc]  # the SDK ships no types
         def __init__(self) -> None:
             super().__init__()
             # Pin per call so a foreign Configuration.configure() cannot redirect our requests.
@@ -229,11 +229,11 @@ def _bind_sdk(binding: _ShopBinding) -> tuple[type[Payment], type[Refund]]:
             except Exception as error:
                 raise translate_sdk_failure(error, self.last_http_status) from error
 
-    class PinnedPayment(Payment):  # type: ignore[misc]
+    class PinnedPayment(Payment):  # type: ignore[misc]  # the SDK ships no types
         def __init__(self) -> None:
             self.client = PinnedApiClient()
 
-    class PinnedRefund(Refund):  # type: ignore[misc]
+    class PinnedRefund(Refund):  # type: ignore[misc]  # the SDK ships no types
         def __init__(self) -> None:
             self.client = PinnedApiClient()
 

@@ -7,6 +7,7 @@ takes those — never a row pointing to a missing file.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import delete, func, select, update
@@ -83,8 +84,8 @@ async def remove_results_stored_before(session: AsyncSession, cutoff: datetime, 
             .order_by(GenerationTask.id)
             .limit(limit)
         )
-    ).all()
-    return await _clear_results(session, rows)
+    ).tuples()
+    return await _clear_results(session, rows.all())
 
 
 async def user_has_active_job(session: AsyncSession, user_id: int) -> bool:
@@ -107,8 +108,8 @@ async def forget_user_photos(session: AsyncSession, user_id: int) -> list[str]:
             .join(GenerationJob, GenerationJob.id == GenerationTask.job_id)
             .where(GenerationJob.user_id == user_id)
         )
-    ).all()
-    keys += await _clear_results(session, rows, forget_telegram_copy=True)
+    ).tuples()
+    keys += await _clear_results(session, rows.all(), forget_telegram_copy=True)
     return keys
 
 
@@ -122,10 +123,15 @@ async def referenced_keys(session: AsyncSession) -> set[str]:
     return keys
 
 
-async def _clear_results(session: AsyncSession, rows: object, *, forget_telegram_copy: bool = False) -> list[str]:
+async def _clear_results(
+    session: AsyncSession,
+    rows: Iterable[tuple[int, str | None, str | None]],
+    *,
+    forget_telegram_copy: bool = False,
+) -> list[str]:
     keys: list[str] = []
     task_ids: list[int] = []
-    for task_id, result_key, thumb_key in rows:  # type: ignore[attr-defined]
+    for task_id, result_key, thumb_key in rows:
         task_ids.append(task_id)
         keys.extend(key for key in (result_key, thumb_key) if key)
     if task_ids:

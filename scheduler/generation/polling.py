@@ -69,13 +69,13 @@ class Poller:
             wait = self.config.poll_interval_seconds
             if upcoming is not None:
                 wait = min(wait, max(0.05, (upcoming - now).total_seconds()))
-            retry_due = pending_at is not None and pending_at > now
-            if retry_due:
-                wait = min(wait, (pending_at - now).total_seconds())  # type: ignore[operator]
+            retry_at = pending_at if pending_at is not None and pending_at > now else None
+            if retry_at is not None:
+                wait = min(wait, (retry_at - now).total_seconds())
             self.state.poll_wake_at = now + timedelta(seconds=wait)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.state.poll_wakeup.wait(), timeout=wait)
-            if retry_due and pending_at <= utcnow():  # type: ignore[operator]
+            if retry_at is not None and retry_at <= utcnow():
                 self.signals.task_pending()
 
     async def poll_due(self) -> int:
