@@ -121,6 +121,21 @@ async def database_url(database_template: Path | str, tmp_path: Path) -> AsyncIt
         await drop_postgres_database(url)
 
 
+@pytest_asyncio.fixture
+async def empty_database_url(database_kind: str, tmp_path: Path) -> AsyncIterator[str]:
+    """For the tests of migrations themselves: a database with no schema at all, on both kinds."""
+    if database_kind == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+        return
+    if not TEST_DATABASE_URL:
+        pytest.skip("PostgreSQL tests need TEST_DATABASE_URL (set by .ci/run)")
+    url = await create_postgres_database()
+    try:
+        yield url
+    finally:
+        await drop_postgres_database(url)
+
+
 @pytest.fixture
 def redis_url() -> Iterator[str]:
     if not TEST_REDIS_URL:

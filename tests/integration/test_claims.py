@@ -288,7 +288,8 @@ async def test_claims_take_new_first_portraits_then_the_oldest_paid_work(backlog
     assert await claim(4) == [(9000, 1), (9000, 2), (backlog.free_job, 0), (backlog.free_job, 1)]
 
 
-async def test_migration_gives_existing_tasks_the_same_key_as_fan_out(database_url: str) -> None:
+async def test_migration_gives_existing_tasks_the_same_key_as_fan_out(empty_database_url: str) -> None:
+    database_url = empty_database_url
     await asyncio.to_thread(upgrade, database_url, "0006")
     engine = create_engine(database_url)
     try:

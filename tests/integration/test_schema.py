@@ -62,7 +62,9 @@ async def _diff(url: str) -> list[object]:
         await engine.dispose()
 
 
-async def test_upgrade_and_downgrade(database_url: str) -> None:
+async def test_upgrade_and_downgrade(empty_database_url: str) -> None:
+    database_url = empty_database_url
+    assert await _tables(database_url) == set()
     await asyncio.to_thread(upgrade, database_url)
     assert await _tables(database_url) == EXPECTED_TABLES
     await asyncio.to_thread(downgrade, database_url)
