@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
+import functools
 import os
 import signal
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,13 +15,14 @@ import aiohttp
 
 from tests.fakes.telegram import FakeTelegram
 from tests.harness import free_port
+from tests.support.zygote import ForkedProcess, Zygote
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
 class AppProcess:
-    process: subprocess.Popen[bytes]
+    process: ForkedProcess
     port: int
     log_path: Path
 
@@ -61,16 +62,22 @@ def process_env(settings: dict[str, Any]) -> dict[str, str]:
     return env
 
 
+@functools.cache
+def _zygote() -> Zygote:
+    """One per test process, started when its first test needs a child (start_process is called from
+    the middle of tests and their helper classes, so no fixture can hand it in)."""
+    zygote = Zygote(process_env({}))
+    atexit.register(zygote.close)
+    return zygote
+
+
 async def start_process(
     settings: dict[str, Any], log_path: Path, module: str = "scheduler", port: int | None = None
 ) -> AppProcess:
     """``port``: a fixed one, so a restarted bot keeps the webhook URL Telegram posts to."""
     port = port or free_port()
     env = process_env({**settings, "WEB_HOST": "127.0.0.1", "WEB_PORT": port})
-    log_file = log_path.open("ab")
-    process = subprocess.Popen(  # noqa: ASYNC220 - a child we keep running while the test goes on
-        [sys.executable, "-m", module], cwd=log_path.parent, env=env, stdout=log_file, stderr=subprocess.STDOUT
-    )
+    process = _zygote().spawn(module, env, cwd=log_path.parent, log_path=log_path)
     handle = AppProcess(process, port, log_path)
     deadline = asyncio.get_running_loop().time() + 60.0  # a start on a busy 2-core machine can take half of it
     async with aiohttp.ClientSession() as client:
