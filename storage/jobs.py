@@ -116,7 +116,7 @@ async def cancel_before_results(session: AsyncSession, job_id: int, user_id: int
     return await _cancel(session, job_id, user_id, sources=(JobStatus.QUEUED, JobStatus.PROCESSING))
 
 
-OPEN_TASK_STATUSES = (TaskStatus.PENDING, TaskStatus.SUBMITTED, TaskStatus.FAILED)
+OPEN_TASK_STATUSES = (TaskStatus.PENDING, TaskStatus.SUBMITTED)
 PRODUCED_TASK_STATUSES = (TaskStatus.SUCCEEDED, TaskStatus.STORED, TaskStatus.DELIVERED)
 
 
