@@ -128,14 +128,20 @@ def _by_source(transitions: Iterable[Transition[Status]]) -> dict[Status, Transi
     return found
 
 
-# The steps the engine and delivery take by naming their edge (storage.queue.move_job): each edge
-# belongs to exactly one of them.
-JOB_STEPS: dict[tuple[JobStatus, JobStatus], Transition[JobStatus]] = {}
-for _step in (START_DELIVERY, FAIL_JOB_WITHOUT_PORTRAITS, COMPLETE_JOB, COMPLETE_JOB_PARTIALLY, FAIL_JOB_AT_DELIVERY):
-    for _edge in _step.edges:
-        if _edge in JOB_STEPS:
-            raise RuntimeError(f"{JOB_STEPS[_edge].name!r} and {_step.name!r} both take {_edge}")
-        JOB_STEPS[_edge] = _step
+def _by_edge(transitions: Iterable[Transition[Status]]) -> dict[tuple[Status, Status], Transition[Status]]:
+    found: dict[tuple[Status, Status], Transition[Status]] = {}
+    for transition in transitions:
+        for edge in transition.edges:
+            if edge in found:
+                raise RuntimeError(f"{found[edge].name!r} and {transition.name!r} both take {edge}")
+            found[edge] = transition
+    return found
+
+
+# The steps the engine and delivery take by naming their edge (storage.queue.move_job).
+JOB_STEPS = _by_edge(
+    [START_DELIVERY, FAIL_JOB_WITHOUT_PORTRAITS, COMPLETE_JOB, COMPLETE_JOB_PARTIALLY, FAIL_JOB_AT_DELIVERY]
+)
 # A failed try is retried or skipped from wherever it failed; each source has its own transition.
 TASK_RETRIES = _by_source([RETRY_UNSUBMITTED_TASK, RETRY_SUBMITTED_TASK, RETRY_UNUSABLE_RESULT])
 TASK_SKIPS = _by_source([SKIP_UNSUBMITTED_TASK, SKIP_SUBMITTED_TASK, SKIP_UNUSABLE_RESULT, SKIP_UNDELIVERABLE_TASK])
