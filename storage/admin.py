@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage import transitions
 from storage.models import (
     AuditLog,
     GenerationJob,
@@ -241,44 +242,25 @@ def _as_utc(value: Any) -> datetime:
 async def reopen_skipped_tasks(session: AsyncSession, job_id: int) -> int:
     """An admin's retry: the job's skipped photos go back to the queue, each from the first provider.
 
-    The job leaves its final state (partial/failed) for processing again — the one transition the
-    state table does not list, allowed only here, as a conditional UPDATE like every other. The
-    credits already returned for these photos stay with the user (the retry is on the house); if a
-    photo fails again, its release line collides with the first and nothing moves twice.
+    The job leaves its final state (partial/failed) for processing again, by the admin-only edges of
+    the state tables. The credits already returned for these photos stay with the user (the retry is
+    on the house); if a photo fails again, its release line collides with the first and nothing
+    moves twice.
     """
-    skipped = (
-        select(GenerationTask.id)
-        .where(GenerationTask.job_id == GenerationJob.id, GenerationTask.status == TaskStatus.SKIPPED)
-        .exists()
-    )
-    reopened = await session.execute(
-        update(GenerationJob)
-        .where(
-            GenerationJob.id == job_id,
-            GenerationJob.status.in_([JobStatus.PARTIAL, JobStatus.FAILED, JobStatus.PROCESSING]),
-            skipped,
-        )
-        .values(status=JobStatus.PROCESSING, finished_at=None, delivered_at=None)
-    )
-    if not rows_changed(reopened):
+    if not await transitions.reopen_job(session, job_id, finished_at=None, delivered_at=None):
         return 0
-    result = await session.execute(
-        update(GenerationTask)
-        .where(GenerationTask.job_id == job_id, GenerationTask.status == TaskStatus.SKIPPED)
-        .values(
-            status=TaskStatus.PENDING,
-            provider_index=0,
-            attempts=0,
-            next_poll_at=None,
-            provider_task_id=None,
-            result_url=None,
-            claimed_by=None,
-            lease_expires_at=None,
-            error=None,
-        )
-        .returning(GenerationTask.id)
+    count = await transitions.reopen_skipped_tasks(
+        session,
+        job_id,
+        provider_index=0,
+        attempts=0,
+        next_poll_at=None,
+        provider_task_id=None,
+        result_url=None,
+        claimed_by=None,
+        lease_expires_at=None,
+        error=None,
     )
-    count = len(result.all())
     remaining = case((GenerationJob.photos_failed > count, GenerationJob.photos_failed - count), else_=0)
     await session.execute(update(GenerationJob).where(GenerationJob.id == job_id).values(photos_failed=remaining))
     return count

@@ -8,6 +8,7 @@ from datetime import timedelta
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage import transitions
 from storage.models import Delivery, GenerationJob, GenerationTask, User, utcnow
 from storage.sql import rows_changed
 from studio.states import DeliveryStatus, JobStatus, TaskStatus
@@ -109,11 +110,7 @@ async def confirm_chunk(
     inside an album; the rest is planned again)."""
     now = utcnow()
     for task_id, file_id in delivered.items():
-        await session.execute(
-            update(GenerationTask)
-            .where(GenerationTask.id == task_id, GenerationTask.status == TaskStatus.STORED)
-            .values(status=TaskStatus.DELIVERED, delivered_at=now, telegram_file_id=file_id)
-        )
+        await transitions.deliver_task(session, task_id, delivered_at=now, telegram_file_id=file_id)
     chunk = await session.get(Delivery, chunk_id)
     assert chunk is not None
     if task_ids is not None:
@@ -159,13 +156,7 @@ async def settle_uncertain(session: AsyncSession, chunk: Delivery) -> list[int]:
     delivered (at most once) and mark it, so it is offered for resending instead of sent twice."""
     if not await set_chunk_status(session, chunk.id, DeliveryStatus.SENDING, DeliveryStatus.UNCERTAIN):
         return []
-    result = await session.execute(
-        update(GenerationTask)
-        .where(GenerationTask.id.in_(chunk.task_ids), GenerationTask.status == TaskStatus.STORED)
-        .values(status=TaskStatus.DELIVERED, delivered_at=utcnow())
-        .returning(GenerationTask.id)
-    )
-    return list(result.scalars())
+    return await transitions.deliver_tasks(session, chunk.task_ids, delivered_at=utcnow())
 
 
 async def get_chunk(session: AsyncSession, job_id: int, chunk_index: int) -> Delivery | None:

@@ -1,17 +1,17 @@
 """Generation jobs: created from paid (or free) orders with their credits reserved, queued by
-priority then age, cancellable while queued. Every status change is a conditional UPDATE."""
+priority then age, cancellable while queued. Status changes are ``storage.transitions``'."""
 
 from __future__ import annotations
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage import ledger
+from storage import ledger, transitions
 from storage.events import EventName, record_event
 from storage.models import GenerationJob, GenerationTask, Order, User, utcnow
 from studio.credits import release_line_for_cancel, release_line_for_stop, reserve_line
-from studio.states import ACTIVE_JOB_STATUSES, JobStatus, TaskStatus
+from studio.states import ACTIVE_JOB_STATUSES, JobStatus
 
 PRIORITY_PAID = 100
 PRIORITY_FREE = 0
@@ -104,7 +104,7 @@ async def get_job(session: AsyncSession, job_id: int) -> GenerationJob | None:
 
 async def cancel_queued_job(session: AsyncSession, job_id: int, user_id: int | None = None) -> bool:
     """queued → cancelled and the reserved credits released, once; False if generation already began."""
-    return await _cancel(session, job_id, user_id, sources=(JobStatus.QUEUED,))
+    return await _cancel(session, job_id, user_id, transitions.CANCEL_QUEUED_JOB)
 
 
 async def cancel_before_results(session: AsyncSession, job_id: int, user_id: int | None = None) -> bool:
@@ -113,29 +113,13 @@ async def cancel_before_results(session: AsyncSession, job_id: int, user_id: int
     In-flight provider tasks are skipped: their late results find no task to store, so nothing the
     user was refunded for can reach them.
     """
-    return await _cancel(session, job_id, user_id, sources=(JobStatus.QUEUED, JobStatus.PROCESSING))
+    return await _cancel(session, job_id, user_id, transitions.CANCEL_JOB_BEFORE_RESULTS)
 
 
-OPEN_TASK_STATUSES = (TaskStatus.PENDING, TaskStatus.SUBMITTED, TaskStatus.FAILED)
-PRODUCED_TASK_STATUSES = (TaskStatus.SUCCEEDED, TaskStatus.STORED, TaskStatus.DELIVERED)
-
-
-async def _cancel(session: AsyncSession, job_id: int, user_id: int | None, *, sources: tuple[JobStatus, ...]) -> bool:
-    produced = (
-        select(GenerationTask.id)
-        .where(GenerationTask.job_id == GenerationJob.id, GenerationTask.status.in_(PRODUCED_TASK_STATUSES))
-        .exists()
-    )
-    conditions = [GenerationJob.id == job_id, GenerationJob.status.in_(list(sources)), ~produced]
-    if user_id is not None:
-        conditions.append(GenerationJob.user_id == user_id)
-    result = await session.execute(
-        update(GenerationJob)
-        .where(*conditions)
-        .values(status=JobStatus.CANCELLED, finished_at=utcnow())
-        .returning(GenerationJob.user_id, GenerationJob.order_id)
-    )
-    row = result.first()
+async def _cancel(
+    session: AsyncSession, job_id: int, user_id: int | None, transition: transitions.Transition[JobStatus]
+) -> bool:
+    row = await transitions.cancel_job(session, transition, job_id, user_id, finished_at=utcnow())
     if row is None:
         return False
     owner, order_id = row
@@ -148,12 +132,7 @@ async def _cancel(session: AsyncSession, job_id: int, user_id: int | None, *, so
 
 
 async def _skip_open_tasks(session: AsyncSession, job_id: int) -> None:
-    """Tasks no provider has finished are skipped; a late result finds no task to store into."""
-    await session.execute(
-        update(GenerationTask)
-        .where(GenerationTask.job_id == job_id, GenerationTask.status.in_(OPEN_TASK_STATUSES))
-        .values(status=TaskStatus.SKIPPED, claimed_by=None, lease_expires_at=None, next_poll_at=None)
-    )
+    await transitions.skip_open_tasks(session, job_id, claimed_by=None, lease_expires_at=None, next_poll_at=None)
 
 
 async def _release_unproduced(session: AsyncSession, job: GenerationJob) -> int:
@@ -162,7 +141,7 @@ async def _release_unproduced(session: AsyncSession, job: GenerationJob) -> int:
         (
             await session.execute(
                 select(func.count()).where(
-                    GenerationTask.job_id == job.id, GenerationTask.status.in_(PRODUCED_TASK_STATUSES)
+                    GenerationTask.job_id == job.id, GenerationTask.status.in_(transitions.PORTRAIT_TASK_STATUSES)
                 )
             )
         ).scalar_one()
@@ -181,13 +160,7 @@ async def fail_for_local_reason(session: AsyncSession, job_id: int) -> int | Non
     Returns the credits released, or None when another caller already ended the job (so the user is
     told and credited once). Nothing here touches a provider's retries or circuit breaker.
     """
-    result = await session.execute(
-        update(GenerationJob)
-        .where(GenerationJob.id == job_id, GenerationJob.status.in_([JobStatus.QUEUED, JobStatus.PROCESSING]))
-        .values(status=JobStatus.FAILED, finished_at=utcnow())
-        .returning(GenerationJob.id)
-    )
-    if result.first() is None:
+    if not await transitions.fail_job_without_selfies(session, job_id, finished_at=utcnow()):
         return None
     job = await session.get(GenerationJob, job_id, populate_existing=True)
     assert job is not None

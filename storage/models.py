@@ -1,7 +1,8 @@
 """SQLAlchemy 2 models: the durable state of PinGlass (see DESIGN.md "Data").
 
 Statuses are stored as strings whose vocabulary lives in ``studio.states``; every status change
-is a conditional UPDATE done in the query modules, never an in-place read-modify-write.
+is a conditional UPDATE (a job's or task's in ``storage.transitions``, others in their query
+modules), never an in-place read-modify-write.
 """
 
 from __future__ import annotations

@@ -1,9 +1,6 @@
-"""The work queue in the database: claiming jobs and tasks safely across processes, and every task
-transition as a conditional UPDATE (procrastinate-style: status + attempts + lease, no in-memory truth).
-
-Claiming: PostgreSQL locks candidate rows with ``FOR UPDATE SKIP LOCKED`` so concurrent workers
-take disjoint rows; SQLite serialises writers, so one ``UPDATE … WHERE id IN (subquery) AND
-<still claimable> RETURNING`` is atomic there.
+"""The work queue in the database: claiming jobs and tasks safely across processes
+(``storage.sql.claim_rows``), and the engine's task and job moves (procrastinate-style: status +
+attempts + lease, no in-memory truth), whose status changes are ``storage.transitions``'.
 """
 
 from __future__ import annotations
@@ -15,9 +12,9 @@ from typing import Any
 from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage import ledger
+from storage import ledger, transitions
 from storage.models import GenerationJob, GenerationTask, User, utcnow
-from storage.sql import insert_for, rows_changed
+from storage.sql import claim_rows, insert_for
 from studio.credits import release_line_for_task
 from studio.generation import PlannedTask, claim_key
 from studio.states import JobStatus, TaskStatus
@@ -27,30 +24,6 @@ BUSY_JOB_STATUSES = (JobStatus.PROCESSING, JobStatus.DELIVERING)
 
 def _is_postgres(session: AsyncSession) -> bool:
     return session.get_bind().dialect.name == "postgresql"
-
-
-async def _claim(
-    session: AsyncSession,
-    model: Any,
-    candidates: Select[Any],
-    still_claimable: Any,
-    values: dict[str, Any],
-    rank: Any = None,
-) -> list[int]:
-    """Claim the candidates still claimable; their ids by ``rank`` (a column of ``model``), else by id."""
-    if _is_postgres(session):
-        ids = list((await session.execute(candidates.with_for_update(skip_locked=True))).scalars())
-        if not ids:
-            return []
-        id_filter = model.id.in_(ids)
-    else:
-        id_filter = model.id.in_(candidates.scalar_subquery())
-    statement = update(model).where(id_filter, still_claimable).values(**values)
-    if rank is None:
-        result = await session.execute(statement.returning(model.id))
-        return sorted(result.scalars())
-    rows = (await session.execute(statement.returning(model.id, rank))).all()
-    return [row[0] for row in sorted(rows, key=lambda row: (row[1], row[0]))]
 
 
 # ---------------------------------------------------------------- jobs
@@ -72,18 +45,8 @@ async def claim_queued_jobs(session: AsyncSession, worker: str, limit: int) -> l
         .order_by(GenerationJob.priority.desc(), GenerationJob.created_at, GenerationJob.id)
         .limit(limit)
     )
-    now = utcnow()
-    return await _claim(
-        session,
-        GenerationJob,
-        candidates,
-        GenerationJob.status == JobStatus.QUEUED,
-        {
-            "status": JobStatus.PROCESSING,
-            "claimed_by": worker,
-            "started_at": now,
-            "attempts": GenerationJob.attempts + 1,
-        },
+    return await transitions.claim_queued_jobs(
+        session, candidates, claimed_by=worker, started_at=utcnow(), attempts=GenerationJob.attempts + 1
     )
 
 
@@ -171,7 +134,7 @@ async def claim_pending_tasks(session: AsyncSession, worker: str, limit: int, le
     """Due pending tasks, leased to ``worker``; their ids in the queue's order (job priority, every
     job's first portrait, job age, position: ``studio.generation.claim_key``)."""
     now = utcnow()
-    return await _claim(
+    return await claim_rows(
         session,
         GenerationTask,
         pending_claim_candidates(now, limit),
@@ -191,28 +154,21 @@ async def mark_submitted(
     provider_task_id: str,
     next_poll_at: datetime,
 ) -> bool:
-    result = await session.execute(
-        update(GenerationTask)
-        .where(
-            GenerationTask.id == task_id,
-            GenerationTask.status == TaskStatus.PENDING,
-            GenerationTask.claimed_by == worker,
-        )
-        .values(
-            status=TaskStatus.SUBMITTED,
-            provider=provider,
-            provider_index=provider_index,
-            provider_task_id=provider_task_id,
-            submitted_at=utcnow(),
-            next_poll_at=next_poll_at,
-            polls=0,
-            attempts=GenerationTask.attempts + 1,
-            claimed_by=None,
-            lease_expires_at=None,
-            error=None,
-        )
+    return await transitions.submit_task(
+        session,
+        task_id,
+        worker,
+        provider=provider,
+        provider_index=provider_index,
+        provider_task_id=provider_task_id,
+        submitted_at=utcnow(),
+        next_poll_at=next_poll_at,
+        polls=0,
+        attempts=GenerationTask.attempts + 1,
+        claimed_by=None,
+        lease_expires_at=None,
+        error=None,
     )
-    return bool(rows_changed(result))
 
 
 async def other_task_submitted(session: AsyncSession, job_id: int, task_id: int) -> bool:
@@ -255,17 +211,6 @@ async def release_claim(session: AsyncSession, task_id: int, worker: str) -> Non
     )
 
 
-def _task_in(task_id: int, status: TaskStatus, worker: str | None, result_url: str | None = None) -> list[Any]:
-    """The WHERE of a task transition: this task, still in ``status`` (and still ours, if leased; still
-    holding the result being judged, if given — a slow verdict must not fail a newer result)."""
-    conditions = [GenerationTask.id == task_id, GenerationTask.status == status]
-    if worker is not None:
-        conditions.append(GenerationTask.claimed_by == worker)
-    if result_url is not None:
-        conditions.append(GenerationTask.result_url == result_url)
-    return conditions
-
-
 async def retry_later(
     session: AsyncSession,
     task_id: int,
@@ -278,24 +223,23 @@ async def retry_later(
     worker: str | None = None,
     result_url: str | None = None,
 ) -> bool:
-    """A failed try goes back to pending (same or next provider), not before ``retry_at``."""
-    conditions = _task_in(task_id, from_status, worker, result_url)
-    result = await session.execute(
-        update(GenerationTask)
-        .where(*conditions)
-        .values(
-            status=TaskStatus.PENDING,
-            provider_index=provider_index,
-            attempts=attempts,
-            next_poll_at=retry_at,
-            provider_task_id=None,
-            result_url=None,
-            claimed_by=None,
-            lease_expires_at=None,
-            error=error[:1000],
-        )
+    """A failed try goes back to pending (same or next provider), not before ``retry_at``; only while
+    the task is still in ``from_status`` (and still ``worker``'s, still holding ``result_url``)."""
+    return await transitions.retry_task(
+        session,
+        task_id,
+        from_status,
+        leased_by=worker,
+        holding_result=result_url,
+        provider_index=provider_index,
+        attempts=attempts,
+        next_poll_at=retry_at,
+        provider_task_id=None,
+        result_url=None,
+        claimed_by=None,
+        lease_expires_at=None,
+        error=error[:1000],
     )
-    return bool(rows_changed(result))
 
 
 async def skip_task(
@@ -308,14 +252,16 @@ async def skip_task(
     result_url: str | None = None,
 ) -> bool:
     """Every provider is exhausted: the task is skipped and its credit released, exactly once."""
-    conditions = _task_in(task_id, from_status, worker, result_url)
-    result = await session.execute(
-        update(GenerationTask)
-        .where(*conditions)
-        .values(status=TaskStatus.SKIPPED, claimed_by=None, lease_expires_at=None, error=error[:1000])
-        .returning(GenerationTask.job_id)
+    job_id = await transitions.skip_task(
+        session,
+        task_id,
+        from_status,
+        leased_by=worker,
+        holding_result=result_url,
+        claimed_by=None,
+        lease_expires_at=None,
+        error=error[:1000],
     )
-    job_id = result.scalar_one_or_none()
     if job_id is None:
         return False
     job = await session.get(GenerationJob, job_id)
@@ -331,17 +277,9 @@ async def mark_provider_succeeded(
     session: AsyncSession, provider: str, provider_task_id: str, image_url: str
 ) -> GenerationTask | None:
     """submitted → succeeded: only the first report (callback or poll) wins and gets to download."""
-    result = await session.execute(
-        update(GenerationTask)
-        .where(
-            GenerationTask.provider == provider,
-            GenerationTask.provider_task_id == provider_task_id,
-            GenerationTask.status == TaskStatus.SUBMITTED,
-        )
-        .values(status=TaskStatus.SUCCEEDED, result_url=image_url, provider_done_at=utcnow())
-        .returning(GenerationTask.id)
+    task_id = await transitions.record_result(
+        session, provider, provider_task_id, result_url=image_url, provider_done_at=utcnow()
     )
-    task_id = result.scalar_one_or_none()
     return None if task_id is None else await session.get(GenerationTask, task_id)
 
 
@@ -372,13 +310,9 @@ async def find_submitted(session: AsyncSession, provider: str, provider_task_id:
 async def mark_stored(
     session: AsyncSession, task_id: int, *, result_key: str, thumb_key: str, stored_at: datetime
 ) -> bool:
-    result = await session.execute(
-        update(GenerationTask)
-        .where(GenerationTask.id == task_id, GenerationTask.status == TaskStatus.SUCCEEDED)
-        .values(status=TaskStatus.STORED, result_key=result_key, thumb_key=thumb_key, stored_at=stored_at)
-        .returning(GenerationTask.job_id)
+    job_id = await transitions.store_result(
+        session, task_id, result_key=result_key, thumb_key=thumb_key, stored_at=stored_at
     )
-    job_id = result.scalar_one_or_none()
     if job_id is None:
         return False
     await session.execute(
@@ -526,12 +460,8 @@ async def task_counts(session: AsyncSession, job_id: int) -> dict[str, int]:
 
 
 async def move_job(session: AsyncSession, job_id: int, source: JobStatus, target: JobStatus, **values: Any) -> bool:
-    result = await session.execute(
-        update(GenerationJob)
-        .where(GenerationJob.id == job_id, GenerationJob.status == source)
-        .values(status=target, **values)
-    )
-    return bool(rows_changed(result))
+    """The engine's and delivery's job steps, named by their edge (``transitions.JOB_STEPS``)."""
+    return await transitions.take_job_step(session, job_id, source, target, **values)
 
 
 async def status_counts(session: AsyncSession) -> tuple[dict[str, int], dict[str, int], datetime | None]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import CursorResult, Result, select
+from sqlalchemy import CursorResult, Result, Select, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -41,6 +41,34 @@ async def insert_or_find(
     row = await session.get(model, row_id)
     assert row is not None
     return row, created
+
+
+async def claim_rows(
+    session: AsyncSession,
+    model: Any,
+    candidates: Select[Any],
+    still_claimable: Any,
+    values: Mapping[str, Any],
+    rank: Any = None,
+) -> list[int]:
+    """Claim the candidates still claimable; their ids by ``rank`` (a column of ``model``), else by id.
+
+    PostgreSQL locks candidate rows with ``FOR UPDATE SKIP LOCKED`` so concurrent workers take
+    disjoint rows; SQLite serialises writers, so one ``UPDATE … WHERE id IN (subquery) AND <still
+    claimable> RETURNING`` is atomic there."""
+    if session.get_bind().dialect.name == "postgresql":
+        ids = list((await session.execute(candidates.with_for_update(skip_locked=True))).scalars())
+        if not ids:
+            return []
+        id_filter = model.id.in_(ids)
+    else:
+        id_filter = model.id.in_(candidates.scalar_subquery())
+    statement = update(model).where(id_filter, still_claimable).values(**values)
+    if rank is None:
+        result = await session.execute(statement.returning(model.id))
+        return sorted(result.scalars())
+    rows = (await session.execute(statement.returning(model.id, rank))).all()
+    return [row[0] for row in sorted(rows, key=lambda row: (row[1], row[0]))]
 
 
 def rows_changed(result: Result[Any]) -> int:

@@ -149,7 +149,7 @@ def build_prompt(catalogue: Catalogue, prompt_index: int, variant: int, avatar_c
 def settle_job(total: int, stored_or_delivered: int, skipped: int) -> JobOutcome | None:
     """The final outcome of a job once every task has ended, or None while some are still running.
 
-    Only stored/delivered and skipped tasks are final: a failed task is still being retried.
+    Only stored/delivered and skipped tasks are final: any other task may still become a portrait.
     """
     if total < 1:
         raise ValueError(f"a job has at least one task, got total={total}")

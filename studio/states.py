@@ -1,7 +1,7 @@
 """Status vocabularies and the allowed transitions of PinGlass's state machines.
 
-Plain data: the database stores these values as strings, and every transition in storage is a
-conditional UPDATE whose expected source states come from the tables below.
+Plain data: the database stores these values as strings. Every job and task status change is a
+named conditional UPDATE in ``storage.transitions`` that takes only edges of the tables below.
 """
 
 from __future__ import annotations
@@ -45,7 +45,6 @@ class TaskStatus(StrEnum):
     SUCCEEDED = "succeeded"
     STORED = "stored"
     DELIVERED = "delivered"
-    FAILED = "failed"
     SKIPPED = "skipped"
 
 
@@ -74,11 +73,11 @@ class AvatarStatus(StrEnum):
 
 
 JOB_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
-    JobStatus.QUEUED: frozenset({JobStatus.PROCESSING, JobStatus.CANCELLED}),
-    # Cancelling a processing job is allowed only while nothing has been generated (see storage.jobs).
-    JobStatus.PROCESSING: frozenset(
-        {JobStatus.DELIVERING, JobStatus.COMPLETED, JobStatus.PARTIAL, JobStatus.FAILED, JobStatus.CANCELLED}
-    ),
+    # queued → failed: the selfies are gone before the first create (/forget, retention).
+    JobStatus.QUEUED: frozenset({JobStatus.PROCESSING, JobStatus.CANCELLED, JobStatus.FAILED}),
+    # processing → cancelled only while no portrait exists; → failed when none can exist any more.
+    JobStatus.PROCESSING: frozenset({JobStatus.DELIVERING, JobStatus.FAILED, JobStatus.CANCELLED}),
+    # delivering → failed: every stored portrait was refused at delivery and credited back.
     JobStatus.DELIVERING: frozenset({JobStatus.COMPLETED, JobStatus.PARTIAL, JobStatus.FAILED}),
     JobStatus.COMPLETED: frozenset(),
     JobStatus.PARTIAL: frozenset(),
@@ -86,27 +85,44 @@ JOB_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.CANCELLED: frozenset(),
 }
 
+# Edges only an admin's retry takes: a job's skipped photos go back to the queue, so the job
+# leaves its final state (or stays processing) to make them.
+ADMIN_JOB_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.PROCESSING: frozenset({JobStatus.PROCESSING}),
+    JobStatus.PARTIAL: frozenset({JobStatus.PROCESSING}),
+    JobStatus.FAILED: frozenset({JobStatus.PROCESSING}),
+}
+
+# A failed try goes straight back to pending (retry, or the fallback provider) or to skipped (every
+# provider spent): the decision is made before the write, so no row ever rests in between.
 TASK_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
-    TaskStatus.PENDING: frozenset({TaskStatus.SUBMITTED, TaskStatus.SKIPPED}),
-    TaskStatus.SUBMITTED: frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.PENDING}),
-    TaskStatus.SUCCEEDED: frozenset({TaskStatus.STORED, TaskStatus.FAILED}),
+    # pending → pending: a create refused (rate limit) or failed, retried later.
+    TaskStatus.PENDING: frozenset({TaskStatus.SUBMITTED, TaskStatus.PENDING, TaskStatus.SKIPPED}),
+    TaskStatus.SUBMITTED: frozenset({TaskStatus.SUCCEEDED, TaskStatus.PENDING, TaskStatus.SKIPPED}),
+    # succeeded → pending / skipped: the result is unusable (bad image, no face, unlike the person).
+    TaskStatus.SUCCEEDED: frozenset({TaskStatus.STORED, TaskStatus.PENDING, TaskStatus.SKIPPED}),
     # stored → skipped: a portrait Telegram refuses even as a file, or whose file is gone, is credited.
     TaskStatus.STORED: frozenset({TaskStatus.DELIVERED, TaskStatus.SKIPPED}),
     TaskStatus.DELIVERED: frozenset(),
-    TaskStatus.FAILED: frozenset({TaskStatus.PENDING, TaskStatus.SKIPPED}),
     TaskStatus.SKIPPED: frozenset(),
+}
+
+# An admin's retry puts a job's skipped photos back in the queue.
+ADMIN_TASK_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
+    TaskStatus.SKIPPED: frozenset({TaskStatus.PENDING}),
 }
 
 ACTIVE_JOB_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.PROCESSING, JobStatus.DELIVERING})
 FINAL_JOB_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.PARTIAL, JobStatus.FAILED, JobStatus.CANCELLED})
 
 
-def sources_of(target: JobStatus | TaskStatus) -> frozenset[str]:
-    """The states from which ``target`` may be entered (the WHERE of a conditional UPDATE)."""
-    table = JOB_TRANSITIONS if isinstance(target, JobStatus) else TASK_TRANSITIONS
-    return frozenset(str(src) for src, targets in table.items() if target in targets)
-
-
-def can_move(source: JobStatus | TaskStatus, target: JobStatus | TaskStatus) -> bool:
-    table = JOB_TRANSITIONS if isinstance(source, JobStatus) else TASK_TRANSITIONS
-    return target in table[source]  # type: ignore[index]
+def can_move(source: JobStatus | TaskStatus, target: JobStatus | TaskStatus, *, admin_only: bool = False) -> bool:
+    """Is ``source → target`` an edge the product takes by itself, or (``admin_only``) one of the
+    edges only an admin's action takes?"""
+    if isinstance(source, JobStatus) and isinstance(target, JobStatus):
+        jobs = ADMIN_JOB_TRANSITIONS if admin_only else JOB_TRANSITIONS
+        return target in jobs.get(source, frozenset())
+    if isinstance(source, TaskStatus) and isinstance(target, TaskStatus):
+        tasks = ADMIN_TASK_TRANSITIONS if admin_only else TASK_TRANSITIONS
+        return target in tasks.get(source, frozenset())
+    return False  # a job status and a task status are never one machine's edge

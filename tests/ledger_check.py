@@ -61,7 +61,6 @@ HOLDING_TASK_STATUSES = frozenset(
     {
         TaskStatus.PENDING,
         TaskStatus.SUBMITTED,
-        TaskStatus.FAILED,
         TaskStatus.SUCCEEDED,
         TaskStatus.STORED,
         TaskStatus.DELIVERED,
