@@ -11,7 +11,18 @@ from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.i18n import I18n
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot.callbacks import AgainCb, JobCb, MenuCb, OrderCb, ResendCb, ResultsCb
+from bot.callbacks import (
+    AgainCb,
+    JobAction,
+    JobCb,
+    MenuAction,
+    MenuCb,
+    OrderAction,
+    OrderCb,
+    ResendCb,
+    ResultsAction,
+    ResultsCb,
+)
 from bot.locales.messages_plural import PLURAL_MESSAGES
 
 log = logging.getLogger(__name__)
@@ -37,11 +48,13 @@ class TelegramNotifier:
         builder = InlineKeyboardBuilder()
         if kind == "pay_again":
             builder.button(
-                text=self.text("button.pay_again", language), callback_data=OrderCb(order_id=target, action="pay")
+                text=self.text("button.pay_again", language),
+                callback_data=OrderCb(order_id=target, action=OrderAction.PAY),
             )
         elif kind == "cancel_job":
             builder.button(
-                text=self.text("button.cancel_job", language), callback_data=JobCb(job_id=target, action="cancel")
+                text=self.text("button.cancel_job", language),
+                callback_data=JobCb(job_id=target, action=JobAction.CANCEL),
             )
         elif kind == "resend_chunk":
             (chunk_index,) = details
@@ -52,27 +65,27 @@ class TelegramNotifier:
             avatar_id, credited = details
             builder.button(
                 text=self.text("button.originals", language),
-                callback_data=ResultsCb(job_id=target, action="originals"),
+                callback_data=ResultsCb(job_id=target, action=ResultsAction.ORIGINALS),
             )
             if avatar_id is not None:
                 builder.button(
                     text=self.text("button.same_photos", language), callback_data=AgainCb(avatar_id=avatar_id)
                 )
-            builder.button(text=self.text("button.new_photos", language), callback_data=MenuCb(action="new"))
+            builder.button(text=self.text("button.new_photos", language), callback_data=MenuCb(action=MenuAction.NEW))
             if credited:
                 builder.button(
                     text=self.text("button.use_credits", language, count=credited),
-                    callback_data=ResultsCb(job_id=target, action="credits"),
+                    callback_data=ResultsCb(job_id=target, action=ResultsAction.CREDITS),
                 )
             builder.adjust(1)
         elif kind == "use_credits":  # the credits a failed or cancelled job gave back, in one tap
             (returned,) = details
             builder.button(
                 text=self.text("button.use_credits", language, count=returned),
-                callback_data=ResultsCb(job_id=target, action="credits"),
+                callback_data=ResultsCb(job_id=target, action=ResultsAction.CREDITS),
             )
         elif kind == "new_photos":
-            builder.button(text=self.text("button.new_photos", language), callback_data=MenuCb(action="new"))
+            builder.button(text=self.text("button.new_photos", language), callback_data=MenuCb(action=MenuAction.NEW))
         else:
             return None
         return builder.as_markup()
