@@ -324,12 +324,16 @@ class IntakeService:
     # ------------------------------------------------------------ style, pack, order
 
     async def pack_offer(self, user_id: int) -> PackOffer:
-        """The packs this user may pick (the trial once), and their credit balance."""
+        """The packs this user may pick, and their credit balance."""
+        packs = await self.offered_packs(user_id)
+        async with self.sessionmaker() as session:
+            return PackOffer(packs, await ledger.balance(session, user_id))
+
+    async def offered_packs(self, user_id: int) -> list[Pack]:
+        """The catalogue's packs, the trial only until the user has taken it."""
         async with self.sessionmaker() as session:
             trial_taken = await order_queries.trial_used(session, user_id)
-            balance = await ledger.balance(session, user_id)
-        packs = [pack for pack in self.catalogue.packs if not (pack.is_trial and trial_taken)]
-        return PackOffer(packs, balance)
+        return [pack for pack in self.catalogue.packs if not (pack.is_trial and trial_taken)]
 
     async def create_order(self, user_id: int, avatar_id: int, style: Style, pack: Pack, tap: str) -> DraftOrder:
         """The order the summary shows, keyed by the tap (callback query id) that picked the pack."""
