@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 RESUME_WINDOW = timedelta(days=7)
 # Sentinel reason: a photo arrived outside the upload step (nothing to say about the photo itself).
-NOT_NOW = "upload.not_now"
+NOT_NOW = "intake.not_now"  # no text: the reply says where the user is instead
 TOO_MANY = "photo.rejected.too_many"
 # Beyond the hourly budget of rejected photos nothing is downloaded or checked.
 OVER_BUDGET = "photo.rejected.over_budget"

@@ -19,6 +19,7 @@ from bot.locales.catalogue import all_messages
 from bot.settings import Settings
 from scheduler.credits import CreditService, CreditsUnavailable, Spent
 from scheduler.intake import (
+    NOT_NOW,
     DraftOrder,
     IncomingPhoto,
     IntakeService,
@@ -242,7 +243,7 @@ async def test_a_full_set_that_fails_the_face_review() -> None:
 async def test_a_photo_after_the_set_was_closed_is_not_taken() -> None:
     chat = Chat()
     await chat.at(Intake.pack, avatar_id=AVATAR_ID, style="professional")
-    chat.intake.take_photo.return_value = PhotoOutcome(False, 6, "upload.not_now")
+    chat.intake.take_photo.return_value = PhotoOutcome(False, 6, NOT_NOW)
 
     await chat.feed(chat.updates.photo("late"))
 
