@@ -9,6 +9,7 @@ from aiogram.utils.i18n import gettext as _
 from bot.album import UserLocks
 from bot.callbacks import AgainCb
 from bot.handlers.intake.steps import Intake, ask_for_style, leaving, open_set, show_current_step
+from bot.i18n import counted
 from bot.middlewares.replay import step_update
 from scheduler.intake import IntakeService, JobStatusView, OrderStatusView
 from storage.models import User
@@ -95,9 +96,9 @@ async def status_command(
 
 def _status_text(found: JobStatusView | OrderStatusView | None, catalogue: Catalogue, user: User) -> str:
     if isinstance(found, JobStatusView) and found.queued:
-        return _("status.job_queued").format(order_id=found.order_id, photos=found.photos, position=found.position)
+        return counted("status.job_queued", found.photos, order_id=found.order_id, position=found.position)
     if isinstance(found, JobStatusView):
-        return _("status.job_running").format(order_id=found.order_id, photos=found.photos, done=found.done)
+        return counted("status.job_running", found.photos, order_id=found.order_id, done=found.done)
     if found is None:
         return _("status.nothing")
     style = catalogue.find_style(found.style)

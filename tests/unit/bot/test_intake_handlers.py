@@ -525,7 +525,7 @@ async def test_status_of_a_queued_pack_an_order_and_nothing() -> None:
     creative = CATALOGUE.find_style("creative")
     assert creative is not None
     assert chat.texts() == [
-        en("status.job_queued", order_id=ORDER_ID, photos=7, position=2),
+        f"Order #{ORDER_ID}: 7 portraits queued, position 2.",
         en("status.order", order_id=ORDER_ID, photos=15, style=creative.name.get("en"), status="awaiting payment"),
         en("status.nothing"),
     ]
@@ -537,3 +537,22 @@ async def test_anything_else_outside_a_step() -> None:
     await chat.feed(chat.updates.text("hello?"))
 
     assert chat.texts() == [en("unknown.message")]
+
+
+async def test_status_counts_portraits_in_the_users_language() -> None:
+    chat = Chat()
+    chat.user.language = "ru"
+    chat.intake.status.side_effect = [
+        JobStatusView(ORDER_ID, 21, queued=True, position=1),
+        JobStatusView(ORDER_ID, 3, queued=False, done=2),
+        JobStatusView(ORDER_ID, 21, queued=False, done=20),
+    ]
+
+    for _ in range(3):
+        await chat.feed(chat.updates.command("status"))
+
+    assert chat.texts() == [
+        f"Заказ №{ORDER_ID}: 21 портрет в очереди, место 1.",
+        f"Заказ №{ORDER_ID}: готово 2 из 3 портретов.",
+        f"Заказ №{ORDER_ID}: готово 20 из 21 портрета.",
+    ]
