@@ -27,11 +27,11 @@ from bot.callbacks import (
 )
 from bot.handlers.intake.choice import order_cancel, order_change, pick_pack, pick_style, spend_pack, stray_input
 from bot.handlers.intake.menu import cancel_command, new_session, reuse_photos, reuse_set, status_command
-from bot.handlers.intake.steps import AFTER_UPLOAD, Intake, ask_for_style, offered_currencies, stale_button
+from bot.handlers.intake.steps import AFTER_UPLOAD, Intake, stale_button
 from bot.handlers.intake.upload import is_image_document, receive_image, upload_done, wrong_upload_input
 from bot.middlewares.intake_buttons import IntakeButtonsMiddleware
 
-__all__ = ["Intake", "ask_for_style", "build_fallback_router", "build_router", "offered_currencies"]
+__all__ = ["Intake", "build_fallback_router", "build_router"]
 
 
 async def _reject_button(query: CallbackQuery, data: dict[str, Any]) -> None:
