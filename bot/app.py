@@ -66,6 +66,7 @@ from scheduler.credits import CreditService
 from scheduler.delivery import DeliveryConfig, DeliveryService
 from scheduler.engine import EngineConfig, GenerationEngine
 from scheduler.housekeeping import Housekeeping
+from scheduler.intake import IntakeLimits, IntakeService
 from scheduler.payments import PaymentService
 from scheduler.results import ResultsService
 from scheduler.signals import WorkSignals
@@ -162,6 +163,7 @@ class Application:
     admin: AdminService = field(init=False)
     accounts: AccountService = field(init=False)
     results: ResultsService = field(init=False)
+    intake: IntakeService = field(init=False)
     _runner: web.AppRunner | None = field(init=False, default=None)
     _polling: asyncio.Task[None] | None = field(init=False, default=None)
     _stopped: asyncio.Event = field(init=False, default_factory=asyncio.Event)
@@ -285,6 +287,17 @@ class Application:
         )
         self.accounts = AccountService(self.sessionmaker)
         self.results = ResultsService(self.sessionmaker, files=self.files)
+        self.intake = IntakeService(
+            self.sessionmaker,
+            catalogue=self.catalogue,
+            files=self.files,
+            limits=IntakeLimits(
+                max_photo_bytes=self.settings.MAX_PHOTO_BYTES,
+                min_photo_side=self.settings.MIN_PHOTO_SIDE,
+                rejects_per_hour=self.settings.INTAKE_REJECTS_PER_HOUR,
+            ),
+            faces=self.faces,
+        )
         self.dispatcher = self._build_dispatcher(i18n)
         self.scheduler = self._build_scheduler()
         if self.telegram is not None:
@@ -485,6 +498,7 @@ class Application:
             admin=self.admin,
             accounts=self.accounts,
             results=self.results,
+            intake=self.intake,
         )
         dispatcher.update.outer_middleware(UpdateCountingMiddleware(self.metrics.updates_handled))
         dispatcher.update.outer_middleware(ThrottlingMiddleware(self.settings.THROTTLE_UPDATES_PER_SECOND))

@@ -6,13 +6,25 @@ from enum import StrEnum
 
 from aiogram.filters.callback_data import CallbackData
 
+# Actions are enums: forged or stale data fails to unpack, and the tap falls through to the
+# stale-button answer like any unknown data. Their values are what buttons already sent carry.
+
+
+class MenuAction(StrEnum):
+    NEW = "new"
+    REUSE = "reuse"
+
 
 class MenuCb(CallbackData, prefix="m"):
-    action: str  # "new" | "reuse"
+    action: MenuAction
+
+
+class UploadAction(StrEnum):
+    DONE = "done"
 
 
 class UploadCb(CallbackData, prefix="u"):
-    action: str  # "done"
+    action: UploadAction
     avatar_id: int
 
 
@@ -35,32 +47,53 @@ class SpendCb(CallbackData, prefix="sp"):
     photos: int
 
 
+class OrderAction(StrEnum):
+    PAY = "pay"
+    CHANGE = "change"
+    CANCEL = "cancel"
+    START = "start"
+
+
 class OrderCb(CallbackData, prefix="o"):
     order_id: int
-    action: str  # "pay" | "change" | "cancel" | "start"
+    action: OrderAction
+
+
+class PayMethod(StrEnum):
+    YOOKASSA = "yookassa"
+    STARS = "stars"
 
 
 class PayCb(CallbackData, prefix="pay"):
     order_id: int
-    method: str  # "yookassa" | "stars"
+    method: PayMethod
 
 
 class CheckCb(CallbackData, prefix="chk"):
     payment_id: int
 
 
+class JobAction(StrEnum):
+    CANCEL = "cancel"
+
+
 class JobCb(CallbackData, prefix="j"):
     job_id: int
-    action: str  # "cancel"
+    action: JobAction
 
 
 class AgainCb(CallbackData, prefix="again"):
     avatar_id: int  # a new pack with this photo set
 
 
+class ResultsAction(StrEnum):
+    ORIGINALS = "originals"
+    CREDITS = "credits"
+
+
 class ResultsCb(CallbackData, prefix="r"):
     job_id: int
-    action: str  # "originals" | "credits"
+    action: ResultsAction
 
 
 class ForgetCb(CallbackData, prefix="forget"):
@@ -73,8 +106,7 @@ class ResendCb(CallbackData, prefix="rs"):
 
 
 # ---------------------------------------------------------------- admin buttons
-# One factory per admin area; each action is an enum, so forged or stale data fails to unpack and
-# the tap falls through to the stale-button answer like any unknown data.
+# One factory per admin area; each action is an enum, as above.
 
 
 class AdminJobAction(StrEnum):

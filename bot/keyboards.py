@@ -20,13 +20,18 @@ from bot.callbacks import (
     BroadcastSegment,
     CheckCb,
     ForgetCb,
+    MenuAction,
     MenuCb,
+    OrderAction,
     OrderCb,
     PackCb,
     PayCb,
+    PayMethod,
+    ResultsAction,
     ResultsCb,
     SpendCb,
     StyleCb,
+    UploadAction,
     UploadCb,
 )
 from bot.i18n import counted
@@ -37,9 +42,9 @@ from studio.credits import Currency, format_price, price_for
 
 def start_menu(has_previous_photos: bool) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
-    builder.button(text=_("button.new_session"), callback_data=MenuCb(action="new"))
+    builder.button(text=_("button.new_session"), callback_data=MenuCb(action=MenuAction.NEW))
     if has_previous_photos:
-        builder.button(text=_("button.reuse_photos"), callback_data=MenuCb(action="reuse"))
+        builder.button(text=_("button.reuse_photos"), callback_data=MenuCb(action=MenuAction.REUSE))
     builder.adjust(1)
     return builder.as_markup()
 
@@ -47,7 +52,7 @@ def start_menu(has_previous_photos: bool) -> InlineKeyboardMarkup:
 def upload_done(avatar_id: int, count: int) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     builder.button(
-        text=_("button.done").format(count=count), callback_data=UploadCb(action="done", avatar_id=avatar_id)
+        text=_("button.done").format(count=count), callback_data=UploadCb(action=UploadAction.DONE, avatar_id=avatar_id)
     )
     return builder.as_markup()
 
@@ -106,7 +111,8 @@ def use_credits(job_id: int, returned: int) -> InlineKeyboardMarkup | None:
         return None
     builder = InlineKeyboardBuilder()
     builder.button(
-        text=counted("button.use_credits", returned), callback_data=ResultsCb(job_id=job_id, action="credits")
+        text=counted("button.use_credits", returned),
+        callback_data=ResultsCb(job_id=job_id, action=ResultsAction.CREDITS),
     )
     return builder.as_markup()
 
@@ -114,11 +120,11 @@ def use_credits(job_id: int, returned: int) -> InlineKeyboardMarkup | None:
 def summary(order_id: int, free: bool) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     if free:
-        builder.button(text=_("button.start_free"), callback_data=OrderCb(order_id=order_id, action="start"))
+        builder.button(text=_("button.start_free"), callback_data=OrderCb(order_id=order_id, action=OrderAction.START))
     else:
-        builder.button(text=_("button.pay"), callback_data=OrderCb(order_id=order_id, action="pay"))
-    builder.button(text=_("button.change"), callback_data=OrderCb(order_id=order_id, action="change"))
-    builder.button(text=_("button.cancel"), callback_data=OrderCb(order_id=order_id, action="cancel"))
+        builder.button(text=_("button.pay"), callback_data=OrderCb(order_id=order_id, action=OrderAction.PAY))
+    builder.button(text=_("button.change"), callback_data=OrderCb(order_id=order_id, action=OrderAction.CHANGE))
+    builder.button(text=_("button.cancel"), callback_data=OrderCb(order_id=order_id, action=OrderAction.CANCEL))
     builder.adjust(1, 2)
     return builder.as_markup()
 
@@ -130,8 +136,8 @@ def pay_methods(order_id: int, pack: Pack, language: str) -> InlineKeyboardMarku
     """Card or Stars, each with the pack's price in its currency."""
     builder = InlineKeyboardBuilder()
     for method, currency, key in (
-        ("yookassa", Currency.RUB, "button.pay_card"),
-        ("stars", Currency.STARS, "button.pay_stars"),
+        (PayMethod.YOOKASSA, Currency.RUB, "button.pay_card"),
+        (PayMethod.STARS, Currency.STARS, "button.pay_stars"),
     ):
         price = format_price(price_for(pack, currency), currency, language)
         builder.button(text=_(key).format(price=price), callback_data=PayCb(order_id=order_id, method=method))

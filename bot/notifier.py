@@ -12,7 +12,18 @@ from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.i18n import I18n
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot.callbacks import AgainCb, JobCb, MenuCb, OrderCb, ResendCb, ResultsCb
+from bot.callbacks import (
+    AgainCb,
+    JobAction,
+    JobCb,
+    MenuAction,
+    MenuCb,
+    OrderAction,
+    OrderCb,
+    ResendCb,
+    ResultsAction,
+    ResultsCb,
+)
 from bot.locales.messages_plural import PLURAL_MESSAGES
 from scheduler.notices import (
     BroadcastReport,
@@ -55,7 +66,7 @@ class TelegramNotifier:
             case PaymentCanceled(order_id=order_id, expired=expired):
                 key = "payment.canceled.expired" if expired else "payment.canceled.other"
                 pay_again = self._one(
-                    text("button.pay_again", language), OrderCb(order_id=order_id, action="pay").pack()
+                    text("button.pay_again", language), OrderCb(order_id=order_id, action=OrderAction.PAY).pack()
                 )
                 return text(key, language), pay_again
             case PaymentReturned(order_id=order_id, reason=reason, amount=amount, currency=currency):
@@ -68,7 +79,7 @@ class TelegramNotifier:
             case JobFailed(job_id=job_id, returned=returned):
                 return text("job.failed", language, count=returned), self._use_credits(job_id, returned, language)
             case SelfiesMissing(released=released):
-                new_photos = self._one(text("button.new_photos", language), MenuCb(action="new").pack())
+                new_photos = self._one(text("button.new_photos", language), MenuCb(action=MenuAction.NEW).pack())
                 return text("job.failed_no_selfies", language, count=released), new_photos
             case ProgressShown(job_id=job_id, text=progress, cancellable=cancellable):
                 return progress, self._cancel_job(job_id, language) if cancellable else None
@@ -95,30 +106,30 @@ class TelegramNotifier:
         return builder.as_markup()
 
     def _cancel_job(self, job_id: int, language: str) -> InlineKeyboardMarkup:
-        return self._one(self.text("button.cancel_job", language), JobCb(job_id=job_id, action="cancel").pack())
+        return self._one(self.text("button.cancel_job", language), JobCb(job_id=job_id, action=JobAction.CANCEL).pack())
 
     def _use_credits(self, job_id: int, credits: int, language: str) -> InlineKeyboardMarkup | None:
         """The credits a failed or cancelled job gave back, in one tap."""
         if not credits:
             return None
         label = self.text("button.use_credits", language, count=credits)
-        return self._one(label, ResultsCb(job_id=job_id, action="credits").pack())
+        return self._one(label, ResultsCb(job_id=job_id, action=ResultsAction.CREDITS).pack())
 
     def _after_pack(self, finished: PackFinished, language: str) -> InlineKeyboardMarkup:
         builder = InlineKeyboardBuilder()
         builder.button(
             text=self.text("button.originals", language),
-            callback_data=ResultsCb(job_id=finished.job_id, action="originals"),
+            callback_data=ResultsCb(job_id=finished.job_id, action=ResultsAction.ORIGINALS),
         )
         if finished.avatar_id is not None:
             builder.button(
                 text=self.text("button.same_photos", language), callback_data=AgainCb(avatar_id=finished.avatar_id)
             )
-        builder.button(text=self.text("button.new_photos", language), callback_data=MenuCb(action="new"))
+        builder.button(text=self.text("button.new_photos", language), callback_data=MenuCb(action=MenuAction.NEW))
         if finished.credited:
             builder.button(
                 text=self.text("button.use_credits", language, count=finished.credited),
-                callback_data=ResultsCb(job_id=finished.job_id, action="credits"),
+                callback_data=ResultsCb(job_id=finished.job_id, action=ResultsAction.CREDITS),
             )
         builder.adjust(1)
         return builder.as_markup()

@@ -62,8 +62,14 @@ class DatabaseStorage(BaseStorage):
 
     async def _read(self, key: str) -> FsmRecord | None:
         async with self._session() as session:
+            began = not session.in_transaction()
             result = await session.execute(select(FsmRecord.state, FsmRecord.data).where(FsmRecord.key == key))
             row = result.one_or_none()
+            if began and session is update_session.get():
+                # A look at the step that opened the update's transaction ends it too: otherwise the update
+                # holds a pooled connection while it waits (an album's photos wait for their siblings)
+                # and while the services it calls take connections of their own.
+                await session.commit()
         return None if row is None else FsmRecord(key=key, state=row.state, data=row.data)
 
     async def _write(self, key: str, values: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ from aiogram.types import CallbackQuery, LabeledPrice, Message, PreCheckoutQuery
 from aiogram.utils.i18n import gettext as _
 
 from bot import keyboards
-from bot.callbacks import CheckCb, JobCb, OrderCb, PayCb
+from bot.callbacks import CheckCb, JobAction, JobCb, OrderAction, OrderCb, PayCb
 from bot.handlers.chat import ChatTarget
 from bot.i18n import counted
 from bot.settings import Settings
@@ -272,11 +272,11 @@ async def paysupport(message: Message) -> None:
 
 def build_router() -> Router:
     router = Router(name="payment")
-    router.callback_query.register(pay_order, OrderCb.filter(F.action == "pay"))
-    router.callback_query.register(start_free, OrderCb.filter(F.action == "start"))
+    router.callback_query.register(pay_order, OrderCb.filter(F.action == OrderAction.PAY))
+    router.callback_query.register(start_free, OrderCb.filter(F.action == OrderAction.START))
     router.callback_query.register(pay_with, PayCb.filter())
     router.callback_query.register(check_payment, CheckCb.filter())
-    router.callback_query.register(cancel_job, JobCb.filter(F.action == "cancel"))
+    router.callback_query.register(cancel_job, JobCb.filter(F.action == JobAction.CANCEL))
     router.pre_checkout_query.register(pre_checkout)
     router.message.register(successful_payment, F.successful_payment)
     router.message.register(paysupport, Command("paysupport"))

@@ -12,7 +12,7 @@ from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import gettext as _
 
 from bot import keyboards
-from bot.callbacks import ForgetCb, ResendCb, ResultsCb
+from bot.callbacks import ForgetCb, ResendCb, ResultsAction, ResultsCb
 from bot.originals import OriginalsService
 from scheduler.credits import CreditService, CreditsUnavailable
 from scheduler.delivery import DeliveryService
@@ -84,8 +84,8 @@ async def _say(query: CallbackQuery, text: str) -> None:
 
 def build_router() -> Router:
     router = Router(name="results")
-    router.callback_query.register(send_originals, ResultsCb.filter(F.action == "originals"))
-    router.callback_query.register(use_credits, ResultsCb.filter(F.action == "credits"))
+    router.callback_query.register(send_originals, ResultsCb.filter(F.action == ResultsAction.ORIGINALS))
+    router.callback_query.register(use_credits, ResultsCb.filter(F.action == ResultsAction.CREDITS))
     router.callback_query.register(resend_album, ResendCb.filter())
     router.message.register(forget_command, Command("forget"))
     router.callback_query.register(forget_answer, ForgetCb.filter())

@@ -137,12 +137,4 @@ PAYMENT_MESSAGES: dict[str, tuple[str, str]] = {
         "Первые портреты уже готовы — заказ больше нельзя отменить.",
         "Your first portraits are already made — the order can no longer be cancelled.",
     ),
-    "status.job_queued": (
-        "Заказ №{order_id}: {photos} портретов в очереди, место {position}.",
-        "Order #{order_id}: {photos} portraits queued, position {position}.",
-    ),
-    "status.job_running": (
-        "Заказ №{order_id}: готово {done} из {photos} портретов.",
-        "Order #{order_id}: {done} of {photos} portraits ready.",
-    ),
 }

@@ -119,4 +119,28 @@ PLURAL_MESSAGES: dict[str, tuple[tuple[str, str, str], tuple[str, str]]] = {
         ),
         ("🎁 Trial: {count} photo for free", "🎁 Trial: {count} photos for free"),
     ),
+    # /status of a pack being made: {count} is its size.
+    "status.job_queued": (
+        (
+            "Заказ №{order_id}: {count} портрет в очереди, место {position}.",
+            "Заказ №{order_id}: {count} портрета в очереди, место {position}.",
+            "Заказ №{order_id}: {count} портретов в очереди, место {position}.",
+        ),
+        (
+            "Order #{order_id}: {count} portrait queued, position {position}.",
+            "Order #{order_id}: {count} portraits queued, position {position}.",
+        ),
+    ),
+    # «из 21 портрета», «из 3 портретов», «из 7 портретов».
+    "status.job_running": (
+        (
+            "Заказ №{order_id}: готово {done} из {count} портрета.",
+            "Заказ №{order_id}: готово {done} из {count} портретов.",
+            "Заказ №{order_id}: готово {done} из {count} портретов.",
+        ),
+        (
+            "Order #{order_id}: {done} of {count} portrait ready.",
+            "Order #{order_id}: {done} of {count} portraits ready.",
+        ),
+    ),
 }

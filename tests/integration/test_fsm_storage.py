@@ -12,9 +12,9 @@ from sqlalchemy import func, select
 from scheduler.housekeeping import Housekeeping
 from storage.db import create_engine, create_sessionmaker
 from storage.files import LocalFileStore
-from storage.fsm import DatabaseStorage
+from storage.fsm import DatabaseStorage, update_session
 from storage.migrate import upgrade_async
-from storage.models import FsmRecord, utcnow
+from storage.models import Event, FsmRecord, utcnow
 
 
 class Steps(StatesGroup):
@@ -64,5 +64,34 @@ async def test_state_and_data_round_trip_and_a_finished_conversation_leaves_no_r
         assert await storage.get_state(key) == "Steps:first"
         assert (await housekeeping.run(now=utcnow() + timedelta(days=31))).conversations == 1
         assert await storage.get_state(key) is None
+    finally:
+        await engine.dispose()
+
+
+async def test_a_look_at_the_step_inside_an_update_holds_no_connection(database_url: str) -> None:
+    """A read that opened the update's transaction ends it (the update may wait long, e.g. for an
+    album's other photos); a transaction the update had open before stays open, its writes uncommitted."""
+    await upgrade_async(database_url)
+    engine = create_engine(database_url)
+    sessionmaker = create_sessionmaker(engine)
+    storage = DatabaseStorage(sessionmaker)
+    key = StorageKey(bot_id=1, chat_id=43, user_id=43)
+    try:
+        async with sessionmaker() as session:
+            token = update_session.set(session)
+            try:
+                assert await storage.get_state(key) is None
+                assert not session.in_transaction()
+                assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]  # QueuePool
+
+                session.add(Event(name="fsm_read_test"))
+                await session.flush()
+                assert await storage.get_data(key) == {}
+                assert session.in_transaction()
+                await session.rollback()
+            finally:
+                update_session.reset(token)
+        async with sessionmaker() as session:
+            assert await session.scalar(select(func.count()).where(Event.name == "fsm_read_test")) == 0
     finally:
         await engine.dispose()

@@ -16,17 +16,19 @@ from types import ModuleType
 import pytest
 from aiogram import Router
 
-from bot.handlers import admin, common, payment, results
+from bot.handlers import admin, common, intake, payment, results
 
 ROOT = Path(__file__).resolve().parents[3]
 MAX_HANDLER_LINES = 30
 ROUTERS: dict[str, Callable[[], Router]] = {
     "admin": admin.build_router,
     "common": common.build_router,
+    "fallback": intake.build_fallback_router,
+    "intake": intake.build_router,
     "payment": payment.build_router,
     "results": results.build_router,
 }
-MODULES: list[ModuleType] = [admin, common, payment, results]
+MODULES: list[ModuleType] = [admin, common, intake, payment, results]
 
 
 def _routers(router: Router) -> Iterator[Router]:

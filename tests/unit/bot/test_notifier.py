@@ -10,7 +10,18 @@ from aiogram.exceptions import TelegramForbiddenError
 from aiogram.methods import SendMessage
 from aiogram.types import InlineKeyboardMarkup
 
-from bot.callbacks import AgainCb, JobCb, MenuCb, OrderCb, ResendCb, ResultsCb
+from bot.callbacks import (
+    AgainCb,
+    JobAction,
+    JobCb,
+    MenuAction,
+    MenuCb,
+    OrderAction,
+    OrderCb,
+    ResendCb,
+    ResultsAction,
+    ResultsCb,
+)
 from bot.i18n import build_i18n
 from bot.notifier import TelegramNotifier
 from scheduler.notices import (
@@ -78,14 +89,17 @@ def test_each_notice_carries_the_buttons_it_promises(notifier: TelegramNotifier)
     def buttons(notice: Notice) -> list[str]:
         return _callbacks(notifier.render(notice, "en")[1])
 
-    assert buttons(JobQueued(7, 23, 2)) == [JobCb(job_id=7, action="cancel").pack()]
-    assert buttons(PaymentCanceled(5, expired=False)) == [OrderCb(order_id=5, action="pay").pack()]
-    assert buttons(JobFailed(7, returned=23)) == [ResultsCb(job_id=7, action="credits").pack()]
+    assert buttons(JobQueued(7, 23, 2)) == [JobCb(job_id=7, action=JobAction.CANCEL).pack()]
+    assert buttons(PaymentCanceled(5, expired=False)) == [OrderCb(order_id=5, action=OrderAction.PAY).pack()]
+    assert buttons(JobFailed(7, returned=23)) == [ResultsCb(job_id=7, action=ResultsAction.CREDITS).pack()]
     assert buttons(JobFailed(7, returned=0)) == []  # nothing came back, nothing to spend
-    assert buttons(SelfiesMissing(7, released=15)) == [MenuCb(action="new").pack()]
+    assert buttons(SelfiesMissing(7, released=15)) == [MenuCb(action=MenuAction.NEW).pack()]
     assert buttons(ProgressShown(7, "…", cancellable=False)) == []
     assert buttons(DeliveryUncertain(7, chunk_index=2, portraits=10)) == [ResendCb(job_id=7, chunk=2).pack()]
-    originals, new_photos = ResultsCb(job_id=7, action="originals").pack(), MenuCb(action="new").pack()
+    originals, new_photos = (
+        ResultsCb(job_id=7, action=ResultsAction.ORIGINALS).pack(),
+        MenuCb(action=MenuAction.NEW).pack(),
+    )
     assert buttons(PackFinished(7, avatar_id=4, delivered=23, credited=0)) == [
         originals,
         AgainCb(avatar_id=4).pack(),
@@ -94,7 +108,7 @@ def test_each_notice_carries_the_buttons_it_promises(notifier: TelegramNotifier)
     assert buttons(PackFinished(7, avatar_id=None, delivered=21, credited=2)) == [
         originals,
         new_photos,
-        ResultsCb(job_id=7, action="credits").pack(),
+        ResultsCb(job_id=7, action=ResultsAction.CREDITS).pack(),
     ]
 
 
@@ -113,6 +127,8 @@ async def test_tell_sends_the_rendered_text_with_its_buttons_and_survives_a_refu
 
     (sent,) = bot.sent("sendMessage")
     assert sent.chat_id == 42 and message_id is not None
-    assert _callbacks(typing.cast(InlineKeyboardMarkup, sent.reply_markup)) == [JobCb(job_id=7, action="cancel").pack()]
+    assert _callbacks(typing.cast(InlineKeyboardMarkup, sent.reply_markup)) == [
+        JobCb(job_id=7, action=JobAction.CANCEL).pack()
+    ]
     bot.answer("sendMessage", TelegramForbiddenError(SendMessage(chat_id=42, text="…"), "bot was blocked by the user"))
     assert await notifier.tell(42, "en", OriginalsGone()) is None
