@@ -4,11 +4,9 @@ rejected and counted against the hourly budget, sets closed and reused, orders m
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 import pytest_asyncio
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -29,7 +27,6 @@ from scheduler.intake import (
 from storage import avatars as avatar_queries
 from storage.db import create_engine, create_sessionmaker
 from storage.files import LocalFileStore
-from storage.migrate import upgrade
 from storage.models import Avatar, Event, GenerationJob, Order, ReferencePhoto, User
 from storage.orders import create_order
 from studio.catalogue import load_catalogue
@@ -39,13 +36,6 @@ from tests.engine_support import seed_paid_job, seed_unpaid_order, start_trial
 from tests.image_corpus import selfie_like_jpeg
 
 LIMITS = IntakeLimits(max_photo_bytes=20 * 1024 * 1024, min_photo_side=512, rejects_per_hour=20)
-
-
-@pytest.fixture(scope="session")
-def migrated_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("intake-service") / "template.db"
-    upgrade(f"sqlite+aiosqlite:///{path}")
-    return path
 
 
 class Rig:
@@ -132,10 +122,8 @@ class Rig:
 
 
 @pytest_asyncio.fixture
-async def rig(migrated_database: Path, tmp_path: Path) -> AsyncIterator[Rig]:
-    path = tmp_path / "pinglass.db"
-    shutil.copyfile(migrated_database, path)
-    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+async def rig(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Rig]:
+    engine = create_engine(sqlite_url)
     try:
         yield Rig(create_sessionmaker(engine), LocalFileStore(tmp_path / "files"))
     finally:

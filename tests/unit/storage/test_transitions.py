@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ast
 import itertools
-import shutil
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage import transitions
 from storage.db import create_engine, create_sessionmaker
-from storage.migrate import upgrade
 from storage.models import GenerationJob, GenerationTask, User, utcnow
 from storage.transitions import (
     NAMED_JOB_TRANSITIONS,
@@ -190,18 +188,9 @@ def test_only_the_transitions_module_writes_a_job_or_task_status() -> None:
 # ---------------------------------------------------------------- on a database
 
 
-@pytest.fixture(scope="session")
-def migrated_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("transitions") / "template.db"
-    upgrade(f"sqlite+aiosqlite:///{path}")
-    return path
-
-
 @pytest_asyncio.fixture
-async def sessionmaker(migrated_database: Path, tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    path = tmp_path / "pinglass.db"
-    shutil.copyfile(migrated_database, path)
-    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+async def sessionmaker(sqlite_url: str, tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = create_engine(sqlite_url)
     try:
         yield create_sessionmaker(engine)
     finally:
