@@ -10,7 +10,7 @@ is still a real OS process: its own PID, memory and event loop, killable with SI
 The zygote is single-threaded and runs no event loop, so forking it is safe. It talks over its
 stdin/stdout, one JSON object per line: ``spawn`` forks a child and answers its pid; ``poll`` answers
 a child's exit code (as ``subprocess.Popen.returncode`` would: negative for a signal) or null.
-Tests of the start-up itself (tests/unit/test_settings.py, the one-line refusals in test_scale_out)
+Tests of the start-up itself (tests/unit/bot/test_settings.py, the one-line refusals in test_scale_out)
 still start a fresh interpreter.
 """
 

@@ -11,7 +11,7 @@ import pytest
 
 from bot.settings import SettingsError, load_settings, parse_limit
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 GOOD_TOKEN = "123456:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
 
 

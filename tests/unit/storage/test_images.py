@@ -31,7 +31,7 @@ from storage.images import (
 )
 from tests import image_corpus as corpus
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 MEBIBYTE = 1024 * 1024
 
 

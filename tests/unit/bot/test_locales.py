@@ -13,7 +13,7 @@ from babel.messages.pofile import read_po
 from bot.locales.catalogue import all_messages
 from bot.locales.compile import LANGUAGES
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 LOCALES = ROOT / "bot" / "locales"
 LITERAL_KEY = re.compile(r"""(?<![A-Za-z0-9_])_\(\s*["']([a-z0-9_.]+)["']\s*\)""")
 NOTIFIER_KEY = re.compile(r"""["']((?:payment|job|delivery|progress|photo|upload|order)\.[a-z0-9_.]+)["']""")
