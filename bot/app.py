@@ -27,7 +27,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.album import AlbumCollector, UserLocks
-from bot.broadcast import BroadcastService
+from bot.broadcast import TelegramBroadcastSender
 from bot.delivery import TelegramAlbumSender
 from bot.handlers import build_root_router
 from bot.i18n import UserLanguageMiddleware, build_i18n
@@ -62,6 +62,7 @@ from providers.yookassa import IpAllowList, YooKassaClient, client_ip
 from scheduler.accounts import AccountService
 from scheduler.admin import AdminService
 from scheduler.background import RunningJobs
+from scheduler.broadcast import BroadcastService
 from scheduler.credits import CreditService
 from scheduler.delivery import DeliveryConfig, DeliveryService
 from scheduler.engine import EngineConfig, GenerationEngine
@@ -274,7 +275,9 @@ class Application:
         self.delivery.on_missed_wake = self.delivery_job.wake
         self.signals.on_task_stored(self.delivery_job.wake)
         # Broadcasts share the Bot, hence its outgoing rate limits, with delivery and replies.
-        self.broadcasts = BroadcastService(self.bot, self.sessionmaker, notifier=notifier)
+        self.broadcasts = BroadcastService(
+            self.sessionmaker, sender=TelegramBroadcastSender(self.bot), notifier=notifier
+        )
         self.admin = AdminService(
             self.sessionmaker,
             payments=self.payments,
