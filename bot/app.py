@@ -40,7 +40,7 @@ from bot.middlewares.throttling import ThrottlingMiddleware
 from bot.middlewares.user import UserMiddleware
 from bot.notifier import TelegramNotifier
 from bot.observability import Heartbeat, Metrics
-from bot.originals import OriginalsService
+from bot.originals import TelegramDocumentSender
 from bot.settings import Settings, parse_limit
 from bot.startup import HEARTBEAT_SECONDS, ProcessRegistry, StartRefused, TelegramLink
 from bot.telegram_limits import ForgivingCallbackAnswers, OutgoingLimits, ResponseTypesKept
@@ -67,6 +67,7 @@ from scheduler.credits import CreditService
 from scheduler.delivery import DeliveryConfig, DeliveryService
 from scheduler.engine import EngineConfig, GenerationEngine
 from scheduler.housekeeping import Housekeeping
+from scheduler.originals import OriginalsService
 from scheduler.payments import PaymentService
 from scheduler.results import ResultsService
 from scheduler.signals import WorkSignals
@@ -249,7 +250,9 @@ class Application:
             on_latency=lambda provider, seconds: self.metrics.provider_latency.labels(provider).observe(seconds),
             faces=self.faces,
         )
-        self.originals = OriginalsService(self.bot, self.sessionmaker, files=self.files, notifier=notifier)
+        self.originals = OriginalsService(
+            self.sessionmaker, files=self.files, sender=TelegramDocumentSender(self.bot, notifier), notifier=notifier
+        )
         self.housekeeping = Housekeeping(
             self.sessionmaker,
             self.files,
