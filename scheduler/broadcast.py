@@ -78,7 +78,7 @@ class RecordingBroadcastSender:
     """
 
     def __init__(self) -> None:
-        self.sent: list[tuple[int, str, str | None]] = []  # (chat, text, photo file id)
+        self.sent: list[tuple[int, str | None, str | None]] = []  # (chat, text or caption, photo file id)
         self.outcomes: dict[int, BroadcastOutcome] = {}
         self.before_send: Callable[[int], Awaitable[None]] | None = None
 
@@ -86,9 +86,9 @@ class RecordingBroadcastSender:
         return await self._send(chat_id, html, None)
 
     async def send_photo(self, chat_id: int, photo_file_id: str, caption_html: str | None) -> BroadcastOutcome:
-        return await self._send(chat_id, caption_html or "", photo_file_id)
+        return await self._send(chat_id, caption_html, photo_file_id)
 
-    async def _send(self, chat_id: int, text: str, photo_file_id: str | None) -> BroadcastOutcome:
+    async def _send(self, chat_id: int, text: str | None, photo_file_id: str | None) -> BroadcastOutcome:
         if self.before_send is not None:
             await self.before_send(chat_id)
         outcome = self.outcomes.get(chat_id, Sent())
