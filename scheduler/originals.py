@@ -62,15 +62,16 @@ class DocumentSender(Protocol):
 
 
 class RecordingDocumentSender:
-    """The in-process sender (tests, simulations): keeps what it was asked to send, sends nothing.
+    """The in-process sender (tests, simulations): keeps what arrived, sends nothing.
 
-    ``refuse_after`` uploads succeed, then every one is refused (None: none is).
+    ``refused`` holds the 0-based numbers of the uploads Telegram would refuse; the others arrive.
     """
 
     def __init__(self) -> None:
         self.zips: list[tuple[int, NamedFile, int, str]] = []  # (chat, archive, portraits, language)
         self.groups: list[tuple[int, list[str]]] = []  # (chat, file names)
-        self.refuse_after: int | None = None
+        self.refused: set[int] = set()
+        self._uploads = 0
 
     async def send_zip(self, chat_id: int, archive: NamedFile, *, portraits: int, language: str) -> UploadOutcome:
         if self._refused():
@@ -85,7 +86,8 @@ class RecordingDocumentSender:
         return Uploaded()
 
     def _refused(self) -> bool:
-        return self.refuse_after is not None and len(self.zips) + len(self.groups) >= self.refuse_after
+        self._uploads += 1
+        return self._uploads - 1 in self.refused
 
 
 # ------------------------------------------------------------------ the service
