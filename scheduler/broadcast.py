@@ -112,11 +112,13 @@ class BroadcastService:
         sender: BroadcastSender,
         notifier: UserNotifier | None = None,
         batch_size: int = 50,
+        stop_wait_seconds: float = STOP_WAIT_SECONDS,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.sender = sender
         self.notifier = notifier
         self.batch_size = batch_size
+        self.stop_wait_seconds = stop_wait_seconds
         self._senders = BackgroundTasks("broadcast")
 
     async def resume(self) -> None:
@@ -146,13 +148,13 @@ class BroadcastService:
             ]
             await session.commit()
         for one in stopped:
-            # Shielded: giving up on the wait must not cancel the sender in the middle of a send.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._senders.wait(one)), timeout=STOP_WAIT_SECONDS)
+                await asyncio.wait_for(self.wait(one), timeout=self.stop_wait_seconds)
         return stopped
 
     async def wait(self, broadcast_id: int) -> None:
-        await self._senders.wait(broadcast_id)
+        # Shielded: a waiter that gives up (a stop's timeout) must not cancel the sender mid-send.
+        await asyncio.shield(self._senders.wait(broadcast_id))
 
     async def close(self) -> None:
         """Process shutdown: senders stop; the broadcasts stay running in the DB and resume on the next start."""

@@ -199,6 +199,28 @@ async def test_stop_returns_once_the_send_in_flight_is_counted(rig: Rig) -> None
     assert await rig.service.stop() == []  # nothing is running any more
 
 
+async def test_a_stop_that_gives_up_waiting_leaves_the_send_in_flight_to_finish(rig: Rig) -> None:
+    await rig.users(ADMIN_ID, 1)
+    broadcast_id = await rig.draft()
+    in_flight, release = asyncio.Event(), asyncio.Event()
+
+    async def hold(chat_id: int) -> None:
+        in_flight.set()
+        await release.wait()
+
+    rig.sender.before_send = hold
+    rig.service.stop_wait_seconds = 0.05
+    await rig.service.start(broadcast_id)
+    await in_flight.wait()
+
+    assert await rig.service.stop(broadcast_id) == [broadcast_id]  # gave up on the send in flight
+    release.set()
+    await rig.service.wait(broadcast_id)
+
+    assert rig.sender.chats == [ADMIN_ID]
+    assert await rig.recipients(broadcast_id) == {ADMIN_ID: ("sent", None)}  # not cut off mid-send
+
+
 async def test_a_restart_resumes_without_writing_to_anyone_twice(rig: Rig) -> None:
     first, second, *_ = await rig.users(1, 2, 3, 4)
     async with rig.sessionmaker() as session:
