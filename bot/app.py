@@ -27,7 +27,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.album import AlbumCollector, UserLocks
-from bot.broadcast import BroadcastService
+from bot.broadcast import TelegramBroadcastSender
 from bot.delivery import TelegramAlbumSender
 from bot.handlers import build_root_router
 from bot.i18n import UserLanguageMiddleware, build_i18n
@@ -40,7 +40,7 @@ from bot.middlewares.throttling import ThrottlingMiddleware
 from bot.middlewares.user import UserMiddleware
 from bot.notifier import TelegramNotifier
 from bot.observability import Heartbeat, Metrics
-from bot.originals import OriginalsService
+from bot.originals import TelegramDocumentSender
 from bot.settings import Settings, parse_limit
 from bot.startup import HEARTBEAT_SECONDS, ProcessRegistry, StartRefused, TelegramLink
 from bot.telegram_limits import ForgivingCallbackAnswers, OutgoingLimits, ResponseTypesKept
@@ -62,11 +62,13 @@ from providers.yookassa import IpAllowList, YooKassaClient, client_ip
 from scheduler.accounts import AccountService
 from scheduler.admin import AdminService
 from scheduler.background import RunningJobs
+from scheduler.broadcast import BroadcastService
 from scheduler.credits import CreditService
 from scheduler.delivery import DeliveryConfig, DeliveryService
 from scheduler.engine import EngineConfig, GenerationEngine
 from scheduler.housekeeping import Housekeeping
 from scheduler.intake import IntakeLimits, IntakeService
+from scheduler.originals import OriginalsService
 from scheduler.payments import PaymentService
 from scheduler.results import ResultsService
 from scheduler.signals import WorkSignals
@@ -250,7 +252,9 @@ class Application:
             on_latency=lambda provider, seconds: self.metrics.provider_latency.labels(provider).observe(seconds),
             faces=self.faces,
         )
-        self.originals = OriginalsService(self.bot, self.sessionmaker, files=self.files, notifier=notifier)
+        self.originals = OriginalsService(
+            self.sessionmaker, files=self.files, sender=TelegramDocumentSender(self.bot, notifier), notifier=notifier
+        )
         self.housekeeping = Housekeeping(
             self.sessionmaker,
             self.files,
@@ -276,7 +280,9 @@ class Application:
         self.delivery.on_missed_wake = self.delivery_job.wake
         self.signals.on_task_stored(self.delivery_job.wake)
         # Broadcasts share the Bot, hence its outgoing rate limits, with delivery and replies.
-        self.broadcasts = BroadcastService(self.bot, self.sessionmaker, notifier=notifier)
+        self.broadcasts = BroadcastService(
+            self.sessionmaker, sender=TelegramBroadcastSender(self.bot), notifier=notifier
+        )
         self.admin = AdminService(
             self.sessionmaker,
             payments=self.payments,

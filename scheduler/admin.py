@@ -3,7 +3,7 @@ functions and services the rest of PinGlass uses, and writes an audit line (who,
 look (stats, queue, a job, a user) is read here too, so the handlers only parse and answer.
 
 Built once in the composition root and handed to the admin handlers as ``admin``. It never talks to
-Telegram: broadcasts are sent by a ``BroadcastRunner`` the bot implements.
+Telegram: broadcasts are sent by a ``BroadcastRunner`` (scheduler.broadcast.BroadcastService).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ STATS_PERIODS = tuple(PERIODS)
 
 
 class BroadcastRunner(Protocol):
-    """Sends broadcasts in the background (the bot implements it: it owns the Telegram client)."""
+    """Sends broadcasts in the background: scheduler.broadcast.BroadcastService, a stand-in in tests."""
 
     async def start(self, broadcast_id: int) -> bool:
         """draft → running, and send; False when it was not a draft."""

@@ -16,12 +16,12 @@ class RecordingNotifier:
     """The in-process notifier (tests, simulations): keeps what it was told, sends nothing."""
 
     def __init__(self) -> None:
-        self.told: list[tuple[int, Notice]] = []
+        self.told: list[tuple[int, str, Notice]] = []  # (chat, language, notice)
 
     async def tell(self, chat_id: int, language: str, notice: Notice) -> int | None:
-        self.told.append((chat_id, notice))
+        self.told.append((chat_id, language, notice))
         return None
 
     @property
     def notices(self) -> list[Notice]:
-        return [notice for _, notice in self.told]
+        return [notice for _, _, notice in self.told]

@@ -16,8 +16,6 @@ from storage.models import Broadcast, BroadcastRecipient, Payment, User, utcnow
 from storage.sql import insert_for, insert_or_find, rows_changed
 from studio.states import PaymentStatus
 
-SEGMENTS = ("all", "paid", "never_paid", "lang_ru", "lang_en")
-
 
 class BroadcastStatus(StrEnum):
     DRAFT = "draft"
@@ -113,6 +111,11 @@ async def move(
         update(Broadcast).where(Broadcast.id == broadcast_id, Broadcast.status.in_(sources)).values(**values)
     )
     return bool(rows_changed(result))
+
+
+async def status_of(session: AsyncSession, broadcast_id: int) -> str | None:
+    """The broadcast's status; None when there is no such broadcast."""
+    return (await session.execute(select(Broadcast.status).where(Broadcast.id == broadcast_id))).scalar_one_or_none()
 
 
 async def running_ids(session: AsyncSession) -> list[int]:

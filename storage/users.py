@@ -56,3 +56,8 @@ async def set_source_once(session: AsyncSession, user_id: int, source: str) -> b
     """Store the deep-link source only if none was stored before."""
     result = await session.execute(update(User).where(User.id == user_id, User.source.is_(None)).values(source=source))
     return bool(rows_changed(result))
+
+
+async def language_of(session: AsyncSession, telegram_id: int) -> str | None:
+    """The language of the user with this Telegram id; None when they never wrote to the bot."""
+    return (await session.execute(select(User.language).where(User.telegram_id == telegram_id))).scalar_one_or_none()

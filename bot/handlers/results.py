@@ -13,9 +13,9 @@ from aiogram.utils.i18n import gettext as _
 
 from bot import keyboards
 from bot.callbacks import ForgetCb, ResendCb, ResultsAction, ResultsCb
-from bot.originals import OriginalsService
 from scheduler.credits import CreditService, CreditsUnavailable
 from scheduler.delivery import DeliveryService
+from scheduler.originals import OriginalsService
 from scheduler.results import ResultsService
 from storage.models import User
 

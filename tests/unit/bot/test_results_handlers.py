@@ -14,9 +14,9 @@ from aiogram.types import InlineKeyboardMarkup, Update
 
 from bot.callbacks import ForgetCb, ResendCb, ResultsCb
 from bot.handlers import results
-from bot.originals import OriginalsService
 from scheduler.credits import CreditService, CreditsUnavailable, Spent
 from scheduler.delivery import DeliveryService
+from scheduler.originals import OriginalsService
 from scheduler.results import Forgotten, ResultsService
 from storage.models import GenerationJob
 from tests.support.telegram import MockedBot, Updates, chat_user, handler_dispatcher

@@ -1,5 +1,5 @@
 """AdminService's looks (stats, queue, a job, a user) and broadcast steps, on a real SQLite database;
-the broadcast sender is a recording stand-in for the port the bot implements. Its money and job
+the broadcast runner is a recording stand-in (BroadcastService has tests of its own). Its money and job
 actions (grant, refund, retry, cancel, resend, bans, provider switches) run end to end in
 tests/integration/test_admin*.py."""
 

@@ -1,0 +1,26 @@
+"""The originals of a pack: the full-resolution files of its delivered portraits that are still stored."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import GenerationJob, GenerationTask
+from studio.states import TaskStatus
+
+
+async def stored_originals(session: AsyncSession, job_id: int, user_id: int) -> list[tuple[int, str]]:
+    """(position, file key) of each delivered portrait whose file is kept, in pack order; empty when
+    the job is not this user's."""
+    rows = await session.execute(
+        select(GenerationTask.position, GenerationTask.result_key)
+        .join(GenerationJob, GenerationJob.id == GenerationTask.job_id)
+        .where(
+            GenerationTask.job_id == job_id,
+            GenerationJob.user_id == user_id,
+            GenerationTask.status == TaskStatus.DELIVERED,
+            GenerationTask.result_key.is_not(None),
+        )
+        .order_by(GenerationTask.position)
+    )
+    return [(position, key) for position, key in rows.all() if key]
