@@ -42,11 +42,18 @@ FAST_POLICY: dict[str, Any] = {
 }
 
 
+# For tests that kill a process mid-job: its claims come back within seconds.
+CRASH_LEASE = {"TASK_LEASE_SECONDS": 3}
+
+
 def provider_settings(kie: Any = None, replicate: Any = None, **extra: Any) -> dict[str, Any]:
     values: dict[str, Any] = {
         "FALLBACK_POLICY": json.dumps(FAST_POLICY),
         "DISPATCH_TICK_SECONDS": 0.5,
-        "TASK_LEASE_SECONDS": 3,
+        # Long enough that no claim lapses while a busy machine (four workers on two cores) stalls the
+        # loop for seconds: a lapsed claim is created again, and tests count creates exactly. Tests of
+        # a killed process's claims coming back set a short one (CRASH_LEASE). Production's is 90 s.
+        "TASK_LEASE_SECONDS": 30,
         "RECOVER_INTERVAL_SECONDS": 1,
         # The fakes serve results over http on 127.0.0.1.
         "DOWNLOAD_ALLOW_LOOPBACK": True,

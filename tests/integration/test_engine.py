@@ -25,13 +25,6 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 60.0
             await asyncio.sleep(0.05)
 
 
-# These tests count creates exactly and kill nothing: a claim must not lapse under them. The 3 s lease
-# of the engine tests' settings (short, so a killed process's claims come back quickly) lapsed once in
-# CI with four workers on two cores: a create went out, the lease was gone before it was recorded, and
-# the task was claimed and created again (24 creates for 23). Production's lease is 90 s.
-STEADY_LEASE = {"TASK_LEASE_SECONDS": 30}
-
-
 @pytest_asyncio.fixture
 async def kie() -> FakeKie:
     fake = FakeKie(create_limit=20, create_window_seconds=1.0, latency=(0.05, 0.2))
@@ -54,9 +47,7 @@ async def _stored(app: object, job_id: int) -> int:
 async def test_paid_23_photo_job_with_callbacks(
     fake_telegram: FakeTelegram, kie: FakeKie, database_url: str, tmp_path: Path
 ) -> None:
-    settings = app_settings(
-        fake_telegram, database_url, tmp_path / "files", webhook=True, **provider_settings(kie, **STEADY_LEASE)
-    )
+    settings = app_settings(fake_telegram, database_url, tmp_path / "files", webhook=True, **provider_settings(kie))
     async with running_app(settings) as app:
         job_id = await seed_paid_job(app.sessionmaker, app.files, app.catalogue, telegram_id=fake_telegram.user().id)
         app.signals.job_queued()
@@ -94,7 +85,7 @@ async def test_polling_alone_completes_a_job_without_public_url(
     fake_telegram: FakeTelegram, kie: FakeKie, sqlite_url: str, tmp_path: Path
 ) -> None:
     settings = app_settings(
-        fake_telegram, sqlite_url, tmp_path / "files", **provider_settings(kie, POLL_INTERVAL_SECONDS=1, **STEADY_LEASE)
+        fake_telegram, sqlite_url, tmp_path / "files", **provider_settings(kie, POLL_INTERVAL_SECONDS=1)
     )
     async with running_app(settings) as app:
         job_id = await seed_paid_job(
@@ -117,7 +108,7 @@ async def test_dropped_callbacks_are_settled_by_the_poll(
             sqlite_url,
             tmp_path / "files",
             webhook=True,
-            **provider_settings(kie, POLL_INTERVAL_SECONDS=1, **STEADY_LEASE),
+            **provider_settings(kie, POLL_INTERVAL_SECONDS=1),
         )
         async with running_app(settings) as app:
             job_id = await seed_paid_job(
@@ -141,7 +132,7 @@ async def test_kie_failing_everything_falls_back_to_replicate(
             sqlite_url,
             tmp_path / "files",
             webhook=True,
-            **provider_settings(kie, replicate, POLL_INTERVAL_SECONDS=1, **STEADY_LEASE),
+            **provider_settings(kie, replicate, POLL_INTERVAL_SECONDS=1),
         )
         async with running_app(settings) as app:
             job_id = await seed_paid_job(
@@ -176,7 +167,7 @@ async def test_both_failing_some_tasks_gives_partial_with_credits_back_once(
             sqlite_url,
             tmp_path / "files",
             webhook=True,
-            **provider_settings(kie, replicate, POLL_INTERVAL_SECONDS=1, **STEADY_LEASE),
+            **provider_settings(kie, replicate, POLL_INTERVAL_SECONDS=1),
         )
         async with running_app(settings) as app:
             job_id = await seed_paid_job(

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from storage.models import GenerationTask
 from studio.policy import BreakerState, CircuitBreaker
 from studio.states import TaskStatus
-from tests.engine_support import provider_settings, seed_paid_job, task_statuses, wait_until_stored
+from tests.engine_support import CRASH_LEASE, provider_settings, seed_paid_job, task_statuses, wait_until_stored
 from tests.fakes.kie import FakeKie
 from tests.fakes.replicate import FakeReplicate
 from tests.fakes.telegram import FakeTelegram
@@ -116,7 +116,7 @@ async def test_a_backlog_of_40_jobs_never_makes_kie_answer_429(
             sqlite_url,
             tmp_path / "files",
             webhook=True,
-            **provider_settings(kie, TASK_LEASE_SECONDS=30),
+            **provider_settings(kie),
         )
         async with running_app(settings) as app:
             users = [fake_telegram.user() for _ in range(40)]
@@ -163,7 +163,9 @@ async def test_a_restart_inside_a_busy_window_makes_no_kie_429(
     """Without Redis the create window lives in the process; the next one reads it back from the
     database, so its first creates wait for the window the last one filled."""
     async with FakeKie(create_limit=7, create_window_seconds=6.0, latency=(0.05, 0.1)) as kie:
-        settings = app_settings(fake_telegram, sqlite_url, tmp_path / "files", webhook=True, **provider_settings(kie))
+        # What the first process held comes back to the second within the test's time.
+        restartable = provider_settings(kie, **CRASH_LEASE)
+        settings = app_settings(fake_telegram, sqlite_url, tmp_path / "files", webhook=True, **restartable)
         async with running_app(settings) as app:
             first = await seed_paid_job(
                 app.sessionmaker, app.files, app.catalogue, telegram_id=fake_telegram.user().id, pack="p7"

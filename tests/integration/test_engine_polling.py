@@ -14,7 +14,7 @@ from providers.base import GenerationOptions
 from providers.kie import KieProvider
 from providers.ratelimit import SlidingWindowLimiter
 from storage.models import GenerationTask, utcnow
-from tests.engine_support import provider_settings, seed_paid_job, wait_until_stored
+from tests.engine_support import CRASH_LEASE, provider_settings, seed_paid_job, wait_until_stored
 from tests.fakes.kie import FakeKie
 from tests.fakes.telegram import FakeTelegram
 from tests.harness import app_settings, running_app
@@ -46,7 +46,7 @@ async def test_with_callbacks_a_pack_costs_about_one_status_call_per_portrait_ev
             sqlite_url,
             tmp_path / "files",
             webhook=True,
-            **provider_settings(kie, POLL_INTERVAL_SECONDS=0.3),
+            **provider_settings(kie, POLL_INTERVAL_SECONDS=0.3, **CRASH_LEASE),  # the restart's claims come back
         )
         async with running_app(settings) as app:
             await _run_job(app, fake_telegram.user().id)  # the latency the next process will remember

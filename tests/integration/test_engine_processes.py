@@ -17,7 +17,7 @@ from storage.models import Delivery, GenerationTask
 from studio.catalogue import load_catalogue
 from studio.states import DeliveryStatus, JobStatus, TaskStatus
 from tests.conftest import requires_postgres
-from tests.engine_support import FAST_POLICY, job_row, provider_settings, seed_paid_job, task_statuses
+from tests.engine_support import CRASH_LEASE, FAST_POLICY, job_row, provider_settings, seed_paid_job, task_statuses
 from tests.fakes.kie import FakeKie
 from tests.fakes.telegram import FakeTelegram
 from tests.process_harness import start_process
@@ -25,7 +25,9 @@ from tests.process_harness import start_process
 PATIENT_POLICY = {"providers": [provider | {"stuck_after_seconds": 60.0} for provider in FAST_POLICY["providers"]]}
 
 
-def _base_settings(fake_telegram: FakeTelegram, database_url: str, files: Path, kie: FakeKie) -> dict[str, object]:
+def _base_settings(
+    fake_telegram: FakeTelegram, database_url: str, files: Path, kie: FakeKie, **extra: object
+) -> dict[str, object]:
     return {
         "BOT_TOKEN": fake_telegram.token,
         "TELEGRAM_API_URL": fake_telegram.base_url,
@@ -33,7 +35,7 @@ def _base_settings(fake_telegram: FakeTelegram, database_url: str, files: Path, 
         "LOCAL_STORAGE_DIR": str(files),
         "LOG_LEVEL": "INFO",
         # Process start-up on a busy machine can take seconds: never let that count as a stuck task here.
-        **provider_settings(kie, POLL_INTERVAL_SECONDS=1, FALLBACK_POLICY=json.dumps(PATIENT_POLICY)),
+        **provider_settings(kie, POLL_INTERVAL_SECONDS=1, FALLBACK_POLICY=json.dumps(PATIENT_POLICY), **extra),
     }
 
 
@@ -65,7 +67,8 @@ async def test_sigkill_mid_job_and_restart_completes_every_photo_once(
     async with FakeKie(create_limit=20, create_window_seconds=1.0, latency=(0.2, 1.0)) as kie:
         user_id = fake_telegram.user().id
         (engine, sessionmaker), job_ids = await _seed(sqlite_url, files, [user_id])
-        settings = _base_settings(fake_telegram, sqlite_url, files, kie)
+        # The killed process's claims must come back to the next one within the test's time.
+        settings = _base_settings(fake_telegram, sqlite_url, files, kie, **CRASH_LEASE)
         rng = random.Random(7)
         kills = 0
         try:
