@@ -53,6 +53,7 @@ from bot.web import (
     yookassa_notifications,
 )
 from providers.base import ImageProvider
+from providers.faces import FaceAnalyser, FaceModelsUnavailable
 from providers.http import DownloadPolicy
 from providers.kie import KieProvider
 from providers.ratelimit import RedisSlidingWindowLimiter, SlidingWindowLimiter
@@ -74,13 +75,13 @@ from scheduler.results import ResultsService
 from scheduler.signals import WorkSignals
 from scheduler.wakeup import WakeableJob
 from storage.db import count_statements, create_engine, create_sessionmaker
-from storage.faces import FaceAnalyser, FaceLimits, FaceModelsUnavailable
 from storage.files import FileStore, LocalFileStore, S3FileStore
 from storage.fsm import DatabaseStorage
 from storage.images import register_heif
 from storage.migrate import upgrade_async
 from studio.catalogue import Catalogue, load_catalogue
 from studio.delivery import ALBUM_MAX, ChatBudgets
+from studio.faces import FaceLimits
 from studio.policy import FallbackPolicy
 
 log = logging.getLogger("pinglass")

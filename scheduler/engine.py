@@ -34,10 +34,10 @@ from scheduler.generation.submit import Submitter
 from scheduler.notify import UserNotifier
 from scheduler.signals import WorkSignals
 from storage import queue
-from storage.faces import FaceAnalyser
 from storage.files import FileStore
 from storage.models import utcnow
 from studio.catalogue import Catalogue
+from studio.faces import FaceChecker
 from studio.latency import LatencyEstimate
 from studio.policy import CircuitBreaker, FallbackPolicy
 
@@ -59,7 +59,7 @@ class GenerationEngine:
         notifier: UserNotifier,
         config: EngineConfig,
         on_latency: Callable[[str, float], None] | None = None,
-        faces: FaceAnalyser | None = None,
+        faces: FaceChecker | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.files = files

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from bot.settings import Settings
-from storage.faces import FaceLimits, identity_score, review_set
+from studio.faces import FaceLimits, identity_score, review_set
 
 GOOD_TOKEN = "123456:AAF-test-token-for-face-rules"
 MARGIN = 0.01
