@@ -211,8 +211,8 @@ class GenerationEngine:
     async def handle_result(self, provider: ImageProvider, result: TaskResult, *, polled: bool = False) -> None:
         await self.results.handle_result(provider, result, polled=polled)
 
-    async def settle_job(self, job_id: int) -> None:
-        await self.settler.settle_job(job_id)
+    async def hand_over_or_fail(self, job_id: int) -> None:
+        await self.settler.hand_over_or_fail(job_id)
 
     async def fail_without_selfies(self, job_id: int, reason: str) -> None:
         await self.settler.fail_without_selfies(job_id, reason)
@@ -238,4 +238,4 @@ class GenerationEngine:
             if provider is not None and task.result_url:
                 self.results.store_in_background(task.id, provider, task.result_url)
         for job_id in settle:
-            await self.settle_job(job_id)
+            await self.hand_over_or_fail(job_id)

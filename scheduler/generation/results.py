@@ -196,7 +196,7 @@ class Results:
             await session.commit()
         if stored:
             self.signals.task_stored()
-            await self.settler.settle_job(job_id)
+            await self.settler.hand_over_or_fail(job_id)
 
     async def _likeness(
         self, task_id: int, job_id: int, index: int, attempts: int, data: bytes, url: str

@@ -310,7 +310,7 @@ async def test_a_task_failed_for_good_is_credited_back_exactly_once(rig: Rig) ->
 
     for create in rest:
         await rig.engine.handle_result(rig.replicate, rig.replicate.fail(create.task_id, "no", retryable=False))
-    await rig.engine.settle_job(job_id)  # a recover round settling again changes nothing
+    await rig.engine.hand_over_or_fail(job_id)  # a recover round settling again changes nothing
 
     assert (await job_row(rig.sessionmaker, job_id)).status == JobStatus.FAILED
     async with rig.sessionmaker() as session:
