@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 from PIL import Image
 
-from storage.faces import FaceAnalyser
+from providers.faces import FaceAnalyser
 from tests import face_corpus as corpus
 
 

@@ -19,7 +19,7 @@ import time
 
 from PIL import Image
 
-from storage.faces import FaceAnalyser, FaceModels
+from providers.faces import FaceAnalyser, FaceModels
 from tests import face_corpus as corpus
 
 

@@ -53,6 +53,7 @@ from bot.web import (
     yookassa_notifications,
 )
 from providers.base import ImageProvider
+from providers.faces import FaceAnalyser, FaceModelsUnavailable
 from providers.http import DownloadPolicy
 from providers.kie import KieProvider
 from providers.ratelimit import RedisSlidingWindowLimiter, SlidingWindowLimiter
@@ -74,13 +75,13 @@ from scheduler.results import ResultsService
 from scheduler.signals import WorkSignals
 from scheduler.wakeup import WakeableJob
 from storage.db import count_statements, create_engine, create_sessionmaker
-from storage.faces import FaceAnalyser, FaceLimits, FaceModelsUnavailable
 from storage.files import FileStore, LocalFileStore, S3FileStore
 from storage.fsm import DatabaseStorage
 from storage.images import register_heif
 from storage.migrate import upgrade_async
 from studio.catalogue import Catalogue, load_catalogue
 from studio.delivery import ALBUM_MAX, ChatBudgets
+from studio.faces import FaceLimits
 from studio.policy import FallbackPolicy
 
 log = logging.getLogger("pinglass")
@@ -139,7 +140,7 @@ class Application:
     # Unique per process and per start: leases and claims compare it, so two processes must never share it.
     instance_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
 
-    engine: AsyncEngine = field(init=False)
+    db_engine: AsyncEngine = field(init=False)
     sessionmaker: async_sessionmaker[AsyncSession] = field(init=False)
     files: FileStore = field(init=False)
     catalogue: Catalogue = field(init=False)
@@ -184,8 +185,8 @@ class Application:
             await self._probe_telegram()
         if settings.AUTO_MIGRATE:
             await upgrade_async(settings.DATABASE_URL)
-        self.engine = create_engine(settings.DATABASE_URL)
-        self.sessionmaker = create_sessionmaker(self.engine)
+        self.db_engine = create_engine(settings.DATABASE_URL)
+        self.sessionmaker = create_sessionmaker(self.db_engine)
         await self._register_process()
         register_heif()
         self.faces = await self._load_faces()
@@ -193,7 +194,7 @@ class Application:
         self.files = build_file_store(settings)
         self.heartbeat = Heartbeat()
         self.metrics = Metrics()
-        count_statements(self.engine, self.metrics.db_statements.inc)
+        count_statements(self.db_engine, self.metrics.db_statements.inc)
         # One budget per chat, shared by every send (the session middleware) and delivery's planning.
         budgets = ChatBudgets(ALBUM_MAX, settings.TELEGRAM_CHAT_RATE)
         self.bot.session.middleware(ResponseTypesKept())
@@ -310,7 +311,7 @@ class Application:
             self.telegram.dispatcher = self.dispatcher
             self.telegram.sessionmaker = self.sessionmaker
         self.web_app = build_web_app(
-            engine=self.engine,
+            db_engine=self.db_engine,
             extra_checks=self.telegram.health if self.telegram is not None else None,
             heartbeat=self.heartbeat,
             metrics=self.metrics,
@@ -368,7 +369,7 @@ class Application:
         try:
             await self.registry.register(alone=self.with_bot and not self.settings.REDIS_URL)
         except StartRefused:
-            await self.engine.dispose()
+            await self.db_engine.dispose()
             await self.bot.session.close()
             raise
 
@@ -630,7 +631,7 @@ class Application:
             await self.yookassa.aclose()
         with contextlib.suppress(Exception):
             await self.registry.unregister()
-        await self.engine.dispose()
+        await self.db_engine.dispose()
         log.info("PinGlass stopped")
 
     async def run_until_signalled(self) -> int:

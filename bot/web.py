@@ -70,7 +70,7 @@ async def refuse_malformed_bodies(request: web.Request, handler: Handler) -> web
 
 def build_web_app(
     *,
-    engine: AsyncEngine,
+    db_engine: AsyncEngine,
     heartbeat: Heartbeat,
     metrics: Metrics,
     extra_checks: Callable[[], dict[str, object]] | None = None,
@@ -95,7 +95,7 @@ def build_web_app(
         return scheme.lower() == "bearer" and same_text(token.strip(), metrics_token)
 
     async def healthz(request: web.Request) -> web.Response:
-        db_ok, db_latency, db_error = await database_reachable(engine)
+        db_ok, db_latency, db_error = await database_reachable(db_engine)
         age = heartbeat.age_seconds()
         scheduler_ok = heartbeat.healthy()
         body: dict[str, object] = {

@@ -134,8 +134,6 @@ class ImageProvider(Protocol):
     async def download(self, url: str) -> bytes:
         """Fetch a result image (https URL or ``data:`` URI) with the provider's auth if needed."""
 
-    async def cancel(self, provider_task_id: str) -> None: ...
-
     async def aclose(self) -> None: ...
 
 

@@ -60,7 +60,6 @@ class FakeImageProvider:
         self.failed_creates = 0
         self.get_calls: list[str] = []
         self.downloads: list[str] = []
-        self.cancelled: list[str] = []
         self._results: dict[str, TaskResult] = {}
         self._images: dict[str, bytes] = {}
         self._ids = itertools.count(1)
@@ -140,9 +139,6 @@ class FakeImageProvider:
         if image is None:
             raise PermanentProviderError(f"{self.name} has no result at {url}", status=404)
         return image
-
-    async def cancel(self, provider_task_id: str) -> None:
-        self.cancelled.append(provider_task_id)
 
     async def aclose(self) -> None:
         return None

@@ -507,9 +507,6 @@ class KieProvider:
             policy=self._download_policy,
         )
 
-    async def cancel(self, provider_task_id: str) -> None:
-        """Kie has no cancel for market jobs: the task runs out and its result is ignored."""
-
     async def aclose(self) -> None:
         if self._owns_http:
             await self._http.aclose()

@@ -407,14 +407,6 @@ class ReplicateProvider:
             headers_for=lambda hop: self._auth_headers() if _is_replicate_origin(str(hop), self._api_origin) else None,
         )
 
-    async def cancel(self, provider_task_id: str) -> None:
-        await self._request(
-            "POST",
-            f"/v1/predictions/{_path_segment(provider_task_id)}/cancel",
-            action="cancel prediction",
-            task_lookup=True,
-        )
-
     async def aclose(self) -> None:
         if self._owns_http:
             await self._http.aclose()

@@ -232,7 +232,7 @@ class AdminService:
             assert order is not None
             job_id = await session.scalar(select(GenerationJob.id).where(GenerationJob.order_id == order.id))
         if job_id is not None:
-            await self.engine.settle_job(job_id)  # a running job whose rest was stopped goes to delivery now
+            await self.engine.hand_over_or_fail(job_id)  # a running job whose rest was stopped goes to delivery now
         wanted = order.photos if photos is None else min(photos, order.photos)
         return replace(outcome, spent=max(0, wanted - outcome.photos))
 
@@ -273,7 +273,7 @@ class AdminService:
             await queries.audit(session, admin_id, "cancel", f"job:{job_id}", cancelled=cancelled, stopped=stopped)
             await session.commit()
         if stopped:
-            await self.engine.settle_job(job_id)
+            await self.engine.hand_over_or_fail(job_id)
         return CancelOutcome(cancelled=cancelled, stopped=stopped, status=status)
 
     async def resend(self, admin_id: int, job_id: int) -> int:

@@ -34,10 +34,10 @@ from scheduler.generation.submit import Submitter
 from scheduler.notify import UserNotifier
 from scheduler.signals import WorkSignals
 from storage import queue
-from storage.faces import FaceAnalyser
 from storage.files import FileStore
 from storage.models import utcnow
 from studio.catalogue import Catalogue
+from studio.faces import FaceChecker
 from studio.latency import LatencyEstimate
 from studio.policy import CircuitBreaker, FallbackPolicy
 
@@ -59,7 +59,7 @@ class GenerationEngine:
         notifier: UserNotifier,
         config: EngineConfig,
         on_latency: Callable[[str, float], None] | None = None,
-        faces: FaceAnalyser | None = None,
+        faces: FaceChecker | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.files = files
@@ -211,8 +211,8 @@ class GenerationEngine:
     async def handle_result(self, provider: ImageProvider, result: TaskResult, *, polled: bool = False) -> None:
         await self.results.handle_result(provider, result, polled=polled)
 
-    async def settle_job(self, job_id: int) -> None:
-        await self.settler.settle_job(job_id)
+    async def hand_over_or_fail(self, job_id: int) -> None:
+        await self.settler.hand_over_or_fail(job_id)
 
     async def fail_without_selfies(self, job_id: int, reason: str) -> None:
         await self.settler.fail_without_selfies(job_id, reason)
@@ -238,4 +238,4 @@ class GenerationEngine:
             if provider is not None and task.result_url:
                 self.results.store_in_background(task.id, provider, task.result_url)
         for job_id in settle:
-            await self.settle_job(job_id)
+            await self.hand_over_or_fail(job_id)

@@ -23,11 +23,11 @@ from storage import jobs as job_queries
 from storage import ledger
 from storage import orders as order_queries
 from storage.events import EventName, count_recent, record_event
-from storage.faces import FaceAnalyser
 from storage.files import FileStore
 from storage.images import ImageRejected, validate_and_normalize
 from storage.models import Avatar, utcnow
 from studio.catalogue import Catalogue, Pack, Style
+from studio.faces import FaceChecker
 from studio.intake import MAX_PHOTOS, can_finish, is_full
 from studio.states import AvatarStatus, JobStatus
 
@@ -130,7 +130,7 @@ class IntakeService:
         catalogue: Catalogue,
         files: FileStore,
         limits: IntakeLimits,
-        faces: FaceAnalyser | None = None,
+        faces: FaceChecker | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.catalogue = catalogue

@@ -26,10 +26,10 @@ from scheduler.signals import WorkSignals
 from storage import faces as face_queries
 from storage import queue
 from storage.events import EventName, record_event
-from storage.faces import FaceAnalyser
 from storage.files import FileStore
 from storage.images import make_thumbnail
 from storage.models import GenerationJob, GenerationTask, utcnow
+from studio.faces import FaceChecker
 from studio.policy import DecisionAction, decide_after_failure
 from studio.states import TaskStatus
 
@@ -47,7 +47,7 @@ class Results:
         files: FileStore,
         signals: WorkSignals,
         on_latency: Callable[[str, float], None] | None = None,
-        faces: FaceAnalyser | None = None,
+        faces: FaceChecker | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.roster = roster
@@ -196,7 +196,7 @@ class Results:
             await session.commit()
         if stored:
             self.signals.task_stored()
-            await self.settler.settle_job(job_id)
+            await self.settler.hand_over_or_fail(job_id)
 
     async def _likeness(
         self, task_id: int, job_id: int, index: int, attempts: int, data: bytes, url: str

@@ -6,6 +6,7 @@ here, so it sits below them.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -97,7 +98,7 @@ class Settler:
             extra={"job_id": job_id, "task_id": task_id},
         )
         if changed and decision.action == DecisionAction.SKIP and job_id is not None:
-            await self.settle_job(job_id)
+            await self.hand_over_or_fail(job_id)
         elif changed:
             self.signals.task_pending()
 
@@ -121,31 +122,46 @@ class Settler:
         log.warning("%s: job failed without a provider call", reason, extra={"job_id": job_id})
         await self.notifier.tell(job.chat_id, job.language, SelfiesMissing(job_id, released))
 
-    async def settle_job(self, job_id: int) -> None:
-        """When no task can change any more: hand the job to delivery, or fail it and tell the user."""
+    async def hand_over_or_fail(self, job_id: int) -> None:
+        """Once no task of a processing job can change any more, the job ends one of two ways: with a
+        portrait stored it is handed to delivery; with none it fails, is credited back and the user is told."""
         async with self.sessionmaker() as session:
             counts = await queue.task_counts(session, job_id)
             job = await session.get(GenerationJob, job_id)
-            if job is None or job.status != JobStatus.PROCESSING:
+            if job is None or job.status != JobStatus.PROCESSING or not _every_task_finished(counts):
                 return
-            open_tasks = sum(counts.get(s, 0) for s in (TaskStatus.PENDING, TaskStatus.SUBMITTED, TaskStatus.SUCCEEDED))
-            if open_tasks or not counts:
+            if _portraits_stored(counts):
+                handed_over = await _hand_to_delivery(session, job_id)
+                await session.commit()
+                if handed_over:
+                    self.signals.task_stored()
                 return
-            succeeded = counts.get(TaskStatus.STORED, 0) + counts.get(TaskStatus.DELIVERED, 0)
-            if succeeded:
-                moved = await queue.move_job(session, job_id, JobStatus.PROCESSING, JobStatus.DELIVERING)
-            else:
-                moved = await queue.move_job(
-                    session, job_id, JobStatus.PROCESSING, JobStatus.FAILED, finished_at=utcnow()
-                )
-                if moved:
-                    await record_event(
-                        session, EventName.GENERATION_FAILED, job_id=job_id, scope="job", error_type="all_tasks_failed"
-                    )
-            chat_id, language = job.chat_id, job.language
-            returned = await ledger.released_for_job(session, job_id)
+            chat_id, language = job.chat_id, job.language  # read before the commit expires the row
+            notice = await _fail_for_want_of_portraits(session, job_id)
             await session.commit()
-        if moved and not succeeded:
-            await self.notifier.tell(chat_id, language, JobFailed(job_id, returned))
-        if moved and succeeded:
-            self.signals.task_stored()
+        if notice is not None:
+            await self.notifier.tell(chat_id, language, notice)
+
+
+def _every_task_finished(counts: Mapping[str, int]) -> bool:
+    """A job with no tasks yet is not finished: its fan-out has not happened."""
+    open_tasks = sum(counts.get(s, 0) for s in (TaskStatus.PENDING, TaskStatus.SUBMITTED, TaskStatus.SUCCEEDED))
+    return bool(counts) and not open_tasks
+
+
+def _portraits_stored(counts: Mapping[str, int]) -> bool:
+    return counts.get(TaskStatus.STORED, 0) + counts.get(TaskStatus.DELIVERED, 0) > 0
+
+
+async def _hand_to_delivery(session: AsyncSession, job_id: int) -> bool:
+    """False when another worker moved the job first."""
+    return await queue.move_job(session, job_id, JobStatus.PROCESSING, JobStatus.DELIVERING)
+
+
+async def _fail_for_want_of_portraits(session: AsyncSession, job_id: int) -> JobFailed | None:
+    """Fail the job and say what to tell the user: the credits its skipped tasks released (each as it
+    was skipped). None when another worker moved the job first."""
+    if not await queue.move_job(session, job_id, JobStatus.PROCESSING, JobStatus.FAILED, finished_at=utcnow()):
+        return None
+    await record_event(session, EventName.GENERATION_FAILED, job_id=job_id, scope="job", error_type="all_tasks_failed")
+    return JobFailed(job_id, await ledger.released_for_job(session, job_id))

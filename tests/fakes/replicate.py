@@ -264,7 +264,6 @@ class FakePrediction:
     data_uri_output: bool
     deadline_mono: float | None = None
     deadline_at: datetime | None = None
-    canceled_mono: float | None = None
     force_expired: bool = False
     images: list[bytes] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -417,7 +416,6 @@ class FakeReplicate:
         self.uploads: list[RecordedUpload] = []
         self.creates: list[RecordedCreate] = []
         self.gets: list[str] = []
-        self.cancels: list[str] = []
         self.deliveries: list[str] = []  # paths of output files fetched
         self.webhooks: list[WebhookAttempt] = []
         self.webhooks_dropped: list[str] = []
@@ -449,7 +447,6 @@ class FakeReplicate:
         app.router.add_post("/v1/predictions", self._create_versioned)
         app.router.add_post("/v1/models/{owner}/{name}/predictions", self._create_official)
         app.router.add_get("/v1/predictions/{id}", self._get_prediction)
-        app.router.add_post("/v1/predictions/{id}/cancel", self._cancel_prediction)
         app.router.add_post("/v1/files", self._upload_file)
         app.router.add_get("/v1/files/{id}", self._get_file)
         app.router.add_get("/v1/files/{id}/download", self._download_file)
@@ -839,8 +836,6 @@ class FakeReplicate:
         if prediction.deadline_mono is not None:
             ending = "aborted" if prediction.deadline_mono < prediction.start_mono else "canceled"
             endings.append((prediction.deadline_mono, ending))
-        if prediction.canceled_mono is not None:
-            endings.append((prediction.canceled_mono, "canceled"))
         ended = min(endings) if endings else None
         if ended is not None and now >= ended[0]:
             completed_mono, status = ended
@@ -855,7 +850,6 @@ class FakeReplicate:
             prediction.start_mono,
             prediction.finish_mono,
             prediction.deadline_mono,
-            prediction.canceled_mono,
         ]
         future = [moment for moment in moments if moment is not None and moment > now]
         return min(future) - now if future else None
@@ -937,19 +931,6 @@ class FakeReplicate:
         prediction = self.predictions.get(prediction_id)
         if prediction is None:
             return _problem(404, "Not found", "The requested resource could not be found.")
-        return web.json_response(self._prediction_json(prediction))
-
-    async def _cancel_prediction(self, request: web.Request) -> web.Response:
-        prediction_id = request.match_info["id"]
-        self.cancels.append(prediction_id)
-        prediction = self.predictions.get(prediction_id)
-        if prediction is None:
-            return _problem(404, "Not found", "The requested resource could not be found.")
-        now = time.monotonic()
-        # A completed prediction cannot be cancelled; Replicate's exact answer is unconfirmed (§3): echo it.
-        if self._snapshot(prediction, now).status not in TERMINAL_STATUSES:
-            prediction.canceled_mono = now
-            prediction.changed.set()
         return web.json_response(self._prediction_json(prediction))
 
     async def _serve_output(self, request: web.Request) -> web.Response:

@@ -81,7 +81,7 @@ async def test_healthz_reports_database_and_scheduler(
             assert body["status"] == "ok"
             assert body["database"]["ok"] is True
             assert body["scheduler"]["ok"] is True
-            await app.engine.dispose()
+            await app.db_engine.dispose()
             app.heartbeat.last_beat = None
             async with client.get(f"http://127.0.0.1:{app.port}/healthz") as response:
                 assert response.status == 503

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-import storage.faces
+import providers.faces
 from bot.app import Application
-from storage.faces import embedding_from_bytes
 from storage.models import Event, GenerationJob, GenerationTask, ReferencePhoto, User
+from studio.faces import embedding_from_bytes
 from studio.states import JobStatus
 from tests import face_corpus as corpus
 from tests.engine_support import provider_settings
@@ -245,7 +245,7 @@ async def test_models_that_cannot_load_leave_checks_off_with_one_error_at_start(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setattr(storage.faces, "model_directory", lambda: tmp_path / "no-models")
+    monkeypatch.setattr(providers.faces, "model_directory", lambda: tmp_path / "no-models")
     with caplog.at_level(logging.ERROR, logger="pinglass"):
         async with running_app(face_settings(fake_telegram, sqlite_url, files_dir)) as app:
             assert app.faces is None and app.engine_service.faces is None

@@ -720,10 +720,3 @@ async def test_telegram_file_urls_never_leave_the_process(fake: FakeKie, provide
 async def test_fake_refuses_reference_urls_it_cannot_serve(fake: FakeKie, provider: KieProvider) -> None:
     with pytest.raises(PermanentProviderError, match="not accessible"):
         await provider.create_task(PROMPT, [f"{fake.url}/files/uploads/never/uploaded.png"], GenerationOptions(), None)
-
-
-async def test_cancel_is_a_noop(fake: FakeKie, provider: KieProvider) -> None:
-    task_id = await create_one(provider)
-    requests_before = len(fake.requests)
-    await provider.cancel(task_id)
-    assert len(fake.requests) == requests_before

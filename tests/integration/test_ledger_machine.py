@@ -390,7 +390,7 @@ class MoneyMachine(RuleBasedStateMachine):
                             await self.portrait(session, f"machine-{task_id}")
                     await session.commit()
             for job_id in touched:
-                await world.generation.settle_job(job_id)
+                await world.generation.hand_over_or_fail(job_id)
 
         self.run(go())
 
@@ -412,7 +412,7 @@ class MoneyMachine(RuleBasedStateMachine):
                     await session.commit()
                 touched.add(task.job_id)
             for job_id in touched:
-                await world.generation.settle_job(job_id)
+                await world.generation.hand_over_or_fail(job_id)
 
         self.run(go())
 
@@ -471,7 +471,7 @@ class MoneyMachine(RuleBasedStateMachine):
                 for task in unfinished[:count]:
                     await queue.skip_task(session, task.id, from_status=TaskStatus(task.status), error="exhausted")
                 await session.commit()
-            await self.world.generation.settle_job(job.id)
+            await self.world.generation.hand_over_or_fail(job.id)
 
         self.run(go())
 

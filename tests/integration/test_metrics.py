@@ -169,7 +169,7 @@ async def test_healthz_is_unhealthy_without_database_or_with_a_stale_scheduler(
         assert (await health(app))[0] == 200
 
         # The database file disappears (a directory in its place): no connection can be opened.
-        await app.engine.dispose()
+        await app.db_engine.dispose()
         moved = database.with_suffix(".away")
         shutil.move(database, moved)
         database.mkdir()
@@ -182,5 +182,5 @@ async def test_healthz_is_unhealthy_without_database_or_with_a_stale_scheduler(
         finally:
             database.rmdir()
             shutil.move(moved, database)
-        await app.engine.dispose()
+        await app.db_engine.dispose()
         assert (await health(app))[0] == 200

@@ -446,15 +446,6 @@ async def test_expired_outputs_fail_retryably_and_cannot_be_downloaded(
     assert caught.value.status == 404
 
 
-async def test_cancelled_prediction_is_failed_and_retryable(fake: FakeReplicate, provider: ReplicateProvider) -> None:
-    fake.stick_next(1)
-    prediction_id = await provider.create_task("p", [], GenerationOptions(), None)
-    await provider.cancel(prediction_id)
-    result = await provider.get_task(prediction_id)
-    assert result.state is TaskState.FAILED and result.retryable
-    assert fake.cancels == [prediction_id]
-
-
 async def test_stuck_prediction_stays_running(fake: FakeReplicate, provider: ReplicateProvider) -> None:
     fake.stick_next(1)
     prediction_id = await provider.create_task("p", [], GenerationOptions(), None)
@@ -552,8 +543,6 @@ async def test_unreachable_host_is_retryable(fake: FakeReplicate) -> None:
 async def test_unknown_prediction_is_task_not_found(provider: ReplicateProvider) -> None:
     with pytest.raises(TaskNotFoundError):
         await provider.get_task("nosuchpredictionid234567ab")
-    with pytest.raises(TaskNotFoundError):
-        await provider.cancel("nosuchpredictionid234567ab")
 
 
 async def test_misconfigured_models_fail_at_construction() -> None:

@@ -1,4 +1,5 @@
-"""The engine's submit, result and failure paths, on an in-memory provider and a SQLite file.
+"""The engine's submit, result, likeness and failure paths, on an in-memory provider, the in-process face
+checker and a SQLite file.
 
 No HTTP and no loops: each test calls one round of the engine's work (dispatch, submit, a callback,
 a poll) and then waits for what that round started in the background. The database is migrated once
@@ -8,6 +9,7 @@ per session and copied for each test.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -33,9 +35,11 @@ from storage.events import EventName
 from storage.files import LocalFileStore
 from storage.models import Event, GenerationTask, ReferencePhoto, utcnow
 from studio.catalogue import load_catalogue
+from studio.faces import FakeFaceChecker
 from studio.policy import CircuitBreaker, FallbackPolicy
 from studio.states import JobStatus, TaskStatus
 from tests.engine_support import job_row, seed_paid_job, task_statuses
+from tests.image_corpus import selfie_like_jpeg
 
 PACK = "p7"
 PORTRAITS = 7
@@ -68,8 +72,8 @@ class Rig:
     told: RecordingNotifier
 
 
-@pytest_asyncio.fixture
-async def rig(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Rig]:
+@contextlib.asynccontextmanager
+async def _rig(sqlite_url: str, tmp_path: Path, faces: FakeFaceChecker | None = None) -> AsyncIterator[Rig]:
     db: AsyncEngine = create_engine(sqlite_url)
     sessionmaker = create_sessionmaker(db)
     files = LocalFileStore(tmp_path / "files")
@@ -84,6 +88,7 @@ async def rig(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Rig]:
         signals=WorkSignals(),
         notifier=told,
         config=EngineConfig(worker_id="unit", public_url="https://bot.example"),
+        faces=faces,
     )
     # Seven creates fail at once in some tests: the breaker would send the rest to Replicate early.
     engine.breakers["kie"] = CircuitBreaker(failure_threshold=100)
@@ -92,6 +97,28 @@ async def rig(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Rig]:
     finally:
         await engine.stop()
         await db.dispose()
+
+
+@pytest_asyncio.fixture
+async def rig(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Rig]:
+    async with _rig(sqlite_url, tmp_path) as built:
+        yield built
+
+
+@pytest_asyncio.fixture
+async def faces() -> FakeFaceChecker:
+    """The seeded job's two selfies show Anna."""
+    checker = FakeFaceChecker()
+    for index in range(2):
+        checker.shows(selfie_like_jpeg(seed=index), "anna")
+    return checker
+
+
+@pytest_asyncio.fixture
+async def checked_rig(sqlite_url: str, tmp_path: Path, faces: FakeFaceChecker) -> AsyncIterator[Rig]:
+    """The engine scoring every portrait against the person's selfies."""
+    async with _rig(sqlite_url, tmp_path, faces) as built:
+        yield built
 
 
 async def _drain(tasks: BackgroundTasks) -> None:
@@ -136,9 +163,9 @@ async def _backoff_passes(rig: Rig, job_id: int) -> None:
         await session.commit()
 
 
-def _png() -> bytes:
+def _png(colour: tuple[int, int, int] = (200, 150, 120)) -> bytes:
     buffer = io.BytesIO()
-    Image.new("RGB", (48, 64), (200, 150, 120)).save(buffer, "PNG")
+    Image.new("RGB", (48, 64), colour).save(buffer, "PNG")
     return buffer.getvalue()
 
 
@@ -310,9 +337,70 @@ async def test_a_task_failed_for_good_is_credited_back_exactly_once(rig: Rig) ->
 
     for create in rest:
         await rig.engine.handle_result(rig.replicate, rig.replicate.fail(create.task_id, "no", retryable=False))
-    await rig.engine.settle_job(job_id)  # a recover round settling again changes nothing
+    await rig.engine.hand_over_or_fail(job_id)  # a recover round settling again changes nothing
 
     assert (await job_row(rig.sessionmaker, job_id)).status == JobStatus.FAILED
     async with rig.sessionmaker() as session:
         assert await ledger.released_for_job(session, job_id) == PORTRAITS
     assert rig.told.notices == [JobFailed(job_id, returned=PORTRAITS)]
+
+
+# ------------------------------------------------------------------ likeness
+
+
+async def _portrait(rig: Rig, job_id: int, image: bytes) -> GenerationTask:
+    """The job's first task comes back from Kie with ``image``; the task once its result was handled."""
+    first = (await _tasks(rig, job_id))[0]
+    assert first.provider == "kie" and first.provider_task_id is not None
+    await rig.engine.handle_result(rig.kie, rig.kie.succeed(first.provider_task_id, image))
+    await _drain(rig.engine.state.background)
+    return next(task for task in await _tasks(rig, job_id) if task.id == first.id)
+
+
+async def test_a_portrait_of_the_person_is_stored_with_its_likeness(checked_rig: Rig, faces: FakeFaceChecker) -> None:
+    rig = checked_rig
+    faces.shows(_png(), "anna")
+    job_id = await _queued_job(rig)
+    await _submit(rig)
+
+    task = await _portrait(rig, job_id, _png())
+
+    assert task.status == TaskStatus.STORED
+    assert (task.identity_score, task.flagged, task.identity_redos) == (1.0, False, 0)
+    async with rig.sessionmaker() as session:
+        kept = await session.scalars(select(ReferencePhoto.face_embedding))
+        assert all(blob is not None for blob in kept)  # the selfies' faces are remembered for the next portrait
+
+
+async def test_a_portrait_of_someone_else_is_made_again_once_then_delivered_flagged(
+    checked_rig: Rig, faces: FakeFaceChecker
+) -> None:
+    rig = checked_rig
+    stranger = _png((20, 40, 60))
+    faces.shows(stranger, "boris")
+    job_id = await _queued_job(rig)
+    await _submit(rig)
+
+    first = await _portrait(rig, job_id, stranger)
+    assert (first.status, first.identity_redos, first.attempts) == (TaskStatus.PENDING, 1, 1)
+    assert "unlike the person" in (first.error or "")
+    async with rig.sessionmaker() as session:
+        assert await ledger.released_for_job(session, job_id) == 0  # the redo is on the provider's budget
+
+    await _backoff_passes(rig, job_id)
+    await _submit(rig)
+    again = await _portrait(rig, job_id, stranger)
+
+    assert (again.status, again.flagged, again.identity_redos) == (TaskStatus.STORED, True, 1)
+    assert again.identity_score is not None and again.identity_score < faces.limits.identity_min_score
+
+
+async def test_a_portrait_without_a_face_is_a_failed_attempt(checked_rig: Rig) -> None:
+    rig = checked_rig
+    job_id = await _queued_job(rig)
+    await _submit(rig)
+
+    task = await _portrait(rig, job_id, _png((0, 0, 0)))  # the checker was told of no one in it
+
+    assert (task.status, task.attempts, task.error) == (TaskStatus.PENDING, 1, "no face in the portrait")
+    assert task.result_key is None and task.identity_redos == 0

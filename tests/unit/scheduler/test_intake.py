@@ -1,6 +1,7 @@
 """IntakeService on a real SQLite database (migrated once per session, copied per test): photos taken,
 rejected and counted against the hourly budget, sets closed and reused, orders made and withdrawn,
-/status. Face checks are off here (tests/integration/test_face_checks.py has them on)."""
+/status. Face checks run on the in-process FakeFaceChecker where a test turns them on (dlib's real
+models: tests/integration/test_face_checks.py)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from storage.files import LocalFileStore
 from storage.models import Avatar, Event, GenerationJob, Order, ReferencePhoto, User
 from storage.orders import create_order
 from studio.catalogue import load_catalogue
+from studio.faces import FaceReject, FakeFaceChecker
 from studio.intake import MAX_PHOTOS, MIN_PHOTOS
 from studio.states import AvatarStatus, OrderStatus
 from tests.engine_support import seed_paid_job, seed_unpaid_order, start_trial
@@ -43,13 +45,40 @@ class Rig:
         self.sessionmaker = sessionmaker
         self.files = files
         self.catalogue = load_catalogue()
+        self.faces: FakeFaceChecker | None = None  # face checks off unless a test turns them on
         self.intake = self.service(LIMITS)
         self.opened: list[int] = []
         self.photos_when_opened: list[int] = []
         self.fetched: list[str] = []
 
     def service(self, limits: IntakeLimits) -> IntakeService:
-        return IntakeService(self.sessionmaker, catalogue=self.catalogue, files=self.files, limits=limits)
+        return IntakeService(
+            self.sessionmaker, catalogue=self.catalogue, files=self.files, limits=limits, faces=self.faces
+        )
+
+    def check_faces(self) -> FakeFaceChecker:
+        self.faces = FakeFaceChecker()
+        self.intake = self.service(LIMITS)
+        return self.faces
+
+    async def take_each(self, user: User, people: list[str]) -> list[PhotoOutcome]:
+        """One photo per name, in order, into the same set; each shows the person it is named after."""
+        assert self.faces is not None
+        self.faces.next_selfies(people)
+        outcomes = []
+        for index, person in enumerate(people):
+            avatar_id = self.opened[-1] if self.opened else None
+            outcomes.append(await self.take(user, f"{person}{index}", avatar_id=avatar_id))
+        return outcomes
+
+    async def embedded_photos(self, avatar_id: int) -> int:
+        async with self.sessionmaker() as session:
+            rows = await session.execute(
+                select(ReferencePhoto.id).where(
+                    ReferencePhoto.avatar_id == avatar_id, ReferencePhoto.face_embedding.is_not(None)
+                )
+            )
+            return len(rows.all())
 
     async def new_user(self, telegram_id: int = 700_001) -> User:
         async with self.sessionmaker() as session:
@@ -311,6 +340,70 @@ async def test_done_needs_enough_photos(rig: Rig) -> None:
     enough = await rig.intake.close_set(user.id, avatar_id)
     assert (enough.count, enough.closed) == (MIN_PHOTOS, True)
     assert (await rig.avatar(avatar_id)).status == AvatarStatus.READY
+
+
+# ---------------------------------------------------------------- face checks
+
+
+async def test_a_selfie_the_face_check_refuses_is_not_stored_and_is_counted_with_its_reason(rig: Rig) -> None:
+    faces = rig.check_faces()
+    faces.next_selfies([FaceReject.BLURRY])
+    user = await rig.new_user()
+
+    outcome = await rig.take(user, "blurry")
+
+    assert outcome == PhotoOutcome(False, 0, "photo.rejected.face_blurry")
+    assert len(faces.asked) == 1
+    assert await rig.stored_photos(user, rig.opened[0]) == 0
+    assert await rig.rejections(user) == ["face_blurry"]
+
+
+async def test_someone_else_is_refused_once_the_set_can_be_judged_and_faces_are_kept(rig: Rig) -> None:
+    rig.check_faces()
+    user = await rig.new_user()
+
+    outcomes = await rig.take_each(user, ["anna"] * (MIN_PHOTOS - 1) + ["boris", "anna"])
+
+    assert [outcome.reason_key for outcome in outcomes] == [None] * (MIN_PHOTOS - 1) + [
+        "photo.rejected.face_mismatch",
+        None,
+    ]
+    assert outcomes[-1] == PhotoOutcome(True, MIN_PHOTOS)
+    assert await rig.embedded_photos(rig.opened[0]) == MIN_PHOTOS
+    assert await rig.rejections(user) == ["face_mismatch"]
+
+
+async def test_an_early_photo_of_someone_else_is_taken_out_at_done(rig: Rig) -> None:
+    rig.check_faces()
+    user = await rig.new_user()
+    # The first photo is checked alone; the fifth is like the majority, so it is taken.
+    outcomes = await rig.take_each(user, ["boris"] + ["anna"] * (MIN_PHOTOS - 1))
+    assert all(outcome.accepted for outcome in outcomes)
+    avatar_id = rig.opened[0]
+
+    state = await rig.intake.close_set(user.id, avatar_id)
+
+    assert (state.count, state.closed, state.removed_slots) == (MIN_PHOTOS - 1, False, (1,))
+    assert await rig.stored_photos(user, avatar_id) == MIN_PHOTOS - 1
+    assert (await rig.avatar(avatar_id)).status == AvatarStatus.COLLECTING
+    assert await rig.rejections(user) == ["face_mismatch"]
+    outcome = await rig.take_each(user, ["anna"])  # the freed slot is the next one filled
+    assert outcome == [PhotoOutcome(True, MIN_PHOTOS)]
+
+
+async def test_a_set_with_no_one_person_in_most_photos_is_refused_at_done(rig: Rig) -> None:
+    rig.check_faces()
+    user = await rig.new_user()
+    people = ["anna", "anna", "boris", "boris", "vera"]
+    assert len(people) == MIN_PHOTOS
+    await rig.take_each(user, people)
+    avatar_id = rig.opened[0]
+
+    state = await rig.intake.close_set(user.id, avatar_id)
+
+    assert (state.count, state.closed, state.refused, state.removed_slots) == (MIN_PHOTOS, False, True, ())
+    assert await rig.stored_photos(user, avatar_id) == MIN_PHOTOS
+    assert (await rig.avatar(avatar_id)).status == AvatarStatus.COLLECTING
 
 
 # ---------------------------------------------------------------- starting over, reusing, leaving

@@ -11,7 +11,15 @@ import numpy as np
 import pytest
 
 from bot.settings import Settings
-from storage.faces import FaceLimits, identity_score, review_set
+from studio.faces import (
+    FaceLimits,
+    FaceReject,
+    FakeFaceChecker,
+    face_distance,
+    identity_score,
+    person_embedding,
+    review_set,
+)
 
 GOOD_TOKEN = "123456:AAF-test-token-for-face-rules"
 MARGIN = 0.01
@@ -62,3 +70,25 @@ def test_a_portrait_passes_the_identity_gate_only_above_the_minimum_score(distan
     score = identity_score(_at(distance), references)
     assert score.score == pytest.approx(max(0.0, 1.0 - distance), abs=1e-4)
     assert (score.score >= FaceLimits().identity_min_score) is passes
+
+
+async def test_the_fake_face_checker_tells_people_apart_as_the_rules_see_them() -> None:
+    faces = FakeFaceChecker()
+    faces.shows(b"anna-1", "anna")
+    faces.shows(b"anna-2", "anna")
+    faces.shows(b"boris", "boris")
+    anna = await faces.embed_async(b"anna-1")
+    assert anna is not None
+
+    same = await faces.score_portrait_async(b"anna-2", [anna])
+    other = await faces.score_portrait_async(b"boris", [anna])
+    assert same is not None and other is not None
+    assert same.score == 1.0 and other.score < faces.limits.identity_min_score
+    assert other.nearest_distance > faces.limits.match_max_distance
+    assert await faces.score_portrait_async(b"a cup of coffee", [anna]) is None
+
+    faces.next_selfies(["boris", FaceReject.SMALL])
+    assert face_distance((await faces.check_selfie_async(b"anna-1")).embedding, person_embedding("boris")) == 0
+    assert (await faces.check_selfie_async(b"anna-1")).reason == FaceReject.SMALL
+    assert (await faces.check_selfie_async(b"anna-1")).accepted  # the queue is empty: the picture's own person
+    assert (await faces.check_selfie_async(b"nobody")).reason == FaceReject.NONE

@@ -7,17 +7,14 @@ import itertools
 import numpy as np
 import pytest
 
-from storage.faces import (
-    FaceAnalyser,
+from providers.faces import FaceAnalyser, FaceModels, FaceModelsUnavailable, laplacian_variance
+from studio.faces import (
     FaceLimits,
-    FaceModels,
-    FaceModelsUnavailable,
     FaceReject,
     embedding_from_bytes,
     embedding_to_bytes,
     face_distance,
     identity_score,
-    laplacian_variance,
     review_set,
 )
 from tests import face_corpus as corpus
