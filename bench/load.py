@@ -33,10 +33,11 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import psutil
@@ -69,6 +70,24 @@ ALBUM_WINDOW_SECONDS = 3.0  # the app's default
 TELEGRAM_APP_RATES = (25.0, 1.0)  # the app's own TELEGRAM_GLOBAL_RATE / TELEGRAM_CHAT_RATE defaults
 
 
+class ChildProcess(Protocol):
+    """What the runner uses of ``subprocess.Popen``."""
+
+    pid: int
+
+    def poll(self) -> int | None: ...
+
+    def send_signal(self, number: int, /) -> None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+    def kill(self) -> None: ...
+
+
+# (module, environment, working directory, log file) → a running child.
+Launcher = Callable[[str, dict[str, str], Path, Path], ChildProcess]
+
+
 @dataclass
 class LoadOptions:
     packs: int = 10
@@ -85,6 +104,9 @@ class LoadOptions:
     seed: int = 7
     keep_workdir: bool = False
     profile_to: Path | None = None  # run the (first) app under pyinstrument, text report here
+    # How app processes start: a fresh interpreter by default; the smoke tests fork them from a
+    # pre-imported one (tests/support/zygote.py), which spares each start seconds of import CPU.
+    launch: Launcher | None = None
 
 
 def lognormal(rng: random.Random, median: float, sigma: float) -> float:
@@ -140,7 +162,8 @@ class AppProcess:
     port: int
     env: dict[str, str]
     workdir: Path
-    process: subprocess.Popen[bytes] | None = None
+    launch: Launcher | None = None
+    process: ChildProcess | None = None
     ps: psutil.Process | None = None
     peak_rss: int = 0
     cpu_seconds_before: float = 0.0  # CPU of earlier incarnations (restarts)
@@ -153,14 +176,7 @@ class AppProcess:
         return self.workdir / f"app-{self.module}-{self.port}.log"
 
     async def start(self, timeout: float = 60.0) -> None:  # noqa: ASYNC109
-        log = self.log_path.open("ab")
-        command = [sys.executable, "-m", self.module]
-        if self.profile_to is not None:
-            # Statistical profile of the whole run, written when the process exits on SIGTERM.
-            command = [sys.executable, "-m", "pyinstrument", "-r", "text", "-o", str(self.profile_to), *command[1:]]
-        self.process = subprocess.Popen(  # noqa: ASYNC220 - a child that lives on while the run goes on
-            command, cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT
-        )
+        self.process = self._launch()
         self.ps = psutil.Process(self.process.pid)
         self.starts += 1
         deadline = time.monotonic() + timeout
@@ -176,6 +192,16 @@ class AppProcess:
                     pass
                 await asyncio.sleep(0.1)
         raise RuntimeError(f"{self.module} did not become healthy, see {self.log_path}")
+
+    def _launch(self) -> ChildProcess:
+        if self.launch is not None and self.profile_to is None:
+            return self.launch(self.module, self.env, self.workdir, self.log_path)
+        command = [sys.executable, "-m", self.module]
+        if self.profile_to is not None:
+            # Statistical profile of the whole run, written when the process exits on SIGTERM.
+            command = [sys.executable, "-m", "pyinstrument", "-r", "text", "-o", str(self.profile_to), *command[1:]]
+        with self.log_path.open("ab") as log:
+            return subprocess.Popen(command, cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT)
 
     def sample(self) -> tuple[float, int]:
         """(CPU seconds of all incarnations so far, current RSS); keeps the peak RSS."""
@@ -365,7 +391,7 @@ class Stack:
         for index, port in enumerate(ports):
             # The first process runs the bot (and the web app Telegram calls); others are schedulers.
             module = "bot" if index == 0 else "scheduler"
-            app = AppProcess(module, port, self.app_env(port, ports[0]), self.workdir)
+            app = AppProcess(module, port, self.app_env(port, ports[0]), self.workdir, launch=self.options.launch)
             app.profile_to = self.options.profile_to if index == 0 else None
             self.apps.append(app)
         self.kassa.webhook_url = f"http://127.0.0.1:{ports[0]}/payments/yookassa"

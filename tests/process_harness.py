@@ -71,13 +71,18 @@ def _zygote() -> Zygote:
     return zygote
 
 
+def fork_from_zygote(module: str, env: dict[str, str], cwd: Path, log_path: Path) -> ForkedProcess:
+    """A bench.load.Launcher: the load and chaos runners' app processes, forked like the tests' own."""
+    return _zygote().spawn(module, env, cwd=cwd, log_path=log_path)
+
+
 async def start_process(
     settings: dict[str, Any], log_path: Path, module: str = "scheduler", port: int | None = None
 ) -> AppProcess:
     """``port``: a fixed one, so a restarted bot keeps the webhook URL Telegram posts to."""
     port = port or free_port()
     env = process_env({**settings, "WEB_HOST": "127.0.0.1", "WEB_PORT": port})
-    process = _zygote().spawn(module, env, cwd=log_path.parent, log_path=log_path)
+    process = fork_from_zygote(module, env, log_path.parent, log_path)
     handle = AppProcess(process, port, log_path)
     deadline = asyncio.get_running_loop().time() + 60.0  # a start on a busy 2-core machine can take half of it
     async with aiohttp.ClientSession() as client:

@@ -1,5 +1,6 @@
 """Small, fast versions of `make bench` and `make chaos`: the real application as a subprocess against the
-fakes, a handful of users, and the same checks the full runs end with. Timings are reported, never asserted."""
+fakes, a handful of users, and the same checks the full runs end with. Timings are reported, never asserted.
+The app processes are forked from the tests' pre-imported zygote (the full runs start fresh interpreters)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from pathlib import Path
 from bench.chaos import MONEY_KINDS, money, payments
 from bench.load import LoadOptions, run_load
 from bench.report import write_reports
+from tests.process_harness import fork_from_zygote
 
 
 async def test_load_runner_measures_every_figure(tmp_path: Path) -> None:
-    options = LoadOptions(packs=3, pack_photos=7, time_factor=0.02, deadline_seconds=50)
+    options = LoadOptions(packs=3, pack_photos=7, time_factor=0.02, deadline_seconds=50, launch=fork_from_zygote)
     record = await run_load(options)
     figures = record.figures
 
@@ -37,7 +39,7 @@ async def test_load_runner_measures_every_figure(tmp_path: Path) -> None:
 
 
 async def test_chaos_payment_notifications_credit_once_and_deliver_once() -> None:
-    options = LoadOptions(pack_photos=7, time_factor=0.02, deadline_seconds=50)
+    options = LoadOptions(pack_photos=7, time_factor=0.02, deadline_seconds=50, launch=fork_from_zygote)
     # 8 buyers: card notifications duplicated ×10 / reordered / lost / normal, Stars messages ×10; 2 forgers.
     result = await payments(options, 0.1)
 
@@ -48,7 +50,7 @@ async def test_chaos_payment_notifications_credit_once_and_deliver_once() -> Non
 
 
 async def test_chaos_money_keeps_every_invariant() -> None:
-    options = LoadOptions(time_factor=0.02, deadline_seconds=90)
+    options = LoadOptions(time_factor=0.02, deadline_seconds=90, launch=fork_from_zygote)
     # One buyer of each kind: card, card then Stars, Stars then card (both crossed on one order),
     # repeated notifications, refunded by /refund (twice), and a double tap on returned credits.
     result = await money(options, 0.1)

@@ -150,9 +150,12 @@ class ForkedProcess:
             self.returncode = self.zygote.returncode(self.pid)
         return self.returncode
 
-    def send_signal(self, number: int) -> None:
+    def send_signal(self, number: int, /) -> None:
         if self.poll() is None:
             os.kill(self.pid, number)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
 
     def wait(self, timeout: float | None = None) -> int:
         deadline = None if timeout is None else time.monotonic() + timeout
