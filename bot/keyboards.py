@@ -17,9 +17,12 @@ from bot.callbacks import (
     AdminProviderCb,
     AdminUserAction,
     AdminUserCb,
+    AgainCb,
     BroadcastSegment,
     CheckCb,
     ForgetCb,
+    JobAction,
+    JobCb,
     MenuAction,
     MenuCb,
     OrderAction,
@@ -27,6 +30,7 @@ from bot.callbacks import (
     PackCb,
     PayCb,
     PayMethod,
+    ResendCb,
     ResultsAction,
     ResultsCb,
     SpendCb,
@@ -114,6 +118,44 @@ def use_credits(job_id: int, returned: int) -> InlineKeyboardMarkup | None:
         text=counted("button.use_credits", returned),
         callback_data=ResultsCb(job_id=job_id, action=ResultsAction.CREDITS),
     )
+    return builder.as_markup()
+
+
+def _one(text: str, callback_data: str) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(text=text, callback_data=callback_data)
+    return builder.as_markup()
+
+
+def cancel_job(job_id: int) -> InlineKeyboardMarkup:
+    return _one(_("button.cancel_job"), JobCb(job_id=job_id, action=JobAction.CANCEL).pack())
+
+
+def pay_again(order_id: int) -> InlineKeyboardMarkup:
+    return _one(_("button.pay_again"), OrderCb(order_id=order_id, action=OrderAction.PAY).pack())
+
+
+def new_photos() -> InlineKeyboardMarkup:
+    return _one(_("button.new_photos"), MenuCb(action=MenuAction.NEW).pack())
+
+
+def resend(job_id: int, chunk_index: int) -> InlineKeyboardMarkup:
+    return _one(_("button.resend"), ResendCb(job_id=job_id, chunk=chunk_index).pack())
+
+
+def after_pack(job_id: int, avatar_id: int | None, credited: int) -> InlineKeyboardMarkup:
+    """Under the closing message: originals, the same photos again, new photos, what came back."""
+    builder = InlineKeyboardBuilder()
+    builder.button(text=_("button.originals"), callback_data=ResultsCb(job_id=job_id, action=ResultsAction.ORIGINALS))
+    if avatar_id is not None:
+        builder.button(text=_("button.same_photos"), callback_data=AgainCb(avatar_id=avatar_id))
+    builder.button(text=_("button.new_photos"), callback_data=MenuCb(action=MenuAction.NEW))
+    if credited:
+        builder.button(
+            text=counted("button.use_credits", credited),
+            callback_data=ResultsCb(job_id=job_id, action=ResultsAction.CREDITS),
+        )
+    builder.adjust(1)
     return builder.as_markup()
 
 

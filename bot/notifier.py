@@ -10,20 +10,8 @@ from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError
 from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.i18n import I18n
-from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot.callbacks import (
-    AgainCb,
-    JobAction,
-    JobCb,
-    MenuAction,
-    MenuCb,
-    OrderAction,
-    OrderCb,
-    ResendCb,
-    ResultsAction,
-    ResultsCb,
-)
+from bot import keyboards
 from bot.locales.messages_plural import PLURAL_MESSAGES
 from scheduler.notices import (
     BroadcastReport,
@@ -57,18 +45,19 @@ class TelegramNotifier:
         return self.i18n.gettext(key, locale=language).format(**values)
 
     def render(self, notice: Notice, language: str) -> Rendered:
-        """The text and the buttons of ``notice`` in ``language``."""
+        """The text and the buttons of ``notice`` in ``language`` (keyboards read the active locale)."""
+        with self.i18n.context(), self.i18n.use_locale(language):
+            return self._render(notice, language)
+
+    def _render(self, notice: Notice, language: str) -> Rendered:
         text = self.text
         match notice:
             case JobQueued(job_id=job_id, photos=photos, position=position, paid=paid):
                 key = "payment.succeeded" if paid else "job.queued"
-                return text(key, language, photos=photos, position=position), self._cancel_job(job_id, language)
+                return text(key, language, photos=photos, position=position), keyboards.cancel_job(job_id)
             case PaymentCanceled(order_id=order_id, expired=expired):
                 key = "payment.canceled.expired" if expired else "payment.canceled.other"
-                pay_again = self._one(
-                    text("button.pay_again", language), OrderCb(order_id=order_id, action=OrderAction.PAY).pack()
-                )
-                return text(key, language), pay_again
+                return text(key, language), keyboards.pay_again(order_id)
             case PaymentReturned(order_id=order_id, reason=reason, amount=amount, currency=currency):
                 price = format_price(amount, currency, language)
                 return text(f"payment.returned.{reason}", language, order_id=order_id, amount=price), None
@@ -77,18 +66,17 @@ class TelegramNotifier:
                 price = format_price(refund.amount_kopecks, Currency.RUB, language)
                 return text("admin.refund_canceled", language, refund_id=refund.refund_id, amount=price, **values), None
             case JobFailed(job_id=job_id, returned=returned):
-                return text("job.failed", language, count=returned), self._use_credits(job_id, returned, language)
+                return text("job.failed", language, count=returned), keyboards.use_credits(job_id, returned)
             case SelfiesMissing(released=released):
-                new_photos = self._one(text("button.new_photos", language), MenuCb(action=MenuAction.NEW).pack())
-                return text("job.failed_no_selfies", language, count=released), new_photos
+                return text("job.failed_no_selfies", language, count=released), keyboards.new_photos()
             case ProgressShown(job_id=job_id, text=progress, cancellable=cancellable):
-                return progress, self._cancel_job(job_id, language) if cancellable else None
+                return progress, keyboards.cancel_job(job_id) if cancellable else None
             case DeliveryUncertain(job_id=job_id, chunk_index=chunk_index, portraits=portraits):
-                resend = self._one(text("button.resend", language), ResendCb(job_id=job_id, chunk=chunk_index).pack())
-                return text("delivery.uncertain", language, count=portraits), resend
-            case PackFinished(delivered=delivered, credited=credited):
+                return text("delivery.uncertain", language, count=portraits), keyboards.resend(job_id, chunk_index)
+            case PackFinished(job_id=job_id, avatar_id=avatar_id, delivered=delivered, credited=credited):
                 key = "delivery.finished_partial" if credited else "delivery.finished"
-                return text(key, language, count=delivered, credited=credited), self._after_pack(notice, language)
+                buttons = keyboards.after_pack(job_id, avatar_id, credited)
+                return text(key, language, count=delivered, credited=credited), buttons
             case OriginalsGone():
                 return text("originals.gone", language), None
             case BroadcastReport() as report:
@@ -98,41 +86,6 @@ class TelegramNotifier:
                 ), None
             case _:
                 assert_never(notice)
-
-    @staticmethod
-    def _one(label: str, callback_data: str) -> InlineKeyboardMarkup:
-        builder = InlineKeyboardBuilder()
-        builder.button(text=label, callback_data=callback_data)
-        return builder.as_markup()
-
-    def _cancel_job(self, job_id: int, language: str) -> InlineKeyboardMarkup:
-        return self._one(self.text("button.cancel_job", language), JobCb(job_id=job_id, action=JobAction.CANCEL).pack())
-
-    def _use_credits(self, job_id: int, credits: int, language: str) -> InlineKeyboardMarkup | None:
-        """The credits a failed or cancelled job gave back, in one tap."""
-        if not credits:
-            return None
-        label = self.text("button.use_credits", language, count=credits)
-        return self._one(label, ResultsCb(job_id=job_id, action=ResultsAction.CREDITS).pack())
-
-    def _after_pack(self, finished: PackFinished, language: str) -> InlineKeyboardMarkup:
-        builder = InlineKeyboardBuilder()
-        builder.button(
-            text=self.text("button.originals", language),
-            callback_data=ResultsCb(job_id=finished.job_id, action=ResultsAction.ORIGINALS),
-        )
-        if finished.avatar_id is not None:
-            builder.button(
-                text=self.text("button.same_photos", language), callback_data=AgainCb(avatar_id=finished.avatar_id)
-            )
-        builder.button(text=self.text("button.new_photos", language), callback_data=MenuCb(action=MenuAction.NEW))
-        if finished.credited:
-            builder.button(
-                text=self.text("button.use_credits", language, count=finished.credited),
-                callback_data=ResultsCb(job_id=finished.job_id, action=ResultsAction.CREDITS),
-            )
-        builder.adjust(1)
-        return builder.as_markup()
 
     async def tell(self, chat_id: int, language: str, notice: Notice) -> int | None:
         text, buttons = self.render(notice, language)
