@@ -11,7 +11,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import pytest_asyncio
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from storage.db import create_engine, create_sessionmaker
 from storage.migrate import upgrade
 from tests.databases import create_database, drop_database
 
@@ -92,6 +94,16 @@ async def postgres_url(migrated_postgres_template: str) -> AsyncIterator[str]:
         yield url
     finally:
         await drop_postgres_database(url)
+
+
+@pytest_asyncio.fixture
+async def sqlite_sessionmaker(sqlite_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions on this test's migrated SQLite copy: the database of the service tests."""
+    engine = create_engine(sqlite_url)
+    try:
+        yield create_sessionmaker(engine)
+    finally:
+        await engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

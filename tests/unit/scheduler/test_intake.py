@@ -26,7 +26,6 @@ from scheduler.intake import (
     PhotoOutcome,
 )
 from storage import avatars as avatar_queries
-from storage.db import create_engine, create_sessionmaker
 from storage.files import LocalFileStore
 from storage.models import Avatar, Event, GenerationJob, Order, ReferencePhoto, User
 from storage.orders import create_order
@@ -151,12 +150,8 @@ class Rig:
 
 
 @pytest_asyncio.fixture
-async def rig(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Rig]:
-    engine = create_engine(sqlite_url)
-    try:
-        yield Rig(create_sessionmaker(engine), LocalFileStore(tmp_path / "files"))
-    finally:
-        await engine.dispose()
+async def rig(sqlite_sessionmaker: async_sessionmaker[AsyncSession], tmp_path: Path) -> AsyncIterator[Rig]:
+    yield Rig(sqlite_sessionmaker, LocalFileStore(tmp_path / "files"))
 
 
 # ---------------------------------------------------------------- taking photos

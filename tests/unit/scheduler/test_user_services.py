@@ -16,7 +16,6 @@ from scheduler.payments import PaymentService
 from scheduler.results import CancelResult, ResultsService
 from scheduler.signals import WorkSignals
 from storage import ledger
-from storage.db import create_engine, create_sessionmaker
 from storage.files import LocalFileStore
 from storage.models import Avatar, Event, GenerationJob, Order, ReferencePhoto, User
 from studio.catalogue import Catalogue, load_catalogue
@@ -72,12 +71,8 @@ class Rig:
 
 
 @pytest_asyncio.fixture
-async def rig(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Rig]:
-    engine = create_engine(sqlite_url)
-    try:
-        yield Rig(create_sessionmaker(engine), LocalFileStore(tmp_path / "files"))
-    finally:
-        await engine.dispose()
+async def rig(sqlite_sessionmaker: async_sessionmaker[AsyncSession], tmp_path: Path) -> AsyncIterator[Rig]:
+    yield Rig(sqlite_sessionmaker, LocalFileStore(tmp_path / "files"))
 
 
 # ---------------------------------------------------------------- /start

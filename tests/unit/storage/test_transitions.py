@@ -16,7 +16,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage import transitions
-from storage.db import create_engine, create_sessionmaker
 from storage.models import GenerationJob, GenerationTask, User, utcnow
 from storage.transitions import (
     NAMED_JOB_TRANSITIONS,
@@ -188,13 +187,9 @@ def test_only_the_transitions_module_writes_a_job_or_task_status() -> None:
 # ---------------------------------------------------------------- on a database
 
 
-@pytest_asyncio.fixture
-async def sessionmaker(sqlite_url: str, tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(sqlite_url)
-    try:
-        yield create_sessionmaker(engine)
-    finally:
-        await engine.dispose()
+@pytest.fixture
+def sessionmaker(sqlite_sessionmaker: async_sessionmaker[AsyncSession]) -> async_sessionmaker[AsyncSession]:
+    return sqlite_sessionmaker
 
 
 @pytest_asyncio.fixture
