@@ -278,6 +278,31 @@ async def test_a_succeeded_result_is_stored_once_even_if_it_arrives_twice(rig: R
     assert rig.engine.breakers["kie"].failures == []
 
 
+async def test_the_first_provider_report_wins_a_later_report_of_a_stored_portrait_stores_nothing(rig: Rig) -> None:
+    """RECORD_RESULT moves only a submitted task. A poll that fetched the result just before the
+    callback settled the task reaches handle_result after it (accept_callback's status check and
+    the in-flight set are behind it then): only the conditional UPDATE stops a second download,
+    a second stored image and a second image_stored event."""
+    job_id = await _queued_job(rig)
+    await _submit(rig)
+    provider_task_id = rig.kie.creates[0].task_id
+    result = rig.kie.succeed(provider_task_id, _png())
+    assert await rig.engine.accept_callback("kie", {}, FakeImageProvider.callback_body(provider_task_id)) == 200
+    await _drain(rig.engine.state.background)
+    [stored] = [task for task in await _tasks(rig, job_id) if task.provider_task_id == provider_task_id]
+    assert stored.status == TaskStatus.STORED
+
+    await rig.engine.handle_result(rig.kie, result, polled=True)  # the poll's report of the same result
+    await _drain(rig.engine.state.background)
+
+    [task] = [task for task in await _tasks(rig, job_id) if task.provider_task_id == provider_task_id]
+    assert task.status == TaskStatus.STORED
+    assert (task.result_key, task.stored_at) == (stored.result_key, stored.stored_at)
+    assert len(rig.kie.downloads) == 1
+    assert await _events(rig, EventName.IMAGE_STORED) == 1
+    assert await _events(rig, EventName.GENERATION_COMPLETED) == 1
+
+
 async def test_a_recovery_pass_finding_a_task_still_being_stored_starts_no_second_store(rig: Rig) -> None:
     job_id = await _queued_job(rig)
     await _submit(rig)
