@@ -1,6 +1,6 @@
-"""Payment guards, each through the real PaymentService path on a migrated SQLite copy, with
-in-process stand-ins for YooKassa and Telegram Stars (issue #20: every guard has a test that fails
-without it)."""
+"""Payment guards, each through the real PaymentService path with in-process stand-ins for YooKassa
+and Telegram Stars, on a migrated SQLite copy and on PostgreSQL when TEST_DATABASE_URL is set (issue
+#20: every guard has a test that fails without it)."""
 
 from __future__ import annotations
 
@@ -146,8 +146,8 @@ class Rig:
 
 
 @pytest_asyncio.fixture
-async def rig(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Rig]:
-    engine = create_engine(sqlite_url)
+async def rig(database_url: str, tmp_path: Path) -> AsyncIterator[Rig]:
+    engine = create_engine(database_url)
     try:
         yield Rig(create_sessionmaker(engine), LocalFileStore(tmp_path / "files"))
     finally:
