@@ -22,6 +22,7 @@ from sqlalchemy import delete, select, update
 
 from bot.app import Application
 from bot.callbacks import OrderCb
+from bot.settings import Settings
 from bot.web import YOOKASSA_PATH
 from providers.yookassa import YooKassaClient
 from storage.db import create_engine, create_sessionmaker
@@ -313,6 +314,28 @@ async def test_notification_from_untrusted_address_is_refused(
         assert not kassa.requests_to(GET_ROUTE)  # not even re-fetched
         assert texts(fake_telegram, user, "Payment received!") == []
         await assert_ledger_balanced(app.sessionmaker)
+
+
+async def test_the_default_allow_list_refuses_a_notification_from_outside_yookassa(
+    fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path
+) -> None:
+    """The app's own list, as shipped (YooKassa's published ranges): a notification from loopback
+    is refused at the endpoint and changes nothing. The other tests set the list themselves, so a
+    default that let everything in would pass them."""
+    default_list = ",".join(Settings.model_fields["YOOKASSA_TRUSTED_IPS"].get_default(call_default_factory=True))
+    async with payment_app(fake_telegram, sqlite_url, tmp_path, YOOKASSA_TRUSTED_IPS=default_list) as (app, kassa):
+        user = fake_telegram.user(language_code="en")
+        await to_summary(app, user)
+        await choose(user, "By card")
+        provider_id = next(iter(kassa.payments))
+        await kassa.pay(provider_id)  # the fake notifies from 127.0.0.1: not YooKassa
+        assert [attempt.status for attempt in kassa.notifications] == [403] * kassa.notification_attempts
+
+        state = await books(app, user.id)
+        assert state.payments[0].status == PaymentStatus.PENDING and state.payments[0].last_checked_at is None
+        assert state.jobs == [] and state.ledger == []
+        assert not kassa.requests_to(GET_ROUTE)  # refused before any re-fetch
+        assert texts(fake_telegram, user, "Payment received!") == []
 
 
 async def test_notification_through_trusted_proxy_uses_forwarded_address(

@@ -29,7 +29,7 @@ from scheduler.engine import EngineConfig, GenerationEngine
 from scheduler.notices import JobFailed, SelfiesMissing
 from scheduler.notify import RecordingNotifier
 from scheduler.signals import WorkSignals
-from storage import ledger
+from storage import ledger, transitions
 from storage.db import create_engine, create_sessionmaker
 from storage.events import EventName
 from storage.files import LocalFileStore
@@ -276,6 +276,57 @@ async def test_a_succeeded_result_is_stored_once_even_if_it_arrives_twice(rig: R
     assert len(rig.kie.downloads) == 1
     assert await _events(rig, EventName.IMAGE_STORED) == 1
     assert rig.engine.breakers["kie"].failures == []
+
+
+async def test_the_first_provider_report_wins_a_later_report_of_a_stored_portrait_stores_nothing(rig: Rig) -> None:
+    """RECORD_RESULT moves only a submitted task. A poll that fetched the result just before the
+    callback settled the task reaches handle_result after it (accept_callback's status check and
+    the in-flight set are behind it then): only the conditional UPDATE stops a second download,
+    a second stored image and a second image_stored event."""
+    job_id = await _queued_job(rig)
+    await _submit(rig)
+    provider_task_id = rig.kie.creates[0].task_id
+    result = rig.kie.succeed(provider_task_id, _png())
+    assert await rig.engine.accept_callback("kie", {}, FakeImageProvider.callback_body(provider_task_id)) == 200
+    await _drain(rig.engine.state.background)
+    [stored] = [task for task in await _tasks(rig, job_id) if task.provider_task_id == provider_task_id]
+    assert stored.status == TaskStatus.STORED
+
+    await rig.engine.handle_result(rig.kie, result, polled=True)  # the poll's report of the same result
+    await _drain(rig.engine.state.background)
+
+    [task] = [task for task in await _tasks(rig, job_id) if task.provider_task_id == provider_task_id]
+    assert task.status == TaskStatus.STORED
+    assert (task.result_key, task.stored_at) == (stored.result_key, stored.stored_at)
+    assert len(rig.kie.downloads) == 1
+    assert await _events(rig, EventName.IMAGE_STORED) == 1
+    assert await _events(rig, EventName.GENERATION_COMPLETED) == 1
+
+
+async def test_the_first_provider_report_wins_a_late_report_of_a_delivered_portrait_does_not_send_it_again(
+    rig: Rig,
+) -> None:
+    """A duplicate report that arrives after the portrait was sent (the user has it): the task stays
+    delivered. Were RECORD_RESULT to move it back to succeeded, it would be stored again and, stored,
+    planned into a second delivery."""
+    job_id = await _queued_job(rig)
+    await _submit(rig)
+    provider_task_id = rig.kie.creates[0].task_id
+    result = rig.kie.succeed(provider_task_id, _png())
+    await rig.engine.handle_result(rig.kie, result)
+    await _drain(rig.engine.state.background)
+    [task] = [task for task in await _tasks(rig, job_id) if task.provider_task_id == provider_task_id]
+    async with rig.sessionmaker() as session:  # as the delivery's confirm_chunk records a sent portrait
+        assert await transitions.deliver_task(session, task.id, delivered_at=utcnow(), telegram_file_id="file-1")
+        await session.commit()
+
+    await rig.engine.handle_result(rig.kie, result, polled=True)
+    await _drain(rig.engine.state.background)
+
+    [after] = [task for task in await _tasks(rig, job_id) if task.provider_task_id == provider_task_id]
+    assert after.status == TaskStatus.DELIVERED and after.telegram_file_id == "file-1"
+    assert len(rig.kie.downloads) == 1
+    assert await _events(rig, EventName.IMAGE_STORED) == 1
 
 
 async def test_a_recovery_pass_finding_a_task_still_being_stored_starts_no_second_store(rig: Rig) -> None:
