@@ -42,8 +42,10 @@ class UserMiddleware(BaseMiddleware):
         data["user"] = user
         data["user_created"] = created
         if user.is_blocked and isinstance(event, Update) and (event.message or event.callback_query):
-            # Writing to us again means the bot is unblocked: resume any paused delivery.
+            # Writing to us again means the bot is unblocked: resume any paused delivery. Committed
+            # here, so delivery reads it when woken and no write lock is held through the handler.
             user.is_blocked = False
+            await session.commit()
             if self.on_unblocked is not None:
                 self.on_unblocked()
         # Banned users stop in the next middleware (bot/middlewares/banned.py), which tells them once.
