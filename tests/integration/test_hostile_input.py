@@ -181,7 +181,14 @@ async def test_a_callback_that_outruns_our_submitted_commit_is_fetched_by_the_su
             record_submitted = submitter._record_submitted
 
             async def commit_late(*args: Any, **kwargs: Any) -> bool:
-                await asyncio.sleep(0.5)  # the callback arrives meanwhile
+                # Commit only once this task's callback has been answered (not after a fixed delay,
+                # which a busy machine outlasts): the callback must have outrun the commit.
+                provider_task_id = kwargs.get("provider_task_id", args[4] if len(args) > 4 else None)
+                async with asyncio.timeout(20):
+                    while not any(
+                        record.task_id == provider_task_id and record.status is not None for record in kie.callbacks
+                    ):
+                        await asyncio.sleep(0.02)
                 return bool(await record_submitted(*args, **kwargs))
 
             monkeypatch.setattr(submitter, "_record_submitted", commit_late)
