@@ -32,7 +32,14 @@ from storage.models import Broadcast, GenerationJob, GenerationTask, LedgerEntry
 from storage.stats import PERIODS, Stats, compute_stats, percentile, period_start
 from studio.credits import grant_line
 from studio.policy import BreakerState
-from studio.states import JobStatus, LedgerReason, PaymentProviderName, PaymentStatus, TaskStatus
+from studio.states import (
+    PORTRAIT_TASK_STATUSES,
+    JobStatus,
+    LedgerReason,
+    PaymentProviderName,
+    PaymentStatus,
+    TaskStatus,
+)
 
 # The periods /stats knows, in the order its usage names them.
 STATS_PERIODS = tuple(PERIODS)
@@ -384,7 +391,6 @@ class AdminService:
             )
             samples = rows.all()
         health = []
-        done = {TaskStatus.SUCCEEDED, TaskStatus.STORED, TaskStatus.DELIVERED}
         for index, name in enumerate(self.provider_names()):
             mine = [row for row in samples if row[0] == name]
             latencies = [
@@ -397,7 +403,7 @@ class AdminService:
                     paused=name in self.engine.paused,
                     breaker=breakers.get(name, BreakerState.CLOSED.value),
                     tried=len(mine),
-                    succeeded=sum(1 for row in mine if row[1] in done),
+                    succeeded=sum(1 for row in mine if row[1] in PORTRAIT_TASK_STATUSES),
                     latency_p50=percentile(latencies, 0.5),
                 )
             )

@@ -11,7 +11,7 @@ from storage import ledger, transitions
 from storage.events import EventName, record_event
 from storage.models import GenerationJob, GenerationTask, Order, User, utcnow
 from studio.credits import release_line_for_cancel, release_line_for_stop, reserve_line
-from studio.states import ACTIVE_JOB_STATUSES, JobStatus
+from studio.states import ACTIVE_JOB_STATUSES, PORTRAIT_TASK_STATUSES, JobStatus
 
 PRIORITY_PAID = 100
 PRIORITY_FREE = 0
@@ -141,7 +141,7 @@ async def _release_unproduced(session: AsyncSession, job: GenerationJob) -> int:
         (
             await session.execute(
                 select(func.count()).where(
-                    GenerationTask.job_id == job.id, GenerationTask.status.in_(transitions.PORTRAIT_TASK_STATUSES)
+                    GenerationTask.job_id == job.id, GenerationTask.status.in_(sorted(PORTRAIT_TASK_STATUSES))
                 )
             )
         ).scalar_one()

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import GenerationJob, GenerationTask
 from storage.sql import claim_rows, rows_changed
-from studio.states import JobStatus, TaskStatus, can_move
+from studio.states import PORTRAIT_TASK_STATUSES, JobStatus, TaskStatus, can_move
 
 Status = TypeVar("Status", JobStatus, TaskStatus)
 
@@ -163,10 +163,6 @@ if _wrong := disallowed_edges([*NAMED_JOB_TRANSITIONS, *NAMED_TASK_TRANSITIONS])
     raise RuntimeError(f"transitions outside studio.states' tables: {_wrong}")
 
 
-# Tasks that hold a portrait: a job with one of them is past cancelling.
-PORTRAIT_TASK_STATUSES = (TaskStatus.SUCCEEDED, TaskStatus.STORED, TaskStatus.DELIVERED)
-
-
 def _move_jobs(transition: Transition[JobStatus], *guards: Any, **values: Any) -> Update:
     return (
         update(GenerationJob)
@@ -206,7 +202,7 @@ async def cancel_job(
         raise ValueError(f"{transition.name!r} is not a cancel")
     portrait_made = (
         select(GenerationTask.id)
-        .where(GenerationTask.job_id == GenerationJob.id, GenerationTask.status.in_(PORTRAIT_TASK_STATUSES))
+        .where(GenerationTask.job_id == GenerationJob.id, GenerationTask.status.in_(sorted(PORTRAIT_TASK_STATUSES)))
         .exists()
     )
     guards = [GenerationJob.id == job_id, ~portrait_made]

@@ -114,6 +114,8 @@ ADMIN_TASK_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
 
 ACTIVE_JOB_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.PROCESSING, JobStatus.DELIVERING})
 FINAL_JOB_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.PARTIAL, JobStatus.FAILED, JobStatus.CANCELLED})
+# Tasks that hold a portrait: the provider made it (a job with one of them is past cancelling).
+PORTRAIT_TASK_STATUSES = frozenset({TaskStatus.SUCCEEDED, TaskStatus.STORED, TaskStatus.DELIVERED})
 
 
 def can_move(source: JobStatus | TaskStatus, target: JobStatus | TaskStatus, *, admin_only: bool = False) -> bool:
