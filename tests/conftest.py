@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
@@ -44,13 +45,15 @@ requires_postgres = pytest.mark.skipif(
 requires_redis = pytest.mark.skipif(not TEST_REDIS_URL, reason="Redis tests need TEST_REDIS_URL (set by .ci/run)")
 
 
-async def create_postgres_database(template: str | None = None) -> str:
-    """A fresh database on the test server, so parallel tests and sessions never collide."""
-    return await create_database(TEST_DATABASE_URL, template=template)
-
-
-async def drop_postgres_database(url: str) -> None:
-    await drop_database(TEST_DATABASE_URL, url)
+@contextlib.asynccontextmanager
+async def postgres_database(template: str | None = None) -> AsyncIterator[str]:
+    """A fresh database on the test server (empty, or a copy of ``template``), dropped afterwards, so
+    parallel tests and sessions never collide."""
+    url = await create_database(TEST_DATABASE_URL, template=template)
+    try:
+        yield url
+    finally:
+        await drop_database(TEST_DATABASE_URL, url)
 
 
 # Each test's database starts as a copy of one migrated per worker: a fresh migration costs 0.3 s CPU
@@ -89,11 +92,8 @@ def sqlite_url(tmp_path: Path, migrated_sqlite_file: Path) -> str:
 
 @pytest_asyncio.fixture
 async def postgres_url(migrated_postgres_template: str) -> AsyncIterator[str]:
-    url = await create_postgres_database(template=migrated_postgres_template)
-    try:
+    async with postgres_database(template=migrated_postgres_template) as url:
         yield url
-    finally:
-        await drop_postgres_database(url)
 
 
 @pytest_asyncio.fixture
@@ -126,11 +126,8 @@ async def database_url(database_template: Path | str, tmp_path: Path) -> AsyncIt
     if isinstance(database_template, Path):
         yield _copy_of(database_template, tmp_path)
         return
-    url = await create_postgres_database(template=database_template)
-    try:
+    async with postgres_database(template=database_template) as url:
         yield url
-    finally:
-        await drop_postgres_database(url)
 
 
 @pytest_asyncio.fixture
@@ -141,11 +138,8 @@ async def empty_database_url(database_kind: str, tmp_path: Path) -> AsyncIterato
         return
     if not TEST_DATABASE_URL:
         pytest.skip("PostgreSQL tests need TEST_DATABASE_URL (set by .ci/run)")
-    url = await create_postgres_database()
-    try:
+    async with postgres_database() as url:
         yield url
-    finally:
-        await drop_postgres_database(url)
 
 
 @pytest.fixture
