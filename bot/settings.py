@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from studio.credits import Currency
+
 # A Bot API token is "<bot id>:<35 url-safe characters>"; we accept any reasonable length.
 BOT_TOKEN_PATTERN = re.compile(r"^\d{1,20}:[A-Za-z0-9_-]{20,100}$")
 WEBHOOK_SECRET_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
@@ -169,6 +171,15 @@ class Settings(BaseSettings):
     @property
     def yookassa_enabled(self) -> bool:
         return bool(self.YOOKASSA_SHOP_ID and self.YOOKASSA_SECRET_KEY.get_secret_value())
+
+    @property
+    def payable_currencies(self) -> tuple[Currency, ...]:
+        """What a user can pay in: roubles by card when YooKassa is set up, and Telegram Stars."""
+        return tuple(
+            currency
+            for currency, enabled in ((Currency.RUB, self.yookassa_enabled), (Currency.STARS, self.STARS_ENABLED))
+            if enabled
+        )
 
     @property
     def callbacks_enabled(self) -> bool:

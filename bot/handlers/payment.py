@@ -15,7 +15,7 @@ from aiogram.types import CallbackQuery, LabeledPrice, Message, PreCheckoutQuery
 from aiogram.utils.i18n import gettext as _
 
 from bot import keyboards
-from bot.callbacks import CheckCb, JobAction, JobCb, OrderAction, OrderCb, PayCb
+from bot.callbacks import CheckCb, JobAction, JobCb, OrderAction, OrderCb, PayCb, PayMethod
 from bot.handlers.chat import ChatTarget
 from bot.i18n import counted
 from bot.settings import Settings
@@ -55,13 +55,11 @@ class Till:
     tap: str = ""
 
 
-def _methods(settings: Settings) -> list[str]:
-    methods = []
-    if settings.yookassa_enabled:
-        methods.append("yookassa")
-    if settings.STARS_ENABLED:
-        methods.append("stars")
-    return methods
+METHOD_FOR = {Currency.RUB: PayMethod.YOOKASSA, Currency.STARS: PayMethod.STARS}
+
+
+def _methods(settings: Settings) -> list[PayMethod]:
+    return [METHOD_FOR[currency] for currency in settings.payable_currencies]
 
 
 async def pay_order(
@@ -116,8 +114,8 @@ async def pay_with(
     await _start_method(till, callback_data.method, callback_data.order_id, settings, catalogue)
 
 
-async def _start_method(till: Till, method: str, order_id: int, settings: Settings, catalogue: Catalogue) -> None:
-    if method == "stars":
+async def _start_method(till: Till, method: PayMethod, order_id: int, settings: Settings, catalogue: Catalogue) -> None:
+    if method == PayMethod.STARS:
         await _send_invoice(till, order_id, catalogue)
     elif settings.YOOKASSA_RECEIPTS and not till.user.email:
         await till.state.set_state(Checkout.email)

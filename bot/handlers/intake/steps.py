@@ -29,12 +29,8 @@ AFTER_UPLOAD_STATES = frozenset(step.state for step in AFTER_UPLOAD)
 
 
 def offered_currencies(settings: Settings) -> tuple[Currency, ...]:
-    currencies: list[Currency] = []
-    if settings.yookassa_enabled:
-        currencies.append(Currency.RUB)
-    if settings.STARS_ENABLED:
-        currencies.append(Currency.STARS)
-    return tuple(currencies) or (Currency.STARS,)
+    """The prices the pack picker shows: what can be paid in (Stars when nothing is set up yet)."""
+    return settings.payable_currencies or (Currency.STARS,)
 
 
 async def leaving(state: FSMContext) -> Leaving:

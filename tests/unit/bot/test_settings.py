@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.settings import SettingsError, load_settings, parse_limit
+from studio.credits import Currency
 
 ROOT = Path(__file__).resolve().parents[3]
 GOOD_TOKEN = "123456:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
@@ -51,6 +52,15 @@ def test_admin_ids_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BOT_TOKEN", GOOD_TOKEN)
     monkeypatch.setenv("ADMIN_IDS", "1, 22,333")
     assert load_settings().ADMIN_IDS == [1, 22, 333]
+
+
+def test_what_can_be_paid_in_follows_the_configured_providers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOT_TOKEN", GOOD_TOKEN)
+    assert load_settings().payable_currencies == (Currency.STARS,)  # Stars need no setup
+    card = {"YOOKASSA_SHOP_ID": "shop", "YOOKASSA_SECRET_KEY": "secret"}
+    assert load_settings(**card).payable_currencies == (Currency.RUB, Currency.STARS)
+    assert load_settings(**card, STARS_ENABLED=False).payable_currencies == (Currency.RUB,)
+    assert load_settings(STARS_ENABLED=False).payable_currencies == ()
 
 
 def test_secrets_do_not_print(monkeypatch: pytest.MonkeyPatch) -> None:
