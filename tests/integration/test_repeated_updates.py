@@ -152,7 +152,9 @@ async def test_each_step_delivered_again_after_a_kill_answers_again_and_makes_no
         # Style: the step moves on, then the answer is held up and the process killed before it goes out.
         held = fake.delay("sendMessage", 120.0, chat_id=user.id)
         tapping = asyncio.create_task(user.click("Professional"))  # its POST waits for the handler
-        await bot.killed_mid_handler(user, lambda: _is(bot.step(user), "Intake:pack"))
+        # Kill once the answer is held, not merely once the step moved on: killed in between, the successor's
+        # answer would be the one held.
+        await bot.killed_mid_handler(user, lambda: _held_after(held, _is(bot.step(user), "Intake:pack")))
         await tapping
         assert held.fired == 1
         await fake.wait_for_message(user.id, with_button("7 photos"), timeout=REPLY)
@@ -160,7 +162,7 @@ async def test_each_step_delivered_again_after_a_kill_answers_again_and_makes_no
         # Pack: the order is stored, then the process is killed before the step moves on.
         held = fake.delay("answerCallbackQuery", 120.0)
         tapping = asyncio.create_task(user.click("7 photos"))
-        await bot.killed_mid_handler(user, lambda: _at_least(bot.count(Order, user), 1))
+        await bot.killed_mid_handler(user, lambda: _held_after(held, _at_least(bot.count(Order, user), 1)))
         await tapping
         assert held.fired == 1
         summary = await fake.wait_for_message(user.id, lambda m: containing("Your order")(m) and bool(m.buttons))
@@ -203,6 +205,10 @@ async def _is(value: Any, expected: Any) -> bool:
 
 async def _at_least(value: Any, least: int) -> bool:
     return int(await value) >= least
+
+
+async def _held_after(held: Any, condition: Any) -> bool:
+    return bool(await condition) and held.fired == 1
 
 
 # ---------------------------------------------------------------- in one process: more steps delivered twice
