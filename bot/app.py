@@ -612,6 +612,10 @@ class Application:
             if not await self.running_jobs.wait(timeout=5.0):
                 log.warning("stopping with scheduled jobs still running: they are cancelled")
             self.scheduler.shutdown(wait=False)
+            # shutdown cancels what still runs without awaiting it: let the cancelled jobs unwind (and roll
+            # back their transactions) before the database engine is disposed under them, or a job's open
+            # SQLite write transaction outlives this app and the next process waits out the busy timeout.
+            await self.running_jobs.wait(timeout=5.0)
         await self.engine_service.stop()
         await self.delivery.stop()
         await self.broadcasts.close()
