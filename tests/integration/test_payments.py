@@ -9,6 +9,7 @@ which re-derives the ledger from payments and jobs.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -31,6 +32,7 @@ from storage.models import GenerationJob, GenerationTask, LedgerEntry, Order, Pa
 from studio.generation import claim_key
 from studio.states import JobStatus, LedgerReason, OrderStatus, PaymentProviderName, PaymentStatus, TaskStatus
 from tests import ledger_check
+from tests.endpoint_fuzz import table_contents
 from tests.fakes.telegram import ChatMessage, FakeTelegram, FakeUser
 from tests.fakes.yookassa import FakeYooKassa
 from tests.harness import app_settings, callback_answer, running_app
@@ -243,7 +245,9 @@ async def test_duplicate_concurrent_and_out_of_order_notifications_credit_once(
 
         kassa.hold_notifications = True  # the genuine notification comes last, below
         await kassa.pay(provider_id)
-        assert await kassa.notify(provider_id, duplicates=2, concurrent=True) == [200, 200]
+        fetches = len(kassa.requests_to(GET_ROUTE))
+        assert await kassa.notify(provider_id, duplicates=10, concurrent=True) == [200] * 10
+        assert len(kassa.requests_to(GET_ROUTE)) >= fetches + 10  # each one re-fetched, none believed
         assert await kassa.notify(provider_id, duplicates=10) == [200] * 10
         assert await kassa.send_stale(provider_id, "payment.canceled") == 200
         assert await kassa.send_stale(provider_id, "payment.waiting_for_capture") == 200
@@ -255,6 +259,67 @@ async def test_duplicate_concurrent_and_out_of_order_notifications_credit_once(
         assert len(texts(fake_telegram, user, "Payment received!")) == 1
         assert texts(fake_telegram, user, "did not go through") == texts(fake_telegram, user, "expired") == []
         await assert_ledger_balanced(app.sessionmaker)
+
+
+async def test_held_notifications_of_two_payments_arriving_reversed_settle_each_by_its_own_state(
+    fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path
+) -> None:
+    """One user pays, another's payment expires; YooKassa delivers the two events in reverse order.
+    Each notification is re-fetched and acted on for its own payment: one pack, one expiry notice."""
+    # No reconciliation round in the test's time: only the notifications can settle the payments.
+    async with payment_app(fake_telegram, sqlite_url, tmp_path, POLL_INTERVAL_SECONDS=3600) as (app, kassa):
+        payer = fake_telegram.user(language_code="en")
+        payer_order = await to_summary(app, payer)
+        await choose(payer, "By card")
+        [paid_id] = kassa.payments
+        lapsed = fake_telegram.user(language_code="en")
+        await to_summary(app, lapsed)
+        await choose(lapsed, "By card")
+        [expired_id] = [payment_id for payment_id in kassa.payments if payment_id != paid_id]
+
+        kassa.hold_notifications = True
+        await kassa.pay(paid_id)
+        await kassa.expire(expired_id)
+        assert kassa.notifications == []  # nothing reached the app yet
+        assert (await books(app, payer.id)).ledger == []
+
+        assert await kassa.release_notifications(reverse=True) == [200, 200]
+
+        assert [(attempt.event, attempt.object_id) for attempt in kassa.delivered()] == [
+            ("payment.canceled", expired_id),
+            ("payment.succeeded", paid_id),
+        ]
+        await assert_paid(app, payer, payer_order)
+        await lapsed.wait_reply(has_text("expired"), timeout=REPLY_TIMEOUT)
+        lapsed_state = await books(app, lapsed.id)
+        assert [payment.status for payment in lapsed_state.payments] == [PaymentStatus.CANCELED]
+        assert lapsed_state.orders[0].status == OrderStatus.AWAITING_PAYMENT
+        assert lapsed_state.jobs == [] and lapsed_state.ledger == []
+        assert texts(fake_telegram, payer, "expired") == [] and texts(fake_telegram, lapsed, "Payment received!") == []
+        totals = await assert_ledger_balanced(app.sessionmaker)
+        assert totals[(await books(app, payer.id)).user.id].purchases == 7
+
+
+async def test_junk_notification_bodies_are_answered_400_and_change_nothing(
+    fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path
+) -> None:
+    """Bodies that are not JSON (refused before the handler) and JSON that is not a notification
+    (refused by its parser) both get 400 from the app's endpoint: no re-fetch, no row written."""
+    async with payment_app(fake_telegram, sqlite_url, tmp_path) as (app, kassa):
+        before = await table_contents(app.sessionmaker)
+        async with aiohttp.ClientSession() as client:
+            for junk in (
+                b"",
+                b"not json",
+                b"[]",
+                b'{"type":"notification"}',
+                json.dumps({"object": {}}).encode(),
+                json.dumps({"type": "notification", "event": "payment.succeeded", "object": {"id": 42}}).encode(),
+            ):
+                async with client.post(kassa.webhook_url or "", data=junk) as response:
+                    assert response.status == 400, junk
+        assert kassa.requests == []
+        assert await table_contents(app.sessionmaker) == before
 
 
 async def test_forged_notification_credits_nothing(

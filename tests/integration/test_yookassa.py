@@ -1,4 +1,5 @@
-"""YooKassaClient (real ``yookassa`` SDK, real HTTP) against FakeYooKassa, plus webhook helpers."""
+"""YooKassaClient (real ``yookassa`` SDK, real HTTP) against FakeYooKassa, plus the notification parser
+and the IP allow-list as units (the notification endpoint itself: test_payments.py, through the app)."""
 
 from __future__ import annotations
 
@@ -512,211 +513,8 @@ async def test_fake_payment_objects_look_real(fake: FakeYooKassa, client: YooKas
 
 
 # ------------------------------------------------------------------------------------------------
-# Notifications: a small bot-side endpoint following docs/yookassa.md §2.5
-
-
-class NotificationEndpoint:
-    """Parses, checks the source, re-fetches with the real client, credits each payment once."""
-
-    def __init__(self, client: YooKassaClient, allow_list: IpAllowList) -> None:
-        self.client = client
-        self.allow_list = allow_list
-        self.failures_to_inject = 0
-        self.answers: list[int] = []
-        self.events: list[str] = []
-        self.credits: dict[str, int] = {}  # payment id -> credited kopecks
-        self.credit_count = 0
-        self.url = ""
-        self._runner: web.AppRunner | None = None
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/payments/yookassa", self.handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}/payments/yookassa"
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def handle(self, request: web.Request) -> web.Response:
-        status = await self._process(request)
-        self.answers.append(status)
-        return web.Response(status=status)
-
-    async def _process(self, request: web.Request) -> int:
-        raw_body = await request.read()
-        if self.failures_to_inject:
-            self.failures_to_inject -= 1
-            return 500
-        source = client_ip(request.remote or "", request.headers, "", IpAllowList([]))
-        if not self.allow_list.is_trusted(source):
-            return 403
-        try:
-            notification = parse_notification(raw_body)
-        except BadNotification:
-            return 400
-        self.events.append(notification.event)
-        if notification.object_type != "payment":
-            return 200
-        try:
-            payment = await self.client.get_payment(notification.object_id)
-        except YooKassaError:
-            return 500
-        # No await between the check and the write: concurrent duplicates cannot both credit.
-        if payment.succeeded and payment.id not in self.credits:
-            self.credits[payment.id] = payment.amount_kopecks
-            self.credit_count += 1
-        return 200
-
-
-@pytest_asyncio.fixture
-async def endpoint(fake: FakeYooKassa, client: YooKassaClient) -> AsyncIterator[NotificationEndpoint]:
-    receiver = NotificationEndpoint(client, IpAllowList([*PUBLISHED_RANGES, "127.0.0.1"]))
-    await receiver.start()
-    fake.webhook_url = receiver.url
-    yield receiver
-    await receiver.close()
-
-
-async def test_payment_succeeded_notification_credits_once(
-    fake: FakeYooKassa, client: YooKassaClient, endpoint: NotificationEndpoint
-) -> None:
-    payment = await create(client)
-    await fake.pay(payment.id)
-
-    (delivered,) = fake.delivered("payment.succeeded")
-    assert delivered.body["type"] == "notification" and delivered.body["object"]["id"] == payment.id
-    assert endpoint.credits == {payment.id: 99000}
-    assert len(fake.requests_to("GET /payments/{payment_id}")) == 1  # the endpoint re-fetched
-
-
-async def test_ten_concurrent_duplicates_credit_once(
-    fake: FakeYooKassa, client: YooKassaClient, endpoint: NotificationEndpoint
-) -> None:
-    payment = await create(client)
-    await fake.pay(payment.id)
-
-    statuses = await fake.notify(payment.id, duplicates=10, concurrent=True)
-
-    assert statuses == [200] * 10
-    assert len(fake.delivered("payment.succeeded")) == 11
-    assert endpoint.credit_count == 1 and endpoint.credits == {payment.id: 99000}
-    assert len(fake.requests_to("GET /payments/{payment_id}")) == 11
-
-
-async def test_forged_notification_does_not_credit(
-    fake: FakeYooKassa, client: YooKassaClient, endpoint: NotificationEndpoint
-) -> None:
-    payment = await create(client)
-
-    status = await fake.send_forged(payment.id)
-
-    assert status == 200  # nothing to do after the re-fetch; no reason to make YooKassa retry
-    forged = fake.notifications[-1]
-    assert forged.forged and forged.body["object"]["status"] == "succeeded"
-    assert fake.payment(payment.id)["status"] == "pending"
-    assert endpoint.credits == {}
-
-
-async def test_stale_events_after_success_change_nothing(
-    fake: FakeYooKassa, client: YooKassaClient, endpoint: NotificationEndpoint
-) -> None:
-    payment = await create(client)
-    await fake.pay(payment.id)
-
-    assert await fake.send_stale(payment.id, "payment.waiting_for_capture") == 200
-    assert await fake.send_stale(payment.id, "payment.canceled") == 200
-
-    assert endpoint.events == ["payment.succeeded", "payment.waiting_for_capture", "payment.canceled"]
-    assert fake.notifications[-1].body["object"]["status"] == "canceled"
-    assert endpoint.credit_count == 1
-
-
-async def test_held_notifications_arrive_reversed(
-    fake: FakeYooKassa, client: YooKassaClient, endpoint: NotificationEndpoint
-) -> None:
-    fake.hold_notifications = True
-    paid = await create(client, key="order:a")
-    expired = await create(client, key="order:b", amount_kopecks=50000)
-    await fake.pay(paid.id)
-    await fake.expire(expired.id)
-    assert endpoint.events == []
-
-    assert await fake.release_notifications(reverse=True) == [200, 200]
-
-    assert endpoint.events == ["payment.canceled", "payment.succeeded"]
-    assert endpoint.credits == {paid.id: 99000}
-
-
-async def test_notifications_are_retried_until_200(
-    fake: FakeYooKassa, client: YooKassaClient, endpoint: NotificationEndpoint
-) -> None:
-    endpoint.failures_to_inject = 2
-    payment = await create(client)
-    await fake.pay(payment.id)
-
-    attempts = [attempt.status for attempt in fake.notifications]
-    assert attempts == [500, 500, 200]
-    assert endpoint.credits == {payment.id: 99000}
-
-
-async def test_untrusted_source_is_refused_and_retried(
-    fake: FakeYooKassa, client: YooKassaClient, endpoint: NotificationEndpoint
-) -> None:
-    endpoint.allow_list = IpAllowList(PUBLISHED_RANGES)  # loopback is not YooKassa
-    payment = await create(client)
-    await fake.pay(payment.id)
-
-    assert [attempt.status for attempt in fake.notifications] == [403] * fake.notification_attempts
-    assert endpoint.credits == {}
-
-
-async def test_lost_notifications_leave_polling_as_the_backstop(
-    fake: FakeYooKassa, client: YooKassaClient, endpoint: NotificationEndpoint
-) -> None:
-    fake.lose_notifications = True
-    payment = await create(client)
-    await fake.pay(payment.id)
-
-    assert endpoint.answers == []
-    assert fake.notifications[-1].lost
-    assert (await client.get_payment(payment.id)).succeeded
-
-
-async def test_refund_notification_is_sent(
-    fake: FakeYooKassa, client: YooKassaClient, endpoint: NotificationEndpoint
-) -> None:
-    payment = await create(client)
-    await fake.pay(payment.id)
-    refund = await client.create_refund(
-        payment_id=payment.id, amount_kopecks=99000, idempotence_key="refund:n", description="Возврат"
-    )
-    await fake.wait_notifications()
-
-    (delivered,) = fake.delivered("refund.succeeded")
-    assert delivered.object_id == refund.id
-    assert delivered.body["object"]["payment_id"] == payment.id
-
-
-async def test_junk_bodies_get_400(fake: FakeYooKassa, endpoint: NotificationEndpoint) -> None:
-    async with aiohttp.ClientSession() as session:
-        for junk in (
-            b"",
-            b"not json",
-            b"[]",
-            b'{"type":"notification"}',
-            json.dumps({"object": {}}).encode(),
-        ):
-            async with session.post(endpoint.url, data=junk) as response:
-                assert response.status == 400, junk
-
-
-# ------------------------------------------------------------------------------------------------
-# Pure helpers
+# The notification parser, the IP allow-list and the client address, as units. The endpoint that
+# uses them, POST /payments/yookassa, is tested through the running app in test_payments.py.
 
 
 def envelope(**fields: Any) -> bytes:
@@ -756,7 +554,7 @@ def test_parse_notification_takes_only_event_and_id() -> None:
         b"[" * 100_000,
     ],
 )
-def test_parse_notification_rejects_junk(raw_body: bytes) -> None:
+def test_parse_notification_raises_bad_notification_on_junk(raw_body: bytes) -> None:
     with pytest.raises(BadNotification):
         parse_notification(raw_body)
     assert issubclass(BadNotification, ValueError)
@@ -786,7 +584,7 @@ def test_parse_notification_rejects_junk(raw_body: bytes) -> None:
         ("185.71.76.0/27", False),
     ],
 )
-def test_ip_allow_list_published_ranges(address: str, trusted: bool) -> None:
+def test_ip_allow_list_trusts_exactly_the_published_ranges(address: str, trusted: bool) -> None:
     assert IpAllowList(PUBLISHED_RANGES).is_trusted(address) is trusted
 
 
@@ -822,6 +620,10 @@ def test_client_ip_reads_repeated_header_lines() -> None:
         CIMultiDict([("X-Forwarded-For", "185.71.76.1"), ("x-forwarded-for", "198.51.100.4, 10.0.0.3")])
     )
     assert client_ip("10.0.0.2", headers, "X-Forwarded-For", proxies) == "198.51.100.4"
+
+
+# ------------------------------------------------------------------------------------------------
+# The client's threads, and servers answering 200 with what YooKassa never sends
 
 
 async def test_calls_do_not_block_the_event_loop(fake: FakeYooKassa, client: YooKassaClient) -> None:
