@@ -62,13 +62,13 @@ from providers.stars import StarsPayments
 from providers.yookassa import IpAllowList, YooKassaClient, client_ip
 from scheduler.accounts import AccountService
 from scheduler.admin import AdminService
-from scheduler.background import RunningJobs
 from scheduler.broadcast import BroadcastService
 from scheduler.credits import CreditService
 from scheduler.delivery import DeliveryConfig, DeliveryService
 from scheduler.engine import EngineConfig, GenerationEngine
 from scheduler.housekeeping import Housekeeping
 from scheduler.intake import IntakeLimits, IntakeService
+from scheduler.jobs import Beat, Intervals, build_scheduler
 from scheduler.originals import OriginalsService
 from scheduler.payments import PaymentService
 from scheduler.results import ResultsService
@@ -85,9 +85,6 @@ from studio.faces import FaceLimits
 from studio.policy import FallbackPolicy
 
 log = logging.getLogger("pinglass")
-
-# Retention is counted in days; an hourly pass deletes what fell due within the hour.
-HOUSEKEEPING_INTERVAL_SECONDS = 3600
 
 
 def build_bot(settings: Settings) -> Bot:
@@ -520,46 +517,21 @@ class Application:
         return dispatcher
 
     def _build_scheduler(self) -> AsyncIOScheduler:
-        # Every job: one run at a time, missed runs folded into one, a late run still runs.
-        scheduler = AsyncIOScheduler(
-            timezone="UTC", job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
+        scheduler, self.running_jobs = build_scheduler(
+            engine=self.engine_service,
+            delivery=self.delivery_job,
+            housekeeping=self.housekeeping,
+            payments=self.payments,
+            card_payments=self.yookassa is not None,
+            intervals=Intervals(
+                recover_seconds=self.settings.RECOVER_INTERVAL_SECONDS,
+                reconcile_seconds=self.settings.POLL_INTERVAL_SECONDS,
+            ),
+            beats=(
+                Beat("process-heartbeat", self.registry.beat, HEARTBEAT_SECONDS),
+                Beat("heartbeat", self.heartbeat.beat, self.heartbeat.interval_seconds, at_start=True),
+            ),
         )
-        self.running_jobs = RunningJobs(scheduler)
-        scheduler.add_job(
-            self.registry.beat,
-            "interval",
-            seconds=HEARTBEAT_SECONDS,
-            id="process-heartbeat",
-        )
-        scheduler.add_job(
-            self.heartbeat.beat,
-            "interval",
-            seconds=self.heartbeat.interval_seconds,
-            id="heartbeat",
-            next_run_time=_now(),
-        )
-        scheduler.add_job(
-            self.engine_service.recover,
-            "interval",
-            seconds=self.settings.RECOVER_INTERVAL_SECONDS,
-            next_run_time=_now(),
-            id="recover-generation",
-        )
-        self.delivery_job.register(scheduler)
-        scheduler.add_job(
-            self.housekeeping.run,
-            "interval",
-            seconds=HOUSEKEEPING_INTERVAL_SECONDS,
-            id="housekeeping",
-        )
-        reconciles = []
-        if self.yookassa is not None or self.payments.stars is not None:
-            # Pending card payments, open refunds (both rails) and refunds made in the dashboard.
-            reconciles.append(("reconcile-payments", self.payments.reconcile))
-        if self.payments.stars is not None:
-            reconciles.append(("reconcile-stars", self.payments.reconcile_stars))
-        for job_id, reconcile in reconciles:
-            scheduler.add_job(reconcile, "interval", seconds=self.settings.POLL_INTERVAL_SECONDS, id=job_id)
         return scheduler
 
     async def _start_bot(self) -> None:
@@ -649,12 +621,6 @@ class Application:
         finally:
             await self.stop()
         return self.exit_code
-
-
-def _now() -> Any:
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC)
 
 
 def configure_logging(settings: Settings, stream: IO[str] | None = None) -> logging.Handler:

@@ -1,0 +1,76 @@
+"""Every clocked background job of a PinGlass process, on one APScheduler.
+
+The use cases' jobs (recover generation, deliver, housekeeping, reconcile payments) are registered
+here, next to the services they run; the process adds its own liveness beats (``Beat``), which belong
+to whoever runs the process. Event-driven work wakes its job through ``scheduler.wakeup``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from scheduler.background import RunningJobs
+from scheduler.engine import GenerationEngine
+from scheduler.housekeeping import Housekeeping
+from scheduler.payments import PaymentService
+from scheduler.wakeup import WakeableJob
+
+# Retention is counted in days; an hourly pass deletes what fell due within the hour.
+HOUSEKEEPING_INTERVAL_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class Beat:
+    """A job of the process itself (a heartbeat), run on the same clock as the use cases' jobs."""
+
+    job_id: str
+    run: Callable[[], object]
+    seconds: float
+    at_start: bool = False
+
+
+@dataclass(frozen=True)
+class Intervals:
+    recover_seconds: float
+    reconcile_seconds: float  # POLL_INTERVAL_SECONDS: pending payments and refunds
+    housekeeping_seconds: float = HOUSEKEEPING_INTERVAL_SECONDS
+
+
+def build_scheduler(
+    *,
+    engine: GenerationEngine,
+    delivery: WakeableJob,
+    housekeeping: Housekeeping,
+    payments: PaymentService,
+    card_payments: bool,
+    intervals: Intervals,
+    beats: Sequence[Beat] = (),
+) -> tuple[AsyncIOScheduler, RunningJobs]:
+    """The scheduler with every job added (not started), and the count of its jobs in flight."""
+    # Every job: one run at a time, missed runs folded into one, a late run still runs.
+    scheduler = AsyncIOScheduler(
+        timezone="UTC", job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
+    )
+    running = RunningJobs(scheduler)
+    now = datetime.now(UTC)
+    for beat in beats:
+        # next_run_time=None would add the job paused: leave it out for the first run one interval on.
+        first_run = {"next_run_time": now} if beat.at_start else {}
+        scheduler.add_job(beat.run, "interval", seconds=beat.seconds, id=beat.job_id, **first_run)
+    scheduler.add_job(
+        engine.recover, "interval", seconds=intervals.recover_seconds, next_run_time=now, id="recover-generation"
+    )
+    delivery.register(scheduler)
+    scheduler.add_job(housekeeping.run, "interval", seconds=intervals.housekeeping_seconds, id="housekeeping")
+    if card_payments or payments.stars is not None:
+        # Pending card payments, open refunds (both rails) and refunds made in the dashboard.
+        scheduler.add_job(payments.reconcile, "interval", seconds=intervals.reconcile_seconds, id="reconcile-payments")
+    if payments.stars is not None:
+        scheduler.add_job(
+            payments.reconcile_stars, "interval", seconds=intervals.reconcile_seconds, id="reconcile-stars"
+        )
+    return scheduler, running
