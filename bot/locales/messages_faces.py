@@ -23,10 +23,6 @@ FACE_MESSAGES: dict[str, tuple[str, str]] = {
         "❌ Похоже, на этом фото другой человек, не тот, что на остальных. Нужны фото одного человека.",
         "❌ This one looks like a different person from the other photos. All photos must show the same person.",
     ),
-    "faces.set.removed": (
-        "⚠️ Похоже, на фото № {slots} другой человек, не тот, что на остальных, — я убрал его из набора.",
-        "⚠️ Photo no. {slots} seems to show a different person from the others, so I took it out of the set.",
-    ),
     "faces.set.no_majority": (
         "⚠️ На этих фото, похоже, разные люди, и я не могу понять, кто из них вы. "
         "Начните новую фотосессию через /start и пришлите {min}–{max} фото только себя.",

@@ -7,6 +7,19 @@ The number that picks the form is always the placeholder ``{count}``; code asks 
 from __future__ import annotations
 
 PLURAL_MESSAGES: dict[str, tuple[tuple[str, str, str], tuple[str, str]]] = {
+    "faces.set.removed": (
+        (
+            "⚠️ Похоже, на {count} фото (№ {slots}) другой человек, не тот, что на остальных, — я убрал его из набора.",
+            "⚠️ Похоже, на {count} фото (№ {slots}) другой человек, не тот, что на остальных, — я убрал их из набора.",
+            "⚠️ Похоже, на {count} фото (№ {slots}) другой человек, не тот, что на остальных, — я убрал их из набора.",
+        ),
+        (
+            "⚠️ {count} photo (no. {slots}) seems to show a different person from the others, "
+            "so I took it out of the set.",
+            "⚠️ {count} photos (nos. {slots}) seem to show a different person from the others, "
+            "so I took them out of the set.",
+        ),
+    ),
     "button.use_credits": (
         ("🎁 Использовать {count} кредит", "🎁 Использовать {count} кредита", "🎁 Использовать {count} кредитов"),
         ("🎁 Use {count} credit", "🎁 Use {count} credits"),

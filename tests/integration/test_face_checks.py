@@ -203,7 +203,7 @@ async def test_an_early_photo_of_someone_else_is_taken_out_when_the_set_is_close
         stranger_key = (await photos_of(app, user))[1].storage_key
 
         closing = await click(user, "Done")
-        assert "Photo no. 2 seems to show a different person" in closing.content
+        assert "1 photo (no. 2) seems to show a different person" in closing.content
         assert "4 of 5–8 photos received" in closing.content and closing.buttons == []
         photos = await photos_of(app, user)
         assert [photo.slot for photo in photos] == [1, 2, 3, 4]

@@ -22,6 +22,7 @@ from bot.handlers.intake.steps import (
     show_current_step,
     upload_progress_text,
 )
+from bot.i18n import counted
 from scheduler.intake import FAILED, TOO_MANY, IncomingPhoto, IntakeService, PhotoOutcome, SetState
 from storage.models import User
 from studio.catalogue import Catalogue
@@ -153,7 +154,8 @@ async def _answer_set_review(message: ChatTarget, avatar_id: int, settled: SetSt
     if settled.refused:
         await message.answer(_("faces.set.no_majority").format(min=MIN_PHOTOS, max=MAX_PHOTOS))
         return
-    removed = _("faces.set.removed").format(slots=", ".join(str(slot) for slot in settled.removed_slots))
+    slots = ", ".join(str(slot) for slot in settled.removed_slots)
+    removed = counted("faces.set.removed", len(settled.removed_slots), slots=slots)
     text = f"{removed}\n{upload_progress_text(settled.count)}"
     await message.answer(text, reply_markup=done_button(avatar_id, settled.count))
 

@@ -236,8 +236,24 @@ async def test_a_full_set_that_fails_the_face_review() -> None:
 
     await chat.feed(chat.updates.photo("f8"))
 
-    assert chat.texts() == [f"{en('faces.set.removed', slots='2')}\n{upload_progress(7)}"]
+    assert chat.texts() == [
+        "⚠️ 1 photo (no. 2) seems to show a different person from the others, so I took it out of the set.\n"
+        + upload_progress(7)
+    ]
     assert (await chat.step())[0] == Intake.uploading.state
+
+
+async def test_two_photos_taken_out_of_the_set_are_named_in_the_plural() -> None:
+    chat = Chat()
+    await chat.at(Intake.uploading, avatar_id=AVATAR_ID)
+    chat.intake.take_photo.return_value = PhotoOutcome(True, 8)
+    chat.intake.settle_upload.return_value = SetState(6, removed_slots=(2, 5))
+
+    await chat.feed(chat.updates.photo("f8"))
+
+    assert chat.texts()[0].startswith(
+        "⚠️ 2 photos (nos. 2, 5) seem to show a different person from the others, so I took them out of the set."
+    )
 
 
 async def test_a_photo_after_the_set_was_closed_is_not_taken() -> None:
