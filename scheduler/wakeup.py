@@ -42,13 +42,15 @@ class WakeableJob:
     def register(self, scheduler: BaseScheduler) -> None:
         """Add the job (interval = backstop tick); a scheduler holds one job per id."""
         self._scheduler = scheduler
+        # next_run_time=None would add the job paused (no tick until a wake): leave it out instead.
+        first_run = {"next_run_time": datetime.now(UTC)} if self._run_at_start else {}
         self._job = scheduler.add_job(
             self._run,
             "interval",
             seconds=self.interval_seconds,
             id=self.job_id,
             name=self.job_id,
-            next_run_time=datetime.now(UTC) if self._run_at_start else None,
+            **first_run,
             max_instances=1,
             coalesce=True,
             misfire_grace_time=None,

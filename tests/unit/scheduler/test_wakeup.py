@@ -37,6 +37,22 @@ async def test_wake_runs_the_job_long_before_its_tick() -> None:
         scheduler.shutdown(wait=False)
 
 
+async def test_a_job_not_run_at_start_still_ticks_without_a_wake() -> None:
+    passes: list[int] = []
+
+    async def work() -> None:
+        passes.append(1)
+
+    job = WakeableJob("work", work, interval_seconds=0.2, run_at_start=False)
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    job.register(scheduler)
+    scheduler.start()
+    try:
+        await _until(lambda: len(passes) >= 2)  # the backstop tick, with nobody calling wake()
+    finally:
+        scheduler.shutdown(wait=False)
+
+
 async def test_a_wake_during_a_run_makes_exactly_one_more_pass() -> None:
     release = asyncio.Event()
     started: list[int] = []
