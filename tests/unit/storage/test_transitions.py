@@ -541,7 +541,7 @@ def test_a_source_retried_two_ways_or_an_edge_taken_twice_is_refused() -> None:
         transitions._by_edge([transitions.CANCEL_QUEUED_JOB, transitions.CANCEL_JOB_BEFORE_RESULTS])
 
 
-# ---------------------------------------------------------------- each function moves the row it names, with its columns
+# ---------------------------------------------------------------- each function moves its own row, with its columns
 
 
 async def test_a_job_step_moves_only_its_job_and_writes_the_callers_columns(session: AsyncSession) -> None:
@@ -637,11 +637,13 @@ async def test_storing_and_delivering_move_only_the_named_task_with_the_callers_
     session: AsyncSession,
 ) -> None:
     job = await add_job(session, JobStatus.PROCESSING)
-    stored, stored_bystander = await add_task(session, job, TaskStatus.SUCCEEDED), await add_task(
-        session, job, TaskStatus.SUCCEEDED
+    stored, stored_bystander = (
+        await add_task(session, job, TaskStatus.SUCCEEDED),
+        await add_task(session, job, TaskStatus.SUCCEEDED),
     )
-    delivered, delivered_bystander = await add_task(session, job, TaskStatus.STORED), await add_task(
-        session, job, TaskStatus.STORED
+    delivered, delivered_bystander = (
+        await add_task(session, job, TaskStatus.STORED),
+        await add_task(session, job, TaskStatus.STORED),
     )
     in_batch = await add_task(session, job, TaskStatus.STORED)
 
@@ -658,11 +660,13 @@ async def test_storing_and_delivering_move_only_the_named_task_with_the_callers_
 
 async def test_ending_or_reopening_a_job_touches_only_its_own_tasks(session: AsyncSession) -> None:
     ending, other = await add_job(session, JobStatus.PROCESSING), await add_job(session, JobStatus.PROCESSING)
-    open_task, others_open = await add_task(session, ending, TaskStatus.PENDING), await add_task(
-        session, other, TaskStatus.PENDING
+    open_task, others_open = (
+        await add_task(session, ending, TaskStatus.PENDING),
+        await add_task(session, other, TaskStatus.PENDING),
     )
-    reopened, others_skipped = await add_task(session, ending, TaskStatus.SKIPPED), await add_task(
-        session, other, TaskStatus.SKIPPED
+    reopened, others_skipped = (
+        await add_task(session, ending, TaskStatus.SKIPPED),
+        await add_task(session, other, TaskStatus.SKIPPED),
     )
 
     assert await transitions.reopen_skipped_tasks(session, ending.id, error="admin retry") == 1

@@ -194,11 +194,13 @@ def test_a_refund_counts_against_the_balance_in_the_invariant() -> None:
 
 
 def test_a_negative_price_is_refused_with_the_amount() -> None:
-    with pytest.raises(ValueError, match="^a price is never negative, got -1$"):
+    with pytest.raises(ValueError, match=r"^a price is never negative, got -1$"):
         format_price(-1, Currency.RUB, "ru")
 
 
-@pytest.mark.parametrize(("lang", "text"), [("en-US", "1,290 ₽"), ("EN", "1,290 ₽"), ("ru-RU", "1290 ₽"), (None, "1290 ₽")])
+@pytest.mark.parametrize(
+    ("lang", "text"), [("en-US", "1,290 ₽"), ("EN", "1,290 ₽"), ("ru-RU", "1290 ₽"), (None, "1290 ₽")]
+)
 def test_the_language_tag_decides_the_number_style(lang: str | None, text: str) -> None:
     assert format_price(129000, Currency.RUB, lang) == text
 

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
 
 import pytest
 
-from studio.catalogue import Catalogue, load_catalogue
 from studio import generation
+from studio.catalogue import Catalogue, load_catalogue
 from studio.generation import (
     AVATAR_CONTEXT_MAX_CHARS,
     JobOutcome,
@@ -172,13 +173,13 @@ def test_seeds_are_pinned_values_because_stored_tasks_and_providers_keep_them() 
 
 @pytest.mark.parametrize(("prompt_index", "variant"), [(-1, 0), (0, -1)])
 def test_a_seed_for_a_negative_index_or_variant_is_refused(prompt_index: int, variant: int) -> None:
-    with pytest.raises(ValueError, match="^prompt_index and variant must not be negative$"):
+    with pytest.raises(ValueError, match=r"^prompt_index and variant must not be negative$"):
         task_seed(1, prompt_index, variant)
 
 
 def test_a_one_photo_job_is_planned_and_an_empty_one_refused_with_the_count(catalogue: Catalogue) -> None:
     assert [task.position for task in plan_tasks(catalogue.style("professional"), 1, job_id=1)] == [0]
-    with pytest.raises(ValueError, match="^a job needs at least one photo, got 0$"):
+    with pytest.raises(ValueError, match=r"^a job needs at least one photo, got 0$"):
         plan_tasks(catalogue.style("professional"), 0, job_id=1)
 
 
@@ -187,7 +188,7 @@ def test_a_prompt_ends_with_its_avoid_list_as_one_sentence(catalogue: Catalogue)
     avoid = "; ".join(catalogue.identity.avoid_list(prompt.medium))
     text = build_prompt(catalogue, 3, 0, None)
     assert text.endswith(f" Avoid: {avoid.rstrip('.')}.")
-    with pytest.raises(ValueError, match="^variant must not be negative, got -1$"):
+    with pytest.raises(ValueError, match=r"^variant must not be negative, got -1$"):
         build_prompt(catalogue, 3, -1, None)
 
 
@@ -213,9 +214,15 @@ def test_a_sentence_keeps_its_own_end_mark_or_gets_a_full_stop(text: str, senten
 
 def test_a_one_task_job_settles_and_bad_counts_say_what_is_wrong() -> None:
     assert settle_job(1, 1, 0) == JobOutcome(JobStatus.COMPLETED, 1, 0)
-    with pytest.raises(ValueError, match="^a job has at least one task, got total=0$"):
+    with pytest.raises(ValueError, match=r"^a job has at least one task, got total=0$"):
         settle_job(0, 0, 0)
-    with pytest.raises(ValueError, match="^task counts must not be negative$"):
+    with pytest.raises(ValueError, match=r"^task counts must not be negative$"):
         settle_job(3, -1, 0)
-    with pytest.raises(ValueError, match="^4 finished tasks exceed the job's 3$"):
+    with pytest.raises(ValueError, match=r"^4 finished tasks exceed the job's 3$"):
         settle_job(3, 2, 2)
+
+
+def test_a_style_without_prompts_is_refused_by_name(catalogue: Catalogue) -> None:
+    empty = dataclasses.replace(catalogue.style("professional"), prompt_indices=())
+    with pytest.raises(ValueError, match=r"^style 'professional' has no prompts$"):
+        plan_tasks(empty, 3, job_id=1)

@@ -9,6 +9,8 @@ import pytest
 
 from studio.latency import LatencyEstimate
 from studio.policy import (
+    KIE_POLICY,
+    REPLICATE_POLICY,
     BreakerState,
     CircuitBreaker,
     Decision,
@@ -16,8 +18,6 @@ from studio.policy import (
     FallbackPolicy,
     PolicyError,
     ProviderPolicy,
-    REPLICATE_POLICY,
-    KIE_POLICY,
     choose_provider,
     decide_after_failure,
     is_stuck,
@@ -375,7 +375,7 @@ def test_a_provider_policy_that_cannot_work_names_its_field(change: dict[str, ob
 def test_a_retry_may_follow_at_once_and_a_single_attempt_needs_no_backoff() -> None:
     assert provider(backoff_seconds=(0.0, 0.5)).backoff_seconds == (0.0, 0.5)
     assert provider(max_attempts=1, backoff_seconds=()).max_attempts == 1
-    with pytest.raises(ValueError, match="^retry numbers start at 1, got 0$"):
+    with pytest.raises(ValueError, match=r"^retry numbers start at 1, got 0$"):
         provider().backoff_before_retry(0)
 
 
@@ -414,7 +414,7 @@ def test_a_fallback_policy_in_another_shape_is_refused(data: dict[str, object], 
 def test_lookups_past_the_providers_say_what_was_asked(policy: FallbackPolicy) -> None:
     with pytest.raises(PolicyError, match=r"^provider names must be unique, got \['kie', 'kie'\]$"):
         FallbackPolicy(providers=(KIE_POLICY, KIE_POLICY))
-    with pytest.raises(IndexError, match="^no provider at index 2$"):
+    with pytest.raises(IndexError, match=r"^no provider at index 2$"):
         policy.provider(2)
     with pytest.raises(KeyError, match="no provider named 'fal'"):
         policy.index_of("fal")
@@ -430,11 +430,11 @@ def test_an_admins_switch_puts_one_provider_first_and_keeps_the_rest_in_order(po
 
 
 def test_bad_arguments_to_the_decisions_are_refused_with_the_value(policy: FallbackPolicy) -> None:
-    with pytest.raises(ValueError, match="^a failure implies at least one attempt, got 0$"):
+    with pytest.raises(ValueError, match=r"^a failure implies at least one attempt, got 0$"):
         decide_after_failure(policy, KIE, 0, True, at(0))
-    with pytest.raises(ValueError, match="^polls_done must not be negative, got -1$"):
+    with pytest.raises(ValueError, match=r"^polls_done must not be negative, got -1$"):
         next_poll_at(policy, KIE, at(0), -1, at(0), False)
-    with pytest.raises(ValueError, match="^poll_interval_seconds must be positive$"):
+    with pytest.raises(ValueError, match=r"^poll_interval_seconds must be positive$"):
         next_poll_at(policy, KIE, at(0), 1, at(0), True, poll_interval_seconds=0)
     # Any positive interval is an interval, a sub-second one too.
     assert next_poll_at(policy, KIE, at(0), 1, at(10), True, poll_interval_seconds=0.5) == at(10.5)
