@@ -52,7 +52,7 @@ PYTEST_ARGS ?= -n 4 --dist worksteal
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Mutation testing (not part of `make test`; about 4 minutes here, see README): mutmut changes the money,
+# Mutation testing (not part of `make test`; 3-4 minutes here, see README): mutmut changes the money,
 # claim, transition, policy and delivery-batching rules one mutant at a time ([tool.mutmut] in
 # pyproject.toml names the modules and their unit tests) and prints killed/total per module and every
 # mutant no test killed; tests/mutation_survivors.md says why each one left is harmless.
@@ -61,6 +61,7 @@ test: $(STAMP)
 # in a first, clean run), so 1,300 mutants take minutes on two cores. cosmic-ray starts the test
 # command afresh for every mutant (a pytest start-up that imports SQLAlchemy and the fixtures costs
 # seconds) and its local runner takes one mutant at a time. Every run starts from a fresh mutants/.
+# With TEST_DATABASE_URL set, the ledger's tests run on PostgreSQL as well (they kill the row-lock mutants).
 MUTATE_JOBS ?= 2
 mutate: $(STAMP)
 	rm -rf mutants && mkdir mutants
