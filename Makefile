@@ -52,7 +52,7 @@ PYTEST_ARGS ?= -n 4 --dist worksteal
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Mutation testing (not part of `make test`; 3-4 minutes here, see README): mutmut changes the money,
+# Mutation testing (not part of `make test`; 3-6 minutes here, see README): mutmut changes the money,
 # claim, transition, policy and delivery-batching rules one mutant at a time ([tool.mutmut] in
 # pyproject.toml names the modules and their unit tests) and prints killed/total per module and every
 # mutant no test killed; tests/mutation_survivors.md says why each one left is harmless.
