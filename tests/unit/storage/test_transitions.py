@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage import transitions
-from storage.models import GenerationJob, GenerationTask, User, utcnow
+from storage.models import GenerationJob, GenerationTask, Order, User, utcnow
 from storage.transitions import (
     NAMED_JOB_TRANSITIONS,
     NAMED_TASK_TRANSITIONS,
@@ -104,6 +104,12 @@ def test_can_move_keeps_the_two_machines_apart() -> None:
     assert not can_move(TaskStatus.PENDING, JobStatus.PROCESSING)
     assert not can_move(TaskStatus.SKIPPED, TaskStatus.PENDING)
     assert can_move(TaskStatus.SKIPPED, TaskStatus.PENDING, admin_only=True)
+
+
+def test_no_admin_edge_leaves_a_status_the_admin_tables_do_not_list() -> None:
+    assert not can_move(TaskStatus.DELIVERED, TaskStatus.PENDING, admin_only=True)
+    assert not can_move(JobStatus.COMPLETED, JobStatus.PROCESSING, admin_only=True)
+    assert not can_move(TaskStatus.PENDING, TaskStatus.SUBMITTED, admin_only=True)
 
 
 def test_every_named_transition_is_used_by_the_module() -> None:
@@ -502,3 +508,172 @@ async def test_an_admin_retry_reopens_skipped_tasks_only(session: AsyncSession) 
     row = await reloaded_task(session, skipped.id)
     assert (row.status, row.error) == (TaskStatus.PENDING, None)
     assert (await reloaded_task(session, stored.id)).status == TaskStatus.STORED
+
+
+# ---------------------------------------------------------------- how the look-ups are built (at import)
+
+
+def test_a_named_transition_is_its_name_sources_target_and_admin_flag() -> None:
+    assert transitions._job("fail", [JobStatus.QUEUED, JobStatus.PROCESSING], JobStatus.FAILED) == Transition(
+        "fail", frozenset({JobStatus.QUEUED, JobStatus.PROCESSING}), JobStatus.FAILED, False
+    )
+    assert transitions._task("skip", [TaskStatus.PENDING], TaskStatus.SKIPPED) == Transition(
+        "skip", frozenset({TaskStatus.PENDING}), TaskStatus.SKIPPED, False
+    )
+    assert transitions._job("reopen", [JobStatus.FAILED], JobStatus.PROCESSING, admin_only=True).admin_only is True
+    assert transitions._task("reopen", [TaskStatus.SKIPPED], TaskStatus.PENDING, admin_only=True).admin_only is True
+
+
+def test_a_source_retried_two_ways_or_an_edge_taken_twice_is_refused() -> None:
+    retry_pending, retry_submitted = transitions.RETRY_UNSUBMITTED_TASK, transitions.RETRY_SUBMITTED_TASK
+    assert transitions._by_source([retry_pending, retry_submitted]) == {
+        TaskStatus.PENDING: retry_pending,
+        TaskStatus.SUBMITTED: retry_submitted,
+    }
+    complete, fail = transitions.COMPLETE_JOB, transitions.FAIL_JOB_AT_DELIVERY
+    assert transitions._by_edge([complete, fail]) == {
+        (JobStatus.DELIVERING, JobStatus.COMPLETED): complete,
+        (JobStatus.DELIVERING, JobStatus.FAILED): fail,
+    }
+    with pytest.raises(RuntimeError, match="'retry a create that failed' and 'skip a task never created' both leave"):
+        transitions._by_source([retry_pending, transitions.SKIP_UNSUBMITTED_TASK])
+    with pytest.raises(RuntimeError, match="'cancel a queued job' and 'cancel a job before its first portrait' both"):
+        transitions._by_edge([transitions.CANCEL_QUEUED_JOB, transitions.CANCEL_JOB_BEFORE_RESULTS])
+
+
+# ---------------------------------------------------------------- each function moves its own row, with its columns
+
+
+async def test_a_job_step_moves_only_its_job_and_writes_the_callers_columns(session: AsyncSession) -> None:
+    job, bystander = await add_job(session, JobStatus.PROCESSING), await add_job(session, JobStatus.PROCESSING)
+
+    assert await transitions.take_job_step(session, job.id, JobStatus.PROCESSING, JobStatus.FAILED, error="none left")
+
+    assert ((await reloaded_job(session, job.id)).error) == "none left"
+    row = await reloaded_job(session, bystander.id)
+    assert (row.status, row.error) == (JobStatus.PROCESSING, None)
+
+
+async def test_failing_without_selfies_moves_only_its_job_and_writes_the_callers_columns(session: AsyncSession) -> None:
+    job, bystander = await add_job(session, JobStatus.QUEUED), await add_job(session, JobStatus.QUEUED)
+
+    assert await transitions.fail_job_without_selfies(session, job.id, error="selfies gone")
+
+    row = await reloaded_job(session, job.id)
+    assert (row.status, row.error) == (JobStatus.FAILED, "selfies gone")
+    assert (await reloaded_job(session, bystander.id)).status == JobStatus.QUEUED
+
+
+async def test_reopening_writes_the_callers_columns(session: AsyncSession) -> None:
+    job = await add_job(session, JobStatus.PARTIAL)
+    await add_task(session, job, TaskStatus.SKIPPED)
+
+    assert await transitions.reopen_job(session, job.id, error="admin retry")
+
+    row = await reloaded_job(session, job.id)
+    assert (row.status, row.error) == (JobStatus.PROCESSING, "admin retry")
+
+
+async def test_only_a_portrait_of_the_job_itself_stops_its_cancel(session: AsyncSession) -> None:
+    """Unfinished or skipped tasks of the job, and portraits of other jobs, never block it."""
+    job = await add_job(session, JobStatus.PROCESSING)
+    await add_task(session, job, TaskStatus.PENDING)
+    await add_task(session, job, TaskStatus.SKIPPED)
+    other = await add_job(session, JobStatus.PROCESSING)
+    await add_task(session, other, TaskStatus.STORED)
+    order = Order(user_id=job.user_id, style="professional", pack="starter", photos=3, status="paid")
+    session.add(order)
+    await session.flush()
+    job.order_id = order.id
+    await session.flush()
+
+    moved = await transitions.cancel_job(
+        session, transitions.CANCEL_JOB_BEFORE_RESULTS, job.id, job.user_id, error="cancelled by the user"
+    )
+
+    assert moved == (job.user_id, order.id)
+    row = await reloaded_job(session, job.id)
+    assert (row.status, row.error) == (JobStatus.CANCELLED, "cancelled by the user")
+    assert (await reloaded_job(session, other.id)).status == JobStatus.PROCESSING
+
+
+async def test_a_retry_or_skip_needs_the_lease_it_names(session: AsyncSession) -> None:
+    job = await add_job(session, JobStatus.PROCESSING)
+    task = await add_task(session, job, TaskStatus.SUBMITTED, claimed_by="worker-1")
+
+    assert not await transitions.retry_task(session, task.id, TaskStatus.SUBMITTED, leased_by="worker-2")
+    assert await transitions.skip_task(session, task.id, TaskStatus.SUBMITTED, leased_by="worker-2") is None
+    assert (await reloaded_task(session, task.id)).status == TaskStatus.SUBMITTED
+
+
+async def test_a_skip_acts_only_on_its_task_and_the_result_it_judged(session: AsyncSession) -> None:
+    job = await add_job(session, JobStatus.PROCESSING)
+    task = await add_task(session, job, TaskStatus.SUCCEEDED, result_url="https://img/new")
+    bystander = await add_task(session, job, TaskStatus.SUCCEEDED, result_url="https://img/new")
+
+    stale = await transitions.skip_task(session, task.id, TaskStatus.SUCCEEDED, holding_result="https://img/old")
+    current = await transitions.skip_task(
+        session, task.id, TaskStatus.SUCCEEDED, holding_result="https://img/new", error="no face"
+    )
+
+    assert (stale, current) == (None, job.id)
+    row = await reloaded_task(session, task.id)
+    assert (row.status, row.error) == (TaskStatus.SKIPPED, "no face")
+    assert (await reloaded_task(session, bystander.id)).status == TaskStatus.SUCCEEDED
+
+
+async def test_a_result_is_recorded_for_its_provider_task_only(session: AsyncSession) -> None:
+    job = await add_job(session, JobStatus.PROCESSING)
+    task = await add_task(session, job, TaskStatus.SUBMITTED, provider="kie", provider_task_id="k-1")
+    bystander = await add_task(session, job, TaskStatus.SUBMITTED, provider="kie", provider_task_id="k-2")
+
+    assert await transitions.record_result(session, "kie", "k-1", result_url="https://img/1") == task.id
+
+    row = await reloaded_task(session, bystander.id)
+    assert (row.status, row.result_url) == (TaskStatus.SUBMITTED, None)
+
+
+async def test_storing_and_delivering_move_only_the_named_task_with_the_callers_columns(
+    session: AsyncSession,
+) -> None:
+    job = await add_job(session, JobStatus.PROCESSING)
+    stored, stored_bystander = (
+        await add_task(session, job, TaskStatus.SUCCEEDED),
+        await add_task(session, job, TaskStatus.SUCCEEDED),
+    )
+    delivered, delivered_bystander = (
+        await add_task(session, job, TaskStatus.STORED),
+        await add_task(session, job, TaskStatus.STORED),
+    )
+    in_batch = await add_task(session, job, TaskStatus.STORED)
+
+    assert await transitions.store_result(session, stored.id, result_key="r/1") == job.id
+    assert await transitions.deliver_task(session, delivered.id, telegram_file_id="f-1")
+    assert await transitions.deliver_tasks(session, [in_batch.id], telegram_file_id="f-2") == [in_batch.id]
+
+    assert (await reloaded_task(session, stored.id)).result_key == "r/1"
+    assert (await reloaded_task(session, delivered.id)).telegram_file_id == "f-1"
+    assert (await reloaded_task(session, in_batch.id)).telegram_file_id == "f-2"
+    assert (await reloaded_task(session, stored_bystander.id)).status == TaskStatus.SUCCEEDED
+    assert (await reloaded_task(session, delivered_bystander.id)).status == TaskStatus.STORED
+
+
+async def test_ending_or_reopening_a_job_touches_only_its_own_tasks(session: AsyncSession) -> None:
+    ending, other = await add_job(session, JobStatus.PROCESSING), await add_job(session, JobStatus.PROCESSING)
+    open_task, others_open = (
+        await add_task(session, ending, TaskStatus.PENDING),
+        await add_task(session, other, TaskStatus.PENDING),
+    )
+    reopened, others_skipped = (
+        await add_task(session, ending, TaskStatus.SKIPPED),
+        await add_task(session, other, TaskStatus.SKIPPED),
+    )
+
+    assert await transitions.reopen_skipped_tasks(session, ending.id, error="admin retry") == 1
+    assert await transitions.skip_open_tasks(session, ending.id, error="job ended") == 2
+
+    for task in (open_task, reopened):
+        row = await reloaded_task(session, task.id)
+        assert (row.status, row.error) == (TaskStatus.SKIPPED, "job ended")
+    assert (await reloaded_task(session, others_open.id)).status == TaskStatus.PENDING
+    assert (await reloaded_task(session, others_skipped.id)).status == TaskStatus.SKIPPED

@@ -17,6 +17,7 @@ from studio.credits import (
     purchase_line,
     refund_line,
     release_line_for_cancel,
+    release_line_for_stop,
     release_line_for_task,
     reserve_line,
     totals_by_reason,
@@ -156,3 +157,60 @@ def test_format_price(amount: int, currency: Currency | str, lang: str, text: st
 def test_format_price_refuses_negative_amounts() -> None:
     with pytest.raises(ValueError):
         format_price(-1, Currency.RUB, "ru")
+
+
+def test_a_stopped_job_gives_back_its_unstarted_credits_once() -> None:
+    assert release_line_for_stop(101, 7) == LedgerLine(LedgerReason.RELEASE, "stop:job:101", 7)
+    assert release_line_for_stop(101, 3).reference == release_line_for_stop(101, 7).reference
+    with pytest.raises(ValueError, match="positive integer"):
+        release_line_for_stop(101, 0)
+
+
+@pytest.mark.parametrize(
+    ("reason", "reference", "delta", "note", "message"),
+    [
+        (LedgerReason.PURCHASE, "", 1, None, "a ledger reference has 1..128 characters: ''"),
+        (LedgerReason.PURCHASE, "payment:1", 1, "n" * 256, "a ledger note has at most 255 characters"),
+        (LedgerReason.PURCHASE, "payment:1", 0, None, "a purchase line must add credits, got 0"),
+        (LedgerReason.RELEASE, "task:1", 0, None, "a release line must add credits, got 0"),
+        (LedgerReason.RESERVE, "job:1", 0, None, "a reserve line must take credits, got 0"),
+        (LedgerReason.REFUND, "refund:payment:1", 0, None, "a refund line must take credits, got 0"),
+    ],
+)
+def test_a_line_that_moves_nothing_or_the_wrong_way_is_refused_with_the_reason(
+    reason: LedgerReason, reference: str, delta: int, note: str | None, message: str
+) -> None:
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        LedgerLine(reason, reference, delta, note)
+
+
+def test_a_note_of_exactly_the_column_width_is_kept() -> None:
+    assert grant_line(1, 1, "n" * 255).note == "n" * 255
+
+
+def test_a_refund_counts_against_the_balance_in_the_invariant() -> None:
+    assert check_invariant(10, 0, 0, 0, 0, 4, 6)
+    assert not check_invariant(10, 0, 0, 0, 0, 4, 14)
+
+
+def test_a_negative_price_is_refused_with_the_amount() -> None:
+    with pytest.raises(ValueError, match=r"^a price is never negative, got -1$"):
+        format_price(-1, Currency.RUB, "ru")
+
+
+@pytest.mark.parametrize(
+    ("lang", "text"), [("en-US", "1,290 ₽"), ("EN", "1,290 ₽"), ("ru-RU", "1290 ₽"), (None, "1290 ₽")]
+)
+def test_the_language_tag_decides_the_number_style(lang: str | None, text: str) -> None:
+    assert format_price(129000, Currency.RUB, lang) == text
+
+
+def test_russian_grouping_starts_at_ten_thousand() -> None:
+    assert format_price(999900, Currency.RUB, "ru") == "9999 ₽"
+    assert format_price(1000000, Currency.RUB, "ru") == "10 000 ₽"
+
+
+@pytest.mark.parametrize("photos", [2.5, "3"])
+def test_a_number_of_photos_is_a_whole_number(photos: object) -> None:
+    with pytest.raises(ValueError, match=f"^a number of photos is a positive integer, got {photos!r}$"):
+        purchase_line(1, photos)  # type: ignore[arg-type]  # the wrong type is the point

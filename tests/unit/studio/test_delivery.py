@@ -143,3 +143,55 @@ def test_the_global_budget_keeps_any_second_under_thirty() -> None:
         sends.append((overall.reserve(items, now), items))
     for start, _ in sends:
         assert sum(items for at, items in sends if start <= at < start + 1.0) <= 30
+
+
+@pytest.mark.parametrize(
+    ("capacity", "rate", "margin"), [(0, 1.0, 0.1), (10, 0.0, 0.1), (10, -1.0, 0.1), (10, 1.0, 1.0), (10, 1.0, -0.1)]
+)
+def test_a_budget_that_could_never_send_is_refused(capacity: int, rate: float, margin: float) -> None:
+    with pytest.raises(ValueError, match=r"^a budget needs capacity >= 1, rate > 0 and 0 <= margin < 1$"):
+        ChatBudget(capacity, rate, 0.0, margin=margin)
+
+
+def test_the_default_budget_is_telegrams_chat_limit_less_a_tenth() -> None:
+    assert ChatBudget(1, 1.0, 0.0).rate == pytest.approx(0.9)  # a one-message burst is a budget too
+    chat = ChatBudgets().of("chat", 0.0)
+    assert (chat.capacity, chat.rate) == (10, pytest.approx(0.9))
+    assert ChatBudgets(margin=0.5).of("chat", 0.0).rate == pytest.approx(0.5)
+
+
+def test_refill_and_penalty_scale_with_the_rate() -> None:
+    chat = budget(capacity=10, rate=2.0)
+    chat.reserve(10, 0.0)
+    assert chat.available(1.0) == 2
+    chat.penalize(3.0, 1.0)  # nothing for 3 s: at 2 messages/s that is 6 messages of debt
+    assert chat.ready_at(1, 1.0) == pytest.approx(1.0 + 3.0 + 0.5)
+
+
+def test_sending_nothing_costs_nothing() -> None:
+    assert budget().cost(0) == 0
+
+
+def test_the_oldest_idle_chat_is_forgotten_first_and_only_past_the_limit() -> None:
+    budgets = ChatBudgets(limit=2)
+    first, second = budgets.of("a", 0.0), budgets.of("b", 0.0)
+    assert budgets.of("a", 1.0) is first  # "a" is now the most recent
+    assert budgets.of("b", 1.0) is second  # two chats fit the limit of two
+    budgets.of("a", 2.0)
+    budgets.of("c", 2.0)
+    assert budgets.of("a", 3.0) is first
+    assert budgets.of("b", 3.0) is not second  # "b" was the idlest: forgotten, full again
+
+
+def test_a_document_or_a_lone_photo_needs_one_message_of_budget_not_two() -> None:
+    for items, more in ((ready(0.0, documents=(0,)), True), (ready(0.0), False)):
+        chat = budget()
+        chat.reserve(9, 0.0)  # one message left
+        sent = plan(items, 0.0, more=more, chat=chat)
+        assert sent is not None and (sent.count, sent.at) == (1, 0.0)
+
+
+def test_two_ready_wait_until_both_fit_rather_than_go_one_by_one() -> None:
+    chat = budget()
+    chat.reserve(9, 0.0)  # one message left: the pair goes a second later, together
+    assert plan(ready(0.0, 0.0), 0.0, chat=chat) == Send(2, 1.0)

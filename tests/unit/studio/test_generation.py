@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
 
 import pytest
 
+from studio import generation
 from studio.catalogue import Catalogue, load_catalogue
 from studio.generation import (
     AVATAR_CONTEXT_MAX_CHARS,
@@ -161,3 +163,66 @@ def test_job_outcome_and_credits_released(total: int, succeeded: int, skipped: i
 def test_impossible_counts_are_refused(total: int, succeeded: int, skipped: int) -> None:
     with pytest.raises(ValueError):
         settle_job(total, succeeded, skipped)
+
+
+def test_seeds_are_pinned_values_because_stored_tasks_and_providers_keep_them() -> None:
+    """A retried or resumed task must ask for the very seed it was planned with, in any release."""
+    assert [task_seed(42, 0, 0), task_seed(42, 3, 1), task_seed(7, 0, 2)] == [169800639, 169800650, 167846806]
+    assert task_seed(2**40, 5, 0) == 1673029763
+
+
+@pytest.mark.parametrize(("prompt_index", "variant"), [(-1, 0), (0, -1)])
+def test_a_seed_for_a_negative_index_or_variant_is_refused(prompt_index: int, variant: int) -> None:
+    with pytest.raises(ValueError, match=r"^prompt_index and variant must not be negative$"):
+        task_seed(1, prompt_index, variant)
+
+
+def test_a_one_photo_job_is_planned_and_an_empty_one_refused_with_the_count(catalogue: Catalogue) -> None:
+    assert [task.position for task in plan_tasks(catalogue.style("professional"), 1, job_id=1)] == [0]
+    with pytest.raises(ValueError, match=r"^a job needs at least one photo, got 0$"):
+        plan_tasks(catalogue.style("professional"), 0, job_id=1)
+
+
+def test_a_prompt_ends_with_its_avoid_list_as_one_sentence(catalogue: Catalogue) -> None:
+    prompt = catalogue.prompt(3)
+    avoid = "; ".join(catalogue.identity.avoid_list(prompt.medium))
+    text = build_prompt(catalogue, 3, 0, None)
+    assert text.endswith(f" Avoid: {avoid.rstrip('.')}.")
+    with pytest.raises(ValueError, match=r"^variant must not be negative, got -1$"):
+        build_prompt(catalogue, 3, -1, None)
+
+
+@pytest.mark.parametrize(
+    ("context", "subject"),
+    [
+        ("a woman in her 30s;", "a woman in her 30s"),
+        ("a man with a beard, ", "a man with a beard"),
+        ("a fan of Malcolm X.", "a fan of Malcolm X"),
+        (". a painter", ". a painter"),
+    ],
+)
+def test_trailing_punctuation_of_the_avatar_context_is_dropped_not_leading(
+    catalogue: Catalogue, context: str, subject: str
+) -> None:
+    assert f"The person is {subject}. " in build_prompt(catalogue, 3, 0, context)
+
+
+@pytest.mark.parametrize(("text", "sentence"), [("Done.", "Done."), ("Go!", "Go!"), ("Why?", "Why?"), (" Hi ", "Hi.")])
+def test_a_sentence_keeps_its_own_end_mark_or_gets_a_full_stop(text: str, sentence: str) -> None:
+    assert generation._sentence(text) == sentence
+
+
+def test_a_one_task_job_settles_and_bad_counts_say_what_is_wrong() -> None:
+    assert settle_job(1, 1, 0) == JobOutcome(JobStatus.COMPLETED, 1, 0)
+    with pytest.raises(ValueError, match=r"^a job has at least one task, got total=0$"):
+        settle_job(0, 0, 0)
+    with pytest.raises(ValueError, match=r"^task counts must not be negative$"):
+        settle_job(3, -1, 0)
+    with pytest.raises(ValueError, match=r"^4 finished tasks exceed the job's 3$"):
+        settle_job(3, 2, 2)
+
+
+def test_a_style_without_prompts_is_refused_by_name(catalogue: Catalogue) -> None:
+    empty = dataclasses.replace(catalogue.style("professional"), prompt_indices=())
+    with pytest.raises(ValueError, match=r"^style 'professional' has no prompts$"):
+        plan_tasks(empty, 3, job_id=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -87,3 +88,31 @@ def test_key_is_fixed_width_digits_in_utc() -> None:
 def test_key_refuses_what_would_not_sort(priority: int, created_at: datetime, job_id: int, position: int) -> None:
     with pytest.raises(ValueError):
         claim_key(priority, created_at, job_id, position)
+
+
+@pytest.mark.parametrize(
+    ("priority", "created_at", "job_id", "position", "message"),
+    [
+        (-1, T0, 1, 0, "priority must be within 0..999999, got -1"),
+        (0, T0, 10**10, 0, "job id out of range: 10000000000"),
+        (0, T0, 1, 10**5, "position out of range: 100000"),
+        (0, T0.replace(tzinfo=None), 1, 0, "naive datetime given; use aware UTC datetimes"),
+    ],
+)
+def test_a_refused_key_says_which_part_is_out_of_range(
+    priority: int, created_at: datetime, job_id: int, position: int, message: str
+) -> None:
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        claim_key(priority, created_at, job_id, position)
+
+
+def test_the_key_is_utc_whatever_the_machines_time_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers on machines in different zones share one queue: the key's time must not follow the local zone."""
+    moscow = T0.astimezone(timezone(timedelta(hours=3)))
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        assert claim_key(100, moscow, 7, 3)[7:27] == "20261206120000000000"
+    finally:
+        monkeypatch.undo()
+        time.tzset()

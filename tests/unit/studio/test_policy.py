@@ -2,12 +2,15 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from studio.latency import LatencyEstimate
 from studio.policy import (
+    KIE_POLICY,
+    REPLICATE_POLICY,
     BreakerState,
     CircuitBreaker,
     Decision,
@@ -346,3 +349,147 @@ def test_peek_provider_routes_like_choose_provider_but_never_takes_the_probe(pol
     assert peek_provider(policy, breakers, set(), at(30)) == KIE  # half-open, asked twice
     assert peek_provider(policy, breakers, set(), at(30)) == KIE
     assert choose_provider(policy, breakers, set(), at(30)) == KIE  # the probe is still there to take
+
+
+def provider(**change: object) -> ProviderPolicy:
+    fields: dict[str, object] = {**FallbackPolicy().to_dict()["providers"][0], "backoff_seconds": (2.0,), **change}
+    return ProviderPolicy(**fields)  # type: ignore[arg-type]  # the wrong values are the point
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"name": ""}, "provider name must not be empty"),
+        ({"max_attempts": 2, "backoff_seconds": ()}, "kie: retries need at least one backoff value"),
+        ({"backoff_seconds": (1.0, -0.5)}, "kie: backoff values must not be negative"),
+        ({"stuck_after_seconds": 0.0}, "kie: stuck_after_seconds must be positive"),
+        ({"first_poll_after_seconds": 0.0}, "kie: first_poll_after_seconds must be positive"),
+        ({"poll_every_seconds": -1.0}, "kie: poll_every_seconds must be positive"),
+    ],
+)
+def test_a_provider_policy_that_cannot_work_names_its_field(change: dict[str, object], message: str) -> None:
+    with pytest.raises(PolicyError, match=f"^{message}$"):
+        provider(**change)
+
+
+def test_a_retry_may_follow_at_once_and_a_single_attempt_needs_no_backoff() -> None:
+    assert provider(backoff_seconds=(0.0, 0.5)).backoff_seconds == (0.0, 0.5)
+    assert provider(max_attempts=1, backoff_seconds=()).max_attempts == 1
+    with pytest.raises(ValueError, match=r"^retry numbers start at 1, got 0$"):
+        provider().backoff_before_retry(0)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"name": 5}, "provider policy: name must be a string"),
+        ({"backoff_seconds": "2"}, "kie: backoff_seconds must be a list of numbers"),
+        ({"max_attempts": 3.0}, "kie.max_attempts: expected an integer"),
+        ({"backoff_seconds": [1, "2"]}, "kie.backoff_seconds: expected a number"),
+        ({"stuck_after_seconds": "600"}, "kie.stuck_after_seconds: expected a number"),
+        ({"first_poll_after_seconds": None}, "kie.first_poll_after_seconds: expected a number"),
+        ({"poll_every_seconds": "3"}, "kie.poll_every_seconds: expected a number"),
+    ],
+)
+def test_a_settings_typo_names_the_provider_and_field(change: dict[str, object], message: str) -> None:
+    data = {**FallbackPolicy().to_dict()["providers"][0], **change}
+    with pytest.raises(PolicyError, match=f"^{message}$"):
+        FallbackPolicy.from_dict({"providers": [data]})
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"providers": "kie"}, 'a fallback policy is {"providers": [...]}'),
+        ({"providers": [], "primary": "kie"}, 'a fallback policy is {"providers": [...]}'),
+        ({"providers": ["kie"]}, "each provider policy must be an object"),
+        ({"providers": []}, "a fallback policy needs at least one provider"),
+    ],
+)
+def test_a_fallback_policy_in_another_shape_is_refused(data: dict[str, object], message: str) -> None:
+    with pytest.raises(PolicyError, match=f"^{re.escape(message)}$"):
+        FallbackPolicy.from_dict(data)
+
+
+def test_lookups_past_the_providers_say_what_was_asked(policy: FallbackPolicy) -> None:
+    with pytest.raises(PolicyError, match=r"^provider names must be unique, got \['kie', 'kie'\]$"):
+        FallbackPolicy(providers=(KIE_POLICY, KIE_POLICY))
+    with pytest.raises(IndexError, match=r"^no provider at index 2$"):
+        policy.provider(2)
+    with pytest.raises(KeyError, match="no provider named 'fal'"):
+        policy.index_of("fal")
+
+
+def test_an_admins_switch_puts_one_provider_first_and_keeps_the_rest_in_order(policy: FallbackPolicy) -> None:
+    assert policy.with_primary("replicate").providers == (REPLICATE_POLICY, KIE_POLICY)
+    assert policy.with_primary("kie") == policy
+    three = FallbackPolicy(providers=(KIE_POLICY, REPLICATE_POLICY, provider(name="fal")))
+    assert [p.name for p in three.with_primary("fal").providers] == ["fal", "kie", "replicate"]
+    with pytest.raises(KeyError):
+        policy.with_primary("fal")
+
+
+def test_bad_arguments_to_the_decisions_are_refused_with_the_value(policy: FallbackPolicy) -> None:
+    with pytest.raises(ValueError, match=r"^a failure implies at least one attempt, got 0$"):
+        decide_after_failure(policy, KIE, 0, True, at(0))
+    with pytest.raises(ValueError, match=r"^polls_done must not be negative, got -1$"):
+        next_poll_at(policy, KIE, at(0), -1, at(0), False)
+    with pytest.raises(ValueError, match=r"^poll_interval_seconds must be positive$"):
+        next_poll_at(policy, KIE, at(0), 1, at(0), True, poll_interval_seconds=0)
+    # Any positive interval is an interval, a sub-second one too.
+    assert next_poll_at(policy, KIE, at(0), 1, at(10), True, poll_interval_seconds=0.5) == at(10.5)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"failure_threshold": 0}, "failure_threshold must be at least 1"),
+        ({"window_seconds": 0}, "window_seconds and cooldown_seconds must be positive"),
+        ({"cooldown_seconds": 0}, "window_seconds and cooldown_seconds must be positive"),
+    ],
+)
+def test_a_breaker_that_could_never_open_or_close_is_refused(change: dict[str, float], message: str) -> None:
+    with pytest.raises(PolicyError, match=f"^{message}$"):
+        CircuitBreaker(**change)  # type: ignore[arg-type]  # the keys are CircuitBreaker's own
+
+
+def test_a_breaker_takes_sub_second_windows() -> None:
+    breaker = CircuitBreaker(failure_threshold=1, window_seconds=0.5, cooldown_seconds=0.5)
+    breaker.record_failure(at(0))
+    assert breaker.state(at(0.4)) is BreakerState.OPEN
+    assert breaker.state(at(0.5)) is BreakerState.HALF_OPEN
+
+
+def test_a_failure_exactly_one_window_old_no_longer_counts() -> None:
+    breaker = CircuitBreaker(failure_threshold=2, window_seconds=60)
+    breaker.record_failure(at(0))
+    breaker.record_failure(at(60))
+    assert breaker.state(at(60)) is BreakerState.CLOSED
+
+
+def test_a_probes_success_closes_the_breaker_with_nothing_left_of_the_probe() -> None:
+    breaker = CircuitBreaker(failure_threshold=1, cooldown_seconds=30)
+    breaker.record_failure(at(0))
+    assert breaker.allow_request(at(30))
+    breaker.record_success(at(31))
+    assert (breaker.opened_at, breaker.probe_started_at, breaker.failures) == (None, None, [])
+    assert breaker.to_dict()["probe_started_at"] is None
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"failure_threshold": "5"}, "failure_threshold: expected an integer"),
+        ({"window_seconds": "60"}, "window_seconds: expected a number"),
+        ({"cooldown_seconds": None}, "cooldown_seconds: expected a number"),
+    ],
+)
+def test_a_stored_breaker_with_a_wrong_value_names_it(change: dict[str, object], message: str) -> None:
+    with pytest.raises(PolicyError, match=f"^not a circuit breaker: {message}$"):
+        CircuitBreaker.from_dict({**CircuitBreaker().to_dict(), **change})
+
+
+def test_a_stored_breaker_without_failures_has_none() -> None:
+    stored = CircuitBreaker().to_dict()
+    del stored["failures"]
+    assert CircuitBreaker.from_dict(stored) == CircuitBreaker()
