@@ -148,6 +148,7 @@ class Room:
 class CreateLimiter(Protocol):
     """Admission to a provider's account-wide create budget (local or shared through Redis)."""
 
+    max_calls: int
     period_seconds: float
 
     def admit(self) -> AbstractAsyncContextManager[None]:

@@ -16,7 +16,7 @@ from storage import ledger, transitions
 from storage.models import GenerationJob, GenerationTask, User, utcnow
 from storage.sql import claim_rows, insert_for
 from studio.credits import release_line_for_task
-from studio.generation import PlannedTask, claim_key
+from studio.generation import PlannedTask, claim_key, is_first_portrait_key
 from studio.states import JobStatus, TaskStatus
 
 BUSY_JOB_STATUSES = (JobStatus.PROCESSING, JobStatus.DELIVERING)
@@ -479,6 +479,13 @@ async def status_counts(session: AsyncSession) -> tuple[dict[str, int], dict[str
         {status: int(count) for status, count in tasks.all()},
         oldest.scalar_one_or_none(),
     )
+
+
+async def first_portrait_is_next(session: AsyncSession) -> bool:
+    """Is the next task to claim a job's first portrait? (One step along the claim index.)"""
+    candidate = pending_claim_candidates(utcnow(), 1).with_only_columns(GenerationTask.claim_key)
+    key = (await session.execute(candidate)).scalar_one_or_none()
+    return key is not None and is_first_portrait_key(key)
 
 
 async def pending_due_exists(session: AsyncSession) -> bool:

@@ -119,6 +119,11 @@ def claim_key(priority: int, job_created_at: datetime, job_id: int, position: in
     )
 
 
+def is_first_portrait_key(key: str) -> bool:
+    """Is this claim key a job's first portrait (the one its payer is waiting for)?"""
+    return key[CLAIM_KEY_PRIORITY_DIGITS] == "0"
+
+
 def build_prompt(catalogue: Catalogue, prompt_index: int, variant: int, avatar_context: str | None) -> str:
     """The full text sent to the provider for one task.
 

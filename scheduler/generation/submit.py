@@ -8,12 +8,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from providers.base import GenerationOptions, ImageProvider, ProviderError, RateLimitedError, Room
+from providers.base import CreateLimiter, GenerationOptions, ImageProvider, ProviderError, RateLimitedError, Room
 from scheduler.background import BackgroundTasks
 from scheduler.generation.results import Results
 from scheduler.generation.roster import Roster
@@ -26,6 +27,7 @@ from storage.files import FileNotFoundInStore, FileStore
 from storage.models import GenerationJob, GenerationTask, ReferencePhoto, utcnow
 from studio.catalogue import Catalogue
 from studio.generation import build_prompt, plan_tasks
+from studio.pace import CreatePace
 from studio.policy import next_poll_at as policy_next_poll_at
 from studio.states import TaskStatus
 
@@ -63,6 +65,7 @@ class Submitter:
         self._ref_locks: dict[tuple[int, str], tuple[asyncio.Lock, int]] = {}  # (lock, its users)
         self._before_admission: set[int] = set()  # claimed creates not yet at the provider's limiter
         self._leased: set[int] = set()  # claimed tasks whose create is not recorded yet
+        self._paces: dict[int, CreatePace] = {}  # per create limiter (by identity)
 
     async def dispatch_jobs(self) -> int:
         claimed_total = 0
@@ -110,6 +113,7 @@ class Submitter:
                 await session.commit()
             if not ids:
                 break
+            self._take_pace(len(ids))
             for task_id in ids:
                 self._before_admission.add(task_id)
                 self.inflight.spawn(self._submit(task_id), name=f"engine-create-{task_id}")
@@ -124,11 +128,32 @@ class Submitter:
             return Room(self.config.max_inflight_creates, 0.0)
         room = await limiter.room()
         free = room.free - len(self._before_admission)
-        # A claimed create still uploading will take the next slot: look again shortly.
-        return Room(free, 0.0) if free > 0 else Room(0, room.wait_seconds or self._admission_step())
+        if free <= 0:
+            # A claimed create still uploading will take the next slot: look again shortly.
+            return Room(0, room.wait_seconds or self._admission_step())
+        paced = self._pace(limiter).room(time.monotonic(), free)
+        if paced.allowed == 0 and await self._first_portrait_is_next():
+            # A payer's first portrait waits for a free slot, never for the pace (taken all the same).
+            return Room(1, 0.0)
+        return Room(paced.allowed, paced.wait)
+
+    def _pace(self, limiter: CreateLimiter) -> CreatePace:
+        pace = self._paces.get(id(limiter))
+        if pace is None:
+            pace = self._paces[id(limiter)] = CreatePace(limiter.max_calls, limiter.period_seconds)
+        return pace
+
+    def _take_pace(self, creates: int) -> None:
+        limiter = self.roster.fresh_work_limiter()
+        if limiter is not None:
+            self._pace(limiter).take(time.monotonic(), creates)
 
     def _admission_step(self) -> float:
         return min(0.05, self.config.tick_seconds)
+
+    async def _first_portrait_is_next(self) -> bool:
+        async with self.sessionmaker() as session:
+            return await queue.first_portrait_is_next(session)
 
     async def _due_work_waits(self) -> bool:
         async with self.sessionmaker() as session:

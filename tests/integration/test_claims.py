@@ -223,6 +223,7 @@ async def test_other_per_round_queries_are_served_by_indexes(backlog: Backlog) -
     now = utcnow()
     per_round: dict[str, Callable[[AsyncSession], Awaitable[object]]] = {
         "next_pending_time": queue.next_pending_time,
+        "first_portrait_is_next": queue.first_portrait_is_next,
         "next_poll_time": queue.next_poll_time,
         "due_polls": lambda session: queue.due_polls(session, 50),
         "unsettled_processing_jobs": queue.unsettled_processing_jobs,
@@ -268,9 +269,16 @@ async def test_claims_take_new_first_portraits_then_the_oldest_paid_work(backlog
             where = {task_id: (job_id, position) for task_id, job_id, position in rows.all()}
             return [where[task_id] for task_id in ids]
 
+    async def first_portrait_is_next() -> bool:
+        async with backlog.sessionmaker() as session:
+            return await queue.first_portrait_is_next(session)
+
     oldest = backlog.oldest_paid_job
+    assert await first_portrait_is_next()  # the new payer's: the pace does not hold it back
     # Position 1 retries later and position 2 is leased elsewhere: both are passed over.
-    assert await claim(5) == [(9000, 0), (oldest, 3), (oldest, 4), (oldest, 5), (oldest, 6)]
+    assert await claim(1) == [(9000, 0)]
+    assert not await first_portrait_is_next()  # the backlog's later portraits: they follow the pace
+    assert await claim(4) == [(oldest, 3), (oldest, 4), (oldest, 5), (oldest, 6)]
     assert await claim(3) == [(oldest, 7), (oldest, 8), (oldest, 9)]
     async with backlog.sessionmaker() as session:
         claimed_jobs = set(

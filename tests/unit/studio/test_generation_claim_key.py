@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from studio.generation import CLAIM_KEY_LENGTH, MAX_PRIORITY, claim_key
+from studio.generation import CLAIM_KEY_LENGTH, MAX_PRIORITY, claim_key, is_first_portrait_key
 
 T0 = datetime(2026, 12, 6, 12, 0, 0, tzinfo=UTC)
 
@@ -23,6 +23,13 @@ def test_a_jobs_first_portrait_goes_before_later_portraits_of_older_jobs() -> No
     older_second = claim_key(100, T0, 1, 1)
     newer_first = claim_key(100, T0 + timedelta(minutes=5), 2, 0)
     assert newer_first < older_second
+
+
+@pytest.mark.parametrize("priority", [0, 100, MAX_PRIORITY])
+def test_a_key_tells_a_jobs_first_portrait_from_its_later_ones(priority: int) -> None:
+    assert is_first_portrait_key(claim_key(priority, T0, 12, 0))
+    assert not is_first_portrait_key(claim_key(priority, T0, 12, 1))
+    assert not is_first_portrait_key(claim_key(priority, T0, 10, 10))
 
 
 def test_first_portraits_go_oldest_job_first() -> None:
