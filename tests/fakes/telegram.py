@@ -103,6 +103,12 @@ _JSON_FIELDS = frozenset(
 _INT_FIELDS = frozenset(
     {"chat_id", "message_id", "user_id", "offset", "limit", "timeout", "max_connections", "cache_time"}
 )
+# Telegram's flood control as the fake enforces it by default, (global count, global window s, per-chat
+# count, per-chat window s): about 30 messages a second overall and about one a second per chat with
+# short bursts (Bot FAQ, ../shared/docs/telegram.md §1.2), as 30 per 1 s and 40 per chat per 30 s. The
+# app's real budgets fit inside: per chat a burst of one album (10) then 0.9/s is at most 37 in 30 s;
+# overall 10 + 25 × 0.75 is at most 29 in 1 s (bot/telegram_limits.py).
+TELEGRAM_FLOOD_LIMITS: tuple[int, float, int, float] = (30, 1.0, 40, 30.0)
 # Sends that count against flood control (edits and chat actions are limited separately by Telegram).
 _FLOOD_COUNTED = frozenset({"sendMessage", "sendPhoto", "sendDocument", "sendMediaGroup", "sendInvoice"})
 _TEXT_FIELDS = frozenset({"text", "caption", "payload", "title", "description", "error_message", "url"})
@@ -1028,6 +1034,9 @@ class FakeTelegram:
     :meth:`wait_for`, :meth:`wait_for_message`, :meth:`wait_until` or :meth:`FakeUser.wait_reply`.
     Inject faults with :meth:`inject`, :meth:`delay` and :meth:`inject_album_failure`.
 
+    ``flood_limits``: Telegram's flood control (see :data:`TELEGRAM_FLOOD_LIMITS`, the default); each
+    429 it provokes is counted in :attr:`flood_429s`. ``None`` turns it off.
+
     ``strict_album_minimum``: reject 1-item albums, as the Bot API documents ("must include 2-10
     items"). Telegram's server in fact sends a single item as a plain message; pass False for that.
     """
@@ -1039,7 +1048,7 @@ class FakeTelegram:
         bot_username: str = "pinglass_test_bot",
         bot_first_name: str = "PinGlass",
         strict_album_minimum: bool = True,
-        flood_limits: tuple[int, float, int, float] | None = None,
+        flood_limits: tuple[int, float, int, float] | None = TELEGRAM_FLOOD_LIMITS,
     ) -> None:
         bot_id, _, secret = token.partition(":")
         if not bot_id.isdigit() or not secret:
@@ -1047,7 +1056,8 @@ class FakeTelegram:
         self.token = token
         self.strict_album_minimum = strict_album_minimum
         # Telegram's flood control, (global count, global window s, per-chat count, per-chat window s): more
-        # messages than that in any window (album items count one by one) get 429. None: off.
+        # messages than that in any window (album items count one by one) get 429. On by default with
+        # Telegram's limits (TELEGRAM_FLOOD_LIMITS); None: off.
         self.flood_limits = flood_limits
         self.flood_429s = 0
         self._flood_global: collections.deque[float] = collections.deque()
