@@ -35,6 +35,7 @@ import hashlib
 import io
 import itertools
 import json
+import math
 import mimetypes
 import re
 import secrets
@@ -1533,7 +1534,18 @@ class FakeTelegram:
                 sent.popleft()
         if len(self._flood_global) + items > global_limit or len(chat) + items > chat_limit:
             self.flood_429s += 1
-            raise BotApiError(429, "Too Many Requests: retry after 1", 1)
+            # Like Telegram, say how long until the request fits: until enough of the oldest sends in the
+            # full window(s) have left it (at least 1 s, whole seconds).
+            wait = 0.0
+            for sent, limit, window in (
+                (self._flood_global, global_limit, global_window),
+                (chat, chat_limit, chat_window),
+            ):
+                excess = len(sent) + items - limit
+                if excess > 0:
+                    wait = max(wait, sent[min(excess, len(sent)) - 1] + window - now)
+            retry_after = max(1, math.ceil(wait))
+            raise BotApiError(429, f"Too Many Requests: retry after {retry_after}", retry_after)
         for sent in (self._flood_global, chat):
             sent.extend([now] * items)
 
