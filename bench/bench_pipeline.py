@@ -30,6 +30,7 @@ from tests.engine_support import provider_settings, seed_paid_job
 from tests.fakes.kie import FakeKie
 from tests.fakes.telegram import FakeTelegram
 from tests.harness import app_settings, running_app
+from tests.ledger_check import assert_money_invariants_at
 
 # Production's policy with the first poll scaled to the fake's 0.5-3 s latency.
 BENCH_POLICY = {
@@ -102,6 +103,7 @@ async def run_mode(callbacks: bool, jobs: int, pack: str) -> dict[str, Any]:
             async with app.sessionmaker() as session:
                 tasks = list((await session.execute(select(GenerationTask))).scalars())
             finished = time.time()
+        await assert_money_invariants_at(settings.DATABASE_URL)
         fake_done = {task.task_id: task.created_monotonic + task.latency + offset for task in kie.tasks.values()}
         to_stored = [
             task.stored_at.timestamp() - fake_done[task.provider_task_id]

@@ -53,7 +53,7 @@ from studio.states import JobStatus
 from tests.databases import create_database, drop_database
 from tests.fakes.kie import FakeKie
 from tests.fakes.replicate import FakeReplicate, render_image
-from tests.fakes.telegram import FakeTelegram
+from tests.fakes.telegram import TELEGRAM_FLOOD_LIMITS, FakeTelegram
 from tests.fakes.yookassa import FakeYooKassa
 from tests.harness import free_port
 from tests.process_harness import process_env
@@ -65,7 +65,7 @@ KIE_LIMIT, KIE_WINDOW = 20, 10.0  # the real account's create budget (kie.md §7
 KIE_STATUS_LIMIT, KIE_STATUS_WINDOW = 10, 1.0  # recordInfo per key (kie.md §3.3)
 REPLICATE_STATUS_LIMIT, REPLICATE_STATUS_WINDOW = 50, 1.0  # the app's default (replicate.md §7: 3000/min)
 REPLICATE_LIMIT, REPLICATE_WINDOW = 600, 60.0
-TELEGRAM_FLOOD = (30, 1.0, 40, 30.0)  # fake flood control: 30 msgs/s overall, 40 per chat per 30 s
+TELEGRAM_FLOOD = TELEGRAM_FLOOD_LIMITS  # fake flood control: 30 msgs/s overall, 40 per chat per 30 s
 ALBUM_WINDOW_SECONDS = 3.0  # the app's default
 TELEGRAM_APP_RATES = (25.0, 1.0)  # the app's own TELEGRAM_GLOBAL_RATE / TELEGRAM_CHAT_RATE defaults
 

@@ -505,7 +505,7 @@ class Application:
             intake=self.intake,
         )
         dispatcher.update.outer_middleware(UpdateCountingMiddleware(self.metrics.updates_handled))
-        dispatcher.update.outer_middleware(ThrottlingMiddleware(self.settings.THROTTLE_UPDATES_PER_SECOND))
+        dispatcher.update.outer_middleware(ThrottlingMiddleware(self.settings.THROTTLE_UPDATES_PER_SECOND, i18n=i18n))
         # Before the update's session exists: its look at the step is a short read of its own, not a
         # pooled connection held through the handler (which needs a second one for the services it calls).
         dispatcher.update.outer_middleware(ReplayMiddleware())

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import os
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -17,11 +19,66 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from storage.db import create_engine, create_sessionmaker
 from storage.migrate import upgrade
 from tests.databases import create_database, drop_database
+from tests.ledger_check import assert_money_invariants_if_moved
 
 # A PostgreSQL or Redis test that skips although its URL is set fails the run (tests/ci_skips.py).
 pytest_plugins = ["tests.ci_skips"]
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
+
+# Markers by which a test opts out of what every test gets; each needs its reason (reason="...").
+OPT_OUT_MARKERS = {
+    "telegram_flood_off": "the fake Telegram's flood control is off for this test",
+    "telegram_429s_expected": "the test provokes Telegram 429s on purpose: the fake_telegram fixture does not "
+    "require zero at teardown",
+    "ledger_unbalanced": "the test writes a ledger no real flow could: its database is not checked against "
+    "the money invariants at teardown",
+}
+CALL_REPORT = pytest.StashKey[pytest.TestReport]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, meaning in OPT_OUT_MARKERS.items():
+        config.addinivalue_line("markers", f"{name}(reason): {meaning}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call":
+        item.stash[CALL_REPORT] = report
+
+
+def opted_out(request: pytest.FixtureRequest, name: str) -> str | None:
+    """The reason this test gives for opting out with marker ``name``, or None when it does not."""
+    marker = request.node.get_closest_marker(name)
+    if marker is None:
+        return None
+    reason = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "")
+    if not reason:
+        raise pytest.UsageError(f"{request.node.nodeid}: @pytest.mark.{name} needs a reason")
+    return str(reason)
+
+
+def passed(request: pytest.FixtureRequest) -> bool:
+    """The test itself passed (a failed one is not checked at teardown: its own failure is the news)."""
+    report = request.node.stash.get(CALL_REPORT, None)
+    return report is not None and report.passed
+
+
+async def check_money_after(request: pytest.FixtureRequest, database_url: str) -> None:
+    """Every test's database, once the test passed: where credits moved, the money invariants hold
+    (tests/ledger_check.py), unless the test opts out with ``@pytest.mark.ledger_unbalanced``."""
+    if passed(request) and opted_out(request, "ledger_unbalanced") is None:
+        await assert_money_invariants_if_moved(database_url)
+
+
+def check_money_after_sync(request: pytest.FixtureRequest, database_url: str) -> None:
+    """The same for a synchronous fixture: in a thread with its own event loop, so pytest-asyncio's is
+    left alone."""
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, check_money_after(request, database_url)).result()
 
 
 def _redis_url_for_this_worker(url: str) -> str:
@@ -86,14 +143,17 @@ def _copy_of(template: Path, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def sqlite_url(tmp_path: Path, migrated_sqlite_file: Path) -> str:
-    return _copy_of(migrated_sqlite_file, tmp_path)
+def sqlite_url(tmp_path: Path, migrated_sqlite_file: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    url = _copy_of(migrated_sqlite_file, tmp_path)
+    yield url
+    check_money_after_sync(request, url)
 
 
 @pytest_asyncio.fixture
-async def postgres_url(migrated_postgres_template: str) -> AsyncIterator[str]:
+async def postgres_url(migrated_postgres_template: str, request: pytest.FixtureRequest) -> AsyncIterator[str]:
     async with postgres_database(template=migrated_postgres_template) as url:
         yield url
+        await check_money_after(request, url)
 
 
 @pytest_asyncio.fixture
@@ -121,13 +181,18 @@ def database_template(database_kind: str, request: pytest.FixtureRequest) -> Pat
 
 
 @pytest_asyncio.fixture
-async def database_url(database_template: Path | str, tmp_path: Path) -> AsyncIterator[str]:
+async def database_url(
+    database_template: Path | str, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[str]:
     """Every test using this runs on SQLite, and on PostgreSQL when TEST_DATABASE_URL is set."""
     if isinstance(database_template, Path):
-        yield _copy_of(database_template, tmp_path)
+        url = _copy_of(database_template, tmp_path)
+        yield url
+        await check_money_after(request, url)
         return
     async with postgres_database(template=database_template) as url:
         yield url
+        await check_money_after(request, url)
 
 
 @pytest_asyncio.fixture
@@ -150,8 +215,23 @@ def redis_url() -> Iterator[str]:
 
 
 @pytest_asyncio.fixture
-async def fake_telegram() -> AsyncIterator[object]:
-    from tests.fakes.telegram import FakeTelegram
+async def fake_telegram(request: pytest.FixtureRequest) -> AsyncIterator[object]:
+    """The fake Bot API with Telegram's flood control on (tests/fakes/telegram.py TELEGRAM_FLOOD_LIMITS).
 
-    async with FakeTelegram() as fake:
+    A test that passed must not have provoked a 429, unless it says it does on purpose
+    (``@pytest.mark.telegram_429s_expected(reason=...)``). The harness lifts the app's own per-chat
+    pace (``TELEGRAM_CHAT_RATE=1000``) for speed, so a test sending more than Telegram takes in a chat
+    either sets the real pace (``TELEGRAM_CHAT_RATE=1``, as the delivery tests do) or turns flood
+    control off with its reason (``@pytest.mark.telegram_flood_off(reason=...)``).
+    """
+    from tests.fakes.telegram import TELEGRAM_FLOOD_LIMITS, FakeTelegram
+
+    flood_off = opted_out(request, "telegram_flood_off")
+    expected = opted_out(request, "telegram_429s_expected")
+    async with FakeTelegram(flood_limits=None if flood_off else TELEGRAM_FLOOD_LIMITS) as fake:
         yield fake
+    if flood_off is None and expected is None and passed(request):
+        assert fake.flood_429s == 0, (
+            f"the app provoked {fake.flood_429s} Telegram 429s from the fake's flood control "
+            f"{TELEGRAM_FLOOD_LIMITS}: pace it (TELEGRAM_CHAT_RATE=1) or mark the test telegram_flood_off"
+        )

@@ -11,7 +11,6 @@ from typing import Any
 from bot.app import Application
 from bot.settings import Settings
 from tests.fakes.telegram import FakeTelegram
-from tests.ledger_check import assert_money_invariants_at
 
 
 def free_port() -> int:
@@ -46,13 +45,11 @@ def app_settings(
 
 
 @asynccontextmanager
-async def running_app(
-    settings: Settings, *, with_bot: bool = True, check_money: bool = True
-) -> AsyncIterator[Application]:
-    """The application, started; once it has stopped, the money invariants must hold in its database.
+async def running_app(settings: Settings, *, with_bot: bool = True) -> AsyncIterator[Application]:
+    """The application, started, and stopped when the block ends.
 
-    ``check_money=False`` only for a test that writes a ledger no real flow could (say why there).
-    A test that already failed is not checked: its own failure is the news.
+    The money invariants are checked on the test's database by its fixture (tests/conftest.py), once
+    the test passed; a test that writes a ledger no real flow could opts out there.
     """
     application = Application(settings, with_bot=with_bot)
     await application.start()
@@ -60,8 +57,6 @@ async def running_app(
         yield application
     finally:
         await application.stop()
-    if check_money:
-        await assert_money_invariants_at(settings.DATABASE_URL)
 
 
 async def callback_answer(fake: FakeTelegram, query_id: str, timeout: float = 10.0) -> dict[str, Any]:  # noqa: ASYNC109

@@ -42,6 +42,11 @@ CORE_MESSAGES: dict[str, tuple[str, str]] = {
         "Извините, доступ к сервису для вас ограничен. Если это ошибка, напишите в поддержку.",
         "Sorry, your access to the service is restricted. If you think this is a mistake, please contact support.",
     ),
+    "throttled": (
+        "Вы отправляете сообщения слишком быстро, поэтому часть из них я пропустил. "
+        "Подождите несколько секунд и отправьте ещё раз.",
+        "You are sending messages too fast, so I skipped some of them. Please wait a few seconds and send again.",
+    ),
     "button.new_session": ("📸 Новая фотосессия", "📸 New photo session"),
     "button.reuse_photos": ("🔁 Использовать прошлые фото", "🔁 Use my previous photos"),
     "button.done": ("✅ Готово — продолжить с {count} фото", "✅ Done — continue with {count} photos"),

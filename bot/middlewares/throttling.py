@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import BaseMiddleware
+from aiogram.exceptions import TelegramAPIError
 from aiogram.types import TelegramObject, Update
+from aiogram.utils.i18n import I18n
 from aiolimiter import AsyncLimiter
+
+from bot.i18n import pick_language
+
+log = logging.getLogger(__name__)
+
+# One "slow down" notice per user per this many seconds: a flood gets one answer, not one per update.
+NOTICE_EVERY_SECONDS = 10.0
 
 
 def is_payment_update(event: TelegramObject) -> bool:
@@ -22,16 +33,33 @@ def is_payment_update(event: TelegramObject) -> bool:
 class ThrottlingMiddleware(BaseMiddleware):
     """Drops updates above ``rate`` per second per user, allowing a burst (an 10-photo album fits).
 
+    The first dropped update of a flood is answered with one clear notice (the ``throttled`` text, in
+    the user's Telegram language), then nothing for ``notice_every`` seconds; every dropped button tap
+    is answered (without words after the first), so the user's client does not spin. Other users are
+    untouched: each user has a bucket of their own.
+
     Payment updates pass untouched and spend nothing: a dropped ``successful_payment`` is money
     taken and never credited, and a dropped pre-checkout fails a payment the user meant to make.
     """
 
-    def __init__(self, rate_per_second: float, burst: int = 12, max_users: int = 50_000) -> None:
+    def __init__(
+        self,
+        rate_per_second: float,
+        burst: int = 12,
+        max_users: int = 50_000,
+        *,
+        i18n: I18n | None = None,
+        notice_every: float = NOTICE_EVERY_SECONDS,
+    ) -> None:
         self.rate_per_second = rate_per_second
         self.burst = burst
         self.max_users = max_users
+        self.i18n = i18n
+        self.notice_every = notice_every
         self._limiters: OrderedDict[int, AsyncLimiter] = OrderedDict()
+        self._noticed: OrderedDict[int, float] = OrderedDict()  # user id -> when the last notice went
         self.dropped = 0
+        self.notices = 0
 
     def _limiter_for(self, user_id: int) -> AsyncLimiter:
         limiter = self._limiters.get(user_id)
@@ -43,6 +71,36 @@ class ThrottlingMiddleware(BaseMiddleware):
         else:
             self._limiters.move_to_end(user_id)
         return limiter
+
+    def _notice_due(self, user_id: int) -> bool:
+        now = time.monotonic()
+        last = self._noticed.get(user_id)
+        if last is not None and now - last < self.notice_every:
+            return False
+        self._noticed[user_id] = now
+        self._noticed.move_to_end(user_id)
+        if len(self._noticed) > self.max_users:
+            self._noticed.popitem(last=False)
+        return True
+
+    async def _answer_dropped(self, event: TelegramObject, user_id: int, language_code: str | None) -> None:
+        if self.i18n is None or not isinstance(event, Update):
+            return
+        message, query = event.message, event.callback_query
+        private = message is not None and message.chat.type == "private"
+        if query is None and not private:
+            return  # nothing to answer, or not in a chat of the user's own
+        text = None
+        if self._notice_due(user_id):
+            text = self.i18n.gettext("throttled", locale=pick_language(language_code))
+            self.notices += 1
+        try:
+            if query is not None:
+                await query.answer(text)
+            elif message is not None and text is not None:
+                await message.answer(text)
+        except TelegramAPIError as error:  # a notice that cannot go is no reason to fail the update
+            log.info("throttle notice to user %s not sent: %s", user_id, error)
 
     async def __call__(
         self,
@@ -56,6 +114,7 @@ class ThrottlingMiddleware(BaseMiddleware):
         limiter = self._limiter_for(from_user.id)
         if not limiter.has_capacity():
             self.dropped += 1
+            await self._answer_dropped(event, from_user.id, from_user.language_code)
             return None
         await limiter.acquire()
         return await handler(event, data)

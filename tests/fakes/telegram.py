@@ -35,6 +35,7 @@ import hashlib
 import io
 import itertools
 import json
+import math
 import mimetypes
 import re
 import secrets
@@ -103,6 +104,12 @@ _JSON_FIELDS = frozenset(
 _INT_FIELDS = frozenset(
     {"chat_id", "message_id", "user_id", "offset", "limit", "timeout", "max_connections", "cache_time"}
 )
+# Telegram's flood control as the fake enforces it by default, (global count, global window s, per-chat
+# count, per-chat window s): about 30 messages a second overall and about one a second per chat with
+# short bursts (Bot FAQ, ../shared/docs/telegram.md §1.2), as 30 per 1 s and 40 per chat per 30 s. The
+# app's real budgets fit inside: per chat a burst of one album (10) then 0.9/s is at most 37 in 30 s;
+# overall 10 + 25 × 0.75 is at most 29 in 1 s (bot/telegram_limits.py).
+TELEGRAM_FLOOD_LIMITS: tuple[int, float, int, float] = (30, 1.0, 40, 30.0)
 # Sends that count against flood control (edits and chat actions are limited separately by Telegram).
 _FLOOD_COUNTED = frozenset({"sendMessage", "sendPhoto", "sendDocument", "sendMediaGroup", "sendInvoice"})
 _TEXT_FIELDS = frozenset({"text", "caption", "payload", "title", "description", "error_message", "url"})
@@ -1028,6 +1035,9 @@ class FakeTelegram:
     :meth:`wait_for`, :meth:`wait_for_message`, :meth:`wait_until` or :meth:`FakeUser.wait_reply`.
     Inject faults with :meth:`inject`, :meth:`delay` and :meth:`inject_album_failure`.
 
+    ``flood_limits``: Telegram's flood control (see :data:`TELEGRAM_FLOOD_LIMITS`, the default); each
+    429 it provokes is counted in :attr:`flood_429s`. ``None`` turns it off.
+
     ``strict_album_minimum``: reject 1-item albums, as the Bot API documents ("must include 2-10
     items"). Telegram's server in fact sends a single item as a plain message; pass False for that.
     """
@@ -1039,7 +1049,7 @@ class FakeTelegram:
         bot_username: str = "pinglass_test_bot",
         bot_first_name: str = "PinGlass",
         strict_album_minimum: bool = True,
-        flood_limits: tuple[int, float, int, float] | None = None,
+        flood_limits: tuple[int, float, int, float] | None = TELEGRAM_FLOOD_LIMITS,
     ) -> None:
         bot_id, _, secret = token.partition(":")
         if not bot_id.isdigit() or not secret:
@@ -1047,7 +1057,8 @@ class FakeTelegram:
         self.token = token
         self.strict_album_minimum = strict_album_minimum
         # Telegram's flood control, (global count, global window s, per-chat count, per-chat window s): more
-        # messages than that in any window (album items count one by one) get 429. None: off.
+        # messages than that in any window (album items count one by one) get 429. On by default with
+        # Telegram's limits (TELEGRAM_FLOOD_LIMITS); None: off.
         self.flood_limits = flood_limits
         self.flood_429s = 0
         self._flood_global: collections.deque[float] = collections.deque()
@@ -1523,7 +1534,18 @@ class FakeTelegram:
                 sent.popleft()
         if len(self._flood_global) + items > global_limit or len(chat) + items > chat_limit:
             self.flood_429s += 1
-            raise BotApiError(429, "Too Many Requests: retry after 1", 1)
+            # Like Telegram, say how long until the request fits: until enough of the oldest sends in the
+            # full window(s) have left it (at least 1 s, whole seconds).
+            wait = 0.0
+            for sent, limit, window in (
+                (self._flood_global, global_limit, global_window),
+                (chat, chat_limit, chat_window),
+            ):
+                excess = len(sent) + items - limit
+                if excess > 0:
+                    wait = max(wait, sent[min(excess, len(sent)) - 1] + window - now)
+            retry_after = max(1, math.ceil(wait))
+            raise BotApiError(429, f"Too Many Requests: retry after {retry_after}", retry_after)
         for sent in (self._flood_global, chat):
             sent.extend([now] * items)
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from bot.app import Application
@@ -247,9 +248,9 @@ async def seed_stats_data(app: Application) -> None:
         await session.commit()
 
 
+@pytest.mark.ledger_unbalanced(reason="the seeded ledger lines are figures for /stats, not money any flow could move")
 async def test_stats_reports_the_seeded_figures(fake_telegram: FakeTelegram, database_url: str, tmp_path: Path) -> None:
-    # The seeded ledger lines are figures for /stats, not money any flow could move: no money check.
-    async with running_app(settings_for(fake_telegram, database_url, tmp_path), check_money=False) as app:
+    async with running_app(settings_for(fake_telegram, database_url, tmp_path)) as app:
         admin = fake_telegram.user(ADMIN_ID, language_code="en")
         await ask(admin, "/help")  # registers the admin: one more new user
         await seed_stats_data(app)

@@ -20,7 +20,7 @@ from studio.generation import claim_key
 from studio.states import DeliveryStatus, JobStatus, LedgerReason, TaskStatus
 from tests.engine_support import job_row, provider_settings, seed_paid_job, task_statuses
 from tests.fakes.kie import FakeKie, Latency, render_result_png
-from tests.fakes.telegram import FakeTelegram
+from tests.fakes.telegram import TELEGRAM_FLOOD_LIMITS, FakeTelegram
 from tests.harness import album_sizes, app_settings, running_app
 
 
@@ -109,6 +109,9 @@ async def test_pack_arrives_as_valid_albums_with_one_progress_message(
         # the caption names the style, on the first item of the first album only
         captions = [m.caption for m in fake_telegram.sent_messages(user.id) if m.kind == "photo" and m.caption]
         assert captions == ["Your photo session — Professional style"]
+        # at Telegram's real per-chat pace, against its flood control (the fixture's, on): not one 429
+        assert fake_telegram.flood_limits == TELEGRAM_FLOOD_LIMITS
+        assert fake_telegram.flood_429s == 0 and app.metrics.telegram_429._value.get() == 0
 
 
 async def test_429_on_every_third_send_and_a_partial_album_still_deliver_once(
@@ -283,13 +286,17 @@ async def test_a_slow_first_task_holds_back_nothing(
 
 
 async def test_three_packs_finishing_at_once_stay_within_the_chat_budget(sqlite_url: str, tmp_path: Path) -> None:
-    """Fake flood control of 20 messages per 2 s in a chat; the app's budget is a burst of 10 and then
-    5 per second (with its margin, 10 + 2 × 4.5 = 19 fit any 2 s): three packs for one user, no 429."""
-    async with FakeTelegram(flood_limits=(30, 1.0, 20, 2.0)) as fake:
-        async with delivery_app(fake, sqlite_url, tmp_path, latency=(0.5, 0.8), TELEGRAM_CHAT_RATE=5) as app:
+    """Telegram's flood control (TELEGRAM_FLOOD_LIMITS: 40 messages per chat per 30 s) against the app's
+    real per-chat budget (a burst of one album, then 1/s less its margin: at most 37 in any 30 s), both
+    run 5 times faster (40 per 6 s; 10, then 5/s). Three 15-portrait packs finishing at once for one
+    user are 51 messages, more than a window takes: unpaced they would provoke 429s; paced, none."""
+    speed = 5
+    global_count, global_window, chat_count, chat_window = TELEGRAM_FLOOD_LIMITS
+    async with FakeTelegram(flood_limits=(global_count, global_window, chat_count, chat_window / speed)) as fake:
+        async with delivery_app(fake, sqlite_url, tmp_path, latency=(0.5, 0.8), TELEGRAM_CHAT_RATE=speed) as app:
             user = fake.user(language_code="en")
             job_ids = [
-                await seed_paid_job(app.sessionmaker, app.files, app.catalogue, telegram_id=user.id, pack="p7")
+                await seed_paid_job(app.sessionmaker, app.files, app.catalogue, telegram_id=user.id, pack="p15")
                 for _ in range(3)
             ]
             app.signals.job_queued()
@@ -298,7 +305,7 @@ async def test_three_packs_finishing_at_once_stay_within_the_chat_budget(sqlite_
                 assert (await job_row(app.sessionmaker, job_id)).status == JobStatus.COMPLETED
             await fake.wait_until(lambda: sum("portraits are here" in m.content for m in user.messages) == 3)
             photos = _delivered_photos(fake, user.id)
-            assert len(photos) == 21 and len(set(photos)) == 21
+            assert len(photos) == 45 and len(set(photos)) == 45
             assert fake.flood_429s == 0
             assert app.metrics.telegram_429._value.get() == 0
 

@@ -34,7 +34,7 @@ from aiogram.utils.media_group import MediaGroupBuilder
 from aiohttp import web
 from PIL import Image
 
-from tests.fakes.telegram import FakeTelegram, FakeUser
+from tests.fakes.telegram import TELEGRAM_FLOOD_LIMITS, FakeTelegram, FakeUser
 
 USER_ID = 5001
 
@@ -209,6 +209,27 @@ async def test_injected_429_surfaces_as_retry_after(fake: FakeTelegram, bot: Bot
     assert rule.fired == 1
     assert [call.response_ok for call in fake.calls("sendMessage")] == [False, True]
     assert [m.text for m in fake.sent_messages(user.id)] == ["second"]
+
+
+async def test_flood_control_is_on_by_default_with_telegrams_limits(
+    fake: FakeTelegram, bot: Bot, user: FakeUser
+) -> None:
+    assert fake.flood_limits == TELEGRAM_FLOOD_LIMITS == (30, 1.0, 40, 30.0)
+    other = fake.user(user_id=6003)
+    album = [InputMediaPhoto(media=BufferedInputFile(make_jpeg(), filename=f"{i}.jpg")) for i in range(10)]
+    for _ in range(3):  # album items count one by one: 30 in this chat
+        await bot.send_media_group(user.id, album)
+    # Well within 1 s of the first album, the overall limit (30 per second) would refuse anything more;
+    # wait that second out, so the per-chat window (40 per 30 s) is the one this test meets.
+    await asyncio.sleep(1.05)
+    for number in range(10):
+        await bot.send_message(user.id, f"message {number}")
+    with pytest.raises(TelegramRetryAfter) as caught:
+        await bot.send_message(user.id, "the 41st")
+    # As Telegram does, the answer says how long until it fits: until the first album leaves the 30 s window.
+    assert 2 <= caught.value.retry_after <= 29
+    await bot.send_message(other.id, "another chat is not limited by this one")
+    assert fake.flood_429s == 1
 
 
 async def test_injected_faults_every_third_call_and_per_chat(fake: FakeTelegram, bot: Bot, user: FakeUser) -> None:

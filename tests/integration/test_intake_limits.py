@@ -1,4 +1,5 @@
 """The intake under abuse and failure, end to end (real app, fake Telegram over real HTTP):
+- a user flooding the bot is throttled with one clear notice, and another user is answered as usual;
 - rejected uploads spend an hourly per-user budget; beyond it nothing more is downloaded;
 - an album whose item fails still gets exactly one reply, and the collector forgets the album.
 """
@@ -36,6 +37,43 @@ def get_file_calls(fake: FakeTelegram) -> int:
     return len(fake.calls("getFile"))
 
 
+async def test_a_flooding_user_is_told_to_slow_down_once_and_another_user_is_answered(
+    fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path
+) -> None:
+    # The production throttle (3 updates/s per user after a burst of 12), not the harness's lifted one.
+    settings = app_settings(fake_telegram, sqlite_url, tmp_path / "files", THROTTLE_UPDATES_PER_SECOND=3)
+    async with running_app(settings):
+        flooder, other = fake_telegram.user(language_code="en"), fake_telegram.user(language_code="en")
+        texts = 40  # 12 pass at once, then 3/s: even a 9 s stall while sending leaves some dropped
+        for number in range(texts):
+            await flooder.send_text(f"spam {number}")
+        notice = await flooder.wait_reply(lambda message: "too fast" in message.content, timeout=REPLY_TIMEOUT)
+        assert "wait a few seconds" in notice.content
+        await other.send_command("/start")
+        greeting = await other.wait_reply(timeout=REPLY_TIMEOUT)
+        assert "PinGlass" in greeting.content
+        # The flooder's own requests are answered again once the bucket refills (1 update in 1/3 s).
+        await asyncio.sleep(1.0)
+        await flooder.send_command("/start")
+        assert "PinGlass" in (await flooder.wait_reply(has_text("PinGlass"), timeout=REPLY_TIMEOUT)).content
+    flooder_chat = [message.content for message in fake_telegram.sent_messages(flooder.id)]
+    notices = [content for content in flooder_chat if "too fast" in content]
+    answered = [content for content in flooder_chat if "I didn't get that" in content]
+    # One notice for the flood (a second only if sending it took longer than the notice interval); the
+    # burst of 12 was handled as usual, and not every text: the throttle dropped the rest.
+    assert 1 <= len(notices) <= 2, flooder_chat
+    assert 12 <= len(answered) < texts, flooder_chat
+    assert not any("too fast" in message.content for message in fake_telegram.sent_messages(other.id))
+
+
+def has_text(fragment: str) -> Any:
+    return lambda message: fragment in message.content
+
+
+@pytest.mark.telegram_flood_off(
+    reason="54 replies in one chat within seconds, more than Telegram's ~40 per 30 s; the app's real pace "
+    "(TELEGRAM_CHAT_RATE=1) would keep to it but make the test wait ~45 s, and the pace is not its subject"
+)
 async def test_fifty_faceless_photos_spend_the_budget_then_nothing_is_downloaded(
     fake_telegram: FakeTelegram, database_url: str, tmp_path: Path
 ) -> None:

@@ -940,6 +940,7 @@ async def test_a_job_with_a_portrait_made_cannot_be_cancelled(
         "returned credits spent twice",
     ],
 )
+@pytest.mark.ledger_unbalanced(reason="corrupts the ledger on purpose: the subject is the check finding it")
 async def test_ledger_check_catches_imbalance(
     sqlite_url: str, corruption: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
