@@ -53,7 +53,19 @@ def test_creates_taken_beyond_the_room_push_the_next_one_back() -> None:
     assert pace.room(0.0, 1) == Paced(0, 1.5)
 
 
+def test_the_room_never_exceeds_what_was_asked_for() -> None:
+    assert CreatePace(40, 1.0).room(0.0, 3) == Paced(3, 0.0)  # a burst of 10 is there, 3 were wanted
+
+
+def test_the_smallest_budgets_still_pace() -> None:
+    one = CreatePace(1, 10.0)
+    assert (one.interval, one.burst, one.room(0.0, 5)) == (10.0, 1, Paced(1, 0.0))
+    no_burst = CreatePace(40, 1.0, burst_seconds=0)
+    assert no_burst.burst == 1 and no_burst.room(0.0, 5) == Paced(1, 0.0)
+
+
 @pytest.mark.parametrize(("max_calls", "period", "burst"), [(0, 10.0, 0.25), (20, 0.0, 0.25), (20, 10.0, -1.0)])
 def test_a_pace_refuses_a_budget_that_is_not_one(max_calls: int, period: float, burst: float) -> None:
-    with pytest.raises(ValueError, match="a pace needs"):
+    message = "^a pace needs max_calls >= 1, period_seconds > 0 and burst_seconds >= 0$"
+    with pytest.raises(ValueError, match=message):
         CreatePace(max_calls, period, burst_seconds=burst)
