@@ -3,20 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+import copy
+import json
 import time
 from pathlib import Path
 
 import aiohttp
 from sqlalchemy import select
 
+from storage import ledger
 from storage.models import GenerationTask
 from studio.policy import BreakerState, CircuitBreaker
 from studio.states import TaskStatus
-from tests.engine_support import CRASH_LEASE, provider_settings, seed_paid_job, task_statuses, wait_until_stored
-from tests.fakes.kie import FakeKie
+from tests.engine_support import (
+    CRASH_LEASE,
+    FAST_POLICY,
+    job_row,
+    provider_settings,
+    seed_paid_job,
+    task_statuses,
+    wait_until_stored,
+)
+from tests.fakes.kie import FakeKie, Outcome
 from tests.fakes.replicate import FakeReplicate
 from tests.fakes.telegram import FakeTelegram
 from tests.harness import app_settings, running_app
+
+KIE_FORGERIES = ("bad_signature", "stale_timestamp", "unsigned", "unknown_task", "premature_success")
 
 
 async def _all_stored(app: object, job_ids: list[int], per_job: int, timeout: float = 60) -> None:  # noqa: ASYNC109
@@ -54,6 +67,81 @@ async def test_forged_callbacks_are_rejected_and_duplicates_are_harmless(
                 tasks = list((await session.execute(select(GenerationTask))).scalars())
             assert len(tasks) == 7 and len({t.result_key for t in tasks}) == 7
             assert sum(1 for c in kie.callbacks if c.status == 200) >= 7 * 2  # duplicates were answered, once settled
+
+
+def _patient_kie_policy() -> str:
+    """The fast test policy, but a Kie task is not given up as stuck while a test holds it running."""
+    policy = copy.deepcopy(FAST_POLICY)
+    for provider in policy["providers"]:
+        if provider["name"] == "kie":
+            provider["stuck_after_seconds"] = 600.0
+    return json.dumps(policy)
+
+
+async def _tasks_of(app: object, job_id: int) -> list[GenerationTask]:
+    async with app.sessionmaker() as session:  # type: ignore[attr-defined]
+        return list((await session.execute(select(GenerationTask).where(GenerationTask.job_id == job_id))).scalars())
+
+
+async def test_forged_kie_callbacks_are_refused_at_the_endpoint_and_change_nothing(
+    fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path
+) -> None:
+    """Every forgery FakeKie can send, at the real POST /providers/kie/callback while the job's tasks run:
+    refused (a signed callback for a task we never sent: not found), or, signed but claiming success
+    too early, re-fetched and found running. Nothing is stored until Kie really finishes; then each
+    portrait is stored once."""
+    async with FakeKie(hmac_key="kie-hmac-secret", create_limit=40, create_window_seconds=1.0) as kie:
+        kie.queue_outcomes(*[Outcome("stuck", latency=0.01)] * 3)  # running until kie.finish()
+        settings = app_settings(
+            fake_telegram,
+            sqlite_url,
+            tmp_path / "files",
+            webhook=True,
+            **provider_settings(kie, FALLBACK_POLICY=_patient_kie_policy()),
+        )
+        async with running_app(settings) as app:
+            user = fake_telegram.user()
+            job_id = await seed_paid_job(app.sessionmaker, app.files, app.catalogue, telegram_id=user.id, pack="trial")
+            app.signals.job_queued()
+            async with asyncio.timeout(60):
+                while (await task_statuses(app.sessionmaker, job_id)) != {TaskStatus.SUBMITTED: 3}:
+                    await asyncio.sleep(0.05)
+            task_ids = sorted(kie.tasks)
+            user_id = (await job_row(app.sessionmaker, job_id)).user_id
+            async with app.sessionmaker() as session:
+                balance_before = await ledger.balance(session, user_id)
+
+            url = f"http://127.0.0.1:{app.port}/providers/kie/callback"
+            answers = {kind: await kie.send_forged_callback(task_ids[0], kind, url=url) for kind in KIE_FORGERIES}
+
+            assert answers == {
+                "bad_signature": 401,
+                "stale_timestamp": 401,
+                "unsigned": 401,
+                "unknown_task": 404,  # correctly signed, but no task of ours: refused before any re-fetch
+                "premature_success": 200,  # signed: accepted, re-fetched, and Kie says it is still running
+            }
+            forged_ids = {callback.task_id for callback in kie.callbacks if callback.kind == "unknown_task"}
+            assert forged_ids and not forged_ids & set(kie.record_info_calls)  # no call to Kie spent on it
+            tasks = await _tasks_of(app, job_id)
+            assert {task.status for task in tasks} == {TaskStatus.SUBMITTED}
+            assert all(task.result_key is None for task in tasks)
+            assert not list((tmp_path / "files").glob("results/**/*.*"))
+            async with app.sessionmaker() as session:
+                assert await ledger.balance(session, user_id) == balance_before
+            sent = [call.method for call in fake_telegram.calls(chat_id=user.id)]
+            assert "sendPhoto" not in sent and "sendMediaGroup" not in sent
+
+            for task_id in task_ids:  # Kie finishes: its genuine, signed callbacks settle the tasks
+                await kie.finish(task_id)
+            await _all_stored(app, [job_id], 3)
+            tasks = await _tasks_of(app, job_id)
+            assert len(tasks) == 3 and len({task.result_key for task in tasks}) == 3
+            assert len(list((tmp_path / "files").glob("results/**/*.*"))) == 6  # a portrait and thumbnail each
+            assert {task.provider_task_id for task in tasks} == set(task_ids)
+            genuine = [callback for callback in kie.callbacks if callback.kind == "genuine"]
+            assert sorted(callback.task_id for callback in genuine) == task_ids
+            assert {callback.status for callback in genuine} == {200}
 
 
 async def test_breaker_opens_while_kie_is_down_and_closes_after_recovery(
