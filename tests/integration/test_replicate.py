@@ -273,8 +273,9 @@ async def test_parse_callback_verifies_the_fakes_webhook(
 async def test_parse_callback_refuses_a_forged_webhook_and_verifies_its_genuine_retry(
     fake: FakeReplicate, provider: ReplicateProvider
 ) -> None:
-    """What the app's endpoint makes of forged webhooks (401, then the retry stored once) is
-    test_engine_faults' test_forged_and_duplicate_replicate_webhooks_store_each_portrait_once."""
+    """What the app's endpoint makes of forged webhooks (401, then the retry stored once) is tested
+    in test_engine_faults.py, test_forged_replicate_webhooks_for_running_tasks_change_nothing_and_
+    the_genuine_ones_store_once."""
     fake.forge_next_webhooks(1)
     # The capture answers the first attempt 401 (as a receiver refusing it would), so the fake retries.
     async with OutgoingRequestCapture(answers=[401]) as capture:
