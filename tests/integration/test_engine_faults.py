@@ -70,10 +70,10 @@ async def test_forged_callbacks_are_rejected_and_duplicates_are_harmless(
             assert sum(1 for c in kie.callbacks if c.status == 200) >= 7 * 2  # duplicates were answered, once settled
 
 
-# A callback that arrives while a poll of the same task is in flight is answered 200 and left to that
-# poll; when the poll had asked just before the task finished, the task waits for the next one, up to
-# POLL_INTERVAL_SECONDS (60 s by default; the likely cause of 60 s stalls seen in 3 of ~25 runs of
-# these tests, whose tasks are polled all the while they are held running).
+# Without latency figures the first backstop poll of a task comes POLL_INTERVAL_SECONDS after its
+# submission (60 s by default). In 3 of about 30 runs of the two tests below, before this was set,
+# one took about 60 s and still passed: a task was apparently settled by that poll rather than by its
+# accepted callback (cause not found). They poll every second, so such a stall costs a second.
 QUICK_BACKSTOP = {"POLL_INTERVAL_SECONDS": 1}
 
 
