@@ -15,7 +15,7 @@ from sqlalchemy import select
 from storage import ledger
 from storage.models import GenerationTask
 from studio.policy import BreakerState, CircuitBreaker
-from studio.states import TaskStatus
+from studio.states import JobStatus, TaskStatus
 from tests.engine_support import (
     CRASH_LEASE,
     FAST_POLICY,
@@ -28,7 +28,7 @@ from tests.engine_support import (
 from tests.fakes.kie import FakeKie, Outcome
 from tests.fakes.replicate import FakeReplicate, sign_webhook
 from tests.fakes.telegram import FakeTelegram
-from tests.harness import app_settings, running_app
+from tests.harness import album_sizes, app_settings, running_app
 
 KIE_FORGERIES = ("bad_signature", "stale_timestamp", "unsigned", "unknown_task", "premature_success")
 
@@ -70,11 +70,13 @@ async def test_forged_callbacks_are_rejected_and_duplicates_are_harmless(
             assert sum(1 for c in kie.callbacks if c.status == 200) >= 7 * 2  # duplicates were answered, once settled
 
 
-# Without latency figures the first backstop poll of a task comes POLL_INTERVAL_SECONDS after its
-# submission (60 s by default). In 3 of about 30 runs of the two tests below, before this was set,
-# one took about 60 s and still passed: a task was apparently settled by that poll rather than by its
-# accepted callback (cause not found). They poll every second, so such a stall costs a second.
-QUICK_BACKSTOP = {"POLL_INTERVAL_SECONDS": 1}
+async def _delivered_once(app: object, fake_telegram: FakeTelegram, chat_id: int, job_id: int) -> None:
+    """Until the job is completed: its portraits reached the chat once each. (Leaving the app mid-delivery
+    let its stop wait out a database lock in the cancelled delivery worker, for 30-60 s at times.)"""
+    async with asyncio.timeout(60):
+        while (await job_row(app.sessionmaker, job_id)).status != JobStatus.COMPLETED:  # type: ignore[attr-defined]
+            await asyncio.sleep(0.05)
+    assert sum(album_sizes(fake_telegram, chat_id)) == 3
 
 
 def _patient_policy() -> str:
@@ -104,7 +106,7 @@ async def test_forged_kie_callbacks_are_refused_at_the_endpoint_and_change_nothi
             sqlite_url,
             tmp_path / "files",
             webhook=True,
-            **provider_settings(kie, FALLBACK_POLICY=_patient_policy(), **QUICK_BACKSTOP),
+            **provider_settings(kie, FALLBACK_POLICY=_patient_policy()),
         )
         async with running_app(settings) as app:
             user = fake_telegram.user()
@@ -149,6 +151,7 @@ async def test_forged_kie_callbacks_are_refused_at_the_endpoint_and_change_nothi
             genuine = [callback for callback in kie.callbacks if callback.kind == "genuine"]
             assert sorted(callback.task_id for callback in genuine) == task_ids
             assert {callback.status for callback in genuine} == {200}
+            await _delivered_once(app, fake_telegram, user.id, job_id)
 
 
 async def test_breaker_opens_while_kie_is_down_and_closes_after_recovery(
@@ -267,7 +270,7 @@ async def test_forged_replicate_webhooks_for_running_tasks_change_nothing_and_th
             sqlite_url,
             tmp_path / "files",
             webhook=True,
-            **provider_settings(None, replicate, FALLBACK_POLICY=_patient_policy(), **QUICK_BACKSTOP),
+            **provider_settings(None, replicate, FALLBACK_POLICY=_patient_policy()),
         )
         async with running_app(settings) as app:
             user = fake_telegram.user()
@@ -327,6 +330,7 @@ async def test_forged_replicate_webhooks_for_running_tasks_change_nothing_and_th
             assert len(tasks) == 3 and len({task.result_key for task in tasks}) == 3
             assert {task.provider_task_id for task in tasks} == set(prediction_ids)
             assert len(list((tmp_path / "files").glob("results/**/*.*"))) == 6  # a portrait and thumbnail each
+            await _delivered_once(app, fake_telegram, user.id, job_id)
         completed = [attempt for attempt in replicate.webhooks if attempt.event == "completed"]
         assert sorted({attempt.prediction_id for attempt in completed if attempt.forged}) == prediction_ids
         assert {(attempt.forged, attempt.status) for attempt in completed} == {(True, 401), (False, 200)}
