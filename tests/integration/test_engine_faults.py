@@ -72,7 +72,7 @@ async def test_forged_callbacks_are_rejected_and_duplicates_are_harmless(
 
 async def _delivered_once(app: object, fake_telegram: FakeTelegram, chat_id: int, job_id: int) -> None:
     """Until the job is completed: its portraits reached the chat once each. (Leaving the app mid-delivery
-    let its stop wait out a database lock in the cancelled delivery worker, for 30-60 s at times.)"""
+    made its stop hang 30-60 s at times, in the cancelled delivery worker's release_delivery.)"""
     async with asyncio.timeout(60):
         while (await job_row(app.sessionmaker, job_id)).status != JobStatus.COMPLETED:  # type: ignore[attr-defined]
             await asyncio.sleep(0.05)
