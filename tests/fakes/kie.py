@@ -845,8 +845,19 @@ class FakeKie:
 
     async def _run_task(self, task: FakeTask) -> None:
         await asyncio.sleep(task.latency)
-        if task.outcome.kind == "stuck":
-            return  # stays "generating" forever
+        if task.outcome.kind == "stuck" or task.final_state is not None:
+            return  # stays "generating" forever (or until ``finish``, which may also come first)
+        await self._complete(task)
+
+    async def finish(self, task_id: str) -> None:
+        """A task queued as ``Outcome("stuck")`` succeeds now and its callbacks are sent (returns once answered)."""
+        task = self.tasks[task_id]
+        if task.outcome.kind != "stuck" or task.final_state is not None:
+            raise ValueError(f"{task_id} is not a stuck task")
+        task.outcome = Outcome("success")
+        await self._complete(task)
+
+    async def _complete(self, task: FakeTask) -> None:
         task.complete_time_ms = _now_ms()
         if task.outcome.kind == "success":
             result_path = f"results/{task.task_id}/0.png"

@@ -492,6 +492,14 @@ class FakeReplicate:
         """The next ``count`` created predictions stay ``processing`` until cancelled or their deadline."""
         self._forced_outcomes.extend([("stuck", None)] * count)
 
+    def finish(self, prediction_id: str) -> None:
+        """A prediction held by ``stick_next`` succeeds now; its webhooks follow as on any completion."""
+        prediction = self.predictions[prediction_id]
+        if prediction.finish_mono is not None:
+            raise ValueError(f"{prediction_id} is not a stuck prediction")
+        prediction.finish_mono = max(time.monotonic(), prediction.start_mono)
+        prediction.changed.set()
+
     def inject(
         self,
         status: int,

@@ -3,20 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import copy
+import json
 import time
 from pathlib import Path
 
 import aiohttp
 from sqlalchemy import select
 
+from storage import ledger
 from storage.models import GenerationTask
 from studio.policy import BreakerState, CircuitBreaker
-from studio.states import TaskStatus
-from tests.engine_support import CRASH_LEASE, provider_settings, seed_paid_job, task_statuses, wait_until_stored
-from tests.fakes.kie import FakeKie
-from tests.fakes.replicate import FakeReplicate
+from studio.states import JobStatus, TaskStatus
+from tests.engine_support import (
+    CRASH_LEASE,
+    FAST_POLICY,
+    job_row,
+    provider_settings,
+    seed_paid_job,
+    task_statuses,
+    wait_until_stored,
+)
+from tests.fakes.kie import FakeKie, Outcome
+from tests.fakes.replicate import FakeReplicate, sign_webhook
 from tests.fakes.telegram import FakeTelegram
-from tests.harness import app_settings, running_app
+from tests.harness import album_sizes, app_settings, running_app
+
+KIE_FORGERIES = ("bad_signature", "stale_timestamp", "unsigned", "unknown_task", "premature_success")
 
 
 async def _all_stored(app: object, job_ids: list[int], per_job: int, timeout: float = 60) -> None:  # noqa: ASYNC109
@@ -54,6 +68,90 @@ async def test_forged_callbacks_are_rejected_and_duplicates_are_harmless(
                 tasks = list((await session.execute(select(GenerationTask))).scalars())
             assert len(tasks) == 7 and len({t.result_key for t in tasks}) == 7
             assert sum(1 for c in kie.callbacks if c.status == 200) >= 7 * 2  # duplicates were answered, once settled
+
+
+async def _delivered_once(app: object, fake_telegram: FakeTelegram, chat_id: int, job_id: int) -> None:
+    """Until the job is completed: its portraits reached the chat once each. (Leaving the app mid-delivery
+    made its stop hang 30-60 s at times, in the cancelled delivery worker's release_delivery.)"""
+    async with asyncio.timeout(60):
+        while (await job_row(app.sessionmaker, job_id)).status != JobStatus.COMPLETED:  # type: ignore[attr-defined]
+            await asyncio.sleep(0.05)
+    assert sum(album_sizes(fake_telegram, chat_id)) == 3
+
+
+def _patient_policy() -> str:
+    """The fast test policy, but no task is given up as stuck while a test holds it running."""
+    policy = copy.deepcopy(FAST_POLICY)
+    for provider in policy["providers"]:
+        provider["stuck_after_seconds"] = 600.0
+    return json.dumps(policy)
+
+
+async def _tasks_of(app: object, job_id: int) -> list[GenerationTask]:
+    async with app.sessionmaker() as session:  # type: ignore[attr-defined]
+        return list((await session.execute(select(GenerationTask).where(GenerationTask.job_id == job_id))).scalars())
+
+
+async def test_forged_kie_callbacks_are_refused_at_the_endpoint_and_change_nothing(
+    fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path
+) -> None:
+    """Every forgery FakeKie can send, at the real POST /providers/kie/callback while the job's tasks run:
+    refused (a signed callback for a task we never sent: not found), or, signed but claiming success
+    too early, re-fetched and found running. Nothing is stored until Kie really finishes; then each
+    portrait is stored once."""
+    async with FakeKie(hmac_key="kie-hmac-secret", create_limit=40, create_window_seconds=1.0) as kie:
+        kie.queue_outcomes(*[Outcome("stuck", latency=0.01)] * 3)  # running until kie.finish()
+        settings = app_settings(
+            fake_telegram,
+            sqlite_url,
+            tmp_path / "files",
+            webhook=True,
+            **provider_settings(kie, FALLBACK_POLICY=_patient_policy()),
+        )
+        async with running_app(settings) as app:
+            user = fake_telegram.user()
+            job_id = await seed_paid_job(app.sessionmaker, app.files, app.catalogue, telegram_id=user.id, pack="trial")
+            app.signals.job_queued()
+            async with asyncio.timeout(60):
+                while (await task_statuses(app.sessionmaker, job_id)) != {TaskStatus.SUBMITTED: 3}:
+                    await asyncio.sleep(0.05)
+            task_ids = sorted(kie.tasks)
+            user_id = (await job_row(app.sessionmaker, job_id)).user_id
+            async with app.sessionmaker() as session:
+                balance_before = await ledger.balance(session, user_id)
+
+            url = f"http://127.0.0.1:{app.port}/providers/kie/callback"
+            answers = {kind: await kie.send_forged_callback(task_ids[0], kind, url=url) for kind in KIE_FORGERIES}
+
+            assert answers == {
+                "bad_signature": 401,
+                "stale_timestamp": 401,
+                "unsigned": 401,
+                "unknown_task": 404,  # correctly signed, but no task of ours: refused before any re-fetch
+                "premature_success": 200,  # signed: accepted, re-fetched, and Kie says it is still running
+            }
+            forged_ids = {callback.task_id for callback in kie.callbacks if callback.kind == "unknown_task"}
+            assert forged_ids and not forged_ids & set(kie.record_info_calls)  # no call to Kie spent on it
+            tasks = await _tasks_of(app, job_id)
+            assert {task.status for task in tasks} == {TaskStatus.SUBMITTED}
+            assert all(task.result_key is None for task in tasks)
+            assert not list((tmp_path / "files").glob("results/**/*.*"))
+            async with app.sessionmaker() as session:
+                assert await ledger.balance(session, user_id) == balance_before
+            sent = [call.method for call in fake_telegram.calls(chat_id=user.id)]
+            assert "sendPhoto" not in sent and "sendMediaGroup" not in sent
+
+            for task_id in task_ids:  # Kie finishes and sends its genuine, signed callbacks
+                await kie.finish(task_id)
+            await _all_stored(app, [job_id], 3)
+            tasks = await _tasks_of(app, job_id)
+            assert len(tasks) == 3 and len({task.result_key for task in tasks}) == 3
+            assert len(list((tmp_path / "files").glob("results/**/*.*"))) == 6  # a portrait and thumbnail each
+            assert {task.provider_task_id for task in tasks} == set(task_ids)
+            genuine = [callback for callback in kie.callbacks if callback.kind == "genuine"]
+            assert sorted(callback.task_id for callback in genuine) == task_ids
+            assert {callback.status for callback in genuine} == {200}
+            await _delivered_once(app, fake_telegram, user.id, job_id)
 
 
 async def test_breaker_opens_while_kie_is_down_and_closes_after_recovery(
@@ -155,6 +253,88 @@ async def test_forged_replicate_webhooks_are_rejected_at_the_endpoint(
                         assert response.status == 401
             async with app.sessionmaker() as session:
                 assert (await session.execute(select(GenerationTask))).first() is None
+
+
+async def test_forged_replicate_webhooks_for_running_tasks_change_nothing_and_the_genuine_ones_store_once(
+    fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path
+) -> None:
+    """At the real POST /providers/replicate/webhook while the job's predictions run: webhooks claiming
+    success for them, but signed with another key, unsigned, stale or with the body changed after
+    signing, are answered 401 and change nothing. When the predictions finish, each first webhook
+    attempt is forged by FakeReplicate (401), its genuine retry is accepted, a duplicate after it is
+    harmless: each portrait is stored once."""
+    async with FakeReplicate(latency=(0.05, 0.1), webhook_retry_delays=(0.2, 0.5, 1.0, 2.0, 4.0)) as replicate:
+        replicate.stick_next(3)  # processing until replicate.finish()
+        settings = app_settings(
+            fake_telegram,
+            sqlite_url,
+            tmp_path / "files",
+            webhook=True,
+            **provider_settings(None, replicate, FALLBACK_POLICY=_patient_policy()),
+        )
+        async with running_app(settings) as app:
+            user = fake_telegram.user()
+            job_id = await seed_paid_job(app.sessionmaker, app.files, app.catalogue, telegram_id=user.id, pack="trial")
+            app.signals.job_queued()
+            async with asyncio.timeout(60):
+                while (await task_statuses(app.sessionmaker, job_id)) != {TaskStatus.SUBMITTED: 3}:
+                    await asyncio.sleep(0.05)
+            prediction_ids = sorted(replicate.predictions)
+            user_id = (await job_row(app.sessionmaker, job_id)).user_id
+            async with app.sessionmaker() as session:
+                balance_before = await ledger.balance(session, user_id)
+
+            url = f"http://127.0.0.1:{app.port}/providers/replicate/webhook"
+            claim = {"id": prediction_ids[0], "status": "succeeded", "output": f"{replicate.base_url}/delivery/x.png"}
+            body = json.dumps(claim).encode()
+            now = int(time.time())
+
+            def signed(secret: str, timestamp: int, signed_body: bytes = body) -> dict[str, str]:
+                return {
+                    "Content-Type": "application/json",
+                    "webhook-id": "msg_forged",
+                    "webhook-timestamp": str(timestamp),
+                    "webhook-signature": sign_webhook(secret, "msg_forged", timestamp, signed_body),
+                }
+
+            other_key = "whsec_" + base64.b64encode(b"not-replicate's-key-at-all-1234").decode()
+            forgeries = {
+                "another key": (signed(other_key, now), body),
+                "unsigned": ({"Content-Type": "application/json"}, body),
+                "stale": (signed(replicate.webhook_secret, now - 400), body),
+                "body changed": (signed(replicate.webhook_secret, now, b'{"id": "x", "status": "failed"}'), body),
+            }
+            answers: dict[str, int] = {}
+            async with aiohttp.ClientSession() as client:
+                for name, (headers, data) in forgeries.items():
+                    async with client.post(url, data=data, headers=headers) as response:
+                        answers[name] = response.status
+            assert answers == dict.fromkeys(forgeries, 401)
+            tasks = await _tasks_of(app, job_id)
+            assert {task.status for task in tasks} == {TaskStatus.SUBMITTED}
+            assert all(task.result_key is None for task in tasks)
+            assert not list((tmp_path / "files").glob("results/**/*.*"))
+            async with app.sessionmaker() as session:
+                assert await ledger.balance(session, user_id) == balance_before
+            sent = [call.method for call in fake_telegram.calls(chat_id=user.id)]
+            assert "sendPhoto" not in sent and "sendMediaGroup" not in sent
+
+            replicate.webhook_forge_rate = 1.0  # every webhook's first attempt signed with a wrong key
+            replicate.webhook_duplicate_rate = 1.0  # and sent twice once accepted
+            for prediction_id in prediction_ids:
+                replicate.finish(prediction_id)
+            await _all_stored(app, [job_id], 3)
+            async with asyncio.timeout(60):
+                await replicate.wait_idle()
+            tasks = await _tasks_of(app, job_id)
+            assert len(tasks) == 3 and len({task.result_key for task in tasks}) == 3
+            assert {task.provider_task_id for task in tasks} == set(prediction_ids)
+            assert len(list((tmp_path / "files").glob("results/**/*.*"))) == 6  # a portrait and thumbnail each
+            await _delivered_once(app, fake_telegram, user.id, job_id)
+        completed = [attempt for attempt in replicate.webhooks if attempt.event == "completed"]
+        assert sorted({attempt.prediction_id for attempt in completed if attempt.forged}) == prediction_ids
+        assert {(attempt.forged, attempt.status) for attempt in completed} == {(True, 401), (False, 200)}
+        assert sorted(attempt.prediction_id for attempt in completed if attempt.duplicate) == prediction_ids
 
 
 async def test_a_restart_inside_a_busy_window_makes_no_kie_429(

@@ -12,7 +12,6 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from aiohttp import web
 from PIL import Image
 
 from providers.base import (
@@ -33,6 +32,7 @@ from providers.http import USER_AGENT, DownloadPolicy
 from providers.kie import KieProvider, kie_webhook_signature
 from providers.ratelimit import SlidingWindowLimiter
 from tests.fakes.kie import FakeKie, Outcome, kie_signature
+from tests.support.capture import OutgoingRequestCapture
 
 HMAC_KEY = "test-hmac-key"
 MODEL = "nano-banana-2"
@@ -65,47 +65,11 @@ async def provider(fake: FakeKie) -> AsyncIterator[KieProvider]:
     await client.aclose()
 
 
-class CallbackReceiver:
-    """Stands in for the web app's ``POST /providers/kie/callback``: verify, re-fetch, answer."""
-
-    def __init__(self, provider: KieProvider) -> None:
-        self.provider = provider
-        self.results: list[TaskResult] = []
-        self.rejections: list[str] = []
-        self._runner: web.AppRunner | None = None
-        self.url = ""
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/providers/kie/callback", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        assert site._server is not None and site._server.sockets
-        port = site._server.sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}/providers/kie/callback"
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        try:
-            result = await self.provider.parse_callback(request.headers, await request.read())
-        except BadSignatureError as error:
-            self.rejections.append(str(error))
-            return web.Response(status=401, text="bad signature")
-        self.results.append(result)
-        return web.Response(text="ok")
-
-
 @pytest_asyncio.fixture
-async def receiver(provider: KieProvider) -> AsyncIterator[CallbackReceiver]:
-    callback_receiver = CallbackReceiver(provider)
-    await callback_receiver.start()
-    yield callback_receiver
-    await callback_receiver.close()
+async def capture() -> AsyncIterator[OutgoingRequestCapture]:
+    """Where the fake posts its callbacks: a capture of its outgoing requests, not our endpoint."""
+    async with OutgoingRequestCapture() as outgoing:
+        yield outgoing
 
 
 def reference_png() -> bytes:
@@ -205,78 +169,89 @@ async def test_get_credits(fake: FakeKie, provider: KieProvider) -> None:
 # ---------------------------------------------------------------------- callbacks
 
 
-async def test_callback_with_valid_hmac_is_verified_and_refetched(
-    fake: FakeKie, provider: KieProvider, receiver: CallbackReceiver
+async def test_parse_callback_verifies_the_fakes_signed_callback_and_refetches_the_task(
+    fake: FakeKie, provider: KieProvider, capture: OutgoingRequestCapture
 ) -> None:
-    task_id = await create_one(provider, callback_url=receiver.url)
-    assert fake.creates[-1].payload["callBackUrl"] == receiver.url
-    await fake.wait_for_callbacks(1)
+    task_id = await create_one(provider, callback_url=capture.url)
+    assert fake.creates[-1].payload["callBackUrl"] == capture.url
+    [sent] = await capture.wait_for(1)
+    assert fake.record_info_calls == []  # nothing polled, and the callback is not yet parsed
 
-    assert fake.callbacks[0].status == 200
-    assert receiver.rejections == []
-    assert [result.state for result in receiver.results] == [TaskState.SUCCEEDED]
-    assert receiver.results[0].provider_task_id == task_id
-    assert receiver.results[0].image_urls == tuple(fake.tasks[task_id].result_urls)
-    # Nothing in this test polled: the recordInfo call is parse_callback's re-fetch.
+    result = await provider.parse_callback(sent.headers, sent.body)
+
+    assert result.state is TaskState.SUCCEEDED
+    assert result.provider_task_id == task_id
+    assert result.image_urls == tuple(fake.tasks[task_id].result_urls)
+    # The recordInfo call is parse_callback's re-fetch: the body's own claims are not trusted.
     assert fake.record_info_calls == [task_id]
 
 
-async def test_duplicate_callbacks_parse_to_the_same_result(provider: KieProvider, receiver: CallbackReceiver) -> None:
-    async with FakeKie(hmac_key=HMAC_KEY, latency=(0.005, 0.01), duplicate_callbacks=1) as duplicating_fake:
+async def test_parse_callback_reads_duplicate_callbacks_as_the_same_result(provider: KieProvider) -> None:
+    async with (
+        OutgoingRequestCapture() as capture,
+        FakeKie(hmac_key=HMAC_KEY, latency=(0.005, 0.01), duplicate_callbacks=1) as duplicating_fake,
+    ):
         client = make_provider(duplicating_fake)
-        receiver.provider = client
         try:
-            task_id = await create_one(client, callback_url=receiver.url)
-            await duplicating_fake.wait_for_callbacks(2)
+            task_id = await create_one(client, callback_url=capture.url)
+            sent = await capture.wait_for(2)
+            results = [await client.parse_callback(request.headers, request.body) for request in sent]
         finally:
             await client.aclose()
     assert [record.kind for record in duplicating_fake.callbacks] == ["genuine", "duplicate"]
-    assert [result.provider_task_id for result in receiver.results] == [task_id, task_id]
-    assert {result.state for result in receiver.results} == {TaskState.SUCCEEDED}
+    assert [result.provider_task_id for result in results] == [task_id, task_id]
+    assert {result.state for result in results} == {TaskState.SUCCEEDED}
 
 
-async def test_failed_task_callback_parses_to_failed(
-    fake: FakeKie, provider: KieProvider, receiver: CallbackReceiver
+async def test_parse_callback_reads_a_failed_tasks_callback_as_retryable_failure(
+    fake: FakeKie, provider: KieProvider, capture: OutgoingRequestCapture
 ) -> None:
     fake.queue_outcomes(Outcome("fail", fail_code="500", fail_msg="internal error, please try again later."))
-    await create_one(provider, callback_url=receiver.url)
-    await fake.wait_for_callbacks(1)
+    await create_one(provider, callback_url=capture.url)
+    [sent] = await capture.wait_for(1)
     assert fake.callbacks[0].body["data"]["state"] == "fail"
-    assert [result.state for result in receiver.results] == [TaskState.FAILED]
-    assert receiver.results[0].retryable is True
+    result = await provider.parse_callback(sent.headers, sent.body)
+    assert result.state is TaskState.FAILED
+    assert result.retryable is True
 
 
 @pytest.mark.parametrize("forgery", ["bad_signature", "stale_timestamp", "unsigned", "unknown_task"])
-async def test_forged_callbacks_are_rejected(
-    fake: FakeKie, provider: KieProvider, receiver: CallbackReceiver, forgery: Any
+async def test_parse_callback_refuses_forged_callbacks(
+    fake: FakeKie, provider: KieProvider, capture: OutgoingRequestCapture, forgery: Any
 ) -> None:
+    """What the app's endpoint answers them (401, nothing changes) is test_engine_faults'
+    test_forged_kie_callbacks_are_refused_at_the_endpoint_and_change_nothing."""
     fake.queue_outcomes(Outcome("stuck", latency=0.001))
     task_id = await create_one(provider)  # no callback_url: only the forgery arrives
     record_info_before = len(fake.record_info_calls)
 
-    status = await fake.send_forged_callback(task_id, forgery, url=receiver.url)
+    await fake.send_forged_callback(task_id, forgery, url=capture.url)
+    [sent] = capture.requests
 
-    assert status == 401
-    assert receiver.results == []
-    assert len(receiver.rejections) == 1
+    with pytest.raises(BadSignatureError):
+        await provider.parse_callback(sent.headers, sent.body)
     if forgery != "unknown_task":
-        # Rejected on the signature alone: no re-fetch was spent on it.
+        # Refused on the signature alone: no re-fetch was spent on it.
         assert len(fake.record_info_calls) == record_info_before
+    else:
+        # Signed, but for a task Kie does not know: the re-fetch is what finds it out.
+        assert len(fake.record_info_calls) == record_info_before + 1
 
 
-async def test_signed_callback_claiming_success_for_a_running_task_reports_running(
-    fake: FakeKie, provider: KieProvider, receiver: CallbackReceiver
+async def test_parse_callback_reports_running_for_a_signed_callback_claiming_success_too_early(
+    fake: FakeKie, provider: KieProvider, capture: OutgoingRequestCapture
 ) -> None:
     fake.queue_outcomes(Outcome("stuck", latency=0.001))
     task_id = await create_one(provider)
     await fake.wait_for(lambda: fake.tasks[task_id].state(time.monotonic()) == "generating")
 
-    status = await fake.send_forged_callback(task_id, "premature_success", url=receiver.url)
+    await fake.send_forged_callback(task_id, "premature_success", url=capture.url)
+    [sent] = capture.requests
+    result = await provider.parse_callback(sent.headers, sent.body)
 
-    assert status == 200
     assert fake.callbacks[-1].body["data"]["state"] == "success"  # the body lies...
-    assert [result.state for result in receiver.results] == [TaskState.RUNNING]  # ...the re-fetch does not
-    assert receiver.results[0].image_urls == ()
+    assert result.state is TaskState.RUNNING  # ...the re-fetch does not
+    assert result.image_urls == ()
 
 
 async def test_without_hmac_key_callbacks_are_still_refetched(fake: FakeKie) -> None:

@@ -8,13 +8,11 @@ import contextlib
 import io
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
-from aiohttp import web
 from PIL import Image
 
 from providers.base import (
@@ -32,6 +30,7 @@ from providers.base import (
 from providers.http import DownloadPolicy
 from providers.replicate import ReplicateProvider, prediction_to_result
 from tests.fakes.replicate import FakeReplicate, sign_webhook
+from tests.support.capture import OutgoingRequestCapture
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # replicate-python tests/test_webhooks.py (replicate.md §6.3)
@@ -83,39 +82,11 @@ def png_bytes(colour: tuple[int, int, int] = (200, 120, 40)) -> bytes:
     return buffer.getvalue()
 
 
-@dataclass
-class WebhookReceiver:
-    """Our side of a Replicate webhook: verify with the provider, answer 401 on a bad signature."""
-
-    provider: ReplicateProvider
-    url: str = ""
-    accepted: list[TaskResult] = field(default_factory=list)
-    rejected: list[str] = field(default_factory=list)
-    arrived: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def handle(self, request: web.Request) -> web.Response:
-        try:
-            result = await self.provider.parse_callback(request.headers, await request.read())
-        except BadSignatureError as exc:
-            self.rejected.append(str(exc))
-            return web.Response(status=401, text="bad signature")
-        self.accepted.append(result)
-        self.arrived.set()
-        return web.Response(status=200)
-
-
 @pytest_asyncio.fixture
-async def receiver(provider: ReplicateProvider) -> AsyncIterator[WebhookReceiver]:
-    endpoint = WebhookReceiver(provider)
-    app = web.Application()
-    app.router.add_post("/providers/replicate/webhook", endpoint.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    host, port = runner.addresses[0][:2]
-    endpoint.url = f"http://{host}:{port}/providers/replicate/webhook"
-    yield endpoint
-    await runner.cleanup()
+async def capture() -> AsyncIterator[OutgoingRequestCapture]:
+    """Where the fake posts its webhooks: a capture of its outgoing requests, not our endpoint."""
+    async with OutgoingRequestCapture() as outgoing:
+        yield outgoing
 
 
 # ----------------------------------------------------------------------------- happy path
@@ -285,70 +256,84 @@ async def test_cancel_after_header_is_sent_when_configured(fake: FakeReplicate) 
 # ----------------------------------------------------------------------------- webhooks
 
 
-async def test_webhook_is_delivered_verified_and_parsed(
-    fake: FakeReplicate, provider: ReplicateProvider, receiver: WebhookReceiver
+async def test_parse_callback_verifies_the_fakes_webhook(
+    fake: FakeReplicate, provider: ReplicateProvider, capture: OutgoingRequestCapture
 ) -> None:
-    prediction_id = await provider.create_task("p", [], GenerationOptions(), receiver.url)
-    async with asyncio.timeout(WAIT_SECONDS):
-        await receiver.arrived.wait()
-    [result] = receiver.accepted
+    prediction_id = await provider.create_task("p", [], GenerationOptions(), capture.url)
+    [sent] = await capture.wait_for(1, within_seconds=WAIT_SECONDS)
+    result = await provider.parse_callback(sent.headers, sent.body)
     assert result.provider_task_id == prediction_id and result.state is TaskState.SUCCEEDED
     assert result.image_urls == (await provider.get_task(prediction_id)).image_urls
     assert (await provider.download(result.image_urls[0])).startswith(PNG_MAGIC)
-    assert fake.creates[0].body["webhook"] == receiver.url
+    assert fake.creates[0].body["webhook"] == capture.url
     assert fake.creates[0].body["webhook_events_filter"] == ["completed"]
     assert [(attempt.event, attempt.status) for attempt in fake.webhooks] == [("completed", 200)]
 
 
-async def test_forged_webhook_is_rejected_and_the_genuine_retry_accepted(
-    fake: FakeReplicate, provider: ReplicateProvider, receiver: WebhookReceiver
+async def test_parse_callback_refuses_a_forged_webhook_and_verifies_its_genuine_retry(
+    fake: FakeReplicate, provider: ReplicateProvider
 ) -> None:
+    """What the app's endpoint makes of forged webhooks (401, then the retry stored once) is tested
+    in test_engine_faults.py, test_forged_replicate_webhooks_for_running_tasks_change_nothing_and_
+    the_genuine_ones_store_once."""
     fake.forge_next_webhooks(1)
-    await provider.create_task("p", [], GenerationOptions(), receiver.url)
-    async with asyncio.timeout(WAIT_SECONDS):
-        await receiver.arrived.wait()
-        await fake.wait_idle()
+    # The capture answers the first attempt 401 (as a receiver refusing it would), so the fake retries.
+    async with OutgoingRequestCapture(answers=[401]) as capture:
+        await provider.create_task("p", [], GenerationOptions(), capture.url)
+        forged, genuine = await capture.wait_for(2, within_seconds=WAIT_SECONDS)
+        async with asyncio.timeout(WAIT_SECONDS):
+            await fake.wait_idle()
     assert [(attempt.forged, attempt.status) for attempt in fake.webhooks] == [(True, 401), (False, 200)]
-    assert len(receiver.accepted) == 1 and receiver.rejected == ["no matching v1 webhook signature"]
+    with pytest.raises(BadSignatureError, match="no matching v1 webhook signature"):
+        await provider.parse_callback(forged.headers, forged.body)
+    assert (await provider.parse_callback(genuine.headers, genuine.body)).state is TaskState.SUCCEEDED
     # The retry keeps the webhook-id (receivers deduplicate on it).
     assert len({attempt.webhook_id for attempt in fake.webhooks}) == 1
+    assert forged.headers["webhook-id"] == genuine.headers["webhook-id"]
 
 
-async def test_stale_webhook_is_rejected_on_every_retry(
-    fake: FakeReplicate, provider: ReplicateProvider, receiver: WebhookReceiver
+async def test_parse_callback_refuses_a_stale_webhook_on_every_retry(
+    fake: FakeReplicate, provider: ReplicateProvider
 ) -> None:
     fake.webhook_clock_skew = -400.0
-    await provider.create_task("p", [], GenerationOptions(), receiver.url)
-    async with asyncio.timeout(WAIT_SECONDS):
-        await asyncio.sleep(0.05)
-        await fake.wait_idle()
+    async with OutgoingRequestCapture(then=401) as capture:  # refused each time, so every retry is sent
+        await provider.create_task("p", [], GenerationOptions(), capture.url)
+        sent = await capture.wait_for(4, within_seconds=WAIT_SECONDS)
+        async with asyncio.timeout(WAIT_SECONDS):
+            await fake.wait_idle()
     assert [attempt.status for attempt in fake.webhooks] == [401, 401, 401, 401]
-    assert receiver.accepted == [] and all("tolerance" in reason for reason in receiver.rejected)
+    assert len(sent) == 4
+    for attempt in sent:
+        with pytest.raises(BadSignatureError, match="tolerance"):
+            await provider.parse_callback(attempt.headers, attempt.body)
 
 
-async def test_duplicate_webhooks_arrive_with_the_same_id(
-    fake: FakeReplicate, provider: ReplicateProvider, receiver: WebhookReceiver
+async def test_parse_callback_reads_duplicate_webhooks_with_the_same_id_as_the_same_result(
+    fake: FakeReplicate, provider: ReplicateProvider, capture: OutgoingRequestCapture
 ) -> None:
     fake.duplicate_next_webhooks(1)
-    await provider.create_task("p", [], GenerationOptions(), receiver.url)
+    await provider.create_task("p", [], GenerationOptions(), capture.url)
+    first, second = await capture.wait_for(2, within_seconds=WAIT_SECONDS)
     async with asyncio.timeout(WAIT_SECONDS):
-        await asyncio.sleep(0.05)
         await fake.wait_idle()
     assert [attempt.duplicate for attempt in fake.webhooks] == [False, True]
     assert fake.webhooks[0].webhook_id == fake.webhooks[1].webhook_id
-    assert receiver.accepted[0] == receiver.accepted[1]
+    assert first.headers["webhook-id"] == second.headers["webhook-id"]
+    assert await provider.parse_callback(first.headers, first.body) == await provider.parse_callback(
+        second.headers, second.body
+    )
 
 
 async def test_dropped_webhook_leaves_the_poll_as_backstop(
-    fake: FakeReplicate, provider: ReplicateProvider, receiver: WebhookReceiver
+    fake: FakeReplicate, provider: ReplicateProvider, capture: OutgoingRequestCapture
 ) -> None:
     fake.drop_next_webhooks(1)
-    prediction_id = await provider.create_task("p", [], GenerationOptions(), receiver.url)
+    prediction_id = await provider.create_task("p", [], GenerationOptions(), capture.url)
     result = await wait_terminal(provider, prediction_id)
     async with asyncio.timeout(WAIT_SECONDS):
         await fake.wait_idle()
     assert result.state is TaskState.SUCCEEDED
-    assert fake.webhooks == [] and fake.webhooks_dropped == [prediction_id] and receiver.accepted == []
+    assert fake.webhooks == [] and fake.webhooks_dropped == [prediction_id] and capture.requests == []
 
 
 async def test_tampered_body_or_missing_headers_are_rejected(fake: FakeReplicate, provider: ReplicateProvider) -> None:
@@ -690,23 +675,26 @@ async def test_fake_files_api_limits_and_secret(fake: FakeReplicate, api: httpx.
     assert (await api.get("/v1/webhooks/default/secret")).json() == {"key": fake.webhook_secret}
 
 
-async def test_fake_honours_webhook_events_filter(fake: FakeReplicate, receiver: WebhookReceiver) -> None:
+async def test_fake_honours_webhook_events_filter(
+    fake: FakeReplicate, provider: ReplicateProvider, capture: OutgoingRequestCapture
+) -> None:
     async with httpx.AsyncClient(base_url=fake.base_url) as client:
         response = await client.post(
             "/v1/models/google/nano-banana/predictions",
             json={
                 "input": {"prompt": "p"},
-                "webhook": receiver.url,
+                "webhook": capture.url,
                 "webhook_events_filter": ["start", "completed"],
             },
             headers={"Authorization": f"Bearer {fake.api_token}"},
         )
     assert response.status_code == 201
+    sent = await capture.wait_for(2, within_seconds=WAIT_SECONDS)
     async with asyncio.timeout(WAIT_SECONDS):
-        await asyncio.sleep(0.05)
         await fake.wait_idle()
     assert [attempt.event for attempt in fake.webhooks] == ["start", "completed"]
-    assert [result.state for result in receiver.accepted] == [TaskState.RUNNING, TaskState.SUCCEEDED]
+    states = [(await provider.parse_callback(request.headers, request.body)).state for request in sent]
+    assert states == [TaskState.RUNNING, TaskState.SUCCEEDED]
 
 
 async def test_fake_missing_input_file_fails_the_prediction(fake: FakeReplicate, provider: ReplicateProvider) -> None:
