@@ -45,10 +45,11 @@ scheduler: $(STAMP)
 	$(if $(HAS_TOKEN),,$(error $(TOKEN_HINT)))
 	$(BIN)/python -m scheduler
 
-# Four workers on two cores, each stealing work from the others when it runs dry: most tests wait on
+# Six workers on two cores, each stealing work from the others when it runs dry: many tests wait on
 # fake servers, sleeps and child processes, not the CPU. Measured on a quiet 2-core machine with
-# PostgreSQL and Redis: -n 3 455 s (another job running), -n 4 380 s, -n 6 421 s (more workers, more CPU).
-PYTEST_ARGS ?= -n 4 --dist worksteal
+# PostgreSQL and Redis, 1,555 tests: -n 4 321 s (460 CPU s), -n 6 291-294 s (530 CPU s; each worker
+# imports the app once). Before the fake Kie's results got cheap the suite was CPU-bound and -n 6 lost.
+PYTEST_ARGS ?= -n 6 --dist worksteal
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
