@@ -12,6 +12,7 @@ from pathlib import Path
 import aiohttp
 from sqlalchemy import select
 
+from bot.app import Application
 from storage import ledger
 from storage.models import GenerationTask
 from studio.policy import BreakerState, CircuitBreaker
@@ -92,6 +93,19 @@ async def _tasks_of(app: object, job_id: int) -> list[GenerationTask]:
         return list((await session.execute(select(GenerationTask).where(GenerationTask.job_id == job_id))).scalars())
 
 
+async def _trial_held_at_the_provider(app: Application, telegram_id: int) -> tuple[int, int, int]:
+    """A paid trial pack whose three tasks are submitted (and held running by the provider): the job, its
+    user and the user's balance at that moment."""
+    job_id = await seed_paid_job(app.sessionmaker, app.files, app.catalogue, telegram_id=telegram_id, pack="trial")
+    app.signals.job_queued()
+    async with asyncio.timeout(60):
+        while (await task_statuses(app.sessionmaker, job_id)) != {TaskStatus.SUBMITTED: 3}:
+            await asyncio.sleep(0.05)
+    user_id = (await job_row(app.sessionmaker, job_id)).user_id
+    async with app.sessionmaker() as session:
+        return job_id, user_id, await ledger.balance(session, user_id)
+
+
 async def test_forged_kie_callbacks_are_refused_at_the_endpoint_and_change_nothing(
     fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path
 ) -> None:
@@ -110,15 +124,8 @@ async def test_forged_kie_callbacks_are_refused_at_the_endpoint_and_change_nothi
         )
         async with running_app(settings) as app:
             user = fake_telegram.user()
-            job_id = await seed_paid_job(app.sessionmaker, app.files, app.catalogue, telegram_id=user.id, pack="trial")
-            app.signals.job_queued()
-            async with asyncio.timeout(60):
-                while (await task_statuses(app.sessionmaker, job_id)) != {TaskStatus.SUBMITTED: 3}:
-                    await asyncio.sleep(0.05)
+            job_id, user_id, balance_before = await _trial_held_at_the_provider(app, user.id)
             task_ids = sorted(kie.tasks)
-            user_id = (await job_row(app.sessionmaker, job_id)).user_id
-            async with app.sessionmaker() as session:
-                balance_before = await ledger.balance(session, user_id)
 
             url = f"http://127.0.0.1:{app.port}/providers/kie/callback"
             answers = {kind: await kie.send_forged_callback(task_ids[0], kind, url=url) for kind in KIE_FORGERIES}
@@ -274,15 +281,8 @@ async def test_forged_replicate_webhooks_for_running_tasks_change_nothing_and_th
         )
         async with running_app(settings) as app:
             user = fake_telegram.user()
-            job_id = await seed_paid_job(app.sessionmaker, app.files, app.catalogue, telegram_id=user.id, pack="trial")
-            app.signals.job_queued()
-            async with asyncio.timeout(60):
-                while (await task_statuses(app.sessionmaker, job_id)) != {TaskStatus.SUBMITTED: 3}:
-                    await asyncio.sleep(0.05)
+            job_id, user_id, balance_before = await _trial_held_at_the_provider(app, user.id)
             prediction_ids = sorted(replicate.predictions)
-            user_id = (await job_row(app.sessionmaker, job_id)).user_id
-            async with app.sessionmaker() as session:
-                balance_before = await ledger.balance(session, user_id)
 
             url = f"http://127.0.0.1:{app.port}/providers/replicate/webhook"
             claim = {"id": prediction_ids[0], "status": "succeeded", "output": f"{replicate.base_url}/delivery/x.png"}
