@@ -31,7 +31,7 @@ def is_payment_update(event: TelegramObject) -> bool:
 
 
 class ThrottlingMiddleware(BaseMiddleware):
-    """Drops updates above ``rate`` per second per user, allowing a burst (an 10-photo album fits).
+    """Drops updates above ``rate`` per second per user, allowing a burst (a 10-photo album fits).
 
     The first dropped update of a flood is answered with one clear notice (the ``throttled`` text, in
     the user's Telegram language), then nothing for ``notice_every`` seconds; every dropped button tap
