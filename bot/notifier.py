@@ -20,6 +20,7 @@ from scheduler.notices import (
     JobQueued,
     Notice,
     OriginalsGone,
+    OriginalsNotSent,
     PackFinished,
     PaymentCanceled,
     PaymentReturned,
@@ -79,6 +80,8 @@ class TelegramNotifier:
                 return text(key, language, count=delivered, credited=credited), buttons
             case OriginalsGone():
                 return text("originals.gone", language), None
+            case OriginalsNotSent():
+                return text("originals.not_sent", language), None
             case BroadcastReport() as report:
                 counts = {"sent": report.sent, "blocked": report.blocked, "failed": report.failed}
                 return text(

@@ -101,6 +101,11 @@ class OriginalsGone:
 
 
 @dataclass(frozen=True, slots=True)
+class OriginalsNotSent:
+    """Telegram refused the originals or could not be reached: the user may ask again."""
+
+
+@dataclass(frozen=True, slots=True)
 class BroadcastReport:
     """For the admin who started it: how a broadcast ended."""
 
@@ -122,5 +127,6 @@ Notice = (
     | DeliveryUncertain
     | PackFinished
     | OriginalsGone
+    | OriginalsNotSent
     | BroadcastReport
 )

@@ -16,7 +16,7 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from scheduler.background import BackgroundTasks
-from scheduler.notices import OriginalsGone
+from scheduler.notices import OriginalsGone, OriginalsNotSent
 from scheduler.notify import UserNotifier
 from storage.files import FileNotFoundInStore, FileStore
 from storage.models import GenerationJob
@@ -148,6 +148,7 @@ class OriginalsService:
             outcome = await self._send_groups(job.chat_id, files)
         if isinstance(outcome, NotUploaded):
             log.warning("originals of job %s not sent: %s", job.id, outcome.reason)
+            await self.notifier.tell(job.chat_id, job.language, OriginalsNotSent())
 
     async def _send_groups(self, chat_id: int, files: Sequence[NamedFile]) -> UploadOutcome:
         start = 0

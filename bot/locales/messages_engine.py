@@ -19,6 +19,10 @@ ENGINE_MESSAGES: dict[str, tuple[str, str]] = {
     "button.new_photos": ("📸 Новые фото", "📸 New photos"),
     "originals.preparing": ("Готовим оригиналы — пришлём через минуту.", "Preparing your originals — one moment."),
     "originals.on_the_way": ("Оригиналы уже отправляются.", "Your originals are already on their way."),
+    "originals.not_sent": (
+        "Не получилось отправить оригиналы. Нажмите «📁 Оригиналы» ещё раз через минуту.",
+        "I couldn't send the originals. Please tap “📁 Originals” again in a minute.",
+    ),
     "originals.gone": (
         "Оригиналы этой фотосессии больше не хранятся.",
         "The originals of this session are no longer stored.",

@@ -31,6 +31,7 @@ from scheduler.notices import (
     JobQueued,
     Notice,
     OriginalsGone,
+    OriginalsNotSent,
     PackFinished,
     PaymentCanceled,
     PaymentReturned,
@@ -57,6 +58,7 @@ EXAMPLES: list[Notice] = [
     PackFinished(job_id=7, avatar_id=4, delivered=23, credited=0),
     PackFinished(job_id=7, avatar_id=None, delivered=21, credited=2),
     OriginalsGone(),
+    OriginalsNotSent(),
     BroadcastReport(broadcast_id=1, sent=90, blocked=8, failed=2, total=100),
 ]
 

@@ -14,7 +14,7 @@ import pytest
 import pytest_asyncio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from scheduler.notices import OriginalsGone
+from scheduler.notices import OriginalsGone, OriginalsNotSent
 from scheduler.notify import RecordingNotifier
 from scheduler.originals import OriginalsService, RecordingDocumentSender
 from storage.db import create_engine, create_sessionmaker
@@ -179,5 +179,16 @@ async def test_a_refused_group_stops_the_groups_after_it(rig: Rig) -> None:
     await rig.run(job)
 
     assert [len(names) for _, names in rig.sender.groups] == split_albums(23)[:1]
+    assert rig.notifier.told == [(job.chat_id, job.language, OriginalsNotSent())]
     await rig.run(job)  # a later tap starts from the first again
     assert [len(names) for _, names in rig.sender.groups] == split_albums(23)[:1] * 2 + split_albums(23)[1:]
+
+
+async def test_a_refused_archive_tells_the_user_to_ask_again(rig: Rig) -> None:
+    job = await rig.pack(delivered=3)
+    rig.sender.refused = {0}
+
+    await rig.run(job)
+
+    assert rig.sender.zips == []
+    assert rig.notifier.told == [(job.chat_id, job.language, OriginalsNotSent())]
