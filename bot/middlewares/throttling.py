@@ -6,6 +6,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiogram import BaseMiddleware
@@ -28,6 +29,12 @@ def is_payment_update(event: TelegramObject) -> bool:
         event.pre_checkout_query is not None
         or (event.message is not None and event.message.successful_payment is not None)
     )
+
+
+@dataclass
+class _UserThrottle:
+    limiter: AsyncLimiter
+    noticed_at: float | None = None  # when this user was last told to slow down (monotonic)
 
 
 class ThrottlingMiddleware(BaseMiddleware):
@@ -56,31 +63,26 @@ class ThrottlingMiddleware(BaseMiddleware):
         self.max_users = max_users
         self.i18n = i18n
         self.notice_every = notice_every
-        self._limiters: OrderedDict[int, AsyncLimiter] = OrderedDict()
-        self._noticed: OrderedDict[int, float] = OrderedDict()  # user id -> when the last notice went
+        self._users: OrderedDict[int, _UserThrottle] = OrderedDict()  # least recently seen first
         self.dropped = 0
         self.notices = 0
 
-    def _limiter_for(self, user_id: int) -> AsyncLimiter:
-        limiter = self._limiters.get(user_id)
-        if limiter is None:
-            limiter = AsyncLimiter(self.burst, self.burst / self.rate_per_second)
-            self._limiters[user_id] = limiter
-            if len(self._limiters) > self.max_users:
-                self._limiters.popitem(last=False)
+    def _throttle_for(self, user_id: int) -> _UserThrottle:
+        throttle = self._users.get(user_id)
+        if throttle is None:
+            throttle = _UserThrottle(AsyncLimiter(self.burst, self.burst / self.rate_per_second))
+            self._users[user_id] = throttle
+            if len(self._users) > self.max_users:
+                self._users.popitem(last=False)
         else:
-            self._limiters.move_to_end(user_id)
-        return limiter
+            self._users.move_to_end(user_id)
+        return throttle
 
     def _notice_due(self, user_id: int) -> bool:
-        now = time.monotonic()
-        last = self._noticed.get(user_id)
-        if last is not None and now - last < self.notice_every:
+        throttle, now = self._throttle_for(user_id), time.monotonic()
+        if throttle.noticed_at is not None and now - throttle.noticed_at < self.notice_every:
             return False
-        self._noticed[user_id] = now
-        self._noticed.move_to_end(user_id)
-        if len(self._noticed) > self.max_users:
-            self._noticed.popitem(last=False)
+        throttle.noticed_at = now
         return True
 
     async def _answer_dropped(self, event: TelegramObject, user_id: int, language_code: str | None) -> None:
@@ -111,7 +113,7 @@ class ThrottlingMiddleware(BaseMiddleware):
         from_user = data.get("event_from_user")
         if from_user is None or self.rate_per_second <= 0 or is_payment_update(event):
             return await handler(event, data)
-        limiter = self._limiter_for(from_user.id)
+        limiter = self._throttle_for(from_user.id).limiter
         if not limiter.has_capacity():
             self.dropped += 1
             await self._answer_dropped(event, from_user.id, from_user.language_code)
