@@ -14,7 +14,7 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from providers.base import CreateLimiter, GenerationOptions, ImageProvider, ProviderError, RateLimitedError, Room
+from providers.base import GenerationOptions, ImageProvider, ProviderError, RateLimitedError, Room
 from scheduler.background import BackgroundTasks
 from scheduler.generation.results import Results
 from scheduler.generation.roster import Roster
@@ -99,7 +99,7 @@ class Submitter:
             if free <= 0:
                 await self.inflight.wait_any()
                 continue
-            room = await self.create_room()
+            room, pace = await self.create_room()
             if room.free <= 0:
                 if not await self._due_work_waits():
                     break
@@ -113,40 +113,34 @@ class Submitter:
                 await session.commit()
             if not ids:
                 break
-            self._take_pace(len(ids))
+            if pace is not None:
+                pace.take(time.monotonic(), len(ids))
             for task_id in ids:
                 self._before_admission.add(task_id)
                 self.inflight.spawn(self._submit(task_id), name=f"engine-create-{task_id}")
             submitted += len(ids)
         return submitted
 
-    async def create_room(self) -> Room:
+    async def create_room(self) -> tuple[Room, CreatePace | None]:
         """What the budget of the provider fresh work goes to can admit now, minus the creates
-        this process has claimed that have not reached the limiter yet (uploading selfies)."""
+        this process has claimed that have not reached the limiter yet (uploading selfies), and the
+        pace the claimed creates count against."""
         limiter = self.roster.fresh_work_limiter()
         if limiter is None:
-            return Room(self.config.max_inflight_creates, 0.0)
+            return Room(self.config.max_inflight_creates, 0.0), None
         room = await limiter.room()
         free = room.free - len(self._before_admission)
-        if free <= 0:
-            # A claimed create still uploading will take the next slot: look again shortly.
-            return Room(0, room.wait_seconds or self._admission_step())
-        paced = self._pace(limiter).room(time.monotonic(), free)
-        if paced.allowed == 0 and await self._first_portrait_is_next():
-            # A payer's first portrait waits for a free slot, never for the pace (taken all the same).
-            return Room(1, 0.0)
-        return Room(paced.allowed, paced.wait)
-
-    def _pace(self, limiter: CreateLimiter) -> CreatePace:
         pace = self._paces.get(id(limiter))
         if pace is None:
             pace = self._paces[id(limiter)] = CreatePace(limiter.max_calls, limiter.period_seconds)
-        return pace
-
-    def _take_pace(self, creates: int) -> None:
-        limiter = self.roster.fresh_work_limiter()
-        if limiter is not None:
-            self._pace(limiter).take(time.monotonic(), creates)
+        if free <= 0:
+            # A claimed create still uploading will take the next slot: look again shortly.
+            return Room(0, room.wait_seconds or self._admission_step()), pace
+        paced = pace.room(time.monotonic(), free)
+        if paced.allowed == 0 and await self._first_portrait_is_next():
+            # A payer's first portrait waits for a free slot, never for the pace (taken all the same).
+            return Room(1, 0.0), pace
+        return Room(paced.allowed, paced.wait), pace
 
     def _admission_step(self) -> float:
         return min(0.05, self.config.tick_seconds)
