@@ -173,9 +173,8 @@ async def test_a_stop_takes_effect_before_the_next_send(rig: Rig) -> None:
     assert rig.notifier.told == []  # only a finished broadcast reports
 
 
-async def test_stop_returns_once_the_send_in_flight_is_counted(rig: Rig) -> None:
-    await rig.users(ADMIN_ID, 1, 2)
-    broadcast_id = await rig.draft()
+def _hold_the_first_send(rig: Rig) -> tuple[asyncio.Event, asyncio.Event]:
+    """Sends wait until ``release`` is set; ``in_flight`` is set once one has started."""
     in_flight, release = asyncio.Event(), asyncio.Event()
 
     async def hold(chat_id: int) -> None:
@@ -183,6 +182,13 @@ async def test_stop_returns_once_the_send_in_flight_is_counted(rig: Rig) -> None
         await release.wait()
 
     rig.sender.before_send = hold
+    return in_flight, release
+
+
+async def test_stop_returns_once_the_send_in_flight_is_counted(rig: Rig) -> None:
+    await rig.users(ADMIN_ID, 1, 2)
+    broadcast_id = await rig.draft()
+    in_flight, release = _hold_the_first_send(rig)
     await rig.service.start(broadcast_id)
     await in_flight.wait()
     stopping = asyncio.create_task(rig.service.stop())
@@ -202,13 +208,7 @@ async def test_stop_returns_once_the_send_in_flight_is_counted(rig: Rig) -> None
 async def test_a_stop_that_gives_up_waiting_leaves_the_send_in_flight_to_finish(rig: Rig) -> None:
     await rig.users(ADMIN_ID, 1)
     broadcast_id = await rig.draft()
-    in_flight, release = asyncio.Event(), asyncio.Event()
-
-    async def hold(chat_id: int) -> None:
-        in_flight.set()
-        await release.wait()
-
-    rig.sender.before_send = hold
+    in_flight, release = _hold_the_first_send(rig)
     rig.service.stop_wait_seconds = 0.05
     await rig.service.start(broadcast_id)
     await in_flight.wait()
