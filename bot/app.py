@@ -68,7 +68,7 @@ from scheduler.delivery import DeliveryConfig, DeliveryService
 from scheduler.engine import EngineConfig, GenerationEngine
 from scheduler.housekeeping import Housekeeping
 from scheduler.intake import IntakeLimits, IntakeService
-from scheduler.jobs import Beat, Intervals, build_scheduler
+from scheduler.jobs import Beat, build_scheduler
 from scheduler.originals import OriginalsService
 from scheduler.payments import PaymentService
 from scheduler.results import ResultsService
@@ -522,11 +522,7 @@ class Application:
             delivery=self.delivery_job,
             housekeeping=self.housekeeping,
             payments=self.payments,
-            card_payments=self.yookassa is not None,
-            intervals=Intervals(
-                recover_seconds=self.settings.RECOVER_INTERVAL_SECONDS,
-                reconcile_seconds=self.settings.POLL_INTERVAL_SECONDS,
-            ),
+            recover_seconds=self.settings.RECOVER_INTERVAL_SECONDS,
             beats=(
                 Beat("process-heartbeat", self.registry.beat, HEARTBEAT_SECONDS),
                 Beat("heartbeat", self.heartbeat.beat, self.heartbeat.interval_seconds, at_start=True),

@@ -33,21 +33,13 @@ class Beat:
     at_start: bool = False
 
 
-@dataclass(frozen=True)
-class Intervals:
-    recover_seconds: float
-    reconcile_seconds: float  # POLL_INTERVAL_SECONDS: pending payments and refunds
-    housekeeping_seconds: float = HOUSEKEEPING_INTERVAL_SECONDS
-
-
 def build_scheduler(
     *,
     engine: GenerationEngine,
     delivery: WakeableJob,
     housekeeping: Housekeeping,
     payments: PaymentService,
-    card_payments: bool,
-    intervals: Intervals,
+    recover_seconds: float,
     beats: Sequence[Beat] = (),
 ) -> tuple[AsyncIOScheduler, RunningJobs]:
     """The scheduler with every job added (not started), and the count of its jobs in flight."""
@@ -61,16 +53,14 @@ def build_scheduler(
         # next_run_time=None would add the job paused: leave it out for the first run one interval on.
         first_run = {"next_run_time": now} if beat.at_start else {}
         scheduler.add_job(beat.run, "interval", seconds=beat.seconds, id=beat.job_id, **first_run)
-    scheduler.add_job(
-        engine.recover, "interval", seconds=intervals.recover_seconds, next_run_time=now, id="recover-generation"
-    )
+    scheduler.add_job(engine.recover, "interval", seconds=recover_seconds, next_run_time=now, id="recover-generation")
     delivery.register(scheduler)
-    scheduler.add_job(housekeeping.run, "interval", seconds=intervals.housekeeping_seconds, id="housekeeping")
-    if card_payments or payments.stars is not None:
+    scheduler.add_job(housekeeping.run, "interval", seconds=HOUSEKEEPING_INTERVAL_SECONDS, id="housekeeping")
+    # Pending payments and open refunds are looked at on the payments' own poll interval.
+    reconcile_seconds = payments.poll_interval.total_seconds()
+    if payments.yookassa is not None or payments.stars is not None:
         # Pending card payments, open refunds (both rails) and refunds made in the dashboard.
-        scheduler.add_job(payments.reconcile, "interval", seconds=intervals.reconcile_seconds, id="reconcile-payments")
+        scheduler.add_job(payments.reconcile, "interval", seconds=reconcile_seconds, id="reconcile-payments")
     if payments.stars is not None:
-        scheduler.add_job(
-            payments.reconcile_stars, "interval", seconds=intervals.reconcile_seconds, id="reconcile-stars"
-        )
+        scheduler.add_job(payments.reconcile_stars, "interval", seconds=reconcile_seconds, id="reconcile-stars")
     return scheduler, running

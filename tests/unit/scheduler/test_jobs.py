@@ -10,7 +10,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from scheduler.engine import GenerationEngine
 from scheduler.housekeeping import Housekeeping
-from scheduler.jobs import HOUSEKEEPING_INTERVAL_SECONDS, Beat, Intervals, build_scheduler
+from scheduler.jobs import HOUSEKEEPING_INTERVAL_SECONDS, Beat, build_scheduler
 from scheduler.payments import PaymentService
 from scheduler.wakeup import WakeableJob
 
@@ -19,9 +19,16 @@ async def _nothing() -> None:
     return None
 
 
-def _payments(*, stars: bool) -> PaymentService:
+def _payments(*, card: bool, stars: bool) -> PaymentService:
     return cast(
-        PaymentService, SimpleNamespace(reconcile=_nothing, reconcile_stars=_nothing, stars=object() if stars else None)
+        PaymentService,
+        SimpleNamespace(
+            reconcile=_nothing,
+            reconcile_stars=_nothing,
+            yookassa=object() if card else None,
+            stars=object() if stars else None,
+            poll_interval=timedelta(seconds=60),
+        ),
     )
 
 
@@ -30,9 +37,8 @@ def _jobs(*, card: bool, stars: bool, beats: tuple[Beat, ...] = ()) -> dict[str,
         engine=cast(GenerationEngine, SimpleNamespace(recover=_nothing)),
         delivery=WakeableJob("deliver", _nothing, 0.5),
         housekeeping=cast(Housekeeping, SimpleNamespace(run=_nothing)),
-        payments=_payments(stars=stars),
-        card_payments=card,
-        intervals=Intervals(recover_seconds=30, reconcile_seconds=60),
+        payments=_payments(card=card, stars=stars),
+        recover_seconds=30,
         beats=beats,
     )
     scheduler.start(paused=True)  # works out each job's first run without running any
