@@ -75,17 +75,23 @@ class Results:
         key = (provider.name, provider_task_id)
         if self.state.creating(provider.name):
             self.state.remember_early_callback(key)
+        async with self.state.callback_locks.hold(key):
+            return await self._accept_checked_callback(provider, key, headers, body)
+
+    async def _accept_checked_callback(
+        self, provider: ImageProvider, key: tuple[str, str], headers: Mapping[str, str], body: bytes
+    ) -> int:
         # Ours first: a forged id costs one indexed lookup, never a call with our credentials.
         async with self.sessionmaker() as session:
-            status = await queue.provider_task_status(session, provider.name, provider_task_id)
+            status = await queue.provider_task_status(session, provider.name, key[1])
         if status is None:
             return 404
         self.state.forget_early_callback(key)
         if status != TaskStatus.SUBMITTED:
             return 200  # a duplicate of a settled task: nothing to do, nothing to fetch
         if key in self.state.callbacks_in_flight:
-            # A repeat of a callback being handled (or of one the submitter is fetching): that one
-            # fetch settles the task, and if it fails the backstop poll does.
+            # The submitter is fetching this task (its callback came early): that one fetch settles
+            # the task, and if it fails the backstop poll does.
             return 200
         self.state.callbacks_in_flight.add(key)  # the backstop poll leaves this task alone meanwhile
         try:
@@ -94,7 +100,7 @@ class Results:
             except BadSignatureError:
                 return 401
             except ProviderError as error:
-                log.warning("%s callback could not be checked: %s", provider_name, error)
+                log.warning("%s callback could not be checked: %s", provider.name, error)
                 return 503 if error.retryable else 400
             await self.handle_result(provider, result)
         finally:

@@ -10,7 +10,7 @@ import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 
-from scheduler.background import BackgroundTasks
+from scheduler.background import BackgroundTasks, KeyedLocks
 
 # Forged ids named in callbacks must not pile up while creates are in flight.
 MAX_EARLY_CALLBACKS = 10_000
@@ -48,6 +48,9 @@ class EngineState:
         self._early_callbacks: dict[tuple[str, str], None] = {}
         # (provider, task id) whose callback is being handled: the backstop poll leaves it alone meanwhile.
         self.callbacks_in_flight: set[tuple[str, str]] = set()
+        # Callbacks for one task are looked at one at a time: a repeat that read the task's status while
+        # the first was still being handled would fetch it a second time.
+        self.callback_locks = KeyedLocks()
         # The poll loop sleeps until the earliest due poll; a submit whose first poll comes earlier wakes it.
         self.poll_wakeup = asyncio.Event()
         self.poll_wake_at: datetime | None = None  # None: the poll loop is at work

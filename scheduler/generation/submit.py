@@ -6,16 +6,14 @@ uploaded once per job; each claim is leased until its create is recorded.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from providers.base import GenerationOptions, ImageProvider, ProviderError, RateLimitedError, Room
-from scheduler.background import BackgroundTasks
+from scheduler.background import BackgroundTasks, KeyedLocks
 from scheduler.generation.results import Results
 from scheduler.generation.roster import Roster
 from scheduler.generation.settle import Settler
@@ -62,7 +60,7 @@ class Submitter:
         self.signals = signals
         self.config = config
         self.inflight = BackgroundTasks("engine-create")  # its size bounds the creates in flight
-        self._ref_locks: dict[tuple[int, str], tuple[asyncio.Lock, int]] = {}  # (lock, its users)
+        self._upload_locks = KeyedLocks()  # one upload of a job's selfies per provider at a time
         self._before_admission: set[int] = set()  # claimed creates not yet at the provider's limiter
         self._leased: set[int] = set()  # claimed tasks whose create is not recorded yet
         self._paces: dict[int, CreatePace] = {}  # per create limiter (by identity)
@@ -322,25 +320,9 @@ class Submitter:
                 moments = await queue.recent_creates(session, provider.name, since)
             limiter.restore(moment.timestamp() for moment in moments)
 
-    @contextlib.asynccontextmanager
-    async def _upload_lock(self, key: tuple[int, str]) -> AsyncIterator[None]:
-        """One upload of a job's selfies per provider at a time; the lock goes when its last user
-        leaves (a lock per job kept for ever would grow with every job this process has seen)."""
-        lock, users = self._ref_locks.get(key, (asyncio.Lock(), 0))
-        self._ref_locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._ref_locks[key]
-            if users == 1:
-                del self._ref_locks[key]
-            else:
-                self._ref_locks[key] = (lock, users - 1)
-
     async def _references(self, job_id: int, provider: ImageProvider) -> list[str]:
         """Upload the job's selfies to this provider once per job; later tasks reuse the URLs."""
-        async with self._upload_lock((job_id, provider.name)):
+        async with self._upload_locks.hold((job_id, provider.name)):
             async with self.sessionmaker() as session:
                 job = await session.get(GenerationJob, job_id)
                 assert job is not None

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from scheduler.background import BackgroundTasks
+from scheduler.background import BackgroundTasks, KeyedLocks
 
 
 async def test_a_keyed_task_runs_once_at_a_time() -> None:
@@ -68,3 +68,18 @@ async def test_wait_any_returns_when_one_finishes_and_it_is_no_longer_counted() 
     assert len(tasks) == 1  # a bound on work in flight sees the room at once
     gates[1].set()
     await tasks.stop()
+
+
+async def test_keyed_locks_serialise_one_key_let_others_through_and_forget_an_unused_key() -> None:
+    locks, order = KeyedLocks(), []
+
+    async def use(key: str, name: str, pause: float) -> None:
+        async with locks.hold(key):
+            order.append(f"{name} in")
+            await asyncio.sleep(pause)
+            order.append(f"{name} out")
+
+    await asyncio.gather(use("a", "first", 0.05), use("a", "second", 0), use("b", "other", 0))
+    assert order.index("first out") < order.index("second in")  # the same key waits its turn
+    assert order.index("other in") < order.index("first out")  # another key does not
+    assert len(locks) == 0

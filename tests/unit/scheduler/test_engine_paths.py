@@ -184,7 +184,7 @@ async def test_a_create_the_provider_answers_is_recorded_as_submitted_with_its_f
         assert task.submitted_at is not None and task.next_poll_at is not None
         assert task.next_poll_at > task.submitted_at  # the backstop poll, not an immediate one
     assert len(rig.kie.uploads) == 2  # the two selfies, once per job rather than once per task
-    assert rig.engine.submitter._ref_locks == {}  # the job's upload lock went with its last create
+    assert len(rig.engine.submitter._upload_locks) == 0  # the job's upload lock went with its last create
     assert {c.callback_url for c in rig.kie.creates} == {"https://bot.example/providers/kie/callback"}
     assert await _events(rig, EventName.GENERATION_STARTED) == 1  # per job, not per task
     assert rig.replicate.creates == []
