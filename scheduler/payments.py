@@ -270,7 +270,9 @@ class PaymentService:
         settled = 0
         for provider_id in ids:
             try:
-                result = await self.sync(provider_id, report_cancel=False)
+                # The backstop of a lost (or outrun) payment.canceled notification: the user is told,
+                # as the notification would have told them; a payment that changed only once tells once.
+                result = await self.sync(provider_id)
             except PaymentProviderError as error:
                 log.warning("reconcile: YooKassa %s: %s", provider_id, error)
                 continue

@@ -456,6 +456,24 @@ async def test_lost_notification_is_recovered_by_reconciliation(
         await assert_ledger_balanced(app.sessionmaker)
 
 
+async def test_lost_cancellation_is_reported_by_reconciliation(
+    fake_telegram: FakeTelegram, database_url: str, tmp_path: Path
+) -> None:
+    """The poll that settles an expiry nobody notified (or that outran the notification) tells the
+    user, once: it used to settle it silently, and the user never heard the link had lapsed."""
+    async with payment_app(fake_telegram, database_url, tmp_path, POLL_INTERVAL_SECONDS=1) as (app, kassa):
+        user = fake_telegram.user(language_code="en")
+        await to_summary(app, user)
+        await choose(user, "By card")
+        provider_id = next(iter(kassa.payments))
+        kassa.lose_notifications = True
+        await kassa.expire(provider_id)
+        expired = await user.wait_reply(has_text("expired"), timeout=REPLY_TIMEOUT)
+        assert has_button("Pay again")(expired)
+        assert await app.payments.reconcile() == 0
+        assert len(texts(fake_telegram, user, "expired")) == 1
+
+
 async def test_lost_notification_and_check_button(fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path) -> None:
     async with payment_app(fake_telegram, sqlite_url, tmp_path) as (app, kassa):
         user = fake_telegram.user(language_code="en")
