@@ -84,8 +84,8 @@ async def remove_results_stored_before(session: AsyncSession, cutoff: datetime, 
             .order_by(GenerationTask.id)
             .limit(limit)
         )
-    ).tuples()
-    return await _clear_results(session, rows.all())
+    )
+    return await _clear_results(session, [(row[0], row[1], row[2]) for row in rows])
 
 
 async def user_has_active_job(session: AsyncSession, user_id: int) -> bool:
@@ -108,8 +108,8 @@ async def forget_user_photos(session: AsyncSession, user_id: int) -> list[str]:
             .join(GenerationJob, GenerationJob.id == GenerationTask.job_id)
             .where(GenerationJob.user_id == user_id)
         )
-    ).tuples()
-    keys += await _clear_results(session, rows.all(), forget_telegram_copy=True)
+    )
+    keys += await _clear_results(session, [(row[0], row[1], row[2]) for row in rows], forget_telegram_copy=True)
     return keys
 
 
