@@ -297,6 +297,7 @@ class Application:
             delivery=self.delivery,
             stars=self.payments.stars,
             broadcasts=self.broadcasts,
+            probes=self.provider_health,
         )
         self.accounts = AccountService(self.sessionmaker)
         self.results = ResultsService(self.sessionmaker, files=self.files)

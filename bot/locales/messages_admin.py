@@ -153,6 +153,12 @@ ADMIN_MESSAGES: dict[str, tuple[str, str]] = {
     "admin.provider.paused": ("на паузе", "paused"),
     "admin.provider.none": ("Провайдеры не настроены.", "No provider is configured."),
     "admin.provider.unknown": ("Нет провайдера «{name}».", "No provider named “{name}”."),
+    "admin.provider.probe": ("   ↳ {parts} (проверено {checked} UTC)", "   ↳ {parts} (checked {checked} UTC)"),
+    "admin.provider.balance": ("баланс {balance}", "balance {balance}"),
+    "admin.provider.balance_low": ("⚠️ баланс {balance}, ниже {threshold}", "⚠️ balance {balance}, below {threshold}"),
+    "admin.provider.model_ok": ("модель {model} доступна", "model {model} available"),
+    "admin.provider.model_missing": ("⚠️ модели {model} больше нет", "⚠️ model {model} is gone"),
+    "admin.provider.probe_failed": ("проверка не удалась: {error}", "probe failed: {error}"),
     "admin.provider_alert.balance_low.on": (
         "⚠️ Баланс {provider}: {balance}, ниже порога {threshold}. Пополните счёт: когда он кончится, "
         "портреты пойдут через резервного провайдера.",

@@ -1,6 +1,6 @@
 """Provider health over real HTTP: the clients' probes against the strict fakes (Kie's credit endpoint,
 Replicate's model lookup), the monitor's alerts (once per change, not per probe; shared through Redis
-between processes), and what /healthz shows in the real application."""
+between processes), and what /healthz and /provider show in the real application."""
 
 from __future__ import annotations
 
@@ -235,7 +235,7 @@ async def until_probed(app: Any, *names: str) -> None:
             await asyncio.sleep(0.05)
 
 
-async def test_healthz_shows_the_probes_and_admins_are_alerted(
+async def test_healthz_and_provider_show_the_probes_and_admins_are_alerted(
     fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path, kie: FakeKie, replicate: FakeReplicate
 ) -> None:
     settings = settings_for(
@@ -250,7 +250,8 @@ async def test_healthz_shows_the_probes_and_admins_are_alerted(
     async with running_app(settings) as app:
         admin = fake_telegram.user(ADMIN_ID, language_code="en")
         await until_probed(app, "kie", "replicate")  # probed at start, before the first interval
-        await ask(admin, "/provider", expect="Providers")  # the admin's chat with the bot exists
+        shown = await ask(admin, "/provider", expect="Providers")
+        assert "balance 500 (checked" in shown.content
         kie.balance = 42
         await app.provider_health.check()  # what the clocked job runs
         await admin.wait_reply(containing("kie balance is 42, below 100"), timeout=10)
@@ -270,6 +271,12 @@ async def test_healthz_shows_the_probes_and_admins_are_alerted(
         assert kie_health["checked_at"] and replicate_health["checked_at"]
         assert body["telegram"]["ok"] is True  # the hook still carries the Telegram link's detail
 
+        shown = await ask(admin, "/provider", expect="Providers")
+        assert "⚠️ balance 42, below 100" in shown.content
+        assert f"model {REPLICATE_MODEL} available" in shown.content
+
         replicate.retire(REPLICATE_MODEL)
         await app.provider_health.check()
         await admin.wait_reply(containing(f"model {REPLICATE_MODEL} is gone"), timeout=10)
+        shown = await ask(admin, "/provider", expect="Providers")
+        assert f"⚠️ model {REPLICATE_MODEL} is gone" in shown.content
