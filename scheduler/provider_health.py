@@ -138,10 +138,8 @@ class ProviderHealthMonitor:
 
     def as_json(self) -> dict[str, object]:
         """Per provider for /healthz; a provider not probed yet shows ``checked_at: null``."""
-        return {
-            name: self.reports[name].as_json() if name in self.reports else {"ok": None, "checked_at": None}
-            for name in self.names
-        }
+        unknown = dict.fromkeys(ProbeReport("", datetime.min).as_json())
+        return {name: self.reports[name].as_json() if name in self.reports else unknown for name in self.names}
 
     def _report(self, name: str, answer: AccountHealth | BaseException) -> ProbeReport:
         now = self._clock()

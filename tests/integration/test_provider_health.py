@@ -149,6 +149,7 @@ async def test_a_low_balance_alerts_once_then_again_only_after_a_change(
 ) -> None:
     notifier = RecordingNotifier()
     health = monitor(clients, notifier)
+    assert health.as_json()["kie"] == dict.fromkeys(health.as_json()["kie"])  # not probed yet: all null
     await health.check()
     assert alerts(notifier) == []  # a first look that finds all well is no news
     assert health.reports["kie"].ok and health.reports["kie"].balance == 500
