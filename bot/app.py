@@ -71,6 +71,7 @@ from scheduler.intake import IntakeLimits, IntakeService
 from scheduler.jobs import Beat, build_scheduler
 from scheduler.originals import OriginalsService
 from scheduler.payments import PaymentService
+from scheduler.provider_health import AlertLatch, MemoryLatch, ProviderHealthMonitor, RedisLatch
 from scheduler.results import ResultsService
 from scheduler.signals import WorkSignals
 from scheduler.wakeup import WakeableJob
@@ -161,6 +162,7 @@ class Application:
     web_app: web.Application = field(init=False)
     broadcasts: BroadcastService = field(init=False)
     admin: AdminService = field(init=False)
+    provider_health: ProviderHealthMonitor = field(init=False)
     accounts: AccountService = field(init=False)
     results: ResultsService = field(init=False)
     intake: IntakeService = field(init=False)
@@ -281,6 +283,13 @@ class Application:
         self.broadcasts = BroadcastService(
             self.sessionmaker, sender=TelegramBroadcastSender(self.bot), notifier=notifier
         )
+        self.provider_health = ProviderHealthMonitor(
+            self.providers,
+            notifier=notifier,
+            admin_chat_ids=settings.ADMIN_IDS,
+            balance_alert_below={"kie": settings.KIE_BALANCE_ALERT_BELOW},
+            latch=self._alert_latch(),
+        )
         self.admin = AdminService(
             self.sessionmaker,
             payments=self.payments,
@@ -288,6 +297,7 @@ class Application:
             delivery=self.delivery,
             stars=self.payments.stars,
             broadcasts=self.broadcasts,
+            probes=self.provider_health,
         )
         self.accounts = AccountService(self.sessionmaker)
         self.results = ResultsService(self.sessionmaker, files=self.files)
@@ -309,7 +319,7 @@ class Application:
             self.telegram.sessionmaker = self.sessionmaker
         self.web_app = build_web_app(
             db_engine=self.db_engine,
-            extra_checks=self.telegram.health if self.telegram is not None else None,
+            extra_checks=self._health_details,
             heartbeat=self.heartbeat,
             metrics=self.metrics,
             sessionmaker=self.sessionmaker,
@@ -405,12 +415,25 @@ class Application:
     ) -> SlidingWindowLimiter | RedisSlidingWindowLimiter:
         calls, seconds = parse_limit(limit)
         if self.settings.REDIS_URL:
-            import redis.asyncio as redis_asyncio
-
-            if self._redis is None:
-                self._redis = redis_asyncio.Redis.from_url(self.settings.REDIS_URL)
-            return RedisSlidingWindowLimiter(self._redis, f"pinglass:limit:{name}:{kind}", calls, seconds)
+            return RedisSlidingWindowLimiter(self._redis_client(), f"pinglass:limit:{name}:{kind}", calls, seconds)
         return SlidingWindowLimiter(calls, seconds)
+
+    def _redis_client(self) -> Any:
+        import redis.asyncio as redis_asyncio
+
+        if self._redis is None:
+            self._redis = redis_asyncio.Redis.from_url(self.settings.REDIS_URL)
+        return self._redis
+
+    def _alert_latch(self) -> AlertLatch:
+        # Shared through Redis when there is one, so the processes of a deploy alert once between them.
+        return RedisLatch(self._redis_client()) if self.settings.REDIS_URL else MemoryLatch()
+
+    def _health_details(self) -> dict[str, object]:
+        """/healthz detail beyond the web app's own: the Telegram link and the providers' last probes."""
+        details: dict[str, object] = dict(self.telegram.health()) if self.telegram is not None else {}
+        details["provider_health"] = self.provider_health.as_json()
+        return details
 
     def _download_policy(self) -> DownloadPolicy:
         settings = self.settings
@@ -523,6 +546,7 @@ class Application:
             housekeeping=self.housekeeping,
             payments=self.payments,
             recover_seconds=self.settings.RECOVER_INTERVAL_SECONDS,
+            provider_health=self.provider_health,
             beats=(
                 Beat("process-heartbeat", self.registry.beat, HEARTBEAT_SECONDS),
                 Beat("heartbeat", self.heartbeat.beat, self.heartbeat.interval_seconds, at_start=True),

@@ -117,6 +117,8 @@ class Settings(BaseSettings):
     INTAKE_REJECTS_PER_HOUR: int = Field(default=20, ge=1)
     # Bearer token for /metrics and the detail of /healthz; empty: both open (bind WEB_HOST privately).
     METRICS_TOKEN: SecretStr = SecretStr("")
+    # Kie credits below which the admins are alerted (once per crossing; 0: never). 1 credit ≈ $0.005.
+    KIE_BALANCE_ALERT_BELOW: float = Field(default=1000.0, ge=0)
     # Result downloads: https only, from the provider's own hosts plus these (a leading dot: any
     # subdomain), never to private or link-local addresses; loopback over http only for local fakes.
     DOWNLOAD_ALLOWED_HOSTS: Annotated[list[str], NoDecode] = Field(default_factory=list)

@@ -138,6 +138,23 @@ class ImageProvider(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class AccountHealth:
+    """What a provider's health probe learned; None: this provider cannot tell (no such endpoint)."""
+
+    balance: float | None = None  # remaining account credits, in the provider's own unit
+    model: str | None = None  # the configured model the probe looked up
+    model_exists: bool | None = None  # False: the provider no longer offers it (retired, renamed)
+
+
+@runtime_checkable
+class HealthProbe(Protocol):
+    """Optional beside ImageProvider: providers with an account or model endpoint implement it."""
+
+    async def probe_health(self) -> AccountHealth:
+        """One cheap call or two; raises ProviderError when the provider cannot be asked."""
+
+
+@dataclass(frozen=True, slots=True)
 class Room:
     """What a create limiter can admit now: ``free`` slots, else a slot frees in ``wait_seconds``."""
 

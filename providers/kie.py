@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from providers.base import (
+    AccountHealth,
     BadSignatureError,
     CreateLimiter,
     GenerationOptions,
@@ -443,6 +444,10 @@ class KieProvider:
             return float(data)
         except ValueError as exc:
             raise RetryableProviderError(f"credit answered a non-number: {data!r}") from exc
+
+    async def probe_health(self) -> AccountHealth:
+        # Kie has no model lookup (an unknown model shows only as a refused createTask): balance only.
+        return AccountHealth(balance=await self.get_credits())
 
     # ------------------------------------------------------------------ callbacks
 

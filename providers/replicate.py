@@ -26,6 +26,7 @@ import httpx
 from standardwebhooks import Webhook
 
 from providers.base import (
+    AccountHealth,
     BadSignatureError,
     CreateLimiter,
     GenerationOptions,
@@ -393,6 +394,17 @@ class ReplicateProvider:
         if not isinstance(key, str) or not key.startswith("whsec_"):
             raise RetryableProviderError("replicate get webhook secret: response has no whsec_ key")
         return key
+
+    async def probe_health(self) -> AccountHealth:
+        """``GET /v1/models/{owner}/{name}``: 404 means the configured model is gone. Replicate has no
+        balance endpoint; an empty balance shows as 402 on creates instead."""
+        try:
+            await self._request("GET", f"/v1/models/{self._model.slug}", action="get model")
+        except PermanentProviderError as error:
+            if error.status != 404:
+                raise
+            return AccountHealth(model=self.model, model_exists=False)
+        return AccountHealth(model=self.model, model_exists=True)
 
     async def download(self, url: str) -> bytes:
         """Fetch an output (https URL or data: URI); 404/410 mean it already expired (permanent)."""

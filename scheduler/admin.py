@@ -20,6 +20,7 @@ from providers.stars import StarsPayments
 from scheduler.delivery import DeliveryService
 from scheduler.engine import GenerationEngine
 from scheduler.payments import OrderNotPayable, PaymentService
+from scheduler.provider_health import ProbeReport, ProviderHealthMonitor
 from storage import admin as queries
 from storage import broadcasts as broadcast_queries
 from storage import jobs as job_queries
@@ -106,6 +107,7 @@ class ProviderHealth:
     tried: int
     succeeded: int
     latency_p50: float | None
+    probe: ProbeReport | None = None  # the last balance/model probe; None: not probed (yet, or at all)
 
 
 class AdminService:
@@ -118,8 +120,10 @@ class AdminService:
         delivery: DeliveryService,
         stars: StarsPayments | None,
         broadcasts: BroadcastRunner,
+        probes: ProviderHealthMonitor | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
+        self.probes = probes
         self.payments = payments
         self.engine = engine
         self.delivery = delivery
@@ -405,6 +409,7 @@ class AdminService:
                     tried=len(mine),
                     succeeded=sum(1 for row in mine if row[1] in PORTRAIT_TASK_STATUSES),
                     latency_p50=percentile(latencies, 0.5),
+                    probe=self.probes.reports.get(name) if self.probes is not None else None,
                 )
             )
         return health
