@@ -22,7 +22,11 @@ from studio.policy import CircuitBreaker, FallbackPolicy, choose_provider, peek_
 
 log = logging.getLogger(__name__)
 
-CALLBACK_PATHS = {"kie": "/providers/kie/callback", "replicate": "/providers/replicate/webhook"}
+CALLBACK_PATHS = {
+    "kie": "/providers/kie/callback",
+    "replicate": "/providers/replicate/webhook",
+    "selfhosted": "/providers/selfhosted/webhook",
+}
 
 
 def model_of(provider: ImageProvider) -> str | None:
