@@ -118,6 +118,7 @@ class FakeGenerator:
         latency: tuple[float, float] = (0.02, 0.08),
         fail_rate: float = 0.0,
         image_size: tuple[int, int] = (512, 640),
+        result_renderer: Callable[[str, tuple[int, int]], bytes] | None = None,
         webhook_timestamp_skew: float = 0.0,
         seed: int = 0,
     ) -> None:
@@ -126,6 +127,8 @@ class FakeGenerator:
         self.latency = latency
         self.fail_rate = fail_rate
         self.image_size = image_size
+        # As FakeKie's: cheap distinct noise by default; the face tests pass one that draws a face.
+        self.result_renderer = result_renderer or render_result_png
         self.webhook_timestamp_skew = webhook_timestamp_skew
 
         self.jobs: dict[str, FakeJob] = {}
@@ -352,7 +355,7 @@ class FakeGenerator:
             job.status, job.error = "failed", job.outcome.error
         else:
             name = f"{job.job_id}.png"
-            self._results[name] = await asyncio.to_thread(render_result_png, job.job_id, self.image_size)
+            self._results[name] = await asyncio.to_thread(self.result_renderer, job.job_id, self.image_size)
             job.status, job.result_url = "completed", f"{self.url}/results/{name}"
         job.processing_time_ms = round((time.monotonic() - started) * 1000)
         self._changed.set()

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from bot.app import Application
 from bot.settings import Settings
 from storage import ledger
-from storage.files import SignedFileUrls
+from storage.files import S3FileStore, SignedFileUrls
 from storage.models import GenerationTask, ReferencePhoto
 from studio.states import JobStatus, TaskStatus
 from tests.engine_support import job_row, provider_settings, seed_paid_job, wait_until_stored
@@ -25,6 +25,9 @@ from tests.fakes.kie import FakeKie
 from tests.fakes.replicate import FakeReplicate
 from tests.fakes.telegram import FakeTelegram
 from tests.harness import app_settings, free_port, running_app
+from tests.moto_server import MotoS3Server, moto_s3_endpoint, unique_bucket_name
+
+__all__ = ["moto_s3_endpoint"]  # the imported fixture is used by name
 
 
 def _fast(name: str, max_attempts: int = 2) -> dict[str, Any]:
@@ -131,6 +134,30 @@ async def test_a_pack_completes_on_the_generator_polling_only(
             assert {call["webhook_url"] for call in generator.generate_calls} == {None}
             assert generator.webhooks == [] and len(generator.status_calls) >= 7
             assert {task.provider for task in await _tasks(app, job_id)} == {"selfhosted"}
+
+
+async def test_with_files_in_s3_the_generator_reads_the_selfies_through_the_app_not_from_s3(
+    fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path, moto_s3_endpoint: MotoS3Server
+) -> None:
+    s3 = {
+        "STORAGE_BACKEND": "s3",
+        "S3_BUCKET": unique_bucket_name("generator"),
+        "S3_ENDPOINT_URL": moto_s3_endpoint.endpoint_url,
+        "S3_REGION": moto_s3_endpoint.region,
+        "S3_ACCESS_KEY": moto_s3_endpoint.access_key,
+        "S3_SECRET_KEY": moto_s3_endpoint.secret_key,
+    }
+    async with FakeGenerator(latency=(0.05, 0.1)) as generator:
+        settings = polling_only(
+            fake_telegram, sqlite_url, tmp_path / "files", **provider_settings(**generator_settings(generator)), **s3
+        )
+        async with running_app(settings) as app:
+            assert isinstance(app.files, S3FileStore)
+            await app.files.ensure_bucket()
+            job_id = await _start_pack(app, fake_telegram.user().id, pack="trial")
+            await wait_until_stored(app.sessionmaker, [job_id], 3, within_seconds=30)
+            _assert_read_through_signed_links(generator, app, await _selfie_keys(app))
+            assert not any(moto_s3_endpoint.endpoint_url in fetch.url for fetch in generator.reference_fetches)
 
 
 async def test_forged_and_expired_webhooks_are_refused_and_change_nothing(
