@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -47,9 +46,12 @@ from bot.telegram_limits import ForgivingCallbackAnswers, OutgoingLimits, Respon
 from bot.web import (
     KIE_CALLBACK_PATH,
     REPLICATE_WEBHOOK_PATH,
+    SELFHOSTED_WEBHOOK_PATH,
+    SIGNED_FILES_PATH,
     TELEGRAM_WEBHOOK_PATH,
     YOOKASSA_PATH,
     build_web_app,
+    signed_files,
     yookassa_notifications,
 )
 from providers.base import ImageProvider
@@ -58,6 +60,7 @@ from providers.http import DownloadPolicy
 from providers.kie import KieProvider
 from providers.ratelimit import RedisSlidingWindowLimiter, SlidingWindowLimiter
 from providers.replicate import ReplicateProvider
+from providers.selfhosted import SelfHostedProvider
 from providers.stars import StarsPayments
 from providers.yookassa import IpAllowList, YooKassaClient, client_ip
 from scheduler.accounts import AccountService
@@ -75,15 +78,16 @@ from scheduler.provider_health import AlertLatch, MemoryLatch, ProviderHealthMon
 from scheduler.results import ResultsService
 from scheduler.signals import WorkSignals
 from scheduler.wakeup import WakeableJob
+from storage.avatars import is_reference_of_job_in_flight
 from storage.db import count_statements, create_engine, create_sessionmaker
-from storage.files import FileStore, LocalFileStore, S3FileStore
+from storage.files import FileStore, LocalFileStore, S3FileStore, SignedFileUrls
 from storage.fsm import DatabaseStorage
 from storage.images import register_heif
 from storage.migrate import upgrade_async
 from studio.catalogue import Catalogue, load_catalogue
 from studio.delivery import ALBUM_MAX, ChatBudgets
 from studio.faces import FaceLimits
-from studio.policy import FallbackPolicy
+from studio.policy import parse_fallback_policy
 
 log = logging.getLogger("pinglass")
 
@@ -236,9 +240,7 @@ class Application:
             files=self.files,
             catalogue=self.catalogue,
             providers=self.providers,
-            policy=FallbackPolicy.from_dict(json.loads(settings.FALLBACK_POLICY))
-            if settings.FALLBACK_POLICY
-            else FallbackPolicy(),
+            policy=parse_fallback_policy(settings.FALLBACK_POLICY),
             signals=self.signals,
             notifier=notifier,
             config=EngineConfig(
@@ -329,6 +331,7 @@ class Application:
         )
         self._add_payment_routes()
         self._add_provider_routes()
+        self._add_file_routes()
         if self.with_bot and settings.PUBLIC_URL:
             SimpleRequestHandler(
                 dispatcher=self.dispatcher,
@@ -471,7 +474,37 @@ class Application:
                     status_limiter=self._limiter("replicate", settings.REPLICATE_STATUS_LIMIT, "status"),
                 )
             )
+        if settings.GENERATOR_URL:
+            links = SignedFileUrls(settings.file_url_secret, settings.generator_files_url)
+            providers.append(
+                SelfHostedProvider(
+                    settings.GENERATOR_URL,
+                    settings.GENERATOR_TOKEN.get_secret_value(),
+                    reference_links=links.url_for,
+                    webhook_secret=settings.GENERATOR_WEBHOOK_SECRET.get_secret_value() or None,
+                    create_limiter=self._limiter("selfhosted", settings.GENERATOR_CREATE_LIMIT),
+                    download_policy=self._download_policy(),
+                    status_limiter=self._limiter("selfhosted", settings.GENERATOR_STATUS_LIMIT, "status"),
+                )
+            )
         return providers
+
+    def _add_file_routes(self) -> None:
+        """Signed /files links: how the self-hosted generator reads the selfies of the jobs it runs."""
+        sessionmaker = self.sessionmaker
+
+        async def reference_in_flight(key: str) -> bool:
+            async with sessionmaker() as session:
+                return await is_reference_of_job_in_flight(session, key)
+
+        self.web_app.router.add_get(
+            SIGNED_FILES_PATH,
+            signed_files(
+                links=SignedFileUrls(self.settings.file_url_secret),
+                files=self.files,
+                may_serve=reference_in_flight,
+            ),
+        )
 
     def _add_provider_routes(self) -> None:
         engine = self.engine_service
@@ -485,6 +518,7 @@ class Application:
 
         self.web_app.router.add_post(KIE_CALLBACK_PATH, endpoint("kie"))
         self.web_app.router.add_post(REPLICATE_WEBHOOK_PATH, endpoint("replicate"))
+        self.web_app.router.add_post(SELFHOSTED_WEBHOOK_PATH, endpoint("selfhosted"))
 
     def _add_payment_routes(self) -> None:
         settings = self.settings

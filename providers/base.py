@@ -109,8 +109,10 @@ class ImageProvider(Protocol):
     def create_limiter(self) -> CreateLimiter | None:
         """The budget ``create_task`` admits itself through (None: unlimited, as in unit tests)."""
 
-    async def upload_reference(self, data: bytes, name: str) -> str:
-        """Upload one reference photo; return a URL the provider can read. Unique names only."""
+    async def upload_reference(self, data: bytes, name: str, *, stored_key: str | None = None) -> str:
+        """Upload one reference photo; return a URL the provider can read. Unique names only.
+        ``stored_key`` is where our file store holds it: a provider that reads our own signed
+        ``/files`` links (the self-hosted generator) links to it instead of uploading ``data``."""
 
     async def create_task(
         self,

@@ -293,7 +293,7 @@ class KieProvider:
 
     # ------------------------------------------------------------------ upload
 
-    async def upload_reference(self, data: bytes, name: str) -> str:
+    async def upload_reference(self, data: bytes, name: str, *, stored_key: str | None = None) -> str:
         if not data:
             raise PermanentProviderError("refusing to upload an empty file")
         # Kie overwrites (and may serve a cached stale copy of) a reused fileName: always unique.

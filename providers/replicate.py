@@ -269,7 +269,7 @@ class ReplicateProvider:
     def model(self) -> str:
         return self._model.slug if self._model.version is None else f"{self._model.slug}:{self._model.version}"
 
-    async def upload_reference(self, data: bytes, name: str) -> str:
+    async def upload_reference(self, data: bytes, name: str, *, stored_key: str | None = None) -> str:
         """Upload through the Files API: the URL is reused by every task of a job, unlike a data: URL."""
         if not data:
             raise PermanentProviderError("refusing to upload an empty reference photo")
