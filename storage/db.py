@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
@@ -51,5 +52,40 @@ def count_statements(engine: AsyncEngine, on_statement: Callable[[], None]) -> N
     event.listen(engine.sync_engine, "before_cursor_execute", before_cursor_execute)
 
 
+_T = TypeVar("_T")
+
+
+async def _run_to_completion(work: Coroutine[Any, Any, _T]) -> _T:
+    """Run ``work`` in a task of its own to its end even if the caller is cancelled meanwhile; the
+    cancellation is re-raised afterwards (SQLAlchemy's own rule for ``close()`` on exit)."""
+    task = asyncio.create_task(work)
+    cancelled: asyncio.CancelledError | None = None
+    while True:
+        try:
+            result = await asyncio.shield(task)
+        except asyncio.CancelledError as error:
+            if task.done():
+                raise
+            cancelled = error
+        else:
+            break
+    if cancelled is not None:
+        raise cancelled
+    return result
+
+
+class CommitToCompletionSession(AsyncSession):
+    """A session whose commit is never cut off halfway.
+
+    A stop cancels background workers wherever they are; one cancelled inside ``commit()`` interrupted
+    the connection's return to the pool (its rollback-on-return), and on SQLite that connection then
+    kept the write lock: the worker's next write, and every other, waited out the 30 s busy timeout
+    and failed with "database is locked" (seen as 35-85 s engine tests on a loaded machine).
+    """
+
+    async def commit(self) -> None:
+        await _run_to_completion(super().commit())
+
+
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)
+    return async_sessionmaker(engine, expire_on_commit=False, class_=CommitToCompletionSession)

@@ -1,0 +1,53 @@
+"""A commit is never cut off halfway: a stop that cancels a worker inside ``commit()`` lets the commit
+finish (and its connection go back to the pool whole), then the cancellation goes on."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from sqlalchemy import event, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
+
+from storage.models import User, utcnow
+
+
+def _user(telegram_id: int) -> User:
+    now = utcnow()
+    return User(telegram_id=telegram_id, language="en", created_at=now, last_seen_at=now)
+
+
+async def test_a_commit_cancelled_midway_is_carried_through_and_the_next_writer_gets_in_at_once(
+    sqlite_sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    loop = asyncio.get_running_loop()
+    writers: list[asyncio.Task[None]] = []
+
+    async def writer() -> None:
+        async with sqlite_sessionmaker() as session:
+            session.add(_user(501))
+            await session.commit()
+
+    def cancel_the_writer(_session: Session) -> None:
+        # Twice, as a stop does (its own cancel, then the scheduler's), while the commit is under way.
+        loop.call_soon_threadsafe(writers[0].cancel)
+        loop.call_soon_threadsafe(loop.call_soon, writers[0].cancel)
+
+    event.listen(Session, "before_commit", cancel_the_writer)
+    try:
+        writers.append(asyncio.create_task(writer()))
+        with pytest.raises(asyncio.CancelledError):
+            await writers[0]
+    finally:
+        event.remove(Session, "before_commit", cancel_the_writer)
+
+    started = time.monotonic()
+    async with asyncio.timeout(10), sqlite_sessionmaker() as session:
+        session.add(_user(502))
+        await session.commit()
+    assert time.monotonic() - started < 2  # not SQLite's 30 s busy timeout
+    async with sqlite_sessionmaker() as session:
+        kept = set((await session.execute(select(User.telegram_id))).scalars())
+    assert {501, 502} <= kept  # the cancelled commit was carried through, not abandoned
