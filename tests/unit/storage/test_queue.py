@@ -162,6 +162,19 @@ async def test_only_queued_jobs_are_claimed(session: AsyncSession) -> None:
     assert await queue.claim_queued_jobs(session, WORKER, 10) == []
 
 
+async def test_a_job_no_longer_queued_never_takes_a_place_in_the_claims_limit(session: AsyncSession) -> None:
+    await _job(session, 1, status=JobStatus.COMPLETED, created_at=NOW - timedelta(hours=3))
+    await _job(session, 2, status=JobStatus.CANCELLED, created_at=NOW - timedelta(hours=2))
+    queued = await _job(session, 3, status=JobStatus.QUEUED, created_at=NOW - timedelta(hours=1))
+    assert await queue.claim_queued_jobs(session, WORKER, 1) == [queued]
+
+
+async def test_jobs_queued_at_the_same_moment_are_claimed_lowest_id_first(session: AsyncSession) -> None:
+    for job_id in (9, 5, 7):
+        await _job(session, job_id, status=JobStatus.QUEUED, created_at=NOW - timedelta(hours=1))
+    assert await queue.claim_queued_jobs(session, WORKER, 1) == [5]
+
+
 async def test_a_user_at_their_limit_of_processing_or_delivering_jobs_waits(session: AsyncSession) -> None:
     processing_user = await _user(session, 1)
     delivering_user = await _user(session, 2)
@@ -261,6 +274,14 @@ async def test_a_claim_takes_due_unleased_pending_tasks_of_processing_jobs_only(
     await _task(session, cancelled, 0)  # inconsistent rows that must never be claimed
     await _task(session, queued, 0)
     assert await queue.claim_pending_tasks(session, WORKER, 10, LEASE) == [free, due_now, lapsed]
+
+
+async def test_a_task_no_longer_pending_never_takes_a_place_in_the_claims_limit(session: AsyncSession) -> None:
+    job = await _job(session, 1)
+    await _task(session, job, 0, TaskStatus.SUBMITTED, next_poll_at=NOW - SECOND)
+    await _task(session, job, 1, TaskStatus.SKIPPED)
+    pending = await _task(session, job, 2)
+    assert await queue.claim_pending_tasks(session, WORKER, 1, LEASE) == [pending]
 
 
 async def test_claimed_tasks_are_leased_to_the_worker_until_now_plus_the_lease(session: AsyncSession) -> None:
