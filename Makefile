@@ -53,10 +53,11 @@ PYTEST_ARGS ?= -n 6 --dist worksteal
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Mutation testing (not part of `make test`; 3-6 minutes here, see README): mutmut changes the money,
-# claim, transition, policy and delivery-batching rules one mutant at a time ([tool.mutmut] in
-# pyproject.toml names the modules and their unit tests) and prints killed/total per module and every
-# mutant no test killed; tests/mutation_survivors.md says why each one left is harmless.
+# Mutation testing (not part of `make test`; minutes on a quiet machine, half an hour under heavy load, see
+# README): mutmut changes the money, claim, transition, policy, delivery-batching and work-queue rules one
+# mutant at a time ([tool.mutmut] in pyproject.toml names the modules and their unit tests) and prints
+# killed/total per module and every mutant no test killed; tests/mutation_survivors.md says why each one
+# left is harmless.
 # mutmut, not cosmic-ray: mutmut forks each mutant from one process that has already imported pytest,
 # the code and the tests, and runs only the tests that executed the mutated function (it records them
 # in a first, clean run), so 1,300 mutants take minutes on two cores. cosmic-ray starts the test
