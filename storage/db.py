@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -74,18 +75,31 @@ async def _run_to_completion(work: Coroutine[Any, Any, _T]) -> _T:
     return result
 
 
-class CommitToCompletionSession(AsyncSession):
-    """A session whose commit is never cut off halfway.
+def _to_completion(method: Callable[..., Coroutine[Any, Any, _T]]) -> Callable[..., Coroutine[Any, Any, _T]]:
+    @functools.wraps(method)
+    async def run(self: AsyncSession, *args: Any, **kwargs: Any) -> _T:
+        return await _run_to_completion(method(self, *args, **kwargs))
 
-    A stop cancels background workers wherever they are; one cancelled inside ``commit()`` interrupted
-    the connection's return to the pool (its rollback-on-return), and on SQLite that connection then
-    kept the write lock: the worker's next write, and every other, waited out the 30 s busy timeout
-    and failed with "database is locked" (seen as 35-85 s engine tests on a loaded machine).
+    return run
+
+
+class WorkToCompletionSession(AsyncSession):
+    """A session whose statements and commits are never cut off halfway.
+
+    A stop cancels background workers wherever they are. On SQLite a worker cancelled between a
+    statement and its result (aiosqlite runs and fetches in two steps), or inside ``commit()`` (the
+    connection's rollback-on-return), left a connection holding the write lock: the next writer waited
+    out the 30 s busy timeout and failed with "database is locked" (the delivery worker's release at
+    stop; 35-85 s engine tests on a loaded machine). Here the statement or commit finishes first and
+    the cancellation follows it, as SQLAlchemy already does for ``close()``.
     """
 
-    async def commit(self) -> None:
-        await _run_to_completion(super().commit())
+
+# Set on the class rather than written as overrides: the base methods' overloaded signatures stay as
+# they are for the type checker, and only the way they are awaited changes.
+for _name in ("execute", "scalar", "flush", "commit", "rollback"):
+    setattr(WorkToCompletionSession, _name, _to_completion(getattr(AsyncSession, _name)))
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, class_=CommitToCompletionSession)
+    return async_sessionmaker(engine, expire_on_commit=False, class_=WorkToCompletionSession)

@@ -7,7 +7,7 @@ import asyncio
 import time
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
@@ -51,3 +51,40 @@ async def test_a_commit_cancelled_midway_is_carried_through_and_the_next_writer_
     async with sqlite_sessionmaker() as session:
         kept = set((await session.execute(select(User.telegram_id))).scalars())
     assert {501, 502} <= kept  # the cancelled commit was carried through, not abandoned
+
+
+async def test_a_statement_cancelled_between_running_and_fetching_leaves_no_write_lock_behind(
+    sqlite_sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """aiosqlite runs a statement and fetches its rows in two steps: a cancel between them must not
+    leave an UPDATE ... RETURNING half-read, holding SQLite's write lock."""
+    loop = asyncio.get_running_loop()
+    async with sqlite_sessionmaker() as session:
+        session.add(_user(601))
+        await session.commit()
+    writers: list[asyncio.Task[None]] = []
+
+    async def writer() -> None:
+        async with sqlite_sessionmaker() as session:
+            await session.execute(update(User).where(User.telegram_id == 601).values(language="ru").returning(User.id))
+            await session.commit()
+
+    def cancel_the_writer(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if statement.startswith("UPDATE"):
+            loop.call_soon_threadsafe(writers[0].cancel)
+            loop.call_soon_threadsafe(loop.call_soon, writers[0].cancel)
+
+    engine = sqlite_sessionmaker.kw["bind"].sync_engine
+    event.listen(engine, "before_cursor_execute", cancel_the_writer)
+    try:
+        writers.append(asyncio.create_task(writer()))
+        with pytest.raises(asyncio.CancelledError):
+            await writers[0]
+    finally:
+        event.remove(engine, "before_cursor_execute", cancel_the_writer)
+
+    started = time.monotonic()
+    async with asyncio.timeout(40), sqlite_sessionmaker() as session:
+        session.add(_user(602))
+        await session.commit()
+    assert time.monotonic() - started < 2  # not SQLite's 30 s busy timeout
