@@ -33,7 +33,7 @@ async def test_a_commit_cancelled_midway_is_carried_through_and_the_next_writer_
     def cancel_the_writer(_session: Session) -> None:
         # Twice, as a stop does (its own cancel, then the scheduler's), while the commit is under way.
         loop.call_soon_threadsafe(writers[0].cancel)
-        loop.call_soon_threadsafe(loop.call_soon, writers[0].cancel)
+        loop.call_soon_threadsafe(_cancel_on_next_turn, loop, writers[0])
 
     event.listen(Session, "before_commit", cancel_the_writer)
     try:
@@ -72,7 +72,7 @@ async def test_a_statement_cancelled_between_running_and_fetching_leaves_no_writ
     def cancel_the_writer(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
         if statement.startswith("UPDATE"):
             loop.call_soon_threadsafe(writers[0].cancel)
-            loop.call_soon_threadsafe(loop.call_soon, writers[0].cancel)
+            loop.call_soon_threadsafe(_cancel_on_next_turn, loop, writers[0])
 
     engine = sqlite_sessionmaker.kw["bind"].sync_engine
     event.listen(engine, "before_cursor_execute", cancel_the_writer)
@@ -88,3 +88,7 @@ async def test_a_statement_cancelled_between_running_and_fetching_leaves_no_writ
         session.add(_user(602))
         await session.commit()
     assert time.monotonic() - started < 2  # not SQLite's 30 s busy timeout
+
+
+def _cancel_on_next_turn(loop: asyncio.AbstractEventLoop, task: asyncio.Task[None]) -> None:
+    loop.call_soon(task.cancel)
