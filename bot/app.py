@@ -434,6 +434,7 @@ class Application:
                     create_limiter=self._limiter("kie", settings.KIE_CREATE_LIMIT),
                     download_policy=self._download_policy(),
                     status_limiter=self._limiter("kie", settings.KIE_STATUS_LIMIT, "status"),
+                    price_per_image=settings.KIE_PRICE_PER_IMAGE,
                 )
             )
         if settings.REPLICATE_API_TOKEN.get_secret_value():
@@ -446,6 +447,7 @@ class Application:
                     create_limiter=self._limiter("replicate", settings.REPLICATE_CREATE_LIMIT),
                     download_policy=self._download_policy(),
                     status_limiter=self._limiter("replicate", settings.REPLICATE_STATUS_LIMIT, "status"),
+                    price_per_image=settings.REPLICATE_PRICE_PER_IMAGE,
                 )
             )
         return providers
