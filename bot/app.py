@@ -288,6 +288,7 @@ class Application:
             delivery=self.delivery,
             stars=self.payments.stars,
             broadcasts=self.broadcasts,
+            usd_rates=self.settings.usd_rates,
         )
         self.accounts = AccountService(self.sessionmaker)
         self.results = ResultsService(self.sessionmaker, files=self.files)

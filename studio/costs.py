@@ -69,6 +69,13 @@ def margin(
     return Margin(total, micros_to_usd(cost_micros), tuple(unconverted))
 
 
+def provider_margin(total: Margin, done: int, done_total: int, cost_micros: int) -> Margin:
+    """One provider's part: the revenue shared out by the portraits each delivered (a pack's price
+    does not depend on who drew it), minus what its own creates cost."""
+    revenue = total.revenue_usd * done / done_total if done_total else Decimal(0)
+    return Margin(revenue, micros_to_usd(cost_micros), total.unconverted)
+
+
 def format_usd(value: Decimal) -> str:
     """ "$0.04", "$0.0325", "-$1.20": cents always, more digits only when they carry a value."""
     quantised = value.quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
