@@ -28,7 +28,8 @@ from storage.models import (
 )
 from studio.generation import claim_key
 from studio.states import JobStatus, PaymentStatus, TaskStatus
-from tests.engine_support import seed_paid_job
+from tests.engine_support import job_row, provider_settings, seed_paid_job
+from tests.fakes.kie import FakeKie
 from tests.fakes.telegram import ChatMessage, FakeTelegram, FakeUser
 from tests.harness import app_settings, running_app
 
@@ -372,3 +373,47 @@ async def test_ban_gets_one_polite_message_and_nothing_else(
             assert ban is not None and ban.banned_by == ADMIN_ID and ban.notified_at is not None
         await ask(admin, "/unban", "@rowdy", expect="is unbanned")
         assert "How it works" in (await ask(user, "/help")).content
+
+
+async def test_stats_shows_what_a_pack_cost_at_known_prices(
+    fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path
+) -> None:
+    """A real pack through the engine and fake Kie at $0.05 an image, paid 250 Stars at 50 Stars/USD."""
+    kie = FakeKie(create_limit=20, create_window_seconds=1.0, latency=(0.02, 0.05))
+    await kie.start()
+    try:
+        settings = settings_for(
+            fake_telegram,
+            sqlite_url,
+            tmp_path,
+            **provider_settings(kie, POLL_INTERVAL_SECONDS=1, KIE_PRICE_PER_IMAGE="0.05", STARS_PER_USD="50"),
+        )
+        async with running_app(settings) as app:
+            job_id = await seed_paid_job(
+                app.sessionmaker, app.files, app.catalogue, telegram_id=fake_telegram.user().id, pack="p7"
+            )
+            app.signals.job_queued()
+
+            async def delivered() -> bool:
+                return (await job_row(app.sessionmaker, job_id)).status == JobStatus.COMPLETED
+
+            async with asyncio.timeout(60):
+                while not await delivered():
+                    await asyncio.sleep(0.05)
+            admin = fake_telegram.user(ADMIN_ID, language_code="en")
+            text = (await ask(admin, "/stats", "7d", expect="Stats: 7d")).content
+            async with app.sessionmaker() as session:
+                [pack] = (await session.execute(select(Event).where(Event.name == "pack_completed"))).scalars()
+                costs = (await session.execute(select(GenerationTask.cost_micros, GenerationTask.model))).all()
+    finally:
+        await kie.close()
+    assert sorted(costs) == [(50_000, "nano-banana-2")] * 7  # one create each, at the configured price
+    assert pack.properties["cost"] == 0.35
+    for line in [
+        "Paid orders: 1; revenue: 250 ⭐; refunds: 0",
+        "kie — 7 done (100.0%), failures 0.0%, retried 0, fell back 0, cost $0.35 ($0.05 per portrait), "
+        "revenue minus cost $4.65",
+        "Provider cost: $0.35; per delivered portrait: $0.05",
+        "Revenue minus refunds and provider cost: $4.65",  # 250 ⭐ / 50 = $5.00, minus 7 × $0.05
+    ]:
+        assert line in text, (line, text)
