@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -47,9 +46,12 @@ from bot.telegram_limits import ForgivingCallbackAnswers, OutgoingLimits, Respon
 from bot.web import (
     KIE_CALLBACK_PATH,
     REPLICATE_WEBHOOK_PATH,
+    SELFHOSTED_WEBHOOK_PATH,
+    SIGNED_FILES_PATH,
     TELEGRAM_WEBHOOK_PATH,
     YOOKASSA_PATH,
     build_web_app,
+    signed_files,
     yookassa_notifications,
 )
 from providers.base import ImageProvider
@@ -58,6 +60,7 @@ from providers.http import DownloadPolicy
 from providers.kie import KieProvider
 from providers.ratelimit import RedisSlidingWindowLimiter, SlidingWindowLimiter
 from providers.replicate import ReplicateProvider
+from providers.selfhosted import SelfHostedProvider
 from providers.stars import StarsPayments
 from providers.yookassa import IpAllowList, YooKassaClient, client_ip
 from scheduler.accounts import AccountService
@@ -71,18 +74,20 @@ from scheduler.intake import IntakeLimits, IntakeService
 from scheduler.jobs import Beat, build_scheduler
 from scheduler.originals import OriginalsService
 from scheduler.payments import PaymentService
+from scheduler.provider_health import AlertLatch, MemoryLatch, ProviderHealthMonitor, RedisLatch
 from scheduler.results import ResultsService
 from scheduler.signals import WorkSignals
 from scheduler.wakeup import WakeableJob
+from storage.avatars import is_reference_of_job_in_flight
 from storage.db import count_statements, create_engine, create_sessionmaker
-from storage.files import FileStore, LocalFileStore, S3FileStore
+from storage.files import FileStore, LocalFileStore, S3FileStore, SignedFileUrls
 from storage.fsm import DatabaseStorage
 from storage.images import register_heif
 from storage.migrate import upgrade_async
 from studio.catalogue import Catalogue, load_catalogue
 from studio.delivery import ALBUM_MAX, ChatBudgets
 from studio.faces import FaceLimits
-from studio.policy import FallbackPolicy
+from studio.policy import parse_fallback_policy
 
 log = logging.getLogger("pinglass")
 
@@ -161,6 +166,7 @@ class Application:
     web_app: web.Application = field(init=False)
     broadcasts: BroadcastService = field(init=False)
     admin: AdminService = field(init=False)
+    provider_health: ProviderHealthMonitor = field(init=False)
     accounts: AccountService = field(init=False)
     results: ResultsService = field(init=False)
     intake: IntakeService = field(init=False)
@@ -234,9 +240,7 @@ class Application:
             files=self.files,
             catalogue=self.catalogue,
             providers=self.providers,
-            policy=FallbackPolicy.from_dict(json.loads(settings.FALLBACK_POLICY))
-            if settings.FALLBACK_POLICY
-            else FallbackPolicy(),
+            policy=parse_fallback_policy(settings.FALLBACK_POLICY),
             signals=self.signals,
             notifier=notifier,
             config=EngineConfig(
@@ -281,6 +285,13 @@ class Application:
         self.broadcasts = BroadcastService(
             self.sessionmaker, sender=TelegramBroadcastSender(self.bot), notifier=notifier
         )
+        self.provider_health = ProviderHealthMonitor(
+            self.providers,
+            notifier=notifier,
+            admin_chat_ids=settings.ADMIN_IDS,
+            balance_alert_below={"kie": settings.KIE_BALANCE_ALERT_BELOW},
+            latch=self._alert_latch(),
+        )
         self.admin = AdminService(
             self.sessionmaker,
             payments=self.payments,
@@ -289,6 +300,7 @@ class Application:
             stars=self.payments.stars,
             broadcasts=self.broadcasts,
             usd_rates=self.settings.usd_rates,
+            probes=self.provider_health,
         )
         self.accounts = AccountService(self.sessionmaker)
         self.results = ResultsService(self.sessionmaker, files=self.files)
@@ -310,7 +322,7 @@ class Application:
             self.telegram.sessionmaker = self.sessionmaker
         self.web_app = build_web_app(
             db_engine=self.db_engine,
-            extra_checks=self.telegram.health if self.telegram is not None else None,
+            extra_checks=self._health_details,
             heartbeat=self.heartbeat,
             metrics=self.metrics,
             sessionmaker=self.sessionmaker,
@@ -320,6 +332,7 @@ class Application:
         )
         self._add_payment_routes()
         self._add_provider_routes()
+        self._add_file_routes()
         if self.with_bot and settings.PUBLIC_URL:
             SimpleRequestHandler(
                 dispatcher=self.dispatcher,
@@ -406,12 +419,25 @@ class Application:
     ) -> SlidingWindowLimiter | RedisSlidingWindowLimiter:
         calls, seconds = parse_limit(limit)
         if self.settings.REDIS_URL:
-            import redis.asyncio as redis_asyncio
-
-            if self._redis is None:
-                self._redis = redis_asyncio.Redis.from_url(self.settings.REDIS_URL)
-            return RedisSlidingWindowLimiter(self._redis, f"pinglass:limit:{name}:{kind}", calls, seconds)
+            return RedisSlidingWindowLimiter(self._redis_client(), f"pinglass:limit:{name}:{kind}", calls, seconds)
         return SlidingWindowLimiter(calls, seconds)
+
+    def _redis_client(self) -> Any:
+        import redis.asyncio as redis_asyncio
+
+        if self._redis is None:
+            self._redis = redis_asyncio.Redis.from_url(self.settings.REDIS_URL)
+        return self._redis
+
+    def _alert_latch(self) -> AlertLatch:
+        # Shared through Redis when there is one, so the processes of a deploy alert once between them.
+        return RedisLatch(self._redis_client()) if self.settings.REDIS_URL else MemoryLatch()
+
+    def _health_details(self) -> dict[str, object]:
+        """/healthz detail beyond the web app's own: the Telegram link and the providers' last probes."""
+        details: dict[str, object] = dict(self.telegram.health()) if self.telegram is not None else {}
+        details["provider_health"] = self.provider_health.as_json()
+        return details
 
     def _download_policy(self) -> DownloadPolicy:
         settings = self.settings
@@ -451,7 +477,37 @@ class Application:
                     price_per_image=settings.REPLICATE_PRICE_PER_IMAGE,
                 )
             )
+        if settings.GENERATOR_URL:
+            links = SignedFileUrls(settings.file_url_secret, settings.generator_files_url)
+            providers.append(
+                SelfHostedProvider(
+                    settings.GENERATOR_URL,
+                    settings.GENERATOR_TOKEN.get_secret_value(),
+                    reference_links=links.url_for,
+                    webhook_secret=settings.GENERATOR_WEBHOOK_SECRET.get_secret_value() or None,
+                    create_limiter=self._limiter("selfhosted", settings.GENERATOR_CREATE_LIMIT),
+                    download_policy=self._download_policy(),
+                    status_limiter=self._limiter("selfhosted", settings.GENERATOR_STATUS_LIMIT, "status"),
+                )
+            )
         return providers
+
+    def _add_file_routes(self) -> None:
+        """Signed /files links: how the self-hosted generator reads the selfies of the jobs it runs."""
+        sessionmaker = self.sessionmaker
+
+        async def reference_in_flight(key: str) -> bool:
+            async with sessionmaker() as session:
+                return await is_reference_of_job_in_flight(session, key)
+
+        self.web_app.router.add_get(
+            SIGNED_FILES_PATH,
+            signed_files(
+                links=SignedFileUrls(self.settings.file_url_secret),
+                files=self.files,
+                may_serve=reference_in_flight,
+            ),
+        )
 
     def _add_provider_routes(self) -> None:
         engine = self.engine_service
@@ -465,6 +521,7 @@ class Application:
 
         self.web_app.router.add_post(KIE_CALLBACK_PATH, endpoint("kie"))
         self.web_app.router.add_post(REPLICATE_WEBHOOK_PATH, endpoint("replicate"))
+        self.web_app.router.add_post(SELFHOSTED_WEBHOOK_PATH, endpoint("selfhosted"))
 
     def _add_payment_routes(self) -> None:
         settings = self.settings
@@ -526,6 +583,7 @@ class Application:
             housekeeping=self.housekeeping,
             payments=self.payments,
             recover_seconds=self.settings.RECOVER_INTERVAL_SECONDS,
+            provider_health=self.provider_health,
             beats=(
                 Beat("process-heartbeat", self.registry.beat, HEARTBEAT_SECONDS),
                 Beat("heartbeat", self.heartbeat.beat, self.heartbeat.interval_seconds, at_start=True),

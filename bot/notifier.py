@@ -25,6 +25,7 @@ from scheduler.notices import (
     PaymentCanceled,
     PaymentReturned,
     ProgressShown,
+    ProviderAlert,
     RefundCanceled,
     SelfiesMissing,
 )
@@ -33,6 +34,13 @@ from studio.credits import Currency, format_price
 log = logging.getLogger(__name__)
 
 Rendered = tuple[str, InlineKeyboardMarkup | None]
+
+
+def credits_text(amount: float | None) -> str:
+    """A provider balance as people write it: 1250, 42.5 (Kie answers fractions), ? when unknown."""
+    if amount is None:
+        return "?"
+    return f"{amount:.2f}".rstrip("0").rstrip(".")
 
 
 class TelegramNotifier:
@@ -87,6 +95,10 @@ class TelegramNotifier:
                 return text(
                     "admin.broadcast.report", language, broadcast_id=report.broadcast_id, total=report.total, **counts
                 ), None
+            case ProviderAlert() as alert:
+                key = f"admin.provider_alert.{alert.condition}.{'on' if alert.active else 'off'}"
+                values = {"balance": credits_text(alert.balance), "threshold": credits_text(alert.threshold)}
+                return text(key, language, provider=alert.provider, model=alert.model or "?", **values), None
             case _:
                 assert_never(notice)
 

@@ -10,12 +10,13 @@ from ipaddress import ip_network
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from providers.kie import check_kie_model
 from providers.replicate import check_replicate_model
 from studio.credits import Currency
+from studio.policy import PolicyError, parse_fallback_policy
 
 # A Bot API token is "<bot id>:<35 url-safe characters>"; we accept any reasonable length.
 BOT_TOKEN_PATTERN = re.compile(r"^\d{1,20}:[A-Za-z0-9_-]{20,100}$")
@@ -82,6 +83,15 @@ class Settings(BaseSettings):
     RUB_PER_USD: Decimal = Field(default=Decimal(0), ge=0)
     STARS_PER_USD: Decimal = Field(default=Decimal(0), ge=0)
 
+    # Our own generator (docs/generator.md): a provider only when GENERATOR_URL is set.
+    GENERATOR_URL: str = ""
+    GENERATOR_TOKEN: SecretStr = SecretStr("")
+    # Signs the generator's webhooks; empty: the generator is polled and never asked to call back.
+    GENERATOR_WEBHOOK_SECRET: SecretStr = SecretStr("")
+    # This app as the generator reaches it, for the signed /files links to the selfies (often a
+    # private address beside the GPU box); empty: PUBLIC_URL.
+    GENERATOR_FILES_URL: str = ""
+
     YOOKASSA_SHOP_ID: str = ""
     YOOKASSA_SECRET_KEY: SecretStr = SecretStr("")
     YOOKASSA_API_URL: str = "https://api.yookassa.ru/v3"
@@ -100,10 +110,12 @@ class Settings(BaseSettings):
     # Account-wide create budgets as "<calls>/<seconds>" (Kie drops, not queues, what exceeds it).
     KIE_CREATE_LIMIT: str = "20/10"
     REPLICATE_CREATE_LIMIT: str = "600/60"
+    GENERATOR_CREATE_LIMIT: str = "10/1"
     # Status-call budgets (polls and callback re-fetches), same format: Kie allows 10 recordInfo/s per
     # key; Replicate 3000 requests/min for everything but creates, admitted smoothly as 50/s.
     KIE_STATUS_LIMIT: str = "10/1"
     REPLICATE_STATUS_LIMIT: str = "50/1"
+    GENERATOR_STATUS_LIMIT: str = "50/1"
     # The retry/fallback policy as JSON (studio.policy.FallbackPolicy.to_dict()); empty: defaults.
     FALLBACK_POLICY: str = ""
     DISPATCH_TICK_SECONDS: float = 2.0
@@ -127,6 +139,8 @@ class Settings(BaseSettings):
     INTAKE_REJECTS_PER_HOUR: int = Field(default=20, ge=1)
     # Bearer token for /metrics and the detail of /healthz; empty: both open (bind WEB_HOST privately).
     METRICS_TOKEN: SecretStr = SecretStr("")
+    # Kie credits below which the admins are alerted (once per crossing; 0: never). 1 credit ≈ $0.005.
+    KIE_BALANCE_ALERT_BELOW: float = Field(default=1000.0, ge=0)
     # Result downloads: https only, from the provider's own hosts plus these (a leading dot: any
     # subdomain), never to private or link-local addresses; loopback over http only for local fakes.
     DOWNLOAD_ALLOWED_HOSTS: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -190,7 +204,15 @@ class Settings(BaseSettings):
             ip_network(item, strict=False)
         return value
 
-    @field_validator("PUBLIC_URL", "TELEGRAM_API_URL", "KIE_API_URL", "KIE_UPLOAD_URL", "REPLICATE_API_URL")
+    @field_validator(
+        "PUBLIC_URL",
+        "TELEGRAM_API_URL",
+        "KIE_API_URL",
+        "KIE_UPLOAD_URL",
+        "REPLICATE_API_URL",
+        "GENERATOR_URL",
+        "GENERATOR_FILES_URL",
+    )
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
@@ -217,11 +239,47 @@ class Settings(BaseSettings):
     def callbacks_enabled(self) -> bool:
         return bool(self.PUBLIC_URL)
 
-    @field_validator("KIE_CREATE_LIMIT", "REPLICATE_CREATE_LIMIT", "KIE_STATUS_LIMIT", "REPLICATE_STATUS_LIMIT")
+    @field_validator(
+        "KIE_CREATE_LIMIT",
+        "REPLICATE_CREATE_LIMIT",
+        "GENERATOR_CREATE_LIMIT",
+        "KIE_STATUS_LIMIT",
+        "REPLICATE_STATUS_LIMIT",
+        "GENERATOR_STATUS_LIMIT",
+    )
     @classmethod
     def _limit_shape(cls, value: str) -> str:
         parse_limit(value)
         return value
+
+    @field_validator("GENERATOR_URL", "GENERATOR_FILES_URL")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and (urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).hostname):
+            raise ValueError("must be an http(s) URL like http://10.0.0.5:8000")
+        return value
+
+    @field_validator("FALLBACK_POLICY")
+    @classmethod
+    def _policy_shape(cls, value: str) -> str:
+        try:
+            parse_fallback_policy(value)
+        except PolicyError as error:
+            raise ValueError(str(error)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _generator_complete(self) -> Settings:
+        if self.GENERATOR_URL and not self.GENERATOR_TOKEN.get_secret_value():
+            raise ValueError("GENERATOR_TOKEN is required when GENERATOR_URL is set")
+        if self.GENERATOR_URL and not self.generator_files_url:
+            raise ValueError("GENERATOR_FILES_URL (or PUBLIC_URL) is required when GENERATOR_URL is set")
+        return self
+
+    @property
+    def generator_files_url(self) -> str:
+        """Where the generator fetches the selfies' signed /files links from."""
+        return self.GENERATOR_FILES_URL or self.PUBLIC_URL
 
     def secret_values(self) -> list[str]:
         """Every configured secret as text: the log redactor replaces each wherever it appears."""

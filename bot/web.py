@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bot.observability import Heartbeat, Metrics, database_reachable
 from providers.jsonbody import MAX_BODY_BYTES as JSON_MAX_BODY_BYTES
 from providers.jsonbody import MalformedJson, load_json, load_json_object, same_text
+from storage.files import FileNotFoundInStore, FileStore, SignedFileUrls
 from studio.policy import BreakerState
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,8 @@ TELEGRAM_WEBHOOK_PATH = "/telegram/webhook"
 YOOKASSA_PATH = "/payments/yookassa"
 KIE_CALLBACK_PATH = "/providers/kie/callback"
 REPLICATE_WEBHOOK_PATH = "/providers/replicate/webhook"
+SELFHOSTED_WEBHOOK_PATH = "/providers/selfhosted/webhook"
+SIGNED_FILES_PATH = "/files/{key:.+}"
 # Bigger bodies are refused by aiohttp itself (413) before anything reads them.
 MAX_BODY_BYTES = JSON_MAX_BODY_BYTES
 TELEGRAM_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
@@ -49,6 +52,7 @@ _BODY_CHECKS: dict[str, Callable[[bytes], None]] = {
     YOOKASSA_PATH: _check_json,
     KIE_CALLBACK_PATH: _check_json,
     REPLICATE_WEBHOOK_PATH: _check_json,
+    SELFHOSTED_WEBHOOK_PATH: _check_json,
 }
 
 
@@ -173,5 +177,32 @@ def yookassa_notifications(
             log.exception("yookassa notification for %s failed", notification.object_id)
             return web.json_response({"error": "processing failed"}, status=500)
         return web.json_response({"status": "ok"})
+
+    return handle
+
+
+_CONTENT_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}
+
+
+def signed_files(*, links: SignedFileUrls, files: FileStore, may_serve: Callable[[str], Awaitable[bool]]) -> Handler:
+    """GET /files/{key}?exp=…&sig=…: a stored file for whoever holds a link we signed (a provider
+    fetching a selfie), read through the configured store, local or S3.
+
+    403 for a link we did not sign, one changed after signing, or one past its expiry; 404 for a
+    key ``may_serve`` refuses (only selfies of jobs still in flight are served) or that is gone."""
+
+    async def handle(request: web.Request) -> web.Response:
+        key = request.match_info["key"]
+        if not links.verify(key, request.query.get("exp", ""), request.query.get("sig", "")):
+            return web.json_response({"error": "forbidden"}, status=403)
+        if not await may_serve(key):
+            return web.json_response({"error": "not found"}, status=404)
+        try:
+            data = await files.get(key)
+        except FileNotFoundInStore:
+            return web.json_response({"error": "not found"}, status=404)
+        extension = key[key.rfind(".") :].lower() if "." in key else ""
+        content_type = _CONTENT_TYPES.get(extension, "application/octet-stream")
+        return web.Response(body=data, headers={"Content-Type": content_type, "Cache-Control": "no-store"})
 
     return handle

@@ -109,8 +109,10 @@ class ImageProvider(Protocol):
     def create_limiter(self) -> CreateLimiter | None:
         """The budget ``create_task`` admits itself through (None: unlimited, as in unit tests)."""
 
-    async def upload_reference(self, data: bytes, name: str) -> str:
-        """Upload one reference photo; return a URL the provider can read. Unique names only."""
+    async def upload_reference(self, data: bytes, name: str, *, stored_key: str | None = None) -> str:
+        """Upload one reference photo; return a URL the provider can read. Unique names only.
+        ``stored_key`` is where our file store holds it: a provider that reads our own signed
+        ``/files`` links (the self-hosted generator) links to it instead of uploading ``data``."""
 
     async def create_task(
         self,
@@ -135,6 +137,23 @@ class ImageProvider(Protocol):
         """Fetch a result image (https URL or ``data:`` URI) with the provider's auth if needed."""
 
     async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AccountHealth:
+    """What a provider's health probe learned; None: this provider cannot tell (no such endpoint)."""
+
+    balance: float | None = None  # remaining account credits, in the provider's own unit
+    model: str | None = None  # the configured model the probe looked up
+    model_exists: bool | None = None  # False: the provider no longer offers it (retired, renamed)
+
+
+@runtime_checkable
+class HealthProbe(Protocol):
+    """Optional beside ImageProvider: providers with an account or model endpoint implement it."""
+
+    async def probe_health(self) -> AccountHealth:
+        """One cheap call or two; raises ProviderError when the provider cannot be asked."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -86,7 +86,7 @@ class FakeImageProvider:
 
     # ------------------------------------------------------------ the ImageProvider protocol
 
-    async def upload_reference(self, data: bytes, name: str) -> str:
+    async def upload_reference(self, data: bytes, name: str, *, stored_key: str | None = None) -> str:
         self.uploads.append(name)
         url = f"fake://{self.name}/refs/{name}"
         self._reference_urls.add(url)

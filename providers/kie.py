@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from providers.base import (
+    AccountHealth,
     BadSignatureError,
     CreateLimiter,
     GenerationOptions,
@@ -330,7 +331,7 @@ class KieProvider:
 
     # ------------------------------------------------------------------ upload
 
-    async def upload_reference(self, data: bytes, name: str) -> str:
+    async def upload_reference(self, data: bytes, name: str, *, stored_key: str | None = None) -> str:
         if not data:
             raise PermanentProviderError("refusing to upload an empty file")
         # Kie overwrites (and may serve a cached stale copy of) a reused fileName: always unique.
@@ -481,6 +482,10 @@ class KieProvider:
             return float(data)
         except ValueError as exc:
             raise RetryableProviderError(f"credit answered a non-number: {data!r}") from exc
+
+    async def probe_health(self) -> AccountHealth:
+        # Kie has no model lookup (an unknown model shows only as a refused createTask): balance only.
+        return AccountHealth(balance=await self.get_credits())
 
     # ------------------------------------------------------------------ callbacks
 

@@ -27,6 +27,7 @@ import httpx
 from standardwebhooks import Webhook
 
 from providers.base import (
+    AccountHealth,
     BadSignatureError,
     CreateLimiter,
     GenerationOptions,
@@ -299,7 +300,7 @@ class ReplicateProvider:
     def model(self) -> str:
         return self._model.slug if self._model.version is None else f"{self._model.slug}:{self._model.version}"
 
-    async def upload_reference(self, data: bytes, name: str) -> str:
+    async def upload_reference(self, data: bytes, name: str, *, stored_key: str | None = None) -> str:
         """Upload through the Files API: the URL is reused by every task of a job, unlike a data: URL."""
         if not data:
             raise PermanentProviderError("refusing to upload an empty reference photo")
@@ -424,6 +425,17 @@ class ReplicateProvider:
         if not isinstance(key, str) or not key.startswith("whsec_"):
             raise RetryableProviderError("replicate get webhook secret: response has no whsec_ key")
         return key
+
+    async def probe_health(self) -> AccountHealth:
+        """``GET /v1/models/{owner}/{name}``: 404 means the configured model is gone. Replicate has no
+        balance endpoint; an empty balance shows as 402 on creates instead."""
+        try:
+            await self._request("GET", f"/v1/models/{self._model.slug}", action="get model")
+        except PermanentProviderError as error:
+            if error.status != 404:
+                raise
+            return AccountHealth(model=self.model, model_exists=False)
+        return AccountHealth(model=self.model, model_exists=True)
 
     async def download(self, url: str) -> bytes:
         """Fetch an output (https URL or data: URI); 404/410 mean it already expired (permanent)."""

@@ -22,6 +22,7 @@ from providers.stars import StarsPayments
 from scheduler.delivery import DeliveryService
 from scheduler.engine import GenerationEngine
 from scheduler.payments import OrderNotPayable, PaymentService
+from scheduler.provider_health import ProbeReport, ProviderHealthMonitor
 from storage import admin as queries
 from storage import broadcasts as broadcast_queries
 from storage import jobs as job_queries
@@ -110,6 +111,7 @@ class ProviderHealth:
     tried: int
     succeeded: int
     latency_p50: float | None
+    probe: ProbeReport | None = None  # the last balance/model probe; None: not probed (yet, or at all)
 
 
 class AdminService:
@@ -123,10 +125,12 @@ class AdminService:
         stars: StarsPayments | None,
         broadcasts: BroadcastRunner,
         usd_rates: Mapping[Currency, Decimal] | None = None,
+        probes: ProviderHealthMonitor | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         # Revenue currency units per USD (RUB_PER_USD, STARS_PER_USD): provider prices are in USD.
         self.usd_rates: Mapping[Currency, Decimal] = dict(usd_rates or {})
+        self.probes = probes
         self.payments = payments
         self.engine = engine
         self.delivery = delivery
@@ -413,6 +417,7 @@ class AdminService:
                     tried=len(mine),
                     succeeded=sum(1 for row in mine if row[1] in PORTRAIT_TASK_STATUSES),
                     latency_p50=percentile(latencies, 0.5),
+                    probe=self.probes.reports.get(name) if self.probes is not None else None,
                 )
             )
         return health

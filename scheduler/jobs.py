@@ -17,10 +17,14 @@ from scheduler.background import RunningJobs
 from scheduler.engine import GenerationEngine
 from scheduler.housekeeping import Housekeeping
 from scheduler.payments import PaymentService
+from scheduler.provider_health import ProviderHealthMonitor
 from scheduler.wakeup import WakeableJob
 
 # Retention is counted in days; an hourly pass deletes what fell due within the hour.
 HOUSEKEEPING_INTERVAL_SECONDS = 3600
+# A balance drains by a pack's worth of credits in minutes at most: five minutes notices it in time,
+# and one credit GET and one model GET per provider every five minutes costs nothing.
+PROVIDER_HEALTH_INTERVAL_SECONDS = 300
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,7 @@ def build_scheduler(
     payments: PaymentService,
     recover_seconds: float,
     beats: Sequence[Beat] = (),
+    provider_health: ProviderHealthMonitor | None = None,
 ) -> tuple[AsyncIOScheduler, RunningJobs]:
     """The scheduler with every job added (not started), and the count of its jobs in flight."""
     # Every job: one run at a time, missed runs folded into one, a late run still runs.
@@ -63,4 +68,13 @@ def build_scheduler(
         scheduler.add_job(payments.reconcile, "interval", seconds=reconcile_seconds, id="reconcile-payments")
     if payments.stars is not None:
         scheduler.add_job(payments.reconcile_stars, "interval", seconds=reconcile_seconds, id="reconcile-stars")
+    if provider_health is not None and provider_health.names:
+        # At start too: a key out of credits or a retired model should be known before the first pack.
+        scheduler.add_job(
+            provider_health.check,
+            "interval",
+            seconds=PROVIDER_HEALTH_INTERVAL_SECONDS,
+            next_run_time=now,
+            id="provider-health",
+        )
     return scheduler, running

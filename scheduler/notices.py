@@ -8,6 +8,7 @@ minor unit (kopecks, Stars) so the bot formats them in the reader's language.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from storage.payments import ReturnReason
 from studio.credits import Currency
@@ -116,6 +117,23 @@ class BroadcastReport:
     total: int
 
 
+class ProviderCondition(StrEnum):
+    BALANCE_LOW = "balance_low"
+    MODEL_MISSING = "model_missing"
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderAlert:
+    """For admins: a provider's ``condition`` started (``active``) or ended (scheduler/provider_health.py)."""
+
+    provider: str
+    condition: ProviderCondition
+    active: bool
+    balance: float | None = None
+    threshold: float | None = None
+    model: str | None = None
+
+
 Notice = (
     JobQueued
     | PaymentCanceled
@@ -129,4 +147,5 @@ Notice = (
     | OriginalsGone
     | OriginalsNotSent
     | BroadcastReport
+    | ProviderAlert
 )

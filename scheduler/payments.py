@@ -116,6 +116,8 @@ class PaymentService:
         self.admin_chat_ids = tuple(admin_chat_ids)
         # Transactions before this offset are all settled; a restart scans from the start once.
         self._stars_offset = 0
+        # Pre-checkout checks of a card payment that outlived their wait (kept referenced until done).
+        self._late_checks: set[asyncio.Future[payment_queries.ApplyResult | None]] = set()
 
     async def payable_order(self, order_id: int, user_id: int) -> Order | None:
         """The user's order while it waits for payment; None for any other (paid, cancelled, not theirs)."""
@@ -314,8 +316,13 @@ class PaymentService:
         async with self.sessionmaker() as session:
             pending = await payment_queries.live_provider_ids(session, order_id, PaymentProviderName.YOOKASSA)
         for provider_id in pending:
+            check = asyncio.ensure_future(self.sync(provider_id, report_cancel=False))
+            self._late_checks.add(check)
+            check.add_done_callback(self._late_checks.discard)
             try:
-                await asyncio.wait_for(self.sync(provider_id, report_cancel=False), PRECHECKOUT_SYNC_SECONDS)
+                # Shielded: the time limit stops our wait, never the check itself, which may be inside its
+                # commit (a cancelled SQLite commit can leave the write lock held); a late one settles later.
+                await asyncio.wait_for(asyncio.shield(check), PRECHECKOUT_SYNC_SECONDS)
             except (PaymentProviderError, TimeoutError) as error:
                 # Cannot tell now: accept; if the card payment succeeds too, it is returned.
                 log.warning("pre-checkout of order %s: card payment %s not checked: %s", order_id, provider_id, error)

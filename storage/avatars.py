@@ -9,10 +9,10 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Avatar, ReferencePhoto, utcnow
+from storage.models import Avatar, GenerationJob, ReferencePhoto, utcnow
 from storage.sql import rows_changed
 from studio.intake import MAX_PHOTOS
-from studio.states import AvatarStatus
+from studio.states import AvatarStatus, JobStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,3 +157,19 @@ async def mark_ready(session: AsyncSession, avatar_id: int) -> None:
         .where(Avatar.id == avatar_id, Avatar.status == AvatarStatus.COLLECTING)
         .values(status=AvatarStatus.READY, ready_at=utcnow())
     )
+
+
+async def is_reference_of_job_in_flight(session: AsyncSession, storage_key: str) -> bool:
+    """Whether ``storage_key`` is a selfie of a set that a queued or generating job still reads: the
+    only files a provider may fetch through a signed ``/files`` link (a leaked link to a finished
+    job's selfie, or to anything else we store, reads nothing)."""
+    in_flight = (
+        select(ReferencePhoto.id)
+        .join(GenerationJob, GenerationJob.avatar_id == ReferencePhoto.avatar_id)
+        .where(
+            ReferencePhoto.storage_key == storage_key,
+            GenerationJob.status.in_((JobStatus.QUEUED, JobStatus.PROCESSING)),
+        )
+        .limit(1)
+    )
+    return (await session.execute(in_flight)).first() is not None

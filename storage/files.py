@@ -117,6 +117,50 @@ class FileStore(Protocol):
     async def aclose(self) -> None: ...
 
 
+class SignedFileUrls:
+    """``{base_url}/files/{key}?exp=<unix time>&sig=<hex>`` links that our own web app answers.
+
+    The signature is an HMAC of the key and the expiry with a server secret, so a link names exactly
+    one object until one moment and cannot be turned into another: whoever holds it (a provider
+    fetching a reference photo) reads that object through ``GET /files/{key}`` and nothing else,
+    whichever store holds the bytes. ``base_url`` is only needed to make links; checking them needs
+    the secret alone.
+    """
+
+    def __init__(self, secret: bytes, base_url: str = "", *, clock: Callable[[], float] = time.time) -> None:
+        if len(secret) < 16:
+            raise ValueError("signing_secret must be at least 16 bytes")
+        self._secret = secret
+        self._base_url = base_url.rstrip("/")
+        self._clock = clock
+
+    def with_base_url(self, base_url: str) -> SignedFileUrls:
+        return SignedFileUrls(self._secret, base_url, clock=self._clock)
+
+    def url_for(self, key: str, expires_in: int) -> str:
+        validate_key(key)
+        if not self._base_url:
+            raise ValueError("signed file URLs need a base URL to point at")
+        expires_at = int(self._clock()) + expires_in
+        return f"{self._base_url}/files/{key}?exp={expires_at}&sig={self._signature(key, expires_at)}"
+
+    def verify(self, key: str, exp: int | str, sig: str) -> bool:
+        """True if (key, exp, sig) came from :meth:`url_for` with the same secret and has not expired."""
+        if not _is_valid_key(key):
+            return False
+        try:
+            expires_at = int(exp)
+        except (TypeError, ValueError):
+            return False
+        if expires_at < self._clock():
+            return False
+        return hmac.compare_digest(self._signature(key, expires_at), str(sig))
+
+    def _signature(self, key: str, expires_at: int) -> str:
+        message = f"{key}\n{expires_at}".encode()
+        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
+
+
 class LocalFileStore:
     """Files under a root directory; optionally serves them through HMAC-signed URLs.
 
@@ -137,12 +181,10 @@ class LocalFileStore:
     ) -> None:
         if (public_base_url is None) != (signing_secret is None):
             raise ValueError("public_base_url and signing_secret must be given together")
-        if signing_secret is not None and len(signing_secret) < 16:
-            raise ValueError("signing_secret must be at least 16 bytes")
         self._root = Path(root).resolve()
-        self._public_base_url = public_base_url.rstrip("/") if public_base_url else None
-        self._signing_secret = signing_secret
-        self._clock = clock
+        self._signed_urls = (
+            SignedFileUrls(signing_secret, public_base_url or "", clock=clock) if signing_secret is not None else None
+        )
 
     @property
     def root(self) -> Path:
@@ -217,27 +259,13 @@ class LocalFileStore:
 
     async def url_for(self, key: str, expires_in: int = 3600) -> str | None:
         validate_key(key)
-        if self._public_base_url is None:
+        if self._signed_urls is None:
             return None
-        expires_at = int(self._clock()) + expires_in
-        return f"{self._public_base_url}/files/{key}?exp={expires_at}&sig={self._signature(key, expires_at)}"
+        return self._signed_urls.url_for(key, expires_in)
 
     def verify_signed_url(self, key: str, exp: int | str, sig: str) -> bool:
         """True if (key, exp, sig) came from :meth:`url_for` of a store with the same secret and has not expired."""
-        if self._signing_secret is None or not _is_valid_key(key):
-            return False
-        try:
-            expires_at = int(exp)
-        except (TypeError, ValueError):
-            return False
-        if expires_at < self._clock():
-            return False
-        return hmac.compare_digest(self._signature(key, expires_at), str(sig))
-
-    def _signature(self, key: str, expires_at: int) -> str:
-        assert self._signing_secret is not None
-        message = f"{key}\n{expires_at}".encode()
-        return hmac.new(self._signing_secret, message, hashlib.sha256).hexdigest()
+        return self._signed_urls is not None and self._signed_urls.verify(key, exp, sig)
 
     async def aclose(self) -> None:
         return None

@@ -73,19 +73,17 @@ async def remove_results_stored_before(session: AsyncSession, cutoff: datetime, 
     over = select(GenerationJob.id).where(
         GenerationJob.id == GenerationTask.job_id, GenerationJob.status.not_in(list(ACTIVE_JOB_STATUSES))
     )
-    rows = (
-        await session.execute(
-            select(GenerationTask.id, GenerationTask.result_key, GenerationTask.thumb_key)
-            .where(
-                GenerationTask.stored_at < cutoff,
-                GenerationTask.result_key.is_not(None) | GenerationTask.thumb_key.is_not(None),
-                over.exists(),
-            )
-            .order_by(GenerationTask.id)
-            .limit(limit)
+    rows = await session.execute(
+        select(GenerationTask.id, GenerationTask.result_key, GenerationTask.thumb_key)
+        .where(
+            GenerationTask.stored_at < cutoff,
+            GenerationTask.result_key.is_not(None) | GenerationTask.thumb_key.is_not(None),
+            over.exists(),
         )
-    ).tuples()
-    return await _clear_results(session, rows.all())
+        .order_by(GenerationTask.id)
+        .limit(limit)
+    )
+    return await _clear_results(session, [(row[0], row[1], row[2]) for row in rows])
 
 
 async def user_has_active_job(session: AsyncSession, user_id: int) -> bool:
@@ -102,14 +100,12 @@ async def forget_user_photos(session: AsyncSession, user_id: int) -> list[str]:
     """
     avatar_ids = list((await session.execute(select(Avatar.id).where(Avatar.user_id == user_id))).scalars())
     keys = await remove_reference_photos(session, avatar_ids)
-    rows = (
-        await session.execute(
-            select(GenerationTask.id, GenerationTask.result_key, GenerationTask.thumb_key)
-            .join(GenerationJob, GenerationJob.id == GenerationTask.job_id)
-            .where(GenerationJob.user_id == user_id)
-        )
-    ).tuples()
-    keys += await _clear_results(session, rows.all(), forget_telegram_copy=True)
+    rows = await session.execute(
+        select(GenerationTask.id, GenerationTask.result_key, GenerationTask.thumb_key)
+        .join(GenerationJob, GenerationJob.id == GenerationTask.job_id)
+        .where(GenerationJob.user_id == user_id)
+    )
+    keys += await _clear_results(session, [(row[0], row[1], row[2]) for row in rows], forget_telegram_copy=True)
     return keys
 
 

@@ -7,6 +7,7 @@ exact to test and identical in every process.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -124,6 +125,21 @@ REPLICATE_POLICY = ProviderPolicy(
     poll_every_seconds=5.0,
 )
 
+# Our own generator: no account to protect, tasks usually take seconds on a warm GPU, and a failure
+# is usually a worker restarting, so retries come sooner than on the hosted providers.
+SELFHOSTED_POLICY = ProviderPolicy(
+    name="selfhosted",
+    max_attempts=3,
+    backoff_seconds=(2.0, 10.0),
+    stuck_after_seconds=600.0,
+    first_poll_after_seconds=10.0,
+    poll_every_seconds=3.0,
+)
+# Each provider's policy when FALLBACK_POLICY names only the order ("selfhosted,kie,replicate").
+DEFAULT_PROVIDER_POLICIES: Mapping[str, ProviderPolicy] = {
+    policy.name: policy for policy in (KIE_POLICY, REPLICATE_POLICY, SELFHOSTED_POLICY)
+}
+
 
 @dataclass(frozen=True, slots=True)
 class FallbackPolicy:
@@ -161,6 +177,26 @@ class FallbackPolicy:
         if set(data) != {"providers"} or not isinstance(providers, list | tuple):
             raise PolicyError('a fallback policy is {"providers": [...]}')
         return cls(providers=tuple(ProviderPolicy.from_dict(_mapping(item)) for item in providers))
+
+
+def parse_fallback_policy(text: str) -> FallbackPolicy:
+    """FALLBACK_POLICY: empty (every known provider, hosted ones first), a comma-separated order of
+    provider names with their default policies ("kie,selfhosted,replicate"), or the full JSON of
+    ``FallbackPolicy.to_dict()``. Providers without credentials are left out later, at start."""
+    text = text.strip()
+    if not text:
+        return FallbackPolicy(providers=tuple(DEFAULT_PROVIDER_POLICIES.values()))
+    if text.startswith("{"):
+        try:
+            data = json.loads(text)
+        except ValueError as error:
+            raise PolicyError(f"not JSON: {error}") from None
+        return FallbackPolicy.from_dict(_mapping(data))
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in DEFAULT_PROVIDER_POLICIES]
+    if unknown:
+        raise PolicyError(f"unknown providers {unknown}; known: {', '.join(DEFAULT_PROVIDER_POLICIES)}")
+    return FallbackPolicy(providers=tuple(DEFAULT_PROVIDER_POLICIES[name] for name in names))
 
 
 class DecisionAction(StrEnum):

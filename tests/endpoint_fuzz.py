@@ -21,10 +21,16 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.web import KIE_CALLBACK_PATH, REPLICATE_WEBHOOK_PATH, TELEGRAM_WEBHOOK_PATH, YOOKASSA_PATH
+from bot.web import (
+    KIE_CALLBACK_PATH,
+    REPLICATE_WEBHOOK_PATH,
+    SELFHOSTED_WEBHOOK_PATH,
+    TELEGRAM_WEBHOOK_PATH,
+    YOOKASSA_PATH,
+)
 from storage.models import Base
 
-ENDPOINTS = (TELEGRAM_WEBHOOK_PATH, YOOKASSA_PATH, KIE_CALLBACK_PATH, REPLICATE_WEBHOOK_PATH)
+ENDPOINTS = (TELEGRAM_WEBHOOK_PATH, YOOKASSA_PATH, KIE_CALLBACK_PATH, REPLICATE_WEBHOOK_PATH, SELFHOSTED_WEBHOOK_PATH)
 
 
 @dataclass(frozen=True)
@@ -89,6 +95,15 @@ def _templates(path: str) -> st.SearchStrategy[object]:
         return st.fixed_dictionaries(
             {"id": task_id, "status": st.sampled_from(["succeeded", "failed", "processing"]), "output": _json_values}
         )
+    if path == SELFHOSTED_WEBHOOK_PATH:
+        return st.fixed_dictionaries(
+            {
+                "job_id": task_id,
+                "status": st.sampled_from(["completed", "failed", "processing", "x"]),
+                "result_url": _json_values,
+                "error": _json_values,
+            }
+        )
     if path == YOOKASSA_PATH:
         return st.fixed_dictionaries(
             {
@@ -123,6 +138,7 @@ def _auth_headers(path: str, telegram_secret: str) -> st.SearchStrategy[dict[byt
         TELEGRAM_WEBHOOK_PATH: [b"X-Telegram-Bot-Api-Secret-Token"],
         KIE_CALLBACK_PATH: [b"X-Webhook-Signature", b"X-Webhook-Timestamp"],
         REPLICATE_WEBHOOK_PATH: [b"webhook-id", b"webhook-timestamp", b"webhook-signature"],
+        SELFHOSTED_WEBHOOK_PATH: [b"X-Signature", b"X-Timestamp"],
         YOOKASSA_PATH: [b"X-Forwarded-For", b"X-Real-IP"],
     }[path]
     values = _header_value

@@ -162,6 +162,30 @@ ADMIN_MESSAGES: dict[str, tuple[str, str]] = {
     "admin.provider.paused": ("на паузе", "paused"),
     "admin.provider.none": ("Провайдеры не настроены.", "No provider is configured."),
     "admin.provider.unknown": ("Нет провайдера «{name}».", "No provider named “{name}”."),
+    "admin.provider.probe": ("   ↳ {parts} (проверено {checked} UTC)", "   ↳ {parts} (checked {checked} UTC)"),
+    "admin.provider.balance": ("баланс {balance}", "balance {balance}"),
+    "admin.provider.balance_low": ("⚠️ баланс {balance}, ниже {threshold}", "⚠️ balance {balance}, below {threshold}"),
+    "admin.provider.model_ok": ("модель {model} доступна", "model {model} available"),
+    "admin.provider.model_missing": ("⚠️ модели {model} больше нет", "⚠️ model {model} is gone"),
+    "admin.provider.probe_failed": ("проверка не удалась: {error}", "probe failed: {error}"),
+    "admin.provider_alert.balance_low.on": (
+        "⚠️ Баланс {provider}: {balance}, ниже порога {threshold}. Пополните счёт: когда он кончится, "
+        "портреты пойдут через резервного провайдера.",
+        "⚠️ {provider} balance is {balance}, below {threshold}. Top it up: when it runs out, portraits "
+        "move to the fallback provider.",
+    ),
+    "admin.provider_alert.balance_low.off": (
+        "✅ Баланс {provider} снова {balance} (порог {threshold}).",
+        "✅ {provider} balance is back at {balance} (alert below {threshold}).",
+    ),
+    "admin.provider_alert.model_missing.on": (
+        "⚠️ {provider}: модели {model} больше нет. Задания уходят резервному провайдеру; смените модель в настройках.",
+        "⚠️ {provider}: model {model} is gone. Tasks go to the fallback provider; configure another model.",
+    ),
+    "admin.provider_alert.model_missing.off": (
+        "✅ {provider}: модель {model} снова доступна.",
+        "✅ {provider}: model {model} is available again.",
+    ),
     "admin.button.pause": ("⏸ Пауза {name}", "⏸ Pause {name}"),
     "admin.button.resume": ("▶️ Включить {name}", "▶️ Resume {name}"),
     "admin.button.primary": ("⭐ Сделать основным {name}", "⭐ Make {name} primary"),

@@ -23,7 +23,11 @@ from studio.policy import CircuitBreaker, FallbackPolicy, choose_provider, peek_
 
 log = logging.getLogger(__name__)
 
-CALLBACK_PATHS = {"kie": "/providers/kie/callback", "replicate": "/providers/replicate/webhook"}
+CALLBACK_PATHS = {
+    "kie": "/providers/kie/callback",
+    "replicate": "/providers/replicate/webhook",
+    "selfhosted": "/providers/selfhosted/webhook",
+}
 
 
 def model_of(provider: ImageProvider) -> str | None:
@@ -49,6 +53,9 @@ class Roster:
         by_name = {provider.name: provider for provider in providers}
         # The policy decides the order; providers without credentials simply are not in it.
         configured = tuple(p for p in policy.providers if p.name in by_name)
+        left_out = sorted(set(by_name) - {p.name for p in policy.providers})
+        if left_out:
+            log.warning("providers %s have credentials but are not in FALLBACK_POLICY: they get no work", left_out)
         self.policy = FallbackPolicy(providers=configured) if configured else policy
         self.providers: list[ImageProvider] = [by_name[p.name] for p in self.policy.providers if p.name in by_name]
         self.sessionmaker = sessionmaker

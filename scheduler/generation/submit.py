@@ -352,7 +352,11 @@ class Submitter:
                     data = await self.files.get(photo["storage_key"])
                 except FileNotFoundInStore as error:
                     raise MissingSelfies(f"job {job_id}: selfie {photo['slot']} is gone") from error
-                urls.append(await provider.upload_reference(data, f"job{job_id}-ref{photo['slot']}.jpg"))
+                urls.append(
+                    await provider.upload_reference(
+                        data, f"job{job_id}-ref{photo['slot']}.jpg", stored_key=photo["storage_key"]
+                    )
+                )
             async with self.sessionmaker() as session:
                 urls = await queue.set_provider_refs(session, job_id, provider.name, urls)
                 await session.commit()

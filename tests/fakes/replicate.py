@@ -400,6 +400,7 @@ class FakeReplicate:
         self.webhook_retry_delays = tuple(webhook_retry_delays)
         self.webhook_timeout_seconds = webhook_timeout_seconds
         self.models = dict(models or default_models())
+        self._retired: dict[str, FakeModel] = {}  # models taken out by retire(), for restore()
         # Fault injection.
         self.outage = False  # every /v1 request answers 500
         self.response_delay = 0.0  # seconds before every /v1 answer (client timeouts)
@@ -447,6 +448,7 @@ class FakeReplicate:
         app.router.add_post("/v1/predictions", self._create_versioned)
         app.router.add_post("/v1/models/{owner}/{name}/predictions", self._create_official)
         app.router.add_get("/v1/predictions/{id}", self._get_prediction)
+        app.router.add_get("/v1/models/{owner}/{name}", self._get_model)
         app.router.add_post("/v1/files", self._upload_file)
         app.router.add_get("/v1/files/{id}", self._get_file)
         app.router.add_get("/v1/files/{id}/download", self._download_file)
@@ -533,6 +535,13 @@ class FakeReplicate:
             self._create_window = _SlidingWindow(*create)
         if other is not None:
             self._other_window = _SlidingWindow(*other)
+
+    def retire(self, slug: str) -> None:
+        """The model vanishes, as a retired or renamed one does: its lookup and its creates answer 404."""
+        self._retired[slug] = self.models.pop(slug)
+
+    def restore(self, slug: str) -> None:
+        self.models[slug] = self._retired.pop(slug)
 
     def version_of(self, slug: str) -> str:
         return self.models[slug].version_id
@@ -940,6 +949,24 @@ class FakeReplicate:
         if prediction is None:
             return _problem(404, "Not found", "The requested resource could not be found.")
         return web.json_response(self._prediction_json(prediction))
+
+    async def _get_model(self, request: web.Request) -> web.Response:
+        """``GET /v1/models/{owner}/{name}`` (replicate.md §2.1): the model object with its latest version."""
+        owner, name = request.match_info["owner"], request.match_info["name"]
+        model = self.models.get(f"{owner}/{name}")
+        if model is None:
+            return _problem(404, "Not found", "The requested resource could not be found.")
+        return web.json_response(
+            {
+                "url": f"https://replicate.com/{owner}/{name}",
+                "owner": owner,
+                "name": name,
+                "description": f"{model.slug} (fake)",
+                "visibility": "public",
+                "run_count": len([create for create in self.creates if create.model == model.slug]),
+                "latest_version": {"id": model.version_id, "created_at": "2026-01-01T00:00:00Z"},
+            }
+        )
 
     async def _serve_output(self, request: web.Request) -> web.Response:
         self.deliveries.append(request.path)

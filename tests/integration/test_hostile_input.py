@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,10 +22,17 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.app import Application
-from bot.web import KIE_CALLBACK_PATH, REPLICATE_WEBHOOK_PATH, TELEGRAM_WEBHOOK_PATH, YOOKASSA_PATH
+from bot.web import (
+    KIE_CALLBACK_PATH,
+    REPLICATE_WEBHOOK_PATH,
+    SELFHOSTED_WEBHOOK_PATH,
+    TELEGRAM_WEBHOOK_PATH,
+    YOOKASSA_PATH,
+)
 from storage.models import GenerationTask
 from tests.endpoint_fuzz import fuzz, generate_cases, post_raw, table_contents
 from tests.engine_support import FAST_POLICY, provider_settings, seed_paid_job
+from tests.fakes.generator import FakeGenerator
 from tests.fakes.kie import FakeKie
 from tests.fakes.replicate import FakeReplicate
 from tests.fakes.telegram import FakeTelegram
@@ -43,6 +51,7 @@ class Stack:
     replicate: FakeReplicate
     kassa: FakeYooKassa
     telegram: FakeTelegram
+    generator: FakeGenerator
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.app.port}{path}"
@@ -53,13 +62,22 @@ async def hostile_stack(
     telegram: FakeTelegram, sqlite_url: str, tmp_path: Path, **extra: object
 ) -> AsyncIterator[Stack]:
     # Kie without an HMAC key: the default, and the case where every callback used to cost a recordInfo.
-    async with FakeKie() as kie, FakeReplicate() as replicate, FakeYooKassa() as kassa:
+    async with FakeKie() as kie, FakeReplicate() as replicate, FakeYooKassa() as kassa, FakeGenerator() as generator:
         settings = app_settings(
             telegram,
             sqlite_url,
             tmp_path / "files",
             webhook=True,
-            **provider_settings(kie, replicate),
+            **provider_settings(
+                kie,
+                replicate,
+                FALLBACK_POLICY=json.dumps(
+                    {"providers": [*FAST_POLICY["providers"], {**FAST_POLICY["providers"][0], "name": "selfhosted"}]}
+                ),
+            ),
+            GENERATOR_URL=generator.url,
+            GENERATOR_TOKEN=generator.token,
+            GENERATOR_WEBHOOK_SECRET=generator.webhook_secret,
             YOOKASSA_SHOP_ID=kassa.shop_id,
             YOOKASSA_SECRET_KEY=kassa.secret_key,
             YOOKASSA_API_URL=kassa.api_url,
@@ -68,15 +86,21 @@ async def hostile_stack(
             **extra,
         )
         async with running_app(settings) as app:
-            yield Stack(app, kie, replicate, kassa, telegram)
+            yield Stack(app, kie, replicate, kassa, telegram, generator)
 
 
-def outbound_calls(stack: Stack) -> tuple[int, int, int, int]:
+def kie_calls(stack: Stack) -> list[Any]:
+    """What the app asked Kie, but the health probe's balance reads (at start and on its own clock)."""
+    return [request for request in stack.kie.requests if request.path != "/api/v1/chat/credit"]
+
+
+def outbound_calls(stack: Stack) -> tuple[int, int, int, int, int]:
     return (
-        len(stack.kie.requests),
-        len(stack.replicate.requests),
+        len(kie_calls(stack)),
+        len([request for request in stack.replicate.requests if not request.path.startswith("/v1/models/")]),
         len(stack.kassa.requests),
         len(stack.telegram.calls()),
+        len(stack.generator.generate_calls) + len(stack.generator.status_calls),
     )
 
 
@@ -96,6 +120,7 @@ async def test_fuzzed_requests_to_every_endpoint_get_no_5xx_and_change_nothing(
         YOOKASSA_PATH,
         KIE_CALLBACK_PATH,
         REPLICATE_WEBHOOK_PATH,
+        SELFHOSTED_WEBHOOK_PATH,
     }
     assert before == after
     assert calls_before == calls_after  # not one call to a provider, YooKassa or Telegram
@@ -111,7 +136,7 @@ async def test_forged_kie_callbacks_with_random_task_ids_never_reach_kie(
             async with client.post(stack.url(KIE_CALLBACK_PATH), json=body) as response:
                 statuses.append(response.status)
         assert set(statuses) == {404}
-        assert stack.kie.record_info_calls == [] and stack.kie.requests == []
+        assert stack.kie.record_info_calls == [] and kie_calls(stack) == []
 
 
 async def test_deep_huge_and_odd_bodies_and_headers_get_4xx_never_500(
@@ -121,7 +146,13 @@ async def test_deep_huge_and_odd_bodies_and_headers_get_4xx_never_500(
     huge = b'{"data": "' + b"x" * (3 * 1024 * 1024) + b'"}'
     async with hostile_stack(fake_telegram, sqlite_url, tmp_path, KIE_WEBHOOK_HMAC_KEY="kie-hmac") as stack:
         port = stack.app.port
-        for path in (TELEGRAM_WEBHOOK_PATH, YOOKASSA_PATH, KIE_CALLBACK_PATH, REPLICATE_WEBHOOK_PATH):
+        for path in (
+            TELEGRAM_WEBHOOK_PATH,
+            YOOKASSA_PATH,
+            KIE_CALLBACK_PATH,
+            REPLICATE_WEBHOOK_PATH,
+            SELFHOSTED_WEBHOOK_PATH,
+        ):
             secret = [(b"X-Telegram-Bot-Api-Secret-Token", WEBHOOK_SECRET.encode())]
             assert await post_raw(port, path, secret, deep) == 400, path
             assert await post_raw(port, path, secret, huge) == 413, path
@@ -137,7 +168,9 @@ async def test_deep_huge_and_odd_bodies_and_headers_get_4xx_never_500(
             assert await post_raw(port, KIE_CALLBACK_PATH, headers, callback) == 401
             replicate = [(b"webhook-id", value), (b"webhook-timestamp", value), (b"webhook-signature", value)]
             assert await post_raw(port, REPLICATE_WEBHOOK_PATH, replicate, b'{"id": "x"}') == 401
-        assert stack.kie.record_info_calls == []
+            generator = [(b"X-Timestamp", str(int(time.time())).encode()), (b"X-Signature", value)]
+            assert await post_raw(port, SELFHOSTED_WEBHOOK_PATH, generator, b'{"job_id": "x"}') == 401
+        assert stack.kie.record_info_calls == [] and stack.generator.status_calls == []
 
 
 async def test_metrics_token_guards_metrics_and_health_detail(

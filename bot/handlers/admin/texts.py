@@ -12,7 +12,9 @@ from aiogram.utils.i18n import gettext as _
 
 from bot.handlers.chat import ChatTarget
 from bot.html_split import fit_lines
+from bot.notifier import credits_text
 from scheduler.admin import JobDetail, ProviderHealth, QueueSnapshot, StatsReport, UserDetail
+from scheduler.provider_health import ProbeReport
 from storage.models import User
 from studio.costs import Margin, format_usd, micros_to_usd, provider_margin
 from studio.credits import Currency, format_price
@@ -248,4 +250,23 @@ def provider_lines(providers: Sequence[ProviderHealth]) -> str:
                 latency=duration(health.latency_p50),
             )
         )
+        if health.probe is not None:
+            lines.append(probe_line(health.probe))
     return "\n".join(lines) or _("admin.provider.none")
+
+
+def probe_line(probe: ProbeReport) -> str:
+    """The last balance/model probe of one provider, under its line in /provider and /queue."""
+    if probe.error is not None:
+        parts = [_("admin.provider.probe_failed").format(error=escape(probe.error[:120]))]
+    else:
+        parts = []
+        if probe.balance is not None:
+            key = "admin.provider.balance_low" if probe.balance_low else "admin.provider.balance"
+            parts.append(
+                _(key).format(balance=credits_text(probe.balance), threshold=credits_text(probe.balance_alert_below))
+            )
+        if probe.model_exists is not None:
+            key = "admin.provider.model_ok" if probe.model_exists else "admin.provider.model_missing"
+            parts.append(_(key).format(model=escape(probe.model or "?")))
+    return _("admin.provider.probe").format(parts="; ".join(parts) or _("admin.none"), checked=when(probe.checked_at))

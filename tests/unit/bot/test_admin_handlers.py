@@ -4,6 +4,7 @@ service would refuse by signature fails here too). No database, no server."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from html import escape
 from typing import Any
@@ -41,6 +42,7 @@ from scheduler.admin import (
     UserDetail,
 )
 from scheduler.payments import OrderNotPayable
+from scheduler.provider_health import ProbeReport
 from storage.models import GenerationJob, GenerationTask, Order, User
 from storage.stats import Stats
 from tests.support.telegram import TOKEN, MockedBot, Updates, chat_user, handler_dispatcher
@@ -473,6 +475,26 @@ async def test_provider_lists_health_with_switches(chat: Chat) -> None:
         AdminProviderCb(action=AdminProviderAction.RESUME, name="replicate").pack(),
         AdminProviderCb(action=AdminProviderAction.PRIMARY, name="replicate").pack(),
     ]
+
+
+async def test_provider_shows_the_last_probe_under_each_provider(chat: Chat) -> None:
+    checked = NOW - timedelta(minutes=3)
+    kie, replicate = chat.admin.provider_health.return_value
+    chat.admin.provider_health.return_value = [
+        replace(kie, probe=ProbeReport("kie", checked, balance=42.5, balance_alert_below=1000.0)),
+        replace(replicate, probe=ProbeReport("replicate", checked, model="google/nano-banana-pro", model_exists=False)),
+    ]
+
+    await chat.command("provider")
+
+    text = chat.texts()[0]
+    assert "⚠️ balance 42.5, below 1000 (checked 2026-12-07 11:57 UTC)" in text
+    assert "⚠️ model google/nano-banana-pro is gone" in text
+    assert text.index("balance 42.5") < text.index("<b>replicate</b>")  # under its own provider
+
+    chat.admin.provider_health.return_value = [replace(kie, probe=ProbeReport("kie", checked, error="<timeout>"))]
+    await chat.command("provider")
+    assert "probe failed: &lt;timeout&gt;" in chat.texts()[1]
 
 
 async def test_provider_switches_by_command(chat: Chat) -> None:

@@ -36,6 +36,8 @@ from scheduler.notices import (
     PaymentCanceled,
     PaymentReturned,
     ProgressShown,
+    ProviderAlert,
+    ProviderCondition,
     RefundCanceled,
     SelfiesMissing,
 )
@@ -60,6 +62,11 @@ EXAMPLES: list[Notice] = [
     OriginalsGone(),
     OriginalsNotSent(),
     BroadcastReport(broadcast_id=1, sent=90, blocked=8, failed=2, total=100),
+    *(ProviderAlert("kie", ProviderCondition.BALANCE_LOW, active, 42.5, 1000.0) for active in (True, False)),
+    *(
+        ProviderAlert("replicate", ProviderCondition.MODEL_MISSING, active, model="google/nano-banana-pro")
+        for active in (True, False)
+    ),
 ]
 
 
@@ -119,6 +126,8 @@ def test_counts_meet_their_nouns_and_amounts_are_formatted(notifier: TelegramNot
     assert "All 23 portraits" in notifier.render(PackFinished(7, 4, delivered=23, credited=0), "en")[0]
     returned = notifier.render(PaymentReturned(5, ReturnReason.AMOUNT, 99_000, Currency.RUB), "en")[0]
     assert "990" in returned and "#5" in returned
+    low = notifier.render(ProviderAlert("kie", ProviderCondition.BALANCE_LOW, True, 42.5, 1000.0), "en")[0]
+    assert "kie balance is 42.5, below 1000" in low
 
 
 async def test_tell_sends_the_rendered_text_with_its_buttons_and_survives_a_refusal() -> None:

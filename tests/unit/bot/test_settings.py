@@ -183,3 +183,31 @@ def test_prices_default_to_the_model_table_and_an_empty_override_means_the_table
     assert settings.KIE_PRICE_PER_IMAGE is None
     assert settings.REPLICATE_PRICE_PER_IMAGE == Decimal("0.12")
     assert settings.usd_rates == {Currency.RUB: Decimal(0), Currency.STARS: Decimal(0)}
+
+
+def test_the_generator_needs_its_token_and_an_address_for_its_reference_links(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOT_TOKEN", GOOD_TOKEN)
+    monkeypatch.setenv("GENERATOR_URL", "http://10.0.0.5:8000/")
+    with pytest.raises(SettingsError, match="GENERATOR_TOKEN is required"):
+        load_settings()
+    monkeypatch.setenv("GENERATOR_TOKEN", "token")
+    with pytest.raises(SettingsError, match="GENERATOR_FILES_URL"):
+        load_settings()
+    monkeypatch.setenv("PUBLIC_URL", "https://bot.example.com")
+    settings = load_settings()
+    assert settings.GENERATOR_URL == "http://10.0.0.5:8000"
+    assert settings.generator_files_url == "https://bot.example.com"
+    monkeypatch.setenv("GENERATOR_FILES_URL", "http://10.0.0.2:8080/")
+    assert load_settings().generator_files_url == "http://10.0.0.2:8080"
+    monkeypatch.setenv("GENERATOR_FILES_URL", "ftp://10.0.0.2")
+    with pytest.raises(SettingsError, match="GENERATOR_FILES_URL is invalid"):
+        load_settings()
+
+
+def test_fallback_policy_is_checked_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOT_TOKEN", GOOD_TOKEN)
+    monkeypatch.setenv("FALLBACK_POLICY", "selfhosted,kie,replicate")
+    assert load_settings().FALLBACK_POLICY == "selfhosted,kie,replicate"
+    monkeypatch.setenv("FALLBACK_POLICY", "kie,midjourney")
+    with pytest.raises(SettingsError, match=r"FALLBACK_POLICY is invalid: .*unknown providers"):
+        load_settings()

@@ -10,8 +10,9 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from scheduler.engine import GenerationEngine
 from scheduler.housekeeping import Housekeeping
-from scheduler.jobs import HOUSEKEEPING_INTERVAL_SECONDS, Beat, build_scheduler
+from scheduler.jobs import HOUSEKEEPING_INTERVAL_SECONDS, PROVIDER_HEALTH_INTERVAL_SECONDS, Beat, build_scheduler
 from scheduler.payments import PaymentService
+from scheduler.provider_health import ProviderHealthMonitor
 from scheduler.wakeup import WakeableJob
 
 
@@ -32,7 +33,7 @@ def _payments(*, card: bool, stars: bool) -> PaymentService:
     )
 
 
-def _jobs(*, card: bool, stars: bool, beats: tuple[Beat, ...] = ()) -> dict[str, Any]:
+def _jobs(*, card: bool, stars: bool, beats: tuple[Beat, ...] = (), provider_health: Any = None) -> dict[str, Any]:
     scheduler, _running = build_scheduler(
         engine=cast(GenerationEngine, SimpleNamespace(recover=_nothing)),
         delivery=WakeableJob("deliver", _nothing, 0.5),
@@ -40,6 +41,7 @@ def _jobs(*, card: bool, stars: bool, beats: tuple[Beat, ...] = ()) -> dict[str,
         payments=_payments(card=card, stars=stars),
         recover_seconds=30,
         beats=beats,
+        provider_health=provider_health,
     )
     scheduler.start(paused=True)  # works out each job's first run without running any
     try:
@@ -80,3 +82,13 @@ async def test_beats_run_on_their_interval_and_none_is_added_paused() -> None:
     assert all(job.next_run_time is not None for job in jobs.values())  # None would mean paused
     assert jobs["at-once"].next_run_time < jobs["later"].next_run_time
     assert _every(jobs["later"]) == timedelta(seconds=30)
+
+
+async def test_provider_health_is_probed_at_start_and_on_its_interval() -> None:
+    probed = cast(ProviderHealthMonitor, SimpleNamespace(check=_nothing, names=["kie"]))
+    jobs = _jobs(card=False, stars=False, provider_health=probed)
+    assert _every(jobs["provider-health"]) == timedelta(seconds=PROVIDER_HEALTH_INTERVAL_SECONDS)
+    assert jobs["provider-health"].next_run_time <= jobs["housekeeping"].next_run_time - timedelta(seconds=60)
+    # Nothing to probe (no provider offers a probe): no job.
+    nothing = cast(ProviderHealthMonitor, SimpleNamespace(check=_nothing, names=[]))
+    assert "provider-health" not in _jobs(card=False, stars=False, provider_health=nothing)

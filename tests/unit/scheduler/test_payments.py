@@ -4,10 +4,12 @@ and Telegram Stars, on a migrated SQLite copy and on PostgreSQL when TEST_DATABA
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, cast
 
+import pytest
 import pytest_asyncio
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -26,7 +28,7 @@ from storage.models import Event, GenerationJob, LedgerEntry, Order, Payment, Re
 from storage.payments import ReturnReason
 from studio.catalogue import Catalogue, load_catalogue
 from studio.credits import Currency, price_for
-from studio.states import LedgerReason, OrderStatus
+from studio.states import LedgerReason, OrderStatus, PaymentStatus
 from tests.engine_support import seed_unpaid_order
 
 
@@ -241,3 +243,39 @@ async def test_a_repeated_stars_successful_payment_credits_once_and_returns_noth
     assert facts["jobs"] == 1 and facts["purchases"] == 1 and facts["refunds"] == []
     assert facts["succeeded_events"] == 1
     assert rig.stars.refunds == []
+
+
+# ---------------------------------------------------------------- pre-checkout asks about a pending card payment
+
+
+async def test_a_slow_card_check_at_pre_checkout_accepts_on_time_and_still_settles_the_card_payment(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Telegram waits 10 s for the pre-checkout answer: a slow YooKassa must not hold it, and the check
+    that outlives the wait is not cut off (it may be inside its commit) but settles the card payment."""
+    order_id, provider_id = await rig.yookassa_payment(700_010)
+    price = await rig.price(order_id, Currency.STARS)
+    rig.yookassa.succeed(provider_id)
+    answer = asyncio.Event()
+    asked = rig.yookassa.get_payment
+
+    async def slow_get_payment(payment_id: str) -> PaymentInfo:
+        await answer.wait()
+        return await asked(payment_id)
+
+    monkeypatch.setattr(rig.yookassa, "get_payment", slow_get_payment)
+    monkeypatch.setattr("scheduler.payments.PRECHECKOUT_SYNC_SECONDS", 0.05)
+
+    assert await rig.service.stars_precheckout(order_id, 700_010, Currency.STARS, price) is None
+    assert await _card_payment_status(rig, provider_id) == PaymentStatus.PENDING
+    answer.set()
+    async with asyncio.timeout(5):
+        while await _card_payment_status(rig, provider_id) != PaymentStatus.SUCCEEDED:
+            await asyncio.sleep(0.01)
+    assert (await rig.facts(order_id))["purchases"] == 1
+
+
+async def _card_payment_status(rig: Rig, provider_id: str) -> str:
+    async with rig.sessionmaker() as session:
+        query = select(Payment.status).where(Payment.provider_payment_id == provider_id)
+        return str((await session.execute(query)).scalar_one())

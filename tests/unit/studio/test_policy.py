@@ -9,8 +9,10 @@ import pytest
 
 from studio.latency import LatencyEstimate
 from studio.policy import (
+    DEFAULT_PROVIDER_POLICIES,
     KIE_POLICY,
     REPLICATE_POLICY,
+    SELFHOSTED_POLICY,
     BreakerState,
     CircuitBreaker,
     Decision,
@@ -22,6 +24,7 @@ from studio.policy import (
     decide_after_failure,
     is_stuck,
     next_poll_at,
+    parse_fallback_policy,
     peek_provider,
 )
 
@@ -493,3 +496,41 @@ def test_a_stored_breaker_without_failures_has_none() -> None:
     stored = CircuitBreaker().to_dict()
     del stored["failures"]
     assert CircuitBreaker.from_dict(stored) == CircuitBreaker()
+
+
+def test_fallback_policy_text_is_empty_a_provider_order_or_json() -> None:
+    assert parse_fallback_policy("") == FallbackPolicy(providers=(KIE_POLICY, REPLICATE_POLICY, SELFHOSTED_POLICY))
+    assert parse_fallback_policy("  ") == parse_fallback_policy("")
+    assert parse_fallback_policy("selfhosted,kie,replicate").providers == (
+        SELFHOSTED_POLICY,
+        KIE_POLICY,
+        REPLICATE_POLICY,
+    )
+    assert parse_fallback_policy(" kie , selfhosted ,").providers == (KIE_POLICY, SELFHOSTED_POLICY)
+    assert parse_fallback_policy("replicate").providers == (REPLICATE_POLICY,)
+    custom = FallbackPolicy(providers=(provider(name="selfhosted", max_attempts=1), KIE_POLICY))
+    assert parse_fallback_policy(json.dumps(custom.to_dict())) == custom
+    assert set(DEFAULT_PROVIDER_POLICIES) == {"kie", "replicate", "selfhosted"}
+    assert all(DEFAULT_PROVIDER_POLICIES[name].name == name for name in DEFAULT_PROVIDER_POLICIES)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("kie,fal", "unknown providers ['fal']; known: kie, replicate, selfhosted"),
+        ("kie,kie", "provider names must be unique, got ['kie', 'kie']"),
+        (",", "a fallback policy needs at least one provider"),
+        ("{not json", "not JSON: "),
+        ('{"providers": "kie"}', '{"providers": [...]}'),
+    ],
+)
+def test_fallback_policy_text_that_names_no_usable_order_is_refused(text: str, message: str) -> None:
+    with pytest.raises(PolicyError, match=re.escape(message)):
+        parse_fallback_policy(text)
+
+
+def test_the_generator_is_retried_sooner_than_the_hosted_providers() -> None:
+    """Our own GPU box: failures are mostly a worker restarting, and a task takes seconds."""
+    assert SELFHOSTED_POLICY.max_attempts == 3 and SELFHOSTED_POLICY.backoff_seconds == (2.0, 10.0)
+    assert SELFHOSTED_POLICY.first_poll_after_seconds < KIE_POLICY.first_poll_after_seconds
+    assert SELFHOSTED_POLICY.poll_every_seconds == 3.0 and SELFHOSTED_POLICY.stuck_after_seconds == 600.0
