@@ -299,6 +299,7 @@ class Application:
             delivery=self.delivery,
             stars=self.payments.stars,
             broadcasts=self.broadcasts,
+            usd_rates=self.settings.usd_rates,
             probes=self.provider_health,
         )
         self.accounts = AccountService(self.sessionmaker)
@@ -460,6 +461,7 @@ class Application:
                     create_limiter=self._limiter("kie", settings.KIE_CREATE_LIMIT),
                     download_policy=self._download_policy(),
                     status_limiter=self._limiter("kie", settings.KIE_STATUS_LIMIT, "status"),
+                    price_per_image=settings.KIE_PRICE_PER_IMAGE,
                 )
             )
         if settings.REPLICATE_API_TOKEN.get_secret_value():
@@ -472,6 +474,7 @@ class Application:
                     create_limiter=self._limiter("replicate", settings.REPLICATE_CREATE_LIMIT),
                     download_policy=self._download_policy(),
                     status_limiter=self._limiter("replicate", settings.REPLICATE_STATUS_LIMIT, "status"),
+                    price_per_image=settings.REPLICATE_PRICE_PER_IMAGE,
                 )
             )
         if settings.GENERATOR_URL:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from decimal import Decimal
 from ipaddress import ip_network
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -12,6 +13,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from providers.kie import check_kie_model
+from providers.replicate import check_replicate_model
 from studio.credits import Currency
 from studio.policy import PolicyError, parse_fallback_policy
 
@@ -72,6 +75,13 @@ class Settings(BaseSettings):
     REPLICATE_API_URL: str = "https://api.replicate.com"
     REPLICATE_MODEL: str = "google/nano-banana-pro"
     REPLICATE_WEBHOOK_SECRET: SecretStr = SecretStr("")
+    # Provider prices are in USD per image (the unit of the model tables in providers/); empty: the
+    # table's price for the configured model. /stats converts revenue to USD with the rates below
+    # (how many roubles / Stars one USD is worth); 0: unknown, and no margin is shown in that currency.
+    KIE_PRICE_PER_IMAGE: Decimal | None = Field(default=None, ge=0)
+    REPLICATE_PRICE_PER_IMAGE: Decimal | None = Field(default=None, ge=0)
+    RUB_PER_USD: Decimal = Field(default=Decimal(0), ge=0)
+    STARS_PER_USD: Decimal = Field(default=Decimal(0), ge=0)
 
     # Our own generator (docs/generator.md): a provider only when GENERATOR_URL is set.
     GENERATOR_URL: str = ""
@@ -170,6 +180,23 @@ class Settings(BaseSettings):
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
 
+    @field_validator("KIE_PRICE_PER_IMAGE", "REPLICATE_PRICE_PER_IMAGE", mode="before")
+    @classmethod
+    def _empty_price(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("KIE_MODEL")
+    @classmethod
+    def _kie_model(cls, value: str) -> str:
+        check_kie_model(value)
+        return value
+
+    @field_validator("REPLICATE_MODEL")
+    @classmethod
+    def _replicate_model(cls, value: str) -> str:
+        check_replicate_model(value)
+        return value
+
     @field_validator("YOOKASSA_TRUSTED_IPS", "YOOKASSA_TRUSTED_PROXIES")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
@@ -202,6 +229,11 @@ class Settings(BaseSettings):
             for currency, enabled in ((Currency.RUB, self.yookassa_enabled), (Currency.STARS, self.STARS_ENABLED))
             if enabled
         )
+
+    @property
+    def usd_rates(self) -> dict[Currency, Decimal]:
+        """Units of each revenue currency one USD is worth, for the margin /stats shows (0: unknown)."""
+        return {Currency.RUB: self.RUB_PER_USD, Currency.STARS: self.STARS_PER_USD}
 
     @property
     def callbacks_enabled(self) -> bool:
@@ -302,4 +334,6 @@ def load_settings(**overrides: object) -> Settings:
         if name in _HINTS:
             state = "is not set" if first["type"] == "missing" else "is malformed"
             raise SettingsError(f"{name} {state}: {_HINTS[name]}") from None
-        raise SettingsError(f"{name} is invalid: {first['msg']} (see .env.example)") from None
+        # pydantic prefixes a validator's own message with "Value error, ": the message says it all.
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise SettingsError(f"{name} is invalid: {message} (see .env.example)") from None

@@ -24,6 +24,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
@@ -79,11 +80,19 @@ def _identity_aspects(*ratios: str) -> Mapping[str, str]:
 
 @dataclass(frozen=True, slots=True)
 class KieModelSpec:
-    """How to build ``input`` for one market model (kie.md §4)."""
+    """One market model as data (kie.md §4): how to build its ``input``, what it is good for, and
+    what one image costs in USD (the unit of every provider price in PinGlass)."""
 
     image_field: str
     max_images: int
     max_prompt_chars: int
+    # List price of one image at the resolution we request, in USD (Kie bills credits; 1 credit is
+    # $0.005, kie.md §10). Prices move: KIE_PRICE_PER_IMAGE overrides this for the configured model.
+    price_per_image: Decimal
+    # Keeps the person's face recognisable from reference photos (good enough for portraits).
+    identity_ok: bool
+    # Can draw a 2×2 grid of four poses in one image (one create, four portraits).
+    grid_capable: bool
     # our aspect ratio ("3:4") -> the model's value; a ratio missing here is refused before any call
     aspect_field: str = "aspect_ratio"
     aspect_values: Mapping[str, str] = field(default_factory=lambda: _identity_aspects(*_COMMON_ASPECTS))
@@ -98,6 +107,9 @@ class KieModelSpec:
 KIE_MODELS: Mapping[str, KieModelSpec] = MappingProxyType(
     {
         "google/nano-banana-edit": KieModelSpec(
+            price_per_image=Decimal("0.020"),  # 4 credits
+            identity_ok=True,
+            grid_capable=True,
             image_field="image_urls",
             max_images=10,
             max_prompt_chars=5000,
@@ -105,6 +117,9 @@ KIE_MODELS: Mapping[str, KieModelSpec] = MappingProxyType(
             output_formats=MappingProxyType({"png": "png", "jpeg": "jpeg", "jpg": "jpeg"}),
         ),
         "nano-banana-pro": KieModelSpec(
+            price_per_image=Decimal("0.090"),  # 18 credits at 1K/2K
+            identity_ok=True,
+            grid_capable=True,
             image_field="image_input",
             max_images=8,
             max_prompt_chars=10000,
@@ -114,6 +129,9 @@ KIE_MODELS: Mapping[str, KieModelSpec] = MappingProxyType(
             extras=MappingProxyType({"resolution": "1K"}),
         ),
         "nano-banana-2": KieModelSpec(
+            price_per_image=Decimal("0.040"),  # 8 credits at 1K
+            identity_ok=True,
+            grid_capable=True,
             image_field="image_input",
             max_images=14,
             max_prompt_chars=20000,
@@ -123,6 +141,9 @@ KIE_MODELS: Mapping[str, KieModelSpec] = MappingProxyType(
             extras=MappingProxyType({"resolution": "1K", "google_search": False}),
         ),
         "seedream/4.5-edit": KieModelSpec(
+            price_per_image=Decimal("0.0325"),  # 6.5 credits
+            identity_ok=True,
+            grid_capable=True,
             image_field="image_urls",
             max_images=14,
             max_prompt_chars=3000,
@@ -130,6 +151,9 @@ KIE_MODELS: Mapping[str, KieModelSpec] = MappingProxyType(
             extras=MappingProxyType({"quality": "basic"}),
         ),
         "bytedance/seedream-v4-edit": KieModelSpec(
+            price_per_image=Decimal("0.025"),  # 5 credits per image
+            identity_ok=False,
+            grid_capable=True,
             image_field="image_urls",
             max_images=10,
             max_prompt_chars=5000,
@@ -150,6 +174,9 @@ KIE_MODELS: Mapping[str, KieModelSpec] = MappingProxyType(
             extras=MappingProxyType({"image_resolution": "1K", "max_images": 1}),
         ),
         "flux-2/pro-image-to-image": KieModelSpec(
+            price_per_image=Decimal("0.025"),  # 5 credits at 1K
+            identity_ok=False,
+            grid_capable=True,
             image_field="input_urls",
             max_images=8,
             max_prompt_chars=5000,
@@ -158,6 +185,15 @@ KIE_MODELS: Mapping[str, KieModelSpec] = MappingProxyType(
         ),
     }
 )
+
+
+def check_kie_model(model: str) -> KieModelSpec:
+    """The table's entry for ``model``; ValueError naming the known models (one line) otherwise."""
+    spec = KIE_MODELS.get(model)
+    if spec is None:
+        raise ValueError(f"unknown Kie model {model!r}; known: {', '.join(sorted(KIE_MODELS))}")
+    return spec
+
 
 # Failure texts that mean "this prompt/photo will never pass": do not retry the same request.
 _NON_RETRYABLE_FAIL_MARKERS = (
@@ -246,16 +282,18 @@ class KieProvider:
         wall_clock: Callable[[], float] = time.time,
         download_policy: DownloadPolicy | None = None,
         status_limiter: StatusLimiter | None = None,
+        price_per_image: Decimal | None = None,
     ) -> None:
-        if model not in KIE_MODELS:
-            raise ValueError(f"unsupported Kie model {model!r}; known: {', '.join(sorted(KIE_MODELS))}")
+        spec = check_kie_model(model)
         if not api_key:
             raise ValueError("api_key is empty")
         self._api_key = api_key
         self._api_url = api_url.rstrip("/")
         self._upload_url = upload_url.rstrip("/")
         self.model = model
-        self._spec = KIE_MODELS[model]
+        self._spec = spec
+        # The operator's price (KIE_PRICE_PER_IMAGE) wins over the table's: Kie reprices often.
+        self.price_per_image = spec.price_per_image if price_per_image is None else price_per_image
         self._owns_http = http is None
         self._http = http if http is not None else build_http_client(timeout)
         self._hmac_key = hmac_key or None

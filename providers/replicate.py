@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Final
 from urllib.parse import quote, urlsplit
@@ -81,12 +82,20 @@ _THROTTLE_HINT = re.compile(r"available in (\d+(?:\.\d+)?) second|resets in ~?(\
 
 @dataclass(frozen=True, slots=True)
 class ModelInputSpec:
-    """How one model wants its input: every model names the same ideas differently (replicate.md §9)."""
+    """One model as data: how it wants its input (every model names the same ideas differently,
+    replicate.md §9), what it is good for, and what one image costs in USD."""
 
     reference_field: str
     references_as_list: bool
     max_references: int
     output_formats: frozenset[str]
+    # List price of one image at the resolution we request, in USD (Replicate bills USD); prices
+    # move: REPLICATE_PRICE_PER_IMAGE overrides this for the configured model.
+    price_per_image: Decimal
+    # Keeps the person's face recognisable from reference photos (good enough for portraits).
+    identity_ok: bool
+    # Can draw a 2×2 grid of four poses in one image (one create, four portraits).
+    grid_capable: bool
     # None for models sized by width/height instead of an aspect ratio.
     aspect_field: str | None = "aspect_ratio"
     seed_field: str | None = None
@@ -100,6 +109,9 @@ class ModelInputSpec:
 MODEL_INPUTS: Final[Mapping[str, ModelInputSpec]] = MappingProxyType(
     {
         "google/nano-banana": ModelInputSpec(
+            price_per_image=Decimal("0.039"),  # per output image
+            identity_ok=True,
+            grid_capable=True,
             reference_field="image_input",
             references_as_list=True,
             # No documented cap; our avatars hold at most 8 photos anyway.
@@ -107,6 +119,9 @@ MODEL_INPUTS: Final[Mapping[str, ModelInputSpec]] = MappingProxyType(
             output_formats=frozenset({"jpg", "png"}),
         ),
         "google/nano-banana-pro": ModelInputSpec(
+            price_per_image=Decimal("0.15"),  # per output image at 1K/2K
+            identity_ok=True,
+            grid_capable=True,
             reference_field="image_input",
             references_as_list=True,
             max_references=14,
@@ -114,6 +129,9 @@ MODEL_INPUTS: Final[Mapping[str, ModelInputSpec]] = MappingProxyType(
             extras=MappingProxyType({"resolution": "2K"}),
         ),
         "black-forest-labs/flux-kontext-pro": ModelInputSpec(
+            price_per_image=Decimal("0.04"),  # per output image; one reference only
+            identity_ok=False,
+            grid_capable=False,
             reference_field="input_image",
             references_as_list=False,
             max_references=1,
@@ -123,6 +141,9 @@ MODEL_INPUTS: Final[Mapping[str, ModelInputSpec]] = MappingProxyType(
             extras=MappingProxyType({"safety_tolerance": 2, "prompt_upsampling": False}),
         ),
         "zsxkib/flux-pulid": ModelInputSpec(
+            price_per_image=Decimal("0.03"),  # billed by GPU time: an estimate for one 1152 px image
+            identity_ok=True,
+            grid_capable=False,
             reference_field="main_face_image",
             references_as_list=False,
             max_references=1,
@@ -196,6 +217,17 @@ def normalise_output(output: object) -> tuple[str, ...]:
     )
 
 
+def check_replicate_model(model: str) -> ModelInputSpec:
+    """The table's entry for ``owner/name[:version]``; ValueError in one line naming the known models."""
+    slug, version = parse_model_ref(model)
+    spec = MODEL_INPUTS.get(slug)
+    if spec is None:
+        raise ValueError(f"unknown Replicate model {slug!r}; known: {', '.join(sorted(MODEL_INPUTS))}")
+    if spec.needs_version and version is None:
+        raise ValueError(f"{slug} is a community model: configure it as {slug}:<64-hex version id>")
+    return spec
+
+
 class ReplicateProvider:
     """ImageProvider for Replicate predictions; the default model is google/nano-banana-pro."""
 
@@ -215,15 +247,12 @@ class ReplicateProvider:
         clock: Callable[[], float] = time.time,
         download_policy: DownloadPolicy | None = None,
         status_limiter: StatusLimiter | None = None,
+        price_per_image: Decimal | None = None,
     ) -> None:
         if not api_token:
             raise ValueError("Replicate api_token is required")
+        spec = check_replicate_model(model)
         slug, version = parse_model_ref(model)
-        spec = MODEL_INPUTS.get(slug)
-        if spec is None:
-            raise ValueError(f"no input mapping for Replicate model {slug!r}; add it to MODEL_INPUTS")
-        if spec.needs_version and version is None:
-            raise ValueError(f"{slug} is a community model: configure it as {slug}:<64-hex version id>")
         if cancel_after_seconds is not None and cancel_after_seconds < _MIN_CANCEL_AFTER_SECONDS:
             raise ValueError(f"Cancel-After must be at least {_MIN_CANCEL_AFTER_SECONDS} s")
         self._api_token = api_token
@@ -231,6 +260,8 @@ class ReplicateProvider:
         self._api_origin = urlsplit(self._api_url).netloc.lower()
         self._model = _ModelRef(slug, version)
         self._spec = spec
+        # The operator's price (REPLICATE_PRICE_PER_IMAGE) wins over the table's.
+        self.price_per_image = spec.price_per_image if price_per_image is None else price_per_image
         self._create_limiter = create_limiter
         self._status_limiter = status_limiter
         self._timeout = timeout

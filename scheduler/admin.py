@@ -8,8 +8,10 @@ Telegram: broadcasts are sent by a ``BroadcastRunner`` (scheduler.broadcast.Broa
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol
 
@@ -31,7 +33,8 @@ from storage.admin import QueueSnapshot as QueueSnapshot
 from storage.admin import UserDetail as UserDetail
 from storage.models import Broadcast, GenerationJob, GenerationTask, LedgerEntry, Order, Payment, User, utcnow
 from storage.stats import PERIODS, Stats, compute_stats, percentile, period_start
-from studio.credits import grant_line
+from studio.costs import Margin, margin
+from studio.credits import Currency, grant_line
 from studio.policy import BreakerState
 from studio.states import (
     PORTRAIT_TASK_STATUSES,
@@ -65,6 +68,7 @@ class StatsReport:
     first_p95: float | None
     pack_p50: float | None
     pack_p95: float | None
+    margin: Margin | None = None  # revenue minus refunds and provider cost, in USD
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,9 +124,12 @@ class AdminService:
         delivery: DeliveryService,
         stars: StarsPayments | None,
         broadcasts: BroadcastRunner,
+        usd_rates: Mapping[Currency, Decimal] | None = None,
         probes: ProviderHealthMonitor | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
+        # Revenue currency units per USD (RUB_PER_USD, STARS_PER_USD): provider prices are in USD.
+        self.usd_rates: Mapping[Currency, Decimal] = dict(usd_rates or {})
         self.probes = probes
         self.payments = payments
         self.engine = engine
@@ -149,6 +156,7 @@ class AdminService:
             first_p95=percentile(stats.first_image_seconds, 0.95),
             pack_p50=percentile(stats.full_pack_seconds, 0.5),
             pack_p95=percentile(stats.full_pack_seconds, 0.95),
+            margin=margin(stats.revenue, stats.refunded, stats.cost_micros, self.usd_rates),
         )
 
     async def queue(self, admin_id: int) -> QueueSnapshot:

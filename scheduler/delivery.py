@@ -35,6 +35,7 @@ from storage.files import FileNotFoundInStore, FileStore
 from storage.images import ImageRejected, fit_for_telegram_photo
 from storage.models import Delivery, GenerationJob, GenerationTask, utcnow
 from studio.catalogue import Catalogue
+from studio.costs import micros_to_usd
 from studio.delivery import ChatBudgets, Ready, next_send, progress_edit_due, split_albums
 from studio.generation import settle_job
 from studio.states import DeliveryStatus, JobStatus, TaskStatus
@@ -563,6 +564,7 @@ class DeliveryService:
                     image_count=outcome.succeeded,
                     total_duration_ms=round((finished_at - job.created_at).total_seconds() * 1000),
                     skipped=outcome.skipped,
+                    cost=float(micros_to_usd(await queue.job_cost_micros(session, job_id))),  # USD
                 )
             await session.commit()
         if not moved:

@@ -39,10 +39,11 @@ class EventName(StrEnum):
     PAYMENT_REFUNDED = "payment_refunded"  # {provider, amount, currency, order_id}
     GENERATION_QUEUED = "generation_queued"  # {image_count}: a paid or trial job was queued
     GENERATION_STARTED = "generation_started"  # {provider, model}: the job's first task submission
-    GENERATION_COMPLETED = "generation_completed"  # {duration_ms}: one task, provider submit → stored
+    # cost: USD, every create of the portrait(s) at its model's price (studio/costs.py).
+    GENERATION_COMPLETED = "generation_completed"  # {provider, duration_ms, cost}: one task, submit → stored
     GENERATION_FAILED = "generation_failed"  # {error_type}: a task failed for good, or a whole job failed
     IMAGE_STORED = "image_stored"  # {size_bytes}: one portrait stored
-    PACK_COMPLETED = "pack_completed"  # {image_count, total_duration_ms}: a job finished delivering
+    PACK_COMPLETED = "pack_completed"  # {image_count, total_duration_ms, skipped, cost}: a job delivered
 
 
 async def record_event(

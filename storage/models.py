@@ -290,6 +290,10 @@ class GenerationTask(Base):
     flagged: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     # Regenerations because the portrait did not look like the person (face checks); feeds /stats.
     identity_redos: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    # The model of the last create, and what every create of this portrait cost at the price of
+    # the model that ran it, in millionths of a USD (studio/costs.py): exact on SQLite and PostgreSQL.
+    model: Mapped[str | None] = mapped_column(String(160))
+    cost_micros: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

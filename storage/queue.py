@@ -153,7 +153,11 @@ async def mark_submitted(
     provider_index: int,
     provider_task_id: str,
     next_poll_at: datetime,
+    model: str | None = None,
+    cost_micros: int = 0,
 ) -> bool:
+    """Record a create the provider accepted; its price is added to what the task has cost (a
+    retried or fallen-back portrait costs every create it took)."""
     return await transitions.submit_task(
         session,
         task_id,
@@ -161,6 +165,8 @@ async def mark_submitted(
         provider=provider,
         provider_index=provider_index,
         provider_task_id=provider_task_id,
+        model=model,
+        cost_micros=GenerationTask.cost_micros + cost_micros,
         submitted_at=utcnow(),
         next_poll_at=next_poll_at,
         polls=0,
@@ -507,3 +513,11 @@ async def recent_creates(session: AsyncSession, provider: str, since: datetime) 
         )
     )
     return [moment for moment in rows.scalars() if moment is not None]
+
+
+async def job_cost_micros(session: AsyncSession, job_id: int) -> int:
+    """What every create of the job's portraits cost, in millionths of a USD."""
+    total = await session.execute(
+        select(func.coalesce(func.sum(GenerationTask.cost_micros), 0)).where(GenerationTask.job_id == job_id)
+    )
+    return int(total.scalar_one())

@@ -1,5 +1,6 @@
 """The figures behind /stats, computed from the tables first and from ``events`` for what only
-events know (why photos were rejected, why tasks failed, which provider started a job, cost).
+events know (why photos were rejected, why tasks failed, which provider started a job). Provider
+cost comes from the tasks (each create adds its price, migration 0009), so skipped portraits count.
 
 Every query is bounded by a time window through an index (migration 0003 adds the ones the tables
 lacked), so a 30-day report stays fast on a million events; ``bench/bench_stats.py`` measures it.
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, Float, and_, case, cast, func, select
+from sqlalchemy import ColumnElement, and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Event, GenerationJob, GenerationTask, LedgerEntry, Order, Payment, User
@@ -45,6 +46,9 @@ class ProviderFigures:
     skipped: int = 0
     retried: int = 0  # finished on this provider after more than one attempt
     fell_back: int = 0  # finished here after an earlier provider gave up
+    # What its tasks' creates cost, in millionths of a USD (a task's creates are counted under the
+    # provider that holds it last: a fallen-back portrait's earlier creates included).
+    cost_micros: int = 0
 
     @property
     def failure_rate(self) -> float | None:
@@ -72,7 +76,7 @@ class Stats:
     credits_granted: int = 0
     credits_returned: int = 0
     credits_refunded: int = 0
-    provider_cost: float | None = None
+    cost_micros: int = 0  # every create of the window's jobs, millionths of a USD (studio/costs.py)
     identity_scored: int = 0
     identity_score_sum: float = 0.0
     portraits: int = 0
@@ -82,6 +86,11 @@ class Stats:
     def success_rate(self) -> float | None:
         finished = self.photos_done + self.photos_skipped
         return self.photos_done / finished if finished else None
+
+    @property
+    def cost_per_portrait_micros(self) -> int | None:
+        """Provider cost per delivered (or stored) portrait, skipped portraits' creates included."""
+        return round(self.cost_micros / self.photos_done) if self.photos_done else None
 
     @property
     def identity_average(self) -> float | None:
@@ -165,14 +174,17 @@ async def _jobs_and_tasks(session: AsyncSession, stats: Stats) -> None:
             func.sum(GenerationTask.identity_score),
             func.sum(case((and_(done, GenerationTask.identity_redos > 0), 1), else_=0)),
             func.sum(one),
+            func.coalesce(func.sum(GenerationTask.cost_micros), 0),
         )
         .join(GenerationJob, GenerationJob.id == GenerationTask.job_id)
         .where(window)
         .group_by(GenerationTask.provider, GenerationTask.status)
     )
-    for provider, status, count, retried, fell_back, scored, score_sum, redone, portraits in rows.all():
+    for provider, status, count, retried, fell_back, scored, score_sum, redone, portraits, cost in rows.all():
         figures = stats.providers.setdefault(provider or "-", ProviderFigures())
         count = int(count)
+        figures.cost_micros += int(cost)
+        stats.cost_micros += int(cost)
         if status in DONE_TASKS:
             stats.photos_done += count
             figures.done += count
@@ -186,7 +198,7 @@ async def _jobs_and_tasks(session: AsyncSession, stats: Stats) -> None:
         stats.portraits_redone += int(redone or 0)
         stats.portraits += int(portraits or 0)
     unassigned = stats.providers.get("-")
-    if unassigned is not None and not (unassigned.done or unassigned.skipped):
+    if unassigned is not None and not (unassigned.done or unassigned.skipped or unassigned.cost_micros):
         del stats.providers["-"]  # tasks no provider has taken yet
 
 
@@ -218,10 +230,3 @@ async def _events(session: AsyncSession, stats: Stats) -> None:
     stats.jobs_started_by_provider = await grouped("generation_started", "provider")
     stats.failures_by_type = await grouped("generation_failed", "error_type")
     stats.rejected_by_reason = await grouped("photo_rejected", "reason")
-    cost = Event.properties["cost"].as_float()
-    row = (
-        await session.execute(
-            select(func.count(cost), func.sum(cast(cost, Float))).where(window("generation_completed"))
-        )
-    ).one()
-    stats.provider_cost = float(row[1]) if row[0] else None

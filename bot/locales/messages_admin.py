@@ -35,7 +35,8 @@ ADMIN_MESSAGES: dict[str, tuple[str, str]] = {
         "Сбои по типам: {failures}\n"
         "Отклонённые селфи: {rejected}\n"
         "Кредиты: начислено {granted}, возвращено {returned}, списано возвратами {refund_credits}\n"
-        "Стоимость у провайдеров: {cost}\n"
+        "Стоимость у провайдеров: {cost}; на один готовый портрет: {cost_per_portrait}\n"
+        "Выручка минус возвраты и стоимость у провайдеров: {margin}\n"
         "Сходство лица, среднее: {identity}; переделано портретов: {redo_share}",
         "<b>Stats: {period}</b> (since {since} UTC)\n"
         "New users: {new_users}\n"
@@ -49,12 +50,20 @@ ADMIN_MESSAGES: dict[str, tuple[str, str]] = {
         "Failures by type: {failures}\n"
         "Rejected selfies: {rejected}\n"
         "Credits: granted {granted}, returned {returned}, taken by refunds {refund_credits}\n"
-        "Provider cost: {cost}\n"
+        "Provider cost: {cost}; per delivered portrait: {cost_per_portrait}\n"
+        "Revenue minus refunds and provider cost: {margin}\n"
         "Identity score, average: {identity}; portraits redone: {redo_share}",
     ),
     "admin.stats.provider": (
-        "{name} — {done} готово ({share}), сбоев {failure_rate}, ретраев {retried}, fallback {fell_back}",
-        "{name} — {done} done ({share}), failures {failure_rate}, retried {retried}, fell back {fell_back}",
+        "{name} — {done} готово ({share}), сбоев {failure_rate}, ретраев {retried}, fallback {fell_back}, "
+        "стоимость {cost} ({cost_per_portrait} за портрет), выручка минус стоимость {margin}",
+        "{name} — {done} done ({share}), failures {failure_rate}, retried {retried}, fell back {fell_back}, "
+        "cost {cost} ({cost_per_portrait} per portrait), revenue minus cost {margin}",
+    ),
+    # Revenue is in roubles and Stars, provider prices in USD: a currency without a rate is left out.
+    "admin.stats.unconverted": (
+        "(без {currencies}: курс не задан, RUB_PER_USD / STARS_PER_USD)",
+        "(without {currencies}: no rate set, RUB_PER_USD / STARS_PER_USD)",
     ),
     # ---- /queue
     "admin.queue": (

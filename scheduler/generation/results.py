@@ -29,6 +29,7 @@ from storage.events import EventName, record_event
 from storage.files import FileStore
 from storage.images import make_thumbnail
 from storage.models import GenerationJob, GenerationTask, utcnow
+from studio.costs import micros_to_usd
 from studio.faces import FaceChecker
 from studio.policy import DecisionAction, decide_after_failure
 from studio.states import TaskStatus
@@ -155,7 +156,7 @@ class Results:
             if task is None or task.status != TaskStatus.SUCCEEDED:
                 return
             job_id, index, attempts = task.job_id, task.provider_index, max(task.attempts, 1)
-            submitted_at = task.submitted_at
+            submitted_at, cost_micros = task.submitted_at, task.cost_micros
         try:
             data = await provider.download(url)
             thumbnail = await asyncio.to_thread(make_thumbnail, data)
@@ -195,6 +196,7 @@ class Results:
                     task_id=task_id,
                     provider=provider.name,
                     duration_ms=duration_ms,
+                    cost=float(micros_to_usd(cost_micros)),  # USD, every create of this portrait
                 )
                 await record_event(
                     session, EventName.IMAGE_STORED, job_id=job_id, task_id=task_id, size_bytes=len(data)

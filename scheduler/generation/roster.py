@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -32,6 +33,13 @@ CALLBACK_PATHS = {
 def model_of(provider: ImageProvider) -> str | None:
     model = getattr(provider, "model", None)
     return model if isinstance(model, str) else None
+
+
+def price_of(provider: ImageProvider) -> Decimal:
+    """USD per image of the provider's configured model. Not part of the ImageProvider protocol (a
+    test double need not price anything): a provider without a price costs 0."""
+    price = getattr(provider, "price_per_image", None)
+    return price if isinstance(price, Decimal) else Decimal(0)
 
 
 class Roster:

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from providers.base import GenerationOptions, ImageProvider, ProviderError, RateLimitedError, Room
 from scheduler.background import BackgroundTasks, KeyedLocks
 from scheduler.generation.results import Results
-from scheduler.generation.roster import Roster
+from scheduler.generation.roster import Roster, model_of, price_of
 from scheduler.generation.settle import Settler
 from scheduler.generation.state import EngineConfig, EngineState
 from scheduler.signals import WorkSignals
@@ -24,6 +24,7 @@ from storage.events import EventName, record_event
 from storage.files import FileNotFoundInStore, FileStore
 from storage.models import GenerationJob, GenerationTask, ReferencePhoto, utcnow
 from studio.catalogue import Catalogue
+from studio.costs import usd_to_micros
 from studio.generation import build_prompt, plan_tasks
 from studio.pace import CreatePace
 from studio.policy import next_poll_at as policy_next_poll_at
@@ -270,6 +271,11 @@ class Submitter:
                 provider_index=index,
                 provider_task_id=provider_task_id,
                 next_poll_at=first_poll,
+                # Priced when the provider accepts the create, the one moment every create passes. A
+                # create that then fails may not be billed (these image models bill per image made),
+                # so the recorded cost is an upper bound, never an undercount.
+                model=model_of(provider),
+                cost_micros=usd_to_micros(price_of(provider)),
             )
             # generation_started is per job: its first submission; retries and later tasks record nothing.
             if recorded and never_submitted and not await queue.other_task_submitted(session, job_id, task_id):
@@ -278,7 +284,7 @@ class Submitter:
                     EventName.GENERATION_STARTED,
                     job_id=job_id,
                     provider=provider.name,
-                    model=getattr(provider, "model", None),
+                    model=model_of(provider),
                 )
             await session.commit()
         if not recorded:

@@ -28,7 +28,8 @@ from storage.models import (
 )
 from studio.generation import claim_key
 from studio.states import JobStatus, PaymentStatus, TaskStatus
-from tests.engine_support import seed_paid_job
+from tests.engine_support import job_row, provider_settings, seed_paid_job
+from tests.fakes.kie import FakeKie
 from tests.fakes.telegram import ChatMessage, FakeTelegram, FakeUser
 from tests.harness import app_settings, running_app
 
@@ -193,6 +194,7 @@ async def seed_stats_data(app: Application) -> None:
             attempts: int = 1,
             score: float | None = None,
             redos: int = 0,
+            cost: int = 0,
         ) -> GenerationTask:
             return GenerationTask(
                 job_id=job_row.id,
@@ -206,17 +208,18 @@ async def seed_stats_data(app: Application) -> None:
                 attempts=attempts,
                 identity_score=score,
                 identity_redos=redos,
+                cost_micros=cost,
             )
 
         session.add_all(
             [
-                task(j1, 0, TaskStatus.DELIVERED, "kie", score=0.8, redos=1),
-                task(j1, 1, TaskStatus.DELIVERED, "kie", score=0.6),
-                task(j1, 2, TaskStatus.DELIVERED, "kie", attempts=2),
-                task(j2, 0, TaskStatus.DELIVERED, "replicate", index=1),
-                task(j2, 1, TaskStatus.DELIVERED, "replicate", index=1),
-                task(j2, 2, TaskStatus.SKIPPED, "kie"),
-                *(task(j_old, p, TaskStatus.DELIVERED, "kie", score=0.1) for p in range(3)),
+                task(j1, 0, TaskStatus.DELIVERED, "kie", score=0.8, redos=1, cost=40_000),
+                task(j1, 1, TaskStatus.DELIVERED, "kie", score=0.6, cost=40_000),
+                task(j1, 2, TaskStatus.DELIVERED, "kie", attempts=2, cost=80_000),
+                task(j2, 0, TaskStatus.DELIVERED, "replicate", index=1, cost=150_000),
+                task(j2, 1, TaskStatus.DELIVERED, "replicate", index=1, cost=150_000),
+                task(j2, 2, TaskStatus.SKIPPED, "kie", cost=40_000),
+                *(task(j_old, p, TaskStatus.DELIVERED, "kie", score=0.1, cost=30_000) for p in range(3)),
             ]
         )
         session.add_all(
@@ -240,8 +243,7 @@ async def seed_stats_data(app: Application) -> None:
                 event("generation_started", provider="kie", model="m"),
                 event("generation_started", provider="replicate", model="m"),
                 event("generation_failed", error_type="timeout"),
-                event("generation_completed", duration_ms=1000, cost=0.04),
-                event("generation_completed", duration_ms=1000, cost=0.04),
+                event("generation_completed", duration_ms=1000, cost=0.04),  # cost: the tasks' figures count
                 event("generation_completed", duration_ms=1000),
             ]
         )
@@ -250,7 +252,7 @@ async def seed_stats_data(app: Application) -> None:
 
 @pytest.mark.ledger_unbalanced(reason="the seeded ledger lines are figures for /stats, not money any flow could move")
 async def test_stats_reports_the_seeded_figures(fake_telegram: FakeTelegram, database_url: str, tmp_path: Path) -> None:
-    async with running_app(settings_for(fake_telegram, database_url, tmp_path)) as app:
+    async with running_app(settings_for(fake_telegram, database_url, tmp_path, RUB_PER_USD="100")) as app:
         admin = fake_telegram.user(ADMIN_ID, language_code="en")
         await ask(admin, "/help")  # registers the admin: one more new user
         await seed_stats_data(app)
@@ -262,13 +264,17 @@ async def test_stats_reports_the_seeded_figures(fake_telegram: FakeTelegram, dat
             "Photos: done 5, skipped 1, success 83.3%",
             "Time to first image p50/p95: 1m 00s / 2m 00s",
             "Time to full pack p50/p95: 10m 00s / 15m 00s",
-            "kie — 3 done (60.0%), failures 25.0%, retried 1, fell back 0",
-            "replicate — 2 done (40.0%), failures 0.0%, retried 0, fell back 2",
+            # Revenue (490 ₽ at 100 ₽/USD; the Stars were refunded) is shared out by portraits delivered.
+            "kie — 3 done (60.0%), failures 25.0%, retried 1, fell back 0, cost $0.20 ($0.0667 per portrait), "
+            "revenue minus cost $2.74",
+            "replicate — 2 done (40.0%), failures 0.0%, retried 0, fell back 2, cost $0.30 ($0.15 per portrait), "
+            "revenue minus cost $1.66",
             "Jobs started by provider: kie 1, replicate 1",
             "Failures by type: timeout 1",
             "Rejected selfies: blurry 2, no_face 1",
             "Credits: granted 5, returned 1, taken by refunds 3",
-            "Provider cost: 0.08",
+            "Provider cost: $0.50; per delivered portrait: $0.10",  # the skipped portrait's create counts
+            "Revenue minus refunds and provider cost: $4.40",
             "Identity score, average: 0.700; portraits redone: 20.0%",
         ]
         for line in expected:
@@ -367,3 +373,47 @@ async def test_ban_gets_one_polite_message_and_nothing_else(
             assert ban is not None and ban.banned_by == ADMIN_ID and ban.notified_at is not None
         await ask(admin, "/unban", "@rowdy", expect="is unbanned")
         assert "How it works" in (await ask(user, "/help")).content
+
+
+async def test_stats_shows_what_a_pack_cost_at_known_prices(
+    fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path
+) -> None:
+    """A real pack through the engine and fake Kie at $0.05 an image, paid 250 Stars at 50 Stars/USD."""
+    kie = FakeKie(create_limit=20, create_window_seconds=1.0, latency=(0.02, 0.05))
+    await kie.start()
+    try:
+        settings = settings_for(
+            fake_telegram,
+            sqlite_url,
+            tmp_path,
+            **provider_settings(kie, POLL_INTERVAL_SECONDS=1, KIE_PRICE_PER_IMAGE="0.05", STARS_PER_USD="50"),
+        )
+        async with running_app(settings) as app:
+            job_id = await seed_paid_job(
+                app.sessionmaker, app.files, app.catalogue, telegram_id=fake_telegram.user().id, pack="p7"
+            )
+            app.signals.job_queued()
+
+            async def delivered() -> bool:
+                return (await job_row(app.sessionmaker, job_id)).status == JobStatus.COMPLETED
+
+            async with asyncio.timeout(60):
+                while not await delivered():
+                    await asyncio.sleep(0.05)
+            admin = fake_telegram.user(ADMIN_ID, language_code="en")
+            text = (await ask(admin, "/stats", "7d", expect="Stats: 7d")).content
+            async with app.sessionmaker() as session:
+                [pack] = (await session.execute(select(Event).where(Event.name == "pack_completed"))).scalars()
+                costs = (await session.execute(select(GenerationTask.cost_micros, GenerationTask.model))).all()
+    finally:
+        await kie.close()
+    assert sorted(costs) == [(50_000, "nano-banana-2")] * 7  # one create each, at the configured price
+    assert pack.properties["cost"] == 0.35
+    for line in [
+        "Paid orders: 1; revenue: 250 ⭐; refunds: 0",
+        "kie — 7 done (100.0%), failures 0.0%, retried 0, fell back 0, cost $0.35 ($0.05 per portrait), "
+        "revenue minus cost $4.65",
+        "Provider cost: $0.35; per delivered portrait: $0.05",
+        "Revenue minus refunds and provider cost: $4.65",  # 250 ⭐ / 50 = $5.00, minus 7 × $0.05
+    ]:
+        assert line in text, (line, text)

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import pytest
 import pytest_asyncio
 from sqlalchemy import select
 
@@ -81,11 +82,16 @@ async def _is(app: object, job_id: int, stored: int) -> bool:
     return await _stored(app, job_id) == stored
 
 
+# Each model names its inputs differently (providers/kie.py KIE_MODELS); the fake checks each one's schema.
+@pytest.mark.parametrize("model", ["nano-banana-2", "nano-banana-pro"])
 async def test_polling_alone_completes_a_job_without_public_url(
-    fake_telegram: FakeTelegram, kie: FakeKie, sqlite_url: str, tmp_path: Path
+    fake_telegram: FakeTelegram, kie: FakeKie, sqlite_url: str, tmp_path: Path, model: str
 ) -> None:
     settings = app_settings(
-        fake_telegram, sqlite_url, tmp_path / "files", **provider_settings(kie, POLL_INTERVAL_SECONDS=1)
+        fake_telegram,
+        sqlite_url,
+        tmp_path / "files",
+        **provider_settings(kie, POLL_INTERVAL_SECONDS=1, KIE_MODEL=model),
     )
     async with running_app(settings) as app:
         job_id = await seed_paid_job(
@@ -93,6 +99,8 @@ async def test_polling_alone_completes_a_job_without_public_url(
         )
         app.signals.job_queued()
         await eventually(lambda: _is(app, job_id, 7))
+        assert {create.model for create in kie.creates} == {model}
+        assert all(create.code == 200 for create in kie.creates), kie.creates  # every input passed its schema
         assert all(create.callback_url is None for create in kie.creates)
         assert kie.callbacks == []
 
@@ -121,8 +129,9 @@ async def test_dropped_callbacks_are_settled_by_the_poll(
         await kie.close()
 
 
+@pytest.mark.parametrize("model", ["google/nano-banana-pro", "black-forest-labs/flux-kontext-pro"])
 async def test_kie_failing_everything_falls_back_to_replicate(
-    fake_telegram: FakeTelegram, replicate: FakeReplicate, sqlite_url: str, tmp_path: Path
+    fake_telegram: FakeTelegram, replicate: FakeReplicate, sqlite_url: str, tmp_path: Path, model: str
 ) -> None:
     kie = FakeKie(create_limit=20, create_window_seconds=1.0, latency=(0.02, 0.05), fail_rate=1.0)
     await kie.start()
@@ -132,7 +141,7 @@ async def test_kie_failing_everything_falls_back_to_replicate(
             sqlite_url,
             tmp_path / "files",
             webhook=True,
-            **provider_settings(kie, replicate, POLL_INTERVAL_SECONDS=1),
+            **provider_settings(kie, replicate, POLL_INTERVAL_SECONDS=1, REPLICATE_MODEL=model),
         )
         async with running_app(settings) as app:
             job_id = await seed_paid_job(
@@ -140,6 +149,8 @@ async def test_kie_failing_everything_falls_back_to_replicate(
             )
             app.signals.job_queued()
             await eventually(lambda: _is(app, job_id, 7))
+            assert {create.model for create in replicate.creates} == {model}
+            assert all(create.status == 201 for create in replicate.creates), replicate.creates
             async with app.sessionmaker() as session:
                 providers = set(
                     (await session.execute(select(GenerationTask.provider).where(GenerationTask.job_id == job_id)))

@@ -241,6 +241,9 @@ async def test_full_paid_run_records_every_event_once_at_its_moment(
         submit_to_stored = (task.stored_at - task.submitted_at).total_seconds() * 1000
         assert abs(row.properties["duration_ms"] - submit_to_stored) <= 1
         assert row.job_id == job.id
+        # Every create priced at nano-banana-2's table price, in USD.
+        assert task.model == "nano-banana-2" and task.cost_micros == 40_000 * task.attempts
+        assert row.properties["cost"] == task.cost_micros / 1_000_000
     for row in named(rows, EventName.IMAGE_STORED):
         task = stored[row.properties["task_id"]]
         assert row.properties["size_bytes"] == len(await app.files.get(task.result_key or ""))
@@ -252,6 +255,8 @@ async def test_full_paid_run_records_every_event_once_at_its_moment(
     total_ms = (job.finished_at - job.created_at).total_seconds() * 1000
     assert pack.properties["image_count"] == 6 and pack.properties["skipped"] == 1
     assert abs(pack.properties["total_duration_ms"] - total_ms) <= 1
+    # The pack's cost counts the refused portrait's create too: the provider accepted it.
+    assert pack.properties["cost"] == sum(task.cost_micros for task in tasks) / 1_000_000 > 0
 
     # Logs: one JSON object per line, the events among them with their ids; no secret anywhere.
     text = captured_logs.getvalue()

@@ -533,7 +533,7 @@ async def test_unknown_prediction_is_task_not_found(provider: ReplicateProvider)
 async def test_misconfigured_models_fail_at_construction() -> None:
     with pytest.raises(ValueError, match="community"):
         ReplicateProvider("r8_x", model="zsxkib/flux-pulid")
-    with pytest.raises(ValueError, match="no input mapping"):
+    with pytest.raises(ValueError, match=r"unknown Replicate model .*known: .*google/nano-banana-pro"):
         ReplicateProvider("r8_x", model="someone/unknown-model")
     with pytest.raises(ValueError, match="64"):
         ReplicateProvider("r8_x", model="google/nano-banana:abc")

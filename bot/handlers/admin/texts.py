@@ -16,6 +16,7 @@ from bot.notifier import credits_text
 from scheduler.admin import JobDetail, ProviderHealth, QueueSnapshot, StatsReport, UserDetail
 from scheduler.provider_health import ProbeReport
 from storage.models import User
+from studio.costs import Margin, format_usd, micros_to_usd, provider_margin
 from studio.credits import Currency, format_price
 
 MAX_GRANT = 1000
@@ -82,6 +83,20 @@ def money(amounts: Mapping[str, int], language: str) -> str:
     return ", ".join(parts) or "0"
 
 
+def usd(micros: int | None) -> str:
+    return _("admin.none") if micros is None else format_usd(micros_to_usd(micros))
+
+
+def margin_text(margin: Margin | None) -> str:
+    """Revenue minus refunds and provider cost in USD, naming any currency left out for want of a rate."""
+    if margin is None:
+        return _("admin.none")
+    text = format_usd(margin.usd)
+    if margin.unconverted:
+        text += " " + _("admin.stats.unconverted").format(currencies=", ".join(margin.unconverted))
+    return text
+
+
 def counts(values: Mapping[str, int]) -> str:
     items = sorted(values.items(), key=lambda item: (-item[1], item[0]))
     return ", ".join(f"{escape(str(name))} {count}" for name, count in items) or _("admin.none")
@@ -111,6 +126,11 @@ def stats_text(period: str, report: StatsReport, language: str) -> str:
             failure_rate=share(figures.failure_rate),
             retried=figures.retried,
             fell_back=figures.fell_back,
+            cost=usd(figures.cost_micros),
+            cost_per_portrait=usd(round(figures.cost_micros / figures.done) if figures.done else None),
+            margin=margin_text(
+                provider_margin(report.margin, figures.done, done_total, figures.cost_micros) if report.margin else None
+            ),
         )
         for name, figures in sorted(stats.providers.items())
     ]
@@ -136,7 +156,9 @@ def stats_text(period: str, report: StatsReport, language: str) -> str:
         granted=stats.credits_granted,
         returned=stats.credits_returned,
         refund_credits=stats.credits_refunded,
-        cost=number(stats.provider_cost),
+        cost=usd(stats.cost_micros),
+        cost_per_portrait=usd(stats.cost_per_portrait_micros),
+        margin=margin_text(report.margin),
         identity=number(stats.identity_average, 3),
         redo_share=share(stats.redo_share),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -133,6 +134,55 @@ def test_a_configured_webhook_secret_wins_and_a_proxy_must_be_a_proxy_url(monkey
     monkeypatch.setenv("TELEGRAM_PROXY", "ftp://proxy:21")
     with pytest.raises(SettingsError, match="TELEGRAM_PROXY is invalid"):
         load_settings()
+
+
+def test_an_unknown_model_stops_the_start_with_one_line_naming_the_known_ones(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bot"],
+        cwd=tmp_path,
+        env=_clean_env(PYTHONPATH=str(ROOT), BOT_TOKEN=GOOD_TOKEN, KIE_API_KEY="key", KIE_MODEL="nano-banana-9"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "KIE_MODEL" in lines[0] and "'nano-banana-9'" in lines[0]
+    assert "nano-banana-2" in lines[0] and "nano-banana-pro" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "words"),
+    [
+        ("REPLICATE_MODEL", "someone/unknown", ("unknown Replicate model", "google/nano-banana-pro")),
+        ("REPLICATE_MODEL", "zsxkib/flux-pulid", ("community model",)),
+        ("KIE_PRICE_PER_IMAGE", "-1", ("greater than or equal to 0",)),
+        ("RUB_PER_USD", "lots", ("decimal",)),
+    ],
+)
+def test_models_and_prices_are_checked(monkeypatch: pytest.MonkeyPatch, name: str, value: str, words: tuple) -> None:
+    monkeypatch.setenv("BOT_TOKEN", GOOD_TOKEN)
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as error:
+        load_settings()
+    assert str(error.value).startswith(f"{name} is invalid: ")
+    assert "Value error" not in str(error.value)
+    for word in words:
+        assert word in str(error.value)
+
+
+def test_prices_default_to_the_model_table_and_an_empty_override_means_the_table(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BOT_TOKEN", GOOD_TOKEN)
+    monkeypatch.setenv("KIE_PRICE_PER_IMAGE", "")
+    monkeypatch.setenv("REPLICATE_PRICE_PER_IMAGE", "0.12")
+    settings = load_settings()
+    assert settings.KIE_PRICE_PER_IMAGE is None
+    assert settings.REPLICATE_PRICE_PER_IMAGE == Decimal("0.12")
+    assert settings.usd_rates == {Currency.RUB: Decimal(0), Currency.STARS: Decimal(0)}
 
 
 def test_the_generator_needs_its_token_and_an_address_for_its_reference_links(monkeypatch: pytest.MonkeyPatch) -> None:
