@@ -116,7 +116,11 @@ async def test_a_pack_completes_on_the_generator_with_webhooks(
             webhook_url = f"{settings.PUBLIC_URL}/providers/selfhosted/webhook"
             assert {call["webhook_url"] for call in generator.generate_calls} == {webhook_url}
             assert len(generator.jobs) == 7
-            assert [hook.status for hook in generator.webhooks] == [200] * 7
+            # Each job's webhook was taken; one that outran our commit of the create is answered 404 and
+            # the job is fetched by the submitter instead (as with Kie), so it still arrives exactly once.
+            assert len(generator.webhooks) == 7
+            for hook in generator.webhooks:
+                assert hook.status == 200 or (hook.status == 404 and hook.job_id in generator.status_calls)
 
 
 async def test_a_pack_completes_on_the_generator_polling_only(
