@@ -395,6 +395,54 @@ async def test_a_submission_records_the_create_and_frees_the_lease(session: Asyn
     ) == (TaskStatus.SUBMITTED, "kie", 1, "kie-1", NOW, poll_at, 0, 3, None, None, None)
 
 
+async def test_each_accepted_create_adds_its_price_and_names_its_model(session: AsyncSession) -> None:
+    """A retried or fallen-back portrait costs every create it took; the model is the latest one's."""
+    job = await _job(session, 1)
+    task_id = await _task(session, job, 0, claimed_by=WORKER, lease_expires_at=NOW + LEASE)
+    assert await queue.mark_submitted(
+        session,
+        task_id,
+        WORKER,
+        provider="kie",
+        provider_index=0,
+        provider_task_id="kie-1",
+        next_poll_at=NOW,
+        model="nano-banana-2",
+        cost_micros=40_000,
+    )
+    task = await _row(session, task_id)
+    assert (task.model, task.cost_micros) == ("nano-banana-2", 40_000)
+    await session.execute(
+        update(GenerationTask)
+        .where(GenerationTask.id == task_id)
+        .values(status=TaskStatus.PENDING, claimed_by=WORKER, lease_expires_at=NOW + LEASE)
+    )
+    assert await queue.mark_submitted(
+        session,
+        task_id,
+        WORKER,
+        provider="replicate",
+        provider_index=1,
+        provider_task_id="rep-1",
+        next_poll_at=NOW,
+        model="google/nano-banana-pro",
+        cost_micros=150_000,
+    )
+    task = await _row(session, task_id)
+    assert (task.model, task.cost_micros, task.attempts) == ("google/nano-banana-pro", 190_000, 2)
+
+
+async def test_a_jobs_cost_is_the_sum_over_its_tasks_only(session: AsyncSession) -> None:
+    job = await _job(session, 1)
+    other_job = await _job(session, 2)
+    assert await queue.job_cost_micros(session, job) == 0  # no task yet: zero, not NULL
+    await _task(session, job, 0, cost_micros=40_000)
+    await _task(session, job, 1, cost_micros=150_000)
+    await _task(session, job, 2)
+    await _task(session, other_job, 0, cost_micros=999_999)
+    assert await queue.job_cost_micros(session, job) == 190_000
+
+
 async def test_a_submission_by_a_worker_whose_lapsed_lease_another_took_changes_nothing(
     session: AsyncSession,
 ) -> None:
