@@ -393,6 +393,7 @@ async def test_a_submission_records_the_create_and_frees_the_lease(session: Asyn
         task.lease_expires_at,
         task.error,
     ) == (TaskStatus.SUBMITTED, "kie", 1, "kie-1", NOW, poll_at, 0, 3, None, None, None)
+    assert (task.model, task.cost_micros) == (None, 0)  # a provider without a price list costs nothing
 
 
 async def test_each_accepted_create_adds_its_price_and_names_its_model(session: AsyncSession) -> None:
