@@ -1,7 +1,8 @@
-"""Small httpx helpers shared by the provider clients (Kie.ai, Replicate).
+"""Small httpx helpers shared by the provider clients (Kie.ai, Replicate, the self-hosted generator).
 
-Kept deliberately small: a client factory with explicit timeouts and User-Agent, and a capped
-byte fetch that maps transport/HTTP failures onto the provider error hierarchy.
+Kept deliberately small: a client factory with explicit timeouts and User-Agent, one request that
+maps transport and HTTP failures onto the provider error hierarchy, a JSON-object reader, the guard
+that keeps Telegram file URLs in, and a capped byte fetch.
 """
 
 from __future__ import annotations
@@ -15,11 +16,18 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 from urllib.parse import unquote_to_bytes
 
 import httpx
 
-from providers.base import PermanentProviderError, RetryableProviderError
+from providers.base import (
+    PermanentProviderError,
+    ProviderError,
+    RateLimitedError,
+    RetryableProviderError,
+    TaskNotFoundError,
+)
 
 # An explicit, non-library User-Agent: Cloudflare in front of some providers answers a bare
 # 403 "error code: 1010" to default library agents (kie.md §1).
@@ -109,6 +117,61 @@ def build_http_client(timeout_seconds: float, *, max_connections: int = 50) -> h
         headers={"User-Agent": USER_AGENT},
         limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
     )
+
+
+async def send(
+    http: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    what: str,
+    timeout_seconds: float,
+    error_for: Callable[[httpx.Response], ProviderError],
+    **kwargs: Any,
+) -> httpx.Response:
+    """One API request: a successful response, or the provider error it means (timeouts and transport
+    failures are retryable; ``error_for`` reads an unsuccessful answer). ``what`` names the call."""
+    try:
+        response = await http.request(method, url, timeout=request_timeout(timeout_seconds), **kwargs)
+    except httpx.TimeoutException as exc:
+        raise RetryableProviderError(f"{what}: timed out ({type(exc).__name__})") from exc
+    except httpx.TransportError as exc:
+        raise RetryableProviderError(f"{what}: {type(exc).__name__}: {exc}") from exc
+    if response.is_success:
+        return response
+    raise error_for(response)
+
+
+def error_for_status(
+    status: int, message: str, *, retry_after: float | None = None, task_lookup: bool = False
+) -> ProviderError:
+    """The usual meaning of an HTTP error status: 429 throttled, 404 of a task lookup unknown, 408/425
+    and 5xx worth retrying, anything else the same request failing the same way again."""
+    if status == 429:
+        return RateLimitedError(message, retry_after=retry_after, status=status)
+    if status == 404 and task_lookup:
+        return TaskNotFoundError(message, status=status)
+    if status in (408, 425) or status >= 500:
+        return RetryableProviderError(message, status=status)
+    return PermanentProviderError(message, status=status)
+
+
+def json_object(response: httpx.Response, what: str) -> dict[str, Any]:
+    """A successful answer's JSON object; a body that is not one is a provider fault worth retrying."""
+    try:
+        payload = response.json()
+    except ValueError as exc:
+        raise RetryableProviderError(f"{what}: answer is not JSON", status=response.status_code) from exc
+    if not isinstance(payload, dict):
+        raise RetryableProviderError(f"{what}: answer is not an object", status=response.status_code)
+    return payload
+
+
+def refuse_telegram_file_urls(urls: Iterable[str]) -> None:
+    """A Telegram file URL embeds the bot token: it must never leave the process."""
+    for url in urls:
+        if "/file/bot" in url.lower():
+            raise PermanentProviderError("refusing to send a Telegram file URL: it embeds the bot token")
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:

@@ -56,6 +56,7 @@ from providers.http import (
     build_http_client,
     fetch_bytes,
     is_cloudflare_1010,
+    refuse_telegram_file_urls,
     request_timeout,
     retry_after_seconds,
 )
@@ -213,7 +214,6 @@ _NON_RETRYABLE_FAIL_MARKERS = (
 )
 # Callback/fail codes: 400 bad params or content policy, 422 validation, 451 unreadable input.
 _NON_RETRYABLE_FAIL_CODES = frozenset({"400", "401", "402", "403", "422", "451"})
-_TELEGRAM_FILE_URL = re.compile(r"/file/bot", re.IGNORECASE)
 _UNSAFE_FILENAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -366,10 +366,8 @@ class KieProvider:
             raise PermanentProviderError(f"{self.model} needs at least one reference image")
         if len(urls) > spec.max_images:
             raise PermanentProviderError(f"{self.model} takes at most {spec.max_images} reference images")
+        refuse_telegram_file_urls(urls)
         for url in urls:
-            if _TELEGRAM_FILE_URL.search(url):
-                # A Telegram file URL embeds the bot token; it must never leave the process.
-                raise PermanentProviderError("refusing to send a Telegram file URL to Kie (it carries the bot token)")
             if not url.startswith(("https://", "http://")):
                 raise PermanentProviderError("reference images must be http(s) URLs (Kie accepts no base64)")
         aspect_value = spec.aspect_values.get(options.aspect_ratio)

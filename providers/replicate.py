@@ -37,10 +37,8 @@ from providers.base import (
     ProviderError,
     ProviderLimits,
     RateLimit,
-    RateLimitedError,
     RetryableProviderError,
     StatusLimiter,
-    TaskNotFoundError,
     TaskResult,
     TaskState,
     admitted,
@@ -50,9 +48,12 @@ from providers.http import (
     USER_AGENT,
     DownloadPolicy,
     build_http_client,
+    error_for_status,
     fetch_bytes,
-    request_timeout,
+    json_object,
+    refuse_telegram_file_urls,
     retry_after_seconds,
+    send,
 )
 from providers.jsonbody import MalformedJson, load_json
 
@@ -69,7 +70,6 @@ _MODEL_SLUG = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 # Output files live on replicate.delivery (replicate.md §4.2); the token goes only there and to the API host.
 _DELIVERY_DOMAIN: Final = "replicate.delivery"
 # A Telegram file URL embeds the bot token (DESIGN.md "Errors and bad input"): it never leaves the process.
-_TELEGRAM_FILE_URL_MARKER: Final = "/file/bot"
 # Replicate's model errors carry no machine-readable category; these phrases (and E005, "flagged as
 # sensitive") mark a content-policy refusal, which the same prompt and photos would hit again.
 _POLICY_ERROR = re.compile(
@@ -315,7 +315,7 @@ class ReplicateProvider:
             files={"content": (filename, data, content_type)},
             data={"filename": filename, "type": content_type},
         )
-        payload = _json_object(response, "upload file")
+        payload = json_object(response, "replicate upload file")
         urls = payload.get("urls")
         file_url = urls.get("get") if isinstance(urls, dict) else None
         if not isinstance(file_url, str) or not file_url.startswith(("https://", "http://")):
@@ -347,7 +347,7 @@ class ReplicateProvider:
             headers["Cancel-After"] = f"{self._cancel_after_seconds}s"
         async with admitted(self._create_limiter):
             response = await self._request("POST", path, action="create prediction", json=body, headers=headers)
-        prediction_id = _json_object(response, "create prediction").get("id")
+        prediction_id = json_object(response, "replicate create prediction").get("id")
         if not isinstance(prediction_id, str) or not prediction_id:
             raise RetryableProviderError("replicate create prediction: response has no id", status=response.status_code)
         return prediction_id
@@ -361,7 +361,7 @@ class ReplicateProvider:
                 task_lookup=True,
             )
         try:
-            return prediction_to_result(_json_object(response, "get prediction"))
+            return prediction_to_result(json_object(response, "replicate get prediction"))
         except ValueError as exc:
             raise RetryableProviderError(f"replicate get prediction: {exc}", status=response.status_code) from exc
 
@@ -421,7 +421,7 @@ class ReplicateProvider:
     async def fetch_webhook_secret(self) -> str:
         """``GET /v1/webhooks/default/secret``: the account's signing key, ``whsec_<base64>``."""
         response = await self._request("GET", "/v1/webhooks/default/secret", action="get webhook secret")
-        key = _json_object(response, "get webhook secret").get("key")
+        key = json_object(response, "replicate get webhook secret").get("key")
         if not isinstance(key, str) or not key.startswith("whsec_"):
             raise RetryableProviderError("replicate get webhook secret: response has no whsec_ key")
         return key
@@ -456,9 +456,7 @@ class ReplicateProvider:
 
     def _build_input(self, prompt: str, reference_urls: Sequence[str], options: GenerationOptions) -> dict[str, object]:
         spec = self._spec
-        for url in reference_urls:
-            if _TELEGRAM_FILE_URL_MARKER in url:
-                raise PermanentProviderError("refusing to send a Telegram file URL: it embeds the bot token")
+        refuse_telegram_file_urls(reference_urls)
         output_format = "jpg" if options.output_format.lower() == "jpeg" else options.output_format.lower()
         if output_format not in spec.output_formats:
             allowed = ", ".join(sorted(spec.output_formats))
@@ -501,37 +499,26 @@ class ReplicateProvider:
         headers: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> httpx.Response:
-        try:
-            response = await self._http.request(
-                method,
-                self._api_url + path,
-                headers={**self._auth_headers(), **(headers or {})},
-                timeout=request_timeout(self._timeout),
-                **kwargs,
-            )
-        except httpx.TimeoutException as exc:
-            raise RetryableProviderError(f"replicate {action}: timed out ({type(exc).__name__})") from exc
-        except httpx.TransportError as exc:
-            raise RetryableProviderError(f"replicate {action}: {type(exc).__name__}: {exc}") from exc
-        if response.is_success:
-            return response
-        raise _error_for_response(response, action, task_lookup=task_lookup)
+        return await send(
+            self._http,
+            method,
+            self._api_url + path,
+            what=f"replicate {action}",
+            timeout_seconds=self._timeout,
+            error_for=lambda response: _error_for_response(response, action, task_lookup=task_lookup),
+            headers={**self._auth_headers(), **(headers or {})},
+            **kwargs,
+        )
 
 
 def _error_for_response(response: httpx.Response, action: str, *, task_lookup: bool) -> ProviderError:
     """Map an RFC 7807 problem response (replicate.md §5) onto the provider error hierarchy."""
     status = response.status_code
     message = f"replicate {action}: HTTP {status} {_problem_summary(response)}"
-    if status == 429:
-        return RateLimitedError(message, retry_after=_throttle_wait_seconds(response), status=status)
     if status == 402:
         return InsufficientBalanceError(message, status=status)
-    if status == 404 and task_lookup:
-        return TaskNotFoundError(message, status=status)
-    if status in (408, 425) or status >= 500:
-        return RetryableProviderError(message, status=status)
-    # 400/401/403/404/413/422 and anything else: the same request would fail the same way.
-    return PermanentProviderError(message, status=status)
+    retry_after = _throttle_wait_seconds(response) if status == 429 else None
+    return error_for_status(status, message, retry_after=retry_after, task_lookup=task_lookup)
 
 
 def _problem_summary(response: httpx.Response) -> str:
@@ -559,16 +546,6 @@ def _throttle_wait_seconds(response: httpx.Response) -> float | None:
         return float(match.group(1) or match.group(2))
     reset = response.headers.get("ratelimit-reset", "")
     return float(reset) if reset.isdigit() else None
-
-
-def _json_object(response: httpx.Response, action: str) -> dict[str, Any]:
-    try:
-        payload = response.json()
-    except ValueError as exc:
-        raise RetryableProviderError(f"replicate {action}: response is not JSON", status=response.status_code) from exc
-    if not isinstance(payload, dict):
-        raise RetryableProviderError(f"replicate {action}: response is not an object", status=response.status_code)
-    return payload
 
 
 def _v1_digests(signature_header: str) -> list[bytes]:

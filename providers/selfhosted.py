@@ -32,7 +32,6 @@ from providers.base import (
     ProviderError,
     ProviderLimits,
     RateLimit,
-    RateLimitedError,
     RetryableProviderError,
     StatusLimiter,
     TaskNotFoundError,
@@ -45,9 +44,12 @@ from providers.http import (
     USER_AGENT,
     DownloadPolicy,
     build_http_client,
+    error_for_status,
     fetch_bytes,
-    request_timeout,
+    json_object,
+    refuse_telegram_file_urls,
     retry_after_seconds,
+    send,
 )
 from providers.jsonbody import MalformedJson, load_json_object
 
@@ -73,7 +75,6 @@ _STATES = {
     "completed": TaskState.SUCCEEDED,
     "failed": TaskState.FAILED,
 }
-_TELEGRAM_FILE_URL_MARKER = "/file/bot"
 
 ReferenceLinker = Callable[[str, int], str]
 """(storage key, seconds valid) -> a signed ``{base}/files/{key}?exp=…&sig=…`` link to our web app."""
@@ -198,9 +199,8 @@ class SelfHostedProvider:
         prompt = prompt.strip()
         if not prompt:
             raise PermanentProviderError("empty prompt")
+        refuse_telegram_file_urls(reference_urls)
         for url in reference_urls:
-            if _TELEGRAM_FILE_URL_MARKER in url:
-                raise PermanentProviderError("refusing to send a Telegram file URL: it embeds the bot token")
             if not url.startswith(("https://", "http://")):
                 raise PermanentProviderError("reference images must be http(s) URLs")
         width, height = size_for_aspect(options.aspect_ratio, self._long_side)
@@ -231,7 +231,7 @@ class SelfHostedProvider:
         body = self.build_request(prompt, reference_urls, options, callback_url)
         async with admitted(self._create_limiter):
             response = await self._request("POST", "/generate", action="generate", json=body)
-        job_id = _json_object(response, "generate").get("job_id")
+        job_id = json_object(response, "generator generate").get("job_id")
         if not isinstance(job_id, str) or not job_id.strip():
             raise RetryableProviderError("generator generate: answer has no job_id", status=response.status_code)
         return job_id.strip()
@@ -241,7 +241,7 @@ class SelfHostedProvider:
             response = await self._request(
                 "GET", f"/jobs/{quote(provider_task_id, safe='')}", action="job status", task_lookup=True
             )
-        body = _json_object(response, "job status")
+        body = json_object(response, "generator job status")
         answered_id = body.get("job_id", provider_task_id)
         if answered_id != provider_task_id:
             raise RetryableProviderError(f"generator job status: asked for {provider_task_id!r}, got {answered_id!r}")
@@ -317,33 +317,23 @@ class SelfHostedProvider:
     async def _request(
         self, method: str, path: str, *, action: str, task_lookup: bool = False, **kwargs: Any
     ) -> httpx.Response:
-        try:
-            response = await self._http.request(
-                method,
-                self._base_url + path,
-                headers=self._auth_headers(),
-                timeout=request_timeout(self._timeout),
-                **kwargs,
-            )
-        except httpx.TimeoutException as exc:
-            raise RetryableProviderError(f"generator {action}: timed out ({type(exc).__name__})") from exc
-        except httpx.TransportError as exc:
-            raise RetryableProviderError(f"generator {action}: {type(exc).__name__}: {exc}") from exc
-        if response.is_success:
-            return response
-        raise _error_for_response(response, action, task_lookup=task_lookup)
+        what = f"generator {action}"
 
+        def error_for(response: httpx.Response) -> ProviderError:
+            message = f"{what}: HTTP {response.status_code} {_error_text(response)}".strip()
+            retry_after = retry_after_seconds(response.headers)
+            return error_for_status(response.status_code, message, retry_after=retry_after, task_lookup=task_lookup)
 
-def _error_for_response(response: httpx.Response, action: str, *, task_lookup: bool) -> ProviderError:
-    status = response.status_code
-    message = f"generator {action}: HTTP {status} {_error_text(response)}".strip()
-    if status == 429:
-        return RateLimitedError(message, retry_after=retry_after_seconds(response.headers), status=status)
-    if status == 404 and task_lookup:
-        return TaskNotFoundError(message, status=status)
-    if status in (408, 425) or status >= 500:
-        return RetryableProviderError(message, status=status)
-    return PermanentProviderError(message, status=status)
+        return await send(
+            self._http,
+            method,
+            self._base_url + path,
+            what=what,
+            timeout_seconds=self._timeout,
+            error_for=error_for,
+            headers=self._auth_headers(),
+            **kwargs,
+        )
 
 
 def _error_text(response: httpx.Response) -> str:
@@ -354,16 +344,6 @@ def _error_text(response: httpx.Response) -> str:
     if isinstance(body, dict) and body.get("error"):
         return str(body["error"])[:300]
     return str(body)[:300]
-
-
-def _json_object(response: httpx.Response, action: str) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError as exc:
-        raise RetryableProviderError(f"generator {action}: answer is not JSON", status=response.status_code) from exc
-    if not isinstance(body, dict):
-        raise RetryableProviderError(f"generator {action}: answer is not an object", status=response.status_code)
-    return body
 
 
 def _origin(url: str) -> str:
