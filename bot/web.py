@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import mimetypes
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from aiogram.types import Update
@@ -181,9 +182,6 @@ def yookassa_notifications(
     return handle
 
 
-_CONTENT_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}
-
-
 def signed_files(*, links: SignedFileUrls, files: FileStore, may_serve: Callable[[str], Awaitable[bool]]) -> Handler:
     """GET /files/{key}?exp=…&sig=…: a stored file for whoever holds a link we signed (a provider
     fetching a selfie), read through the configured store, local or S3.
@@ -201,8 +199,7 @@ def signed_files(*, links: SignedFileUrls, files: FileStore, may_serve: Callable
             data = await files.get(key)
         except FileNotFoundInStore:
             return web.json_response({"error": "not found"}, status=404)
-        extension = key[key.rfind(".") :].lower() if "." in key else ""
-        content_type = _CONTENT_TYPES.get(extension, "application/octet-stream")
+        content_type = mimetypes.guess_type(key)[0] or "application/octet-stream"
         return web.Response(body=data, headers={"Content-Type": content_type, "Cache-Control": "no-store"})
 
     return handle
