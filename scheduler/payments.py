@@ -320,8 +320,8 @@ class PaymentService:
             self._late_checks.add(check)
             check.add_done_callback(self._late_checks.discard)
             try:
-                # Shielded: the time limit stops our wait, never the check itself, which may be inside its
-                # commit (a cancelled SQLite commit can leave the write lock held); a late one settles later.
+                # Shielded: the time limit stops our wait, not the check: a late YooKassa answer still
+                # settles the card payment now rather than at the next reconcile round.
                 await asyncio.wait_for(asyncio.shield(check), PRECHECKOUT_SYNC_SECONDS)
             except (PaymentProviderError, TimeoutError) as error:
                 # Cannot tell now: accept; if the card payment succeeds too, it is returned.
