@@ -15,7 +15,6 @@ once) and the user gets a Resend button.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -180,15 +179,11 @@ class DeliveryService:
             if not await self._claim(job_id):
                 return  # another process is delivering this pack
             # A send can wait on the chat's budget longer than the lease; keep the lease alive meanwhile.
-            # The keeper is asked to stop, never cancelled: a cancel landing inside its renewal's commit
-            # left that SQLite connection holding the write lock, and this worker's release below then
-            # waited out the 30 s busy timeout and failed ("database is locked").
-            delivered = asyncio.Event()
-            keeper = asyncio.create_task(self._keep_lease(job_id, delivered), name=f"delivery-lease-{job_id}")
+            keeper = asyncio.create_task(self._keep_lease(job_id), name=f"delivery-lease-{job_id}")
             try:
                 await self._deliver(job_id, state)
             finally:
-                delivered.set()
+                keeper.cancel()
                 await asyncio.gather(keeper, return_exceptions=True)
                 async with self.sessionmaker() as session:
                     await queries.release_delivery(session, job_id, self.worker_id)
@@ -199,11 +194,9 @@ class DeliveryService:
             if state.wake.is_set() and self.on_missed_wake is not None:
                 self.on_missed_wake()  # a portrait stored while this worker was leaving
 
-    async def _keep_lease(self, job_id: int, delivered: asyncio.Event) -> None:
+    async def _keep_lease(self, job_id: int) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(delivered.wait(), timeout=self.lease.total_seconds() / 3)
-                return
+            await asyncio.sleep(self.lease.total_seconds() / 3)
             try:
                 if not await self._claim(job_id):
                     log.warning("delivery lease of job %s was taken over", job_id)
