@@ -68,6 +68,8 @@ async def add_tasks(session: AsyncSession, job_id: int, planned: Sequence[Planne
             "prompt_index": task.prompt_index,
             "variant": task.variant,
             "seed": task.seed,
+            "grid_group": task.grid_group,
+            "grid_slot": task.grid_slot,
             "status": TaskStatus.PENDING,
             "attempts": 0,
             "polls": 0,
