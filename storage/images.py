@@ -451,11 +451,11 @@ def _trim_borders(panel: Image.Image) -> Image.Image:
     return panel.crop(best) if best != (0, 0, width, height) else panel
 
 
-def _content_box(panel: Image.Image, border: object) -> tuple[int, int, int, int]:
+def _content_box(panel: Image.Image, border: float | tuple[int, ...] | None) -> tuple[int, int, int, int]:
     """Where the panel differs from ``border`` by more than the tolerance, each side trimmed by at
     most ``GRID_MAX_TRIM_SHARE``."""
     width, height = panel.size
-    solid = Image.new("RGB", panel.size, border)  # type: ignore[arg-type]
+    solid = Image.new("RGB", panel.size, border)
     red, green, blue = ImageChops.difference(panel, solid).split()
     strongest = ImageChops.lighter(ImageChops.lighter(red, green), blue)
     mask = strongest.point(lambda value: 255 if value > GRID_BORDER_TOLERANCE else 0)
