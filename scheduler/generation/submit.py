@@ -32,6 +32,10 @@ from studio.states import TaskStatus
 
 log = logging.getLogger(__name__)
 
+# How long a grid waits for its grid-capable provider while the breakers send fresh work to a fallback
+# that cannot draw one: a few looks per breaker cool-down, never a tight loop.
+GRID_PROVIDER_WAIT_SECONDS = 5.0
+
 
 class MissingSelfies(Exception):
     """The job's reference photos are gone (rows or files): a local failure, never a provider's."""
@@ -193,8 +197,13 @@ class Submitter:
             task_provider_index, task_attempts = task.provider_index, task.attempts
             job_id = job.id
             never_submitted = task.submitted_at is None
+        if riders and not grid_capable(provider) and index > task_provider_index:
+            # The breakers sent fresh work past the provider whose turn it is to a fallback that cannot
+            # draw a grid: the grid waits for that provider to recover instead (no attempt spent).
+            await self._wait_for_grid_provider(task_id, task_provider_index, task_attempts, worker)
+            return
         if riders and not grid_capable(provider):
-            # This provider's model cannot draw a grid (a fallback, say): the grid moves on to the
+            # It is this provider's turn and its model cannot draw a grid: the grid moves on to the
             # next provider, or, when none is left, all its panels are skipped with their credits
             # back. Not the provider's fault, so its breaker is not touched; and four single creates
             # instead would cost four times what the pack was priced for.
@@ -273,6 +282,20 @@ class Submitter:
                 log.warning("%s task %s: early callback re-fetch failed: %s", provider.name, provider_task_id, error)
             finally:
                 self.state.callbacks_in_flight.discard(key)
+
+    async def _wait_for_grid_provider(self, task_id: int, provider_index: int, attempts: int, worker: str) -> None:
+        async with self.sessionmaker() as session:
+            await queue.retry_later(
+                session,
+                task_id,
+                from_status=TaskStatus.PENDING,
+                provider_index=provider_index,
+                attempts=attempts,
+                retry_at=utcnow() + timedelta(seconds=GRID_PROVIDER_WAIT_SECONDS),
+                error="waiting for a provider that can draw a grid",
+                worker=worker,
+            )
+            await session.commit()
 
     async def _record_submitted(
         self,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -25,13 +26,15 @@ from storage.models import Event, GenerationTask
 from studio.costs import usd_to_micros
 from studio.states import JobStatus, TaskStatus
 from tests import face_corpus as corpus
-from tests.engine_support import job_row, provider_settings, seed_paid_job
+from tests.engine_support import FAST_POLICY, Order, job_row, provider_settings, seed_paid_job, seed_unpaid_order
 from tests.fakes.kie import FakeKie, Outcome, render_grid_panel
+from tests.fakes.replicate import FakeReplicate
 from tests.fakes.telegram import FakeTelegram
 from tests.harness import app_settings, running_app
 from tests.ledger_check import assert_money_invariants
 
 FINISHED = (JobStatus.COMPLETED, JobStatus.PARTIAL, JobStatus.FAILED)
+NOT_GRID_CAPABLE = "black-forest-labs/flux-kontext-pro"  # providers/replicate.py: grid_capable=False
 
 
 @pytest_asyncio.fixture
@@ -224,3 +227,86 @@ async def test_a_failed_grid_goes_back_to_pending_whole_and_a_later_create_makes
 def test_render_grid_panel_is_distinct_per_panel() -> None:
     first, second = render_grid_panel("t", 0, (64, 80)), render_grid_panel("t", 1, (64, 80))
     assert first.tobytes() != second.tobytes()
+
+
+async def test_a_grid_passes_over_a_provider_that_cannot_draw_one_to_the_next_in_the_policy(
+    fake_telegram: FakeTelegram, kie: FakeKie, sqlite_url: str, tmp_path: Path
+) -> None:
+    # Replicate first, with a model that cannot draw a grid: no create there (four single creates
+    # would cost four times the price), every grid is made by Kie, next in the policy.
+    policy = {"providers": list(reversed(FAST_POLICY["providers"]))}
+    async with FakeReplicate(latency=(0.02, 0.05)) as replicate:
+        settings = app_settings(
+            fake_telegram,
+            sqlite_url,
+            tmp_path / "files",
+            webhook=True,
+            **provider_settings(
+                kie,
+                replicate,
+                POLL_INTERVAL_SECONDS=1,
+                REPLICATE_MODEL=NOT_GRID_CAPABLE,
+                FALLBACK_POLICY=json.dumps(policy),
+            ),
+        )
+        async with running_app(settings) as app:
+            assert not app.engine_service.primary_grid_capable()
+            user = fake_telegram.user(language_code="en")
+            job_id = await seed_paid_job(app.sessionmaker, app.files, app.catalogue, telegram_id=user.id, pack="lite")
+            app.signals.job_queued()
+            await until_finished(app, job_id)
+
+            job = await job_row(app.sessionmaker, job_id)
+            assert (job.status, job.photos_completed) == (JobStatus.COMPLETED, 24)
+            assert replicate.creates == []
+            assert len(successful_creates(kie)) == 6
+            assert {task.provider for task in await tasks_of(app, job_id)} == {"kie"}
+
+
+async def test_a_grid_no_provider_can_draw_is_skipped_with_every_credit_back_once(
+    fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path
+) -> None:
+    async with FakeReplicate(latency=(0.02, 0.05)) as replicate:
+        settings = app_settings(
+            fake_telegram,
+            sqlite_url,
+            tmp_path / "files",
+            webhook=True,
+            **provider_settings(None, replicate, POLL_INTERVAL_SECONDS=1, REPLICATE_MODEL=NOT_GRID_CAPABLE),
+        )
+        async with running_app(settings) as app:
+            user = fake_telegram.user(language_code="en")
+            job_id = await seed_paid_job(app.sessionmaker, app.files, app.catalogue, telegram_id=user.id, pack="lite")
+            app.signals.job_queued()
+            await until_finished(app, job_id)
+
+            job = await job_row(app.sessionmaker, job_id)
+            assert (job.status, job.photos_failed) == (JobStatus.FAILED, 24)
+            assert replicate.creates == []
+            tasks = await tasks_of(app, job_id)
+            assert all(task.status == TaskStatus.SKIPPED for task in tasks)
+            assert {task.error for task in tasks} == {f"{NOT_GRID_CAPABLE} cannot draw a grid"}
+            async with app.sessionmaker() as session:
+                assert (await ledger.totals_by_reason(session, job.user_id)).get("release", 0) == 24
+                assert await ledger.balance(session, job.user_id) == 24
+
+
+async def test_grid_packs_are_not_offered_when_the_primary_model_cannot_draw_a_grid(
+    fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path
+) -> None:
+    async with FakeReplicate() as replicate:
+        settings = app_settings(
+            fake_telegram,
+            sqlite_url,
+            tmp_path / "files",
+            **provider_settings(None, replicate, REPLICATE_MODEL=NOT_GRID_CAPABLE),
+        )
+        async with running_app(settings) as app:
+            assert not app.engine_service.primary_grid_capable()
+            order_id = await seed_unpaid_order(app.sessionmaker, app.files, app.catalogue, telegram_id=700_501)
+            async with app.sessionmaker() as session:
+                order = await session.get(Order, order_id)
+                assert order is not None
+                user_id = order.user_id
+            offered = [pack.id for pack in await app.intake.offered_packs(user_id)]
+            assert "lite" not in offered and "p23" in offered
