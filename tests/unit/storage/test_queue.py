@@ -942,3 +942,107 @@ async def test_pending_due_exists_for_an_unclaimed_task_with_no_retry_time(sessi
     job = await _job(session, 1)
     await _task(session, job, 0)
     assert await queue.pending_due_exists(session)
+
+
+# ---------------------------------------------------------------- grid packs
+
+
+async def _grid(session: AsyncSession, job_id: int, statuses: list[TaskStatus], **values: Any) -> list[int]:
+    """One grid's four panels (group 0), slot i in ``statuses[i]``."""
+    return [
+        await _task(session, job_id, slot, status, grid_group=0, grid_slot=slot, variant=slot, prompt_index=0, **values)
+        for slot, status in enumerate(statuses)
+    ]
+
+
+async def test_only_a_grids_slot_0_task_is_claimed_while_it_is_pending(session: AsyncSession) -> None:
+    await _job(session, 1)
+    panels = await _grid(session, 1, [TaskStatus.PENDING] * 4)
+
+    assert await queue.claim_pending_tasks(session, WORKER, 10, LEASE) == [panels[0]]
+    # Claimed (leased, still pending), it keeps its panels out of the queue, and so does a due check.
+    assert await queue.claim_pending_tasks(session, OTHER, 10, LEASE) == []
+    assert not await queue.pending_due_exists(session)
+
+
+async def test_a_panel_whose_slot_0_task_is_not_pending_is_claimed_alone(session: AsyncSession) -> None:
+    # An admin's retry put the one skipped panel back; its grid's slot 0 is stored.
+    await _job(session, 1)
+    panels = await _grid(session, 1, [TaskStatus.STORED, TaskStatus.STORED, TaskStatus.PENDING, TaskStatus.STORED])
+
+    assert await queue.pending_due_exists(session)
+    assert await queue.claim_pending_tasks(session, WORKER, 10, LEASE) == [panels[2]]
+    assert await queue.grid_riders(session, await _row(session, panels[2])) == []  # created alone
+
+
+async def test_a_grid_create_records_all_four_panels_under_one_provider_task_id(session: AsyncSession) -> None:
+    await _job(session, 1)
+    panels = await _grid(session, 1, [TaskStatus.PENDING] * 4)
+    await _task(session, 1, 9)  # an ordinary task of the same job: no rider
+    [claimed] = await queue.claim_pending_tasks(session, WORKER, 1, LEASE)
+    riders = await queue.grid_riders(session, await _row(session, claimed))
+    assert [rider.id for rider in riders] == panels[1:]
+    assert await queue.grid_variants(session, 1, 0) == [0, 1, 2, 3]
+
+    assert await queue.mark_submitted(
+        session,
+        claimed,
+        WORKER,
+        provider="kie",
+        provider_index=0,
+        provider_task_id="k-grid",
+        next_poll_at=NOW + SECOND,
+        model="nano-banana-2",
+        cost_micros=40_003,
+        panels=[rider.id for rider in riders],
+    )
+    session.expire_all()
+    rows = [await session.get(GenerationTask, task_id) for task_id in panels]
+    assert all(row is not None for row in rows)
+    assert {(row.status, row.provider, row.provider_task_id, row.model, row.attempts) for row in rows} == {
+        (TaskStatus.SUBMITTED, "kie", "k-grid", "nano-banana-2", 1)
+    }
+    # The price shared out exactly; only the create's own task is polled.
+    assert [row.cost_micros for row in rows] == [10_003, 10_000, 10_000, 10_000]
+    assert [row.next_poll_at for row in rows] == [NOW + SECOND, None, None, None]
+    assert await queue.create_partners(session, claimed, TaskStatus.SUBMITTED) == panels[1:]
+    assert await queue.job_cost_micros(session, 1) == 40_003
+    # generation_started is for the job's first create: its own panels do not count as another.
+    assert not await queue.other_task_submitted(session, 1, claimed, same_create=panels[1:])
+    assert await queue.other_task_submitted(session, 1, claimed)
+
+    task = await queue.mark_provider_succeeded(session, "kie", "k-grid", "https://img/grid.png")
+    assert task is not None and task.id == panels[0]
+    assert {(await _row(session, task_id)).status for task_id in panels} == {TaskStatus.SUCCEEDED}
+    assert [t.id for t in await queue.tasks_of_create(session, "kie", "k-grid")] == panels
+    assert await queue.mark_provider_succeeded(session, "kie", "k-grid", "https://img/again.png") is None
+
+
+async def test_a_lost_lease_records_no_panel_either(session: AsyncSession) -> None:
+    await _job(session, 1)
+    panels = await _grid(session, 1, [TaskStatus.PENDING] * 4)
+    [claimed] = await queue.claim_pending_tasks(session, WORKER, 1, LEASE)
+
+    assert not await queue.mark_submitted(
+        session,
+        claimed,
+        OTHER,
+        provider="kie",
+        provider_index=0,
+        provider_task_id="k-late",
+        next_poll_at=NOW,
+        panels=panels[1:],
+    )
+    assert {(await _row(session, task_id)).status for task_id in panels} == {TaskStatus.PENDING}
+
+
+async def test_a_submitted_grid_is_found_by_its_slot_0_task(session: AsyncSession) -> None:
+    await _job(session, 1)
+    panels = await _grid(session, 1, [TaskStatus.SUBMITTED] * 4, provider="kie", provider_task_id="k-1")
+    found = await queue.find_submitted(session, "kie", "k-1")
+    assert found is not None and found.id == panels[0]
+    assert await queue.provider_task_status(session, "kie", "k-1") == TaskStatus.SUBMITTED
+    # An ordinary task has no partners.
+    await _job(session, 2)
+    single = await _task(session, 2, 0, TaskStatus.SUBMITTED, provider="kie", provider_task_id="k-2")
+    assert await queue.create_partners(session, single, TaskStatus.SUBMITTED) == []
