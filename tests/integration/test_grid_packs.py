@@ -115,6 +115,35 @@ async def test_a_grid_pack_of_24_makes_exactly_6_creates_and_delivers_24_distinc
             price = sum(task.cost_micros for task in tasks)
             first_model = tasks[0].model
         assert price == 6 * usd_micros(app, first_model)
+        async with app.sessionmaker() as session:
+            started = await session.execute(
+                select(Event.id).where(Event.job_id == job_id, Event.name == "generation_started")
+            )
+            assert len(started.all()) == 1  # the job's first create, not one per panel
+
+
+async def test_a_grid_pack_completes_by_polling_alone_asking_only_about_each_create(
+    fake_telegram: FakeTelegram, kie: FakeKie, sqlite_url: str, tmp_path: Path
+) -> None:
+    # Without PUBLIC_URL nothing calls back: only the grid's slot-0 task is polled, and its result
+    # settles all four panels.
+    settings = app_settings(
+        fake_telegram, sqlite_url, tmp_path / "files", **provider_settings(kie, POLL_INTERVAL_SECONDS=1)
+    )
+    async with running_app(settings) as app:
+        user = fake_telegram.user(language_code="en")
+        job_id = await seed_paid_job(app.sessionmaker, app.files, app.catalogue, telegram_id=user.id, pack="lite")
+        app.signals.job_queued()
+        await until_finished(app, job_id)
+
+        job = await job_row(app.sessionmaker, job_id)
+        assert (job.status, job.photos_completed) == (JobStatus.COMPLETED, 24)
+        creates = successful_creates(kie)
+        assert len(creates) == 6 and kie.callbacks == []
+        assert set(kie.record_info_calls) == set(creates)  # polled by the create's id, nothing else
+        tasks = await tasks_of(app, job_id)
+        assert all(task.polls == 0 for task in tasks if task.grid_slot != 0)  # panels are never polled
+        assert len(set(delivered_photos(fake_telegram, user.id))) == 24
 
 
 def usd_micros(app: Application, model: str | None) -> int:
