@@ -113,9 +113,16 @@ def _due(now: datetime) -> Any:
 
 
 def _claimable_alone() -> Any:
-    """Not a panel riding on its grid's create: an ordinary task, a grid's slot-0 task (whose create
-    makes the pending panels of its grid too), or a panel whose slot-0 task is not pending (an
-    admin's retry of that one panel: it is created alone, as an ordinary portrait)."""
+    """Not a panel riding on its grid's create: an ordinary task, or a grid's slot-0 task (whose
+    create makes the pending panels of its grid too). A plain column test, so the claim stays a walk
+    along its index; a panel left pending without its slot-0 task (an admin's retry of that panel
+    alone) is made an ordinary task at once (``detach_lone_panels``)."""
+    return or_(GenerationTask.grid_slot.is_(None), GenerationTask.grid_slot == 0)
+
+
+async def detach_lone_panels(session: AsyncSession, job_id: int) -> int:
+    """The job's pending grid panels whose slot-0 task is not pending become ordinary tasks (their own
+    prompt and pose, one create each): no create of their grid is coming to take them along. How many."""
     leader = GenerationTask.__table__.alias("grid_leader")
     leader_pending = (
         select(leader.c.id)
@@ -127,7 +134,18 @@ def _claimable_alone() -> Any:
         )
         .exists()
     )
-    return or_(GenerationTask.grid_slot.is_(None), GenerationTask.grid_slot == 0, ~leader_pending)
+    result = await session.execute(
+        update(GenerationTask)
+        .where(
+            GenerationTask.job_id == job_id,
+            GenerationTask.status == TaskStatus.PENDING,
+            GenerationTask.grid_slot > 0,
+            ~leader_pending,
+        )
+        .values(grid_group=None, grid_slot=None)
+        .returning(GenerationTask.id)
+    )
+    return len(result.all())
 
 
 def pending_claim_candidates(now: datetime, limit: int) -> Select[Any]:

@@ -18,7 +18,7 @@ import pytest_asyncio
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage import queue
+from storage import admin, queue
 from storage.models import GenerationJob, GenerationTask, LedgerEntry, Order, User
 from studio.generation import PlannedTask, claim_key
 from studio.states import JobStatus, TaskStatus
@@ -965,13 +965,22 @@ async def test_only_a_grids_slot_0_task_is_claimed_while_it_is_pending(session: 
     assert not await queue.pending_due_exists(session)
 
 
-async def test_a_panel_whose_slot_0_task_is_not_pending_is_claimed_alone(session: AsyncSession) -> None:
+async def test_a_panel_left_pending_without_its_slot_0_task_becomes_an_ordinary_task(session: AsyncSession) -> None:
     # An admin's retry put the one skipped panel back; its grid's slot 0 is stored.
     await _job(session, 1)
     panels = await _grid(session, 1, [TaskStatus.STORED, TaskStatus.STORED, TaskStatus.PENDING, TaskStatus.STORED])
+    # A whole grid put back keeps riding on its slot 0.
+    whole = [
+        await _task(session, 1, 10 + slot, grid_group=1, grid_slot=slot, variant=10 + slot, prompt_index=1)
+        for slot in range(4)
+    ]
+    assert await queue.claim_pending_tasks(session, WORKER, 10, LEASE) == [whole[0]]  # not the lone panel yet
 
-    assert await queue.pending_due_exists(session)
-    assert await queue.claim_pending_tasks(session, WORKER, 10, LEASE) == [panels[2]]
+    assert await queue.detach_lone_panels(session, 1) == 1
+    lone = await _row(session, panels[2])
+    assert (lone.grid_group, lone.grid_slot) == (None, None)
+    assert (await _row(session, whole[3])).grid_slot == 3
+    assert await queue.claim_pending_tasks(session, OTHER, 10, LEASE) == [panels[2]]
     assert await queue.grid_riders(session, await _row(session, panels[2])) == []  # created alone
 
 
@@ -1046,3 +1055,16 @@ async def test_a_submitted_grid_is_found_by_its_slot_0_task(session: AsyncSessio
     await _job(session, 2)
     single = await _task(session, 2, 0, TaskStatus.SUBMITTED, provider="kie", provider_task_id="k-2")
     assert await queue.create_partners(session, single, TaskStatus.SUBMITTED) == []
+
+
+async def test_an_admins_retry_of_a_dropped_panel_makes_it_an_ordinary_task(session: AsyncSession) -> None:
+    # A faceless panel was dropped; the rest of its grid was delivered. The retry recreates it alone.
+    await _job(session, 1, status=JobStatus.PARTIAL, photos_total=4, photos_completed=3, photos_failed=1)
+    panels = await _grid(
+        session, 1, [TaskStatus.DELIVERED, TaskStatus.SKIPPED, TaskStatus.DELIVERED, TaskStatus.DELIVERED]
+    )
+
+    assert await admin.reopen_skipped_tasks(session, 1) == 1
+    lone = await _row(session, panels[1])
+    assert (lone.status, lone.grid_group, lone.grid_slot) == (TaskStatus.PENDING, None, None)
+    assert await queue.claim_pending_tasks(session, WORKER, 10, LEASE) == [panels[1]]
