@@ -14,7 +14,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 PYTHON_WANTED := $(shell cat .python-version)
 PYTHON ?= $(shell for p in python$(PYTHON_WANTED) python3; do $$p -c '' >/dev/null 2>&1 && { command -v $$p; break; }; done)
 
-.PHONY: run scheduler test mutate lint format lock lock-check bench chaos locales clean python
+.PHONY: run scheduler test durations mutate lint format lock lock-check bench chaos locales clean python
 
 python:
 	@test -n "$(PYTHON)" || { echo "make: no python3 found; install Python $(PYTHON_WANTED) (see .python-version)"; exit 1; }
@@ -45,13 +45,19 @@ scheduler: $(STAMP)
 	$(if $(HAS_TOKEN),,$(error $(TOKEN_HINT)))
 	$(BIN)/python -m scheduler
 
-# Six workers on two cores, each stealing work from the others when it runs dry: many tests wait on
-# fake servers, sleeps and child processes, not the CPU. Measured on a quiet 2-core machine with
-# PostgreSQL and Redis, 1,555 tests: -n 4 321 s (460 CPU s), -n 6 291-294 s (530 CPU s; each worker
-# imports the app once). Before the fake Kie's results got cheap the suite was CPU-bound and -n 6 lost.
+# Six workers on two cores: many tests wait on fake servers, sleeps and child processes, not the CPU.
+# Worksteal gives each worker a slice of the collection; tests/slowest_first.py orders it so the slices
+# hold equal measured work with the long tests first (tests/durations.json, `make durations`).
+# Bytecode is written even where PYTHONDONTWRITEBYTECODE is set: every worker and every child process
+# imports the whole app, and compiling it (and rewriting the test modules' asserts) again in each
+# costs 6 CPU seconds apiece. Measured on a quiet 2-core machine: see the README's performance section.
 PYTEST_ARGS ?= -n 6 --dist worksteal
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Measure every test's seconds into tests/durations.json (the order `make test` runs them in).
+durations: $(STAMP)
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest $(PYTEST_ARGS) -q --record-durations tests/durations.json
 
 # Mutation testing (not part of `make test`; minutes on a quiet machine, half an hour under heavy load, see
 # README): mutmut changes the money, claim, transition, policy, delivery-batching and work-queue rules one

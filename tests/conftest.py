@@ -22,7 +22,7 @@ from tests.databases import create_database, drop_database
 from tests.ledger_check import assert_money_invariants_if_moved
 
 # A PostgreSQL or Redis test that skips although its URL is set fails the run (tests/ci_skips.py).
-pytest_plugins = ["tests.ci_skips"]
+pytest_plugins = ["tests.ci_skips", "tests.slowest_first"]
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
 
