@@ -314,6 +314,7 @@ class Application:
                 rejects_per_hour=self.settings.INTAKE_REJECTS_PER_HOUR,
             ),
             faces=self.faces,
+            grid_capable=self.engine_service.primary_grid_capable,
         )
         self.dispatcher = self._build_dispatcher(i18n)
         self.scheduler = self._build_scheduler()

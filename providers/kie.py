@@ -292,6 +292,8 @@ class KieProvider:
         self._upload_url = upload_url.rstrip("/")
         self.model = model
         self._spec = spec
+        # Grid packs go to this provider only when its model can draw a 2×2 grid (the engine reads it).
+        self.grid_capable = spec.grid_capable
         # The operator's price (KIE_PRICE_PER_IMAGE) wins over the table's: Kie reprices often.
         self.price_per_image = spec.price_per_image if price_per_image is None else price_per_image
         self._owns_http = http is None

@@ -260,6 +260,8 @@ class ReplicateProvider:
         self._api_origin = urlsplit(self._api_url).netloc.lower()
         self._model = _ModelRef(slug, version)
         self._spec = spec
+        # Grid packs go to this provider only when its model can draw a 2×2 grid (the engine reads it).
+        self.grid_capable = spec.grid_capable
         # The operator's price (REPLICATE_PRICE_PER_IMAGE) wins over the table's.
         self.price_per_image = spec.price_per_image if price_per_image is None else price_per_image
         self._create_limiter = create_limiter

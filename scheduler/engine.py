@@ -135,6 +135,10 @@ class GenerationEngine:
     def breaker_states(self) -> dict[str, str]:
         return self.roster.breaker_states()
 
+    def primary_grid_capable(self) -> bool:
+        """Can the primary provider's model draw a grid? (The pack picker offers grid packs only then.)"""
+        return self.roster.primary_grid_capable()
+
     def apply_overrides(self, paused: set[str], primary: str | None) -> None:
         self.roster.apply_overrides(paused, primary)
 
@@ -233,9 +237,12 @@ class GenerationEngine:
             await session.commit()
         if orphans:
             self.signals.task_pending()
+        started: set[tuple[str | None, str | None]] = set()
         for task in stale:
             provider = self.provider(task.provider or "")
-            if provider is not None and task.result_url:
+            # A grid's panels share one result: one store takes them all.
+            if provider is not None and task.result_url and (task.provider, task.provider_task_id) not in started:
+                started.add((task.provider, task.provider_task_id))
                 self.results.store_in_background(task.id, provider, task.result_url)
         for job_id in settle:
             await self.hand_over_or_fail(job_id)

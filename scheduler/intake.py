@@ -131,12 +131,16 @@ class IntakeService:
         files: FileStore,
         limits: IntakeLimits,
         faces: FaceChecker | None = None,
+        grid_capable: Callable[[], bool] = lambda: False,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.catalogue = catalogue
         self.files = files
         self.limits = limits
         self.faces = faces
+        # Whether the primary provider's model can draw a grid now (the engine's answer: an admin may
+        # switch the primary at run time); grid packs are offered only then.
+        self.grid_capable = grid_capable
 
     # ------------------------------------------------------------ starting, reusing, leaving
 
@@ -330,10 +334,12 @@ class IntakeService:
             return PackOffer(packs, await ledger.balance(session, user_id))
 
     async def offered_packs(self, user_id: int) -> list[Pack]:
-        """The catalogue's packs, the trial only until the user has taken it."""
+        """The catalogue's packs, the trial only until the user has taken it, grid packs only while the
+        primary model can draw a grid."""
         async with self.sessionmaker() as session:
             trial_taken = await order_queries.trial_used(session, user_id)
-        return [pack for pack in self.catalogue.packs if not (pack.is_trial and trial_taken)]
+        offered = self.catalogue.offered_packs(grid_capable=self.grid_capable())
+        return [pack for pack in offered if not (pack.is_trial and trial_taken)]
 
     async def create_order(self, user_id: int, avatar_id: int, style: Style, pack: Pack, tap: str) -> DraftOrder:
         """The order the summary shows, keyed by the tap (callback query id) that picked the pack."""

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage import transitions
+from storage import queue, transitions
 from storage.models import (
     AuditLog,
     GenerationJob,
@@ -261,6 +261,8 @@ async def reopen_skipped_tasks(session: AsyncSession, job_id: int) -> int:
         lease_expires_at=None,
         error=None,
     )
+    # A grid panel retried without its grid's slot-0 task is made alone, as an ordinary portrait.
+    await queue.detach_lone_panels(session, job_id)
     remaining = case((GenerationJob.photos_failed > count, GenerationJob.photos_failed - count), else_=0)
     await session.execute(update(GenerationJob).where(GenerationJob.id == job_id).values(photos_failed=remaining))
     return count

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import pillow_heif
-from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageChops, ImageCms, ImageOps, UnidentifiedImageError
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 DEFAULT_MIN_SIDE = 512
@@ -405,3 +405,75 @@ def fit_for_telegram_photo(
 def _scaled(size: tuple[int, int], scale: float) -> tuple[int, int]:
     width, height = size
     return max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
+
+
+# ---------------------------------------------------------------- grid packs
+
+# A channel differing from the border colour by at most this much is border: JPEG ringing and a
+# model's not-quite-white gutters must not stop the trim.
+GRID_BORDER_TOLERANCE = 24
+# At most this share of a quarter's width or height is trimmed from any one side: gutters are thin,
+# and a portrait on a plain white backdrop must keep its backdrop, not be cropped to the person.
+GRID_MAX_TRIM_SHARE = 0.2
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def split_grid(image_bytes: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> list[bytes]:
+    """The four panels of a 2×2 grid, row-major (top left, top right, bottom left, bottom right),
+    each with its uniform borders and gutters trimmed, encoded as the grid was (PNG stays PNG, the
+    rest becomes JPEG): the result store names files by their format."""
+    rgb = _decode_to_rgb(image_bytes, max_long_side=None, max_pixels=max_pixels)
+    width, height = rgb.size
+    if width < 2 or height < 2:
+        raise ValueError(f"a {width}×{height} image cannot be a 2×2 grid")
+    middle_x, middle_y = width // 2, height // 2
+    boxes = [
+        (0, 0, middle_x, middle_y),
+        (middle_x, 0, width, middle_y),
+        (0, middle_y, middle_x, height),
+        (middle_x, middle_y, width, height),
+    ]
+    as_png = image_bytes[:8] == PNG_SIGNATURE
+    return [_encode_panel(_trim_borders(rgb.crop(box)), as_png) for box in boxes]
+
+
+def _trim_borders(panel: Image.Image) -> Image.Image:
+    """The panel without the uniform strips along its edges. Each corner's colour is a candidate
+    border colour (a gutter lies on the panel's inner sides, the grid's margin on its outer ones);
+    the one that trims the most wins."""
+    width, height = panel.size
+    corners = [(0, 0), (width - 1, 0), (0, height - 1), (width - 1, height - 1)]
+    best = (0, 0, width, height)
+    for corner in corners:
+        box = _content_box(panel, panel.getpixel(corner))
+        if _area(box) < _area(best):
+            best = box
+    return panel.crop(best) if best != (0, 0, width, height) else panel
+
+
+def _content_box(panel: Image.Image, border: float | tuple[int, ...] | None) -> tuple[int, int, int, int]:
+    """Where the panel differs from ``border`` by more than the tolerance, each side trimmed by at
+    most ``GRID_MAX_TRIM_SHARE``."""
+    width, height = panel.size
+    solid = Image.new("RGB", panel.size, border)
+    red, green, blue = ImageChops.difference(panel, solid).split()
+    strongest = ImageChops.lighter(ImageChops.lighter(red, green), blue)
+    mask = strongest.point(lambda value: 255 if value > GRID_BORDER_TOLERANCE else 0)
+    found = mask.getbbox()
+    if found is None:  # a blank panel: nothing to keep apart from a border
+        return (0, 0, width, height)
+    max_x, max_y = int(width * GRID_MAX_TRIM_SHARE), int(height * GRID_MAX_TRIM_SHARE)
+    left, top, right, bottom = found
+    return (min(left, max_x), min(top, max_y), max(right, width - max_x), max(bottom, height - max_y))
+
+
+def _area(box: tuple[int, int, int, int]) -> int:
+    return (box[2] - box[0]) * (box[3] - box[1])
+
+
+def _encode_panel(panel: Image.Image, as_png: bool) -> bytes:
+    if not as_png:
+        return _encode_jpeg(panel, NORMALIZED_JPEG_QUALITY)
+    out = io.BytesIO()
+    panel.save(out, "PNG", compress_level=6)
+    return out.getvalue()

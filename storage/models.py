@@ -294,6 +294,11 @@ class GenerationTask(Base):
     # the model that ran it, in millionths of a USD (studio/costs.py): exact on SQLite and PostgreSQL.
     model: Mapped[str | None] = mapped_column(String(160))
     cost_micros: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    # Grid packs (migration 0010): the tasks of one 2×2 grid share ``grid_group`` within the job, each
+    # is one panel (``grid_slot`` 0..3, row-major); the slot-0 task's create makes the grid for all
+    # four. NULL for ordinary tasks.
+    grid_group: Mapped[int | None] = mapped_column(Integer)
+    grid_slot: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

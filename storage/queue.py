@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage import ledger, transitions
 from storage.models import GenerationJob, GenerationTask, User, utcnow
 from storage.sql import claim_rows, insert_for
+from studio.costs import split_micros
 from studio.credits import release_line_for_task
 from studio.generation import PlannedTask, claim_key, is_first_portrait_key
 from studio.states import JobStatus, TaskStatus
@@ -68,6 +69,8 @@ async def add_tasks(session: AsyncSession, job_id: int, planned: Sequence[Planne
             "prompt_index": task.prompt_index,
             "variant": task.variant,
             "seed": task.seed,
+            "grid_group": task.grid_group,
+            "grid_slot": task.grid_slot,
             "status": TaskStatus.PENDING,
             "attempts": 0,
             "polls": 0,
@@ -109,6 +112,42 @@ def _due(now: datetime) -> Any:
     return or_(GenerationTask.next_poll_at.is_(None), GenerationTask.next_poll_at <= now)
 
 
+def _claimable_alone() -> Any:
+    """Not a panel riding on its grid's create: an ordinary task, or a grid's slot-0 task (whose
+    create makes the pending panels of its grid too). A plain column test, so the claim stays a walk
+    along its index; a panel left pending without its slot-0 task (an admin's retry of that panel
+    alone) is made an ordinary task at once (``detach_lone_panels``)."""
+    return or_(GenerationTask.grid_slot.is_(None), GenerationTask.grid_slot == 0)
+
+
+async def detach_lone_panels(session: AsyncSession, job_id: int) -> int:
+    """The job's pending grid panels whose slot-0 task is not pending become ordinary tasks (their own
+    prompt and pose, one create each): no create of their grid is coming to take them along. How many."""
+    leader = GenerationTask.__table__.alias("grid_leader")
+    leader_pending = (
+        select(leader.c.id)
+        .where(
+            leader.c.job_id == GenerationTask.job_id,
+            leader.c.grid_group == GenerationTask.grid_group,
+            leader.c.grid_slot == 0,
+            leader.c.status == TaskStatus.PENDING,
+        )
+        .exists()
+    )
+    result = await session.execute(
+        update(GenerationTask)
+        .where(
+            GenerationTask.job_id == job_id,
+            GenerationTask.status == TaskStatus.PENDING,
+            GenerationTask.grid_slot > 0,
+            ~leader_pending,
+        )
+        .values(grid_group=None, grid_slot=None)
+        .returning(GenerationTask.id)
+    )
+    return len(result.all())
+
+
 def pending_claim_candidates(now: datetime, limit: int) -> Select[Any]:
     """The next ``limit`` due, unleased pending tasks of processing jobs, in claim order.
 
@@ -124,7 +163,9 @@ def pending_claim_candidates(now: datetime, limit: int) -> Select[Any]:
     )
     return (
         select(GenerationTask.id)
-        .where(GenerationTask.status == TaskStatus.PENDING, _due(now), _unclaimed(now), job_processing)
+        .where(
+            GenerationTask.status == TaskStatus.PENDING, _due(now), _unclaimed(now), _claimable_alone(), job_processing
+        )
         .order_by(GenerationTask.claim_key)
         .limit(limit)
     )
@@ -138,7 +179,7 @@ async def claim_pending_tasks(session: AsyncSession, worker: str, limit: int, le
         session,
         GenerationTask,
         pending_claim_candidates(now, limit),
-        and_(GenerationTask.status == TaskStatus.PENDING, _unclaimed(now)),
+        and_(GenerationTask.status == TaskStatus.PENDING, _unclaimed(now), _claimable_alone()),
         {"claimed_by": worker, "lease_expires_at": now + lease},
         rank=GenerationTask.claim_key,
     )
@@ -155,29 +196,106 @@ async def mark_submitted(
     next_poll_at: datetime,
     model: str | None = None,
     cost_micros: int = 0,
+    panels: Sequence[int] = (),
 ) -> bool:
     """Record a create the provider accepted; its price is added to what the task has cost (a
-    retried or fallen-back portrait costs every create it took)."""
-    return await transitions.submit_task(
+    retried or fallen-back portrait costs every create it took).
+
+    ``panels``: the other pending tasks of the grid this create draws (the task is its slot 0). They
+    are recorded with it, under the same provider task id, so a result for that id settles all of
+    them. The create's price is shared out in equal parts (``studio.costs.split_micros``), so a
+    job's cost is the sum of its creates and each portrait carries its share. Only the task itself
+    is polled (the panels get no ``next_poll_at``): one status call per create."""
+    now = utcnow()
+    shares = split_micros(cost_micros, 1 + len(panels))
+    common: dict[str, Any] = {
+        "provider": provider,
+        "provider_index": provider_index,
+        "provider_task_id": provider_task_id,
+        "model": model,
+        "submitted_at": now,
+        "polls": 0,
+        "attempts": GenerationTask.attempts + 1,
+        "claimed_by": None,
+        "lease_expires_at": None,
+        "error": None,
+    }
+    recorded = await transitions.submit_task(
         session,
         task_id,
         worker,
-        provider=provider,
-        provider_index=provider_index,
-        provider_task_id=provider_task_id,
-        model=model,
-        cost_micros=GenerationTask.cost_micros + cost_micros,
-        submitted_at=utcnow(),
+        cost_micros=GenerationTask.cost_micros + shares[0],
         next_poll_at=next_poll_at,
-        polls=0,
-        attempts=GenerationTask.attempts + 1,
-        claimed_by=None,
-        lease_expires_at=None,
-        error=None,
+        **common,
     )
+    if recorded and panels:
+        # Every panel pays the same share: the first (the task's own) took the remainder.
+        await transitions.submit_grid_panels(
+            session, panels, cost_micros=GenerationTask.cost_micros + shares[-1], next_poll_at=None, **common
+        )
+    return recorded
 
 
-async def other_task_submitted(session: AsyncSession, job_id: int, task_id: int) -> bool:
+async def grid_riders(session: AsyncSession, task: GenerationTask) -> list[GenerationTask]:
+    """The pending tasks of ``task``'s grid that its create draws too: none unless it is the grid's
+    slot-0 task (a panel retried alone is created alone)."""
+    if task.grid_group is None or task.grid_slot != 0:
+        return []
+    rows = await session.execute(
+        select(GenerationTask)
+        .where(
+            GenerationTask.job_id == task.job_id,
+            GenerationTask.grid_group == task.grid_group,
+            GenerationTask.id != task.id,
+            GenerationTask.status == TaskStatus.PENDING,
+        )
+        .order_by(GenerationTask.grid_slot)
+    )
+    return list(rows.scalars())
+
+
+async def grid_variants(session: AsyncSession, job_id: int, grid_group: int) -> list[int]:
+    """The variant of each panel of a grid, in slot order (its prompt's pose for each panel)."""
+    rows = await session.execute(
+        select(GenerationTask.variant)
+        .where(GenerationTask.job_id == job_id, GenerationTask.grid_group == grid_group)
+        .order_by(GenerationTask.grid_slot)
+    )
+    return list(rows.scalars())
+
+
+async def tasks_of_create(session: AsyncSession, provider: str, provider_task_id: str) -> list[GenerationTask]:
+    """Every task one create made, whatever its status now: one, or the panels of a grid (in slot order)."""
+    rows = await session.execute(
+        select(GenerationTask)
+        .where(GenerationTask.provider == provider, GenerationTask.provider_task_id == provider_task_id)
+        .order_by(GenerationTask.grid_slot, GenerationTask.id)
+    )
+    return list(rows.scalars())
+
+
+async def create_partners(session: AsyncSession, task_id: int, status: TaskStatus) -> list[int]:
+    """The other tasks, still in ``status``, of the create that made this task (the rest of its grid):
+    a failure of that create is theirs too. Empty for an ordinary task."""
+    task = await session.get(GenerationTask, task_id)
+    if task is None or task.provider is None or task.provider_task_id is None or task.grid_group is None:
+        return []
+    rows = await session.execute(
+        select(GenerationTask.id)
+        .where(
+            GenerationTask.provider == task.provider,
+            GenerationTask.provider_task_id == task.provider_task_id,
+            GenerationTask.id != task_id,
+            GenerationTask.status == status,
+        )
+        .order_by(GenerationTask.id)
+    )
+    return list(rows.scalars())
+
+
+async def other_task_submitted(
+    session: AsyncSession, job_id: int, task_id: int, *, same_create: Sequence[int] = ()
+) -> bool:
     """Has another task of this job ever reached a provider? Call it right after ``mark_submitted``
     in the same transaction: SQLite then holds the write lock, and on PostgreSQL the job's row
     lock taken here makes concurrent first submissions of one job take turns, so exactly one of
@@ -188,7 +306,7 @@ async def other_task_submitted(session: AsyncSession, job_id: int, task_id: int)
         select(GenerationTask.id)
         .where(
             GenerationTask.job_id == job_id,
-            GenerationTask.id != task_id,
+            GenerationTask.id.not_in([task_id, *same_create]),
             GenerationTask.submitted_at.is_not(None),
         )
         .exists()
@@ -282,11 +400,12 @@ async def skip_task(
 async def mark_provider_succeeded(
     session: AsyncSession, provider: str, provider_task_id: str, image_url: str
 ) -> GenerationTask | None:
-    """submitted → succeeded: only the first report (callback or poll) wins and gets to download."""
-    task_id = await transitions.record_result(
+    """submitted → succeeded: only the first report (callback or poll) wins and gets to download. A
+    grid's panels move together; the create's own task (the lowest id, its slot 0) is returned."""
+    task_ids = await transitions.record_result(
         session, provider, provider_task_id, result_url=image_url, provider_done_at=utcnow()
     )
-    return None if task_id is None else await session.get(GenerationTask, task_id)
+    return await session.get(GenerationTask, task_ids[0]) if task_ids else None
 
 
 async def provider_task_status(session: AsyncSession, provider: str, provider_task_id: str) -> TaskStatus | None:
@@ -302,13 +421,18 @@ async def provider_task_status(session: AsyncSession, provider: str, provider_ta
 
 
 async def find_submitted(session: AsyncSession, provider: str, provider_task_id: str) -> GenerationTask | None:
+    """The submitted task the provider knows by this id; of a grid's panels, the create's own (its
+    slot 0, the lowest id): the failure path takes the rest of the grid with it."""
     return (
         await session.execute(
-            select(GenerationTask).where(
+            select(GenerationTask)
+            .where(
                 GenerationTask.provider == provider,
                 GenerationTask.provider_task_id == provider_task_id,
                 GenerationTask.status == TaskStatus.SUBMITTED,
             )
+            .order_by(GenerationTask.id)
+            .limit(1)
         )
     ).scalar_one_or_none()
 
@@ -499,7 +623,7 @@ async def pending_due_exists(session: AsyncSession) -> bool:
     now = utcnow()
     found = await session.execute(
         select(GenerationTask.id)
-        .where(GenerationTask.status == TaskStatus.PENDING, _due(now), _unclaimed(now))
+        .where(GenerationTask.status == TaskStatus.PENDING, _due(now), _unclaimed(now), _claimable_alone())
         .limit(1)
     )
     return found.first() is not None

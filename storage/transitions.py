@@ -264,6 +264,19 @@ async def submit_task(session: AsyncSession, task_id: int, worker: str, **values
     return bool(rows_changed(result))
 
 
+async def submit_grid_panels(session: AsyncSession, task_ids: Sequence[int], **values: Any) -> list[int]:
+    """pending → submitted for the other panels of a grid whose create (its slot-0 task's, recorded
+    in the same transaction under that task's lease) made them too; the ids that moved. They are
+    never claimed on their own while their slot-0 task is pending (``storage.queue``), so no lease
+    guards them."""
+    if not task_ids:
+        return []
+    result = await session.execute(
+        _move_tasks(SUBMIT_TASK, GenerationTask.id.in_(task_ids), **values).returning(GenerationTask.id)
+    )
+    return list(result.scalars())
+
+
 async def retry_task(
     session: AsyncSession,
     task_id: int,
@@ -300,13 +313,12 @@ async def skip_task(
     return job_id
 
 
-async def record_result(session: AsyncSession, provider: str, provider_task_id: str, **values: Any) -> int | None:
-    """submitted → succeeded for the task ``provider`` knows as ``provider_task_id``; its id if this
-    report (callback or poll) was the first."""
+async def record_result(session: AsyncSession, provider: str, provider_task_id: str, **values: Any) -> list[int]:
+    """submitted → succeeded for the tasks ``provider`` knows as ``provider_task_id`` (one, or the
+    panels of one grid create); their ids if this report (callback or poll) was the first, else []."""
     guards = (GenerationTask.provider == provider, GenerationTask.provider_task_id == provider_task_id)
     result = await session.execute(_move_tasks(RECORD_RESULT, *guards, **values).returning(GenerationTask.id))
-    task_id: int | None = result.scalar_one_or_none()
-    return task_id
+    return sorted(result.scalars())
 
 
 async def store_result(session: AsyncSession, task_id: int, **values: Any) -> int | None:

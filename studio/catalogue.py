@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 DEFAULT_CATALOGUE_PATH = Path(__file__).with_name("catalogue.json")
 PROMPT_COUNT = 23
 LANGUAGES = ("ru", "en")
+# A grid create draws this many portraits in one image: a 2×2 grid (studio.generation.plan_grid_tasks).
+GRID_PANELS = 4
 # Providers receive English prompts only (Kie: "English only"); Cyrillic here is a copy-paste slip.
 _CYRILLIC = re.compile(r"[\u0400-\u04FF]")
 
@@ -76,6 +78,8 @@ class Pack:
     price_rub_kopecks: int
     price_stars: int
     is_trial: bool
+    # A grid pack: each create asks for a 2×2 grid of four poses, split into four portraits.
+    grid: bool = False
 
     @property
     def is_free(self) -> bool:
@@ -104,6 +108,15 @@ class IdentityInstructions:
 
 
 @dataclass(frozen=True, slots=True)
+class GridInstructions:
+    """How a grid create is asked for: prompt text is data, like every other prompt."""
+
+    instruction: str  # the whole image: one 2×2 grid of four poses, thin white gutters
+    panel_labels: tuple[str, ...]  # where each panel sits, in row-major order (one per GRID_PANELS)
+    negative: tuple[str, ...]  # added to the avoid list of a grid prompt
+
+
+@dataclass(frozen=True, slots=True)
 class Catalogue:
     version: int
     prompts: tuple[Prompt, ...]  # prompts[i].index == i
@@ -111,6 +124,7 @@ class Catalogue:
     packs: tuple[Pack, ...]  # display order
     identity: IdentityInstructions
     variations: tuple[str, ...]  # pose/expression phrases; repeat n of a prompt uses variations[n]
+    grid: GridInstructions | None = None  # required when any pack is a grid pack
 
     def prompt(self, index: int) -> Prompt:
         if not 0 <= index < len(self.prompts):
@@ -141,6 +155,10 @@ class Catalogue:
     def trial_pack(self) -> Pack | None:
         return next((pack for pack in self.packs if pack.is_trial), None)
 
+    def offered_packs(self, *, grid_capable: bool) -> tuple[Pack, ...]:
+        """The packs to show: grid packs only when the model new work goes to can draw a grid."""
+        return tuple(pack for pack in self.packs if grid_capable or not pack.grid)
+
 
 def load_catalogue(path: Path | None = None) -> Catalogue:
     """Read and validate the catalogue; ``path`` defaults to the ``catalogue.json`` shipped here."""
@@ -161,6 +179,7 @@ def parse_catalogue(data: Any) -> Catalogue:
     prompts = _parse_prompts(_sequence(root.get("prompts"), "prompts"))
     styles = _parse_styles(_sequence(root.get("styles"), "styles"), prompt_count=len(prompts))
     packs = _parse_packs(_sequence(root.get("packs"), "packs"))
+    grid = _parse_grid(root.get("grid"), packs)
     _check_variations_cover_repeats(variations, styles, packs)
     return Catalogue(
         version=version,
@@ -169,6 +188,7 @@ def parse_catalogue(data: Any) -> Catalogue:
         packs=packs,
         identity=identity,
         variations=variations,
+        grid=grid,
     )
 
 
@@ -180,6 +200,23 @@ def _parse_identity(raw: Mapping[str, Any]) -> IdentityInstructions:
         negative=tuple(_string_list(raw, "negative", "identity")),
         photo_negative=tuple(_string_list(raw, "photo_negative", "identity")),
     )
+
+
+def _parse_grid(raw: Any, packs: Sequence[Pack]) -> GridInstructions | None:
+    if raw is None:
+        if any(pack.grid for pack in packs):
+            raise CatalogueError("grid: a grid pack needs the grid instructions")
+        return None
+    where = "grid"
+    fields = _mapping(raw, where)
+    labels = tuple(_string_list(fields, "panel_labels", where))
+    if len(labels) != GRID_PANELS:
+        raise CatalogueError(f"{where}.panel_labels: expected {GRID_PANELS} labels, found {len(labels)}")
+    instruction = _string(fields, "instruction", where)
+    negative = tuple(_string_list(fields, "negative", where))
+    if any(_CYRILLIC.search(text) for text in (instruction, *labels, *negative)):
+        raise CatalogueError(f"{where}: grid prompt text must be English")
+    return GridInstructions(instruction=instruction, panel_labels=labels, negative=negative)
 
 
 def _parse_prompts(raw_prompts: Sequence[Any]) -> tuple[Prompt, ...]:
@@ -260,6 +297,9 @@ def _parse_packs(raw_packs: Sequence[Any]) -> tuple[Pack, ...]:
         is_trial = raw.get("is_trial")
         if not isinstance(is_trial, bool):
             raise CatalogueError(f"{where}.is_trial: must be true or false")
+        grid = raw.get("grid", False)
+        if not isinstance(grid, bool):
+            raise CatalogueError(f"{where}.grid: must be true or false")
         pack = Pack(
             id=pack_id,
             title=_localized(raw, "title", where),
@@ -267,7 +307,13 @@ def _parse_packs(raw_packs: Sequence[Any]) -> tuple[Pack, ...]:
             price_rub_kopecks=_integer(raw, "price_rub_kopecks", where, minimum=0),
             price_stars=_integer(raw, "price_stars", where, minimum=0),
             is_trial=is_trial,
+            grid=grid,
         )
+        if grid and pack.photos % GRID_PANELS:
+            raise CatalogueError(f"{where}.photos: a grid pack's count must be divisible by {GRID_PANELS}")
+        if grid and is_trial:
+            # The trial is offered whatever the model; a grid needs a grid-capable one.
+            raise CatalogueError(f"{where}: the trial pack cannot be a grid pack")
         if is_trial and not pack.is_free:
             raise CatalogueError(f"{where}: a trial pack must be free (both prices 0)")
         if not is_trial and (pack.price_rub_kopecks <= 0 or pack.price_stars <= 0):
@@ -283,9 +329,17 @@ def _parse_packs(raw_packs: Sequence[Any]) -> tuple[Pack, ...]:
 def _check_variations_cover_repeats(variations: Sequence[str], styles: Sequence[Style], packs: Sequence[Pack]) -> None:
     # The biggest pack in the shortest style repeats each prompt this many times; each repeat
     # needs its own pose phrase or two photos of the pack would be asked for identically.
-    needed = max(math.ceil(pack.photos / len(style.prompt_indices)) for pack in packs for style in styles)
+    needed = max(_repeats_needed(pack, style) for pack in packs for style in styles)
     if len(variations) < needed:
         raise CatalogueError(f"variations: {len(variations)} phrases, but packs need {needed} repeats")
+
+
+def _repeats_needed(pack: Pack, style: Style) -> int:
+    if not pack.grid:
+        return math.ceil(pack.photos / len(style.prompt_indices))
+    # A grid's four panels are four repeats of one prompt (studio.generation.plan_grid_tasks).
+    groups = pack.photos // GRID_PANELS
+    return math.ceil(groups / len(style.prompt_indices)) * GRID_PANELS
 
 
 def _mapping(value: Any, where: str) -> Mapping[str, Any]:

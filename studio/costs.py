@@ -26,6 +26,15 @@ def usd_to_micros(usd: Decimal) -> int:
     return int((usd * MICROS_PER_USD).to_integral_value(rounding=ROUND_HALF_UP))
 
 
+def split_micros(micros: int, parts: int) -> list[int]:
+    """A cost shared by ``parts`` portraits (a grid create's four panels): equal shares, the first
+    taking the remainder, so the shares add up to the whole exactly."""
+    if parts < 1:
+        raise ValueError(f"a cost is shared by at least one part, got {parts}")
+    share = micros // parts
+    return [micros - share * (parts - 1)] + [share] * (parts - 1)
+
+
 def micros_to_usd(micros: int) -> Decimal:
     return Decimal(micros) / MICROS_PER_USD
 

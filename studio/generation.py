@@ -7,10 +7,11 @@ Pure functions of plain data: the scheduler stores what ``plan_tasks`` returns, 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from studio.catalogue import Catalogue, Medium, Style
+from studio.catalogue import GRID_PANELS, Catalogue, Medium, Style
 from studio.states import JobStatus
 
 SEED_MODULUS = 2**31 - 1  # seeds live in 1..2**31-1: positive and safe for any provider's int32
@@ -24,6 +25,10 @@ class PlannedTask:
     prompt_index: int
     variant: int  # 0 for the first use of a prompt in the job, 1 for the second, ...
     seed: int
+    # Grid packs: the tasks of one grid share a group (0, 1, ... within the job) and each is one
+    # panel of it (slot 0..3, row-major); the slot-0 task's create makes the whole grid.
+    grid_group: int | None = None
+    grid_slot: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +77,38 @@ def plan_tasks(style: Style, photos: int, job_id: int) -> list[PlannedTask]:
                 seed=task_seed(job_id, prompt_index, variant),
             )
         )
+    return planned
+
+
+def plan_grid_tasks(style: Style, photos: int, job_id: int) -> list[PlannedTask]:
+    """Fan a grid pack of ``photos`` out into groups of four tasks, one group per create.
+
+    Group g uses the style's prompt ``order[g % len(order)]`` for all four panels (one scene, one
+    coherent image), each panel its own repeat of it: variants ``4r .. 4r + 3`` where ``r`` is how
+    often the prompt was used by earlier groups. So each panel asks for its own pose phrase, and
+    (prompt_index, variant) stays unique within the job, as the tasks table requires.
+    """
+    if photos < GRID_PANELS or photos % GRID_PANELS:
+        raise ValueError(f"a grid job needs a multiple of {GRID_PANELS} photos, got {photos}")
+    order = style.prompt_indices
+    if not order:
+        raise ValueError(f"style {style.id!r} has no prompts")
+    planned: list[PlannedTask] = []
+    for group in range(photos // GRID_PANELS):
+        prompt_index = order[group % len(order)]
+        first_variant = (group // len(order)) * GRID_PANELS
+        for slot in range(GRID_PANELS):
+            variant = first_variant + slot
+            planned.append(
+                PlannedTask(
+                    position=group * GRID_PANELS + slot,
+                    prompt_index=prompt_index,
+                    variant=variant,
+                    seed=task_seed(job_id, prompt_index, variant),
+                    grid_group=group,
+                    grid_slot=slot,
+                )
+            )
     return planned
 
 
@@ -148,6 +185,34 @@ def build_prompt(catalogue: Catalogue, prompt_index: int, variant: int, avatar_c
         parts.append(_sentence(identity.photo_suffix))
     # Semicolons, because single avoid items contain commas ("text, logos or watermarks").
     parts.append(_sentence("Avoid: " + "; ".join(identity.avoid_list(prompt.medium))))
+    return " ".join(parts)
+
+
+def build_grid_prompt(
+    catalogue: Catalogue, prompt_index: int, variants: Sequence[int], avatar_context: str | None
+) -> str:
+    """The one text sent for a grid: the scene once, then each panel's pose by its place (variants in
+    slot order, row-major). Only the slot-0 task's create sends it."""
+    grid = catalogue.grid
+    if grid is None:
+        raise ValueError("the catalogue has no grid instructions")
+    if len(variants) != GRID_PANELS or any(variant < 0 for variant in variants):
+        raise ValueError(f"a grid needs {GRID_PANELS} non-negative variants, got {list(variants)}")
+    prompt = catalogue.prompt(prompt_index)
+    identity = catalogue.identity
+    parts = [_sentence(identity.preamble)]
+    subject = _clean_avatar_context(avatar_context)
+    if subject:
+        parts.append(_sentence(f"The person is {subject}"))
+    parts.append(_sentence(grid.instruction))
+    parts.append(_sentence(f"The scene of every panel: {prompt.text}"))
+    for label, variant in zip(grid.panel_labels, variants, strict=True):
+        pose = catalogue.variations[variant % len(catalogue.variations)]
+        parts.append(_sentence(f"Panel {label}: {pose}"))
+    parts.append(_sentence(identity.suffix))
+    if prompt.medium is Medium.PHOTO:
+        parts.append(_sentence(identity.photo_suffix))
+    parts.append(_sentence("Avoid: " + "; ".join(identity.avoid_list(prompt.medium) + grid.negative)))
     return " ".join(parts)
 
 

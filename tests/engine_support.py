@@ -85,13 +85,16 @@ async def seed_unpaid_order(
     pack: str = "p7",
     style: str = "professional",
     selfies: int = 5,
+    selfie_images: Sequence[bytes] | None = None,
 ) -> int:
-    """A user with a ready photo set and an order awaiting payment; returns the order id."""
+    """A user with a ready photo set and an order awaiting payment; returns the order id.
+    ``selfie_images``: the set's photos (real faces, for tests with face checks); else synthetic ones."""
     async with sessionmaker() as session:
         user, _ = await register_user(session, TelegramProfile(telegram_id, None, "Test", "en"))
         avatar = await avatars.create_avatar(session, user.id)
-        for index in range(selfies):
-            data = selfie_like_jpeg(seed=index)  # the same few photos for every user: built once, cached
+        for index in range(len(selfie_images) if selfie_images is not None else selfies):
+            # The same few photos for every user: built once, cached.
+            data = selfie_images[index] if selfie_images is not None else selfie_like_jpeg(seed=index)
             key = f"refs/{user.id}/{avatar.id}/{index}.jpg"
             await files.put(key, data)
             await avatars.add_photo(
@@ -116,10 +119,18 @@ async def seed_paid_job(
     pack: str = "p23",
     style: str = "professional",
     selfies: int = 5,
+    selfie_images: Sequence[bytes] | None = None,
 ) -> int:
     """A user with a ready photo set and a paid order turned into a queued job; returns the job id."""
     order_id = await seed_unpaid_order(
-        sessionmaker, files, catalogue, telegram_id=telegram_id, pack=pack, style=style, selfies=selfies
+        sessionmaker,
+        files,
+        catalogue,
+        telegram_id=telegram_id,
+        pack=pack,
+        style=style,
+        selfies=selfies,
+        selfie_images=selfie_images,
     )
     async with sessionmaker() as session:
         order = await session.get(Order, order_id)

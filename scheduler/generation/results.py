@@ -8,6 +8,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -27,7 +30,7 @@ from storage import faces as face_queries
 from storage import queue
 from storage.events import EventName, record_event
 from storage.files import FileStore
-from storage.images import make_thumbnail
+from storage.images import make_thumbnail, split_grid
 from storage.models import GenerationJob, GenerationTask, utcnow
 from studio.costs import micros_to_usd
 from studio.faces import FaceChecker
@@ -35,6 +38,31 @@ from studio.policy import DecisionAction, decide_after_failure
 from studio.states import TaskStatus
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class _Portrait:
+    """What storing one task's portrait needs of its row, read before the download."""
+
+    task_id: int
+    job_id: int
+    index: int  # the provider index its create ran on
+    attempts: int
+    submitted_at: datetime | None
+    cost_micros: int
+    grid_slot: int | None
+
+    @classmethod
+    def of(cls, task: GenerationTask) -> _Portrait:
+        return cls(
+            task.id,
+            task.job_id,
+            task.provider_index,
+            max(task.attempts, 1),
+            task.submitted_at,
+            task.cost_micros,
+            task.grid_slot,
+        )
 
 
 class Results:
@@ -150,29 +178,81 @@ class Results:
         )
 
     async def _store(self, task_id: int, provider: ImageProvider, url: str) -> None:
-        """Download at once (provider URLs expire), store original + thumbnail, mark stored, signal."""
+        """Download at once (provider URLs expire), store original + thumbnail, mark stored, signal.
+
+        A grid create's image is downloaded and split once, and each panel is stored (and scored)
+        into its own task; the panels still waiting for this result are those in slot order."""
         async with self.sessionmaker() as session:
             task = await session.get(GenerationTask, task_id)
             if task is None or task.status != TaskStatus.SUCCEEDED:
                 return
-            job_id, index, attempts = task.job_id, task.provider_index, max(task.attempts, 1)
-            submitted_at, cost_micros = task.submitted_at, task.cost_micros
+            made = await queue.tasks_of_create(session, task.provider or "", task.provider_task_id or "")
+            is_grid = len(made) > 1
+            waiting = [
+                _Portrait.of(row) for row in made if row.status == TaskStatus.SUCCEEDED and row.result_url == url
+            ]
+            if not is_grid:
+                waiting = [_Portrait.of(task)]
+        if not waiting:
+            return
+        first = waiting[0]  # the create's failure settles every panel with it (Settler.after_failure)
         try:
             data = await provider.download(url)
-            thumbnail = await asyncio.to_thread(make_thumbnail, data)
+            images = await asyncio.to_thread(split_grid, data) if is_grid else [data]
         except ProviderError as error:
             await self.settler.after_failure(
-                task_id, TaskStatus.SUCCEEDED, index, attempts, error.retryable, str(error), result_url=url
+                first.task_id,
+                TaskStatus.SUCCEEDED,
+                first.index,
+                first.attempts,
+                error.retryable,
+                str(error),
+                result_url=url,
             )
             return
         except Exception as error:  # an undecodable image is the provider's failure, not ours
             if self.state.stopping:  # our HTTP client closed under it: recovery stores it after the restart
                 return
             await self.settler.after_failure(
-                task_id, TaskStatus.SUCCEEDED, index, attempts, True, f"bad image: {error}", result_url=url
+                first.task_id,
+                TaskStatus.SUCCEEDED,
+                first.index,
+                first.attempts,
+                True,
+                f"bad image: {error}",
+                result_url=url,
             )
             return
-        likeness = await self._likeness(task_id, job_id, index, attempts, data, url) if self.faces else (None, False)
+        for portrait in waiting:
+            image = images[portrait.grid_slot] if is_grid and portrait.grid_slot is not None else images[0]
+            await self._keep(portrait, provider, image, url, panel=is_grid)
+
+    async def _keep(self, portrait: _Portrait, provider: ImageProvider, data: bytes, url: str, *, panel: bool) -> None:
+        """Score one portrait, store it with its thumbnail, mark its task stored and signal delivery."""
+        task_id, job_id = portrait.task_id, portrait.job_id
+        try:
+            thumbnail = await asyncio.to_thread(make_thumbnail, data)
+        except Exception as error:
+            if self.state.stopping:
+                return
+            if panel:  # one unreadable panel is that portrait's loss alone
+                await self.settler.drop_panel(task_id, url, f"bad image: {error}")
+            else:
+                await self.settler.after_failure(
+                    task_id,
+                    TaskStatus.SUCCEEDED,
+                    portrait.index,
+                    portrait.attempts,
+                    True,
+                    f"bad image: {error}",
+                    result_url=url,
+                )
+            return
+        likeness: tuple[float | None, bool] | None = (None, False)
+        if self.faces and panel:
+            likeness = await self._panel_likeness(task_id, job_id, data, url)
+        elif self.faces:
+            likeness = await self._likeness(task_id, job_id, portrait.index, portrait.attempts, data, url)
         if likeness is None:
             return  # no face, or sent back once for a better likeness: the failure path has it now
         extension = "png" if data[:8] == b"\x89PNG\r\n\x1a\n" else "jpg"
@@ -181,6 +261,7 @@ class Results:
         await self.files.put(result_key, data, f"image/{'png' if extension == 'png' else 'jpeg'}")
         await self.files.put(thumb_key, thumbnail, "image/jpeg")
         stored_at = utcnow()
+        submitted_at = portrait.submitted_at
         async with self.sessionmaker() as session:
             if likeness[0] is not None:
                 await face_queries.record_identity(session, task_id, likeness[0], flagged=likeness[1])
@@ -196,7 +277,7 @@ class Results:
                     task_id=task_id,
                     provider=provider.name,
                     duration_ms=duration_ms,
-                    cost=float(micros_to_usd(cost_micros)),  # USD, every create of this portrait
+                    cost=float(micros_to_usd(portrait.cost_micros)),  # USD, every create of this portrait
                 )
                 await record_event(
                     session, EventName.IMAGE_STORED, job_id=job_id, task_id=task_id, size_bytes=len(data)
@@ -205,6 +286,42 @@ class Results:
         if stored:
             self.signals.task_stored()
             await self.settler.hand_over_or_fail(job_id)
+
+    async def _panel_likeness(
+        self, task_id: int, job_id: int, data: bytes, url: str
+    ) -> tuple[float | None, bool] | None:
+        """A grid panel's (identity score, flagged); None when it had no clear single face and was
+        dropped. Unlike a single portrait, an unlike face is not regenerated (a redo would cost a
+        whole grid for one portrait): it is delivered flagged."""
+        assert self.faces is not None
+        references = await self._references(task_id, job_id)
+        if references is None:
+            return None, False
+        try:
+            score = await self.faces.score_portrait_async(data, references)
+        except Exception:  # our checker failing must not cost the user a portrait
+            log.exception("identity scoring failed for task %s; storing it unscored", task_id)
+            return None, False
+        if score is None:
+            await self.settler.drop_panel(task_id, url, "no face in the grid panel")
+            return None
+        return score.score, score.score < self.faces.limits.identity_min_score
+
+    async def _references(self, task_id: int, job_id: int) -> list[Any] | None:
+        """The selfies' face embeddings to compare a portrait with; None: nothing to compare with."""
+        assert self.faces is not None
+        try:
+            async with self.sessionmaker() as session:
+                job = await session.get(GenerationJob, job_id)
+                assert job is not None
+                if job.avatar_id is None:  # the selfies were deleted (/forget): nothing to compare with
+                    return None
+                references = await face_queries.reference_embeddings(session, self.files, self.faces, job.avatar_id)
+                await session.commit()
+        except Exception:  # our checker failing must not cost the user a portrait
+            log.exception("identity scoring failed for task %s; storing it unscored", task_id)
+            return None
+        return list(references) or None
 
     async def _likeness(
         self, task_id: int, job_id: int, index: int, attempts: int, data: bytes, url: str

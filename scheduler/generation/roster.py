@@ -42,6 +42,12 @@ def price_of(provider: ImageProvider) -> Decimal:
     return price if isinstance(price, Decimal) else Decimal(0)
 
 
+def grid_capable(provider: ImageProvider) -> bool:
+    """Can the provider's configured model draw a 2×2 grid of poses? Not part of the ImageProvider
+    protocol either: a provider that does not say cannot."""
+    return getattr(provider, "grid_capable", False) is True
+
+
 class Roster:
     def __init__(
         self,
@@ -111,6 +117,11 @@ class Roster:
         if index >= len(self.providers) or self.providers[index].name in self.paused:
             return None
         return index
+
+    def primary_grid_capable(self) -> bool:
+        """Is the model of the provider fresh work goes to first (the policy's primary, after an
+        admin's switch) grid-capable? Grid packs are offered only then."""
+        return bool(self.providers) and grid_capable(self.providers[0])
 
     def fresh_work_limiter(self) -> CreateLimiter | None:
         """The limiter of the provider new tasks go to (read-only: no half-open probe is taken)."""

@@ -6,7 +6,7 @@ here, so it sits below them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -18,7 +18,7 @@ from storage import jobs as job_queries
 from storage import ledger, queue
 from storage.events import EventName, record_event
 from storage.models import GenerationJob, GenerationTask, utcnow
-from studio.policy import DecisionAction, decide_after_failure
+from studio.policy import Decision, DecisionAction, decide_after_failure
 from studio.states import JobStatus, TaskStatus
 
 log = logging.getLogger(__name__)
@@ -56,38 +56,38 @@ class Settler:
         error: str,
         worker: str | None = None,
         result_url: str | None = None,
+        riders: Sequence[int] = (),
     ) -> None:
-        """Retry the task later (on this provider or the next), or skip it when the policy is spent."""
+        """Retry the task later (on this provider or the next), or skip it when the policy is spent.
+
+        A grid's create fails for all its panels: the task's fate is theirs too. Those still pending
+        with it (a create that failed) are the ``riders`` the submitter names; once created, they are
+        the tasks sharing its provider task id (``queue.create_partners``). So a failed grid goes back
+        to pending whole and is created again whole (on a fallback provider too), and a spent policy
+        skips every panel, each releasing its own credit once."""
         decision = decide_after_failure(self.roster.policy, provider_index, attempts_on_provider, retryable, utcnow())
         async with self.sessionmaker() as session:
-            if decision.action == DecisionAction.SKIP:
-                changed = await queue.skip_task(
-                    session, task_id, from_status=from_status, error=error, worker=worker, result_url=result_url
-                )
-            else:
-                assert decision.provider_index is not None and decision.retry_at is not None
-                changed = await queue.retry_later(
-                    session,
-                    task_id,
-                    from_status=from_status,
-                    provider_index=decision.provider_index,
-                    attempts=decision.attempts_on_provider,
-                    retry_at=decision.retry_at,
-                    error=error,
-                    worker=worker,
-                    result_url=result_url,
-                )
+            partners = list(riders)
+            if from_status != TaskStatus.PENDING:
+                partners += await queue.create_partners(session, task_id, from_status)
+            changed = await self._fail_one(session, decision, task_id, from_status, error, worker, result_url)
+            # The panels are not leased (only the create's task is): its move is the guard for them.
+            moved = [task_id] if changed else []
+            for partner in partners if changed else []:
+                if await self._fail_one(session, decision, partner, from_status, error, None, result_url):
+                    moved.append(partner)
             task = await session.get(GenerationTask, task_id)
             job_id = task.job_id if task else None
-            if changed and decision.action == DecisionAction.SKIP:  # failed for good: retries and fallback spent
-                await record_event(
-                    session,
-                    EventName.GENERATION_FAILED,
-                    job_id=job_id,
-                    scope="task",
-                    task_id=task_id,
-                    error_type=failure_type(error, retryable),
-                )
+            if decision.action == DecisionAction.SKIP:  # failed for good: retries and fallback spent
+                for failed in moved:
+                    await record_event(
+                        session,
+                        EventName.GENERATION_FAILED,
+                        job_id=job_id,
+                        scope="task",
+                        task_id=failed,
+                        error_type=failure_type(error, retryable),
+                    )
             await session.commit()
         log.info(
             "task %s failed (%s): %s → %s",
@@ -101,6 +101,57 @@ class Settler:
             await self.hand_over_or_fail(job_id)
         elif changed:
             self.signals.task_pending()
+
+    @staticmethod
+    async def _fail_one(
+        session: AsyncSession,
+        decision: Decision,
+        task_id: int,
+        from_status: TaskStatus,
+        error: str,
+        worker: str | None,
+        result_url: str | None,
+    ) -> bool:
+        if decision.action == DecisionAction.SKIP:
+            return await queue.skip_task(
+                session, task_id, from_status=from_status, error=error, worker=worker, result_url=result_url
+            )
+        assert decision.provider_index is not None and decision.retry_at is not None
+        return await queue.retry_later(
+            session,
+            task_id,
+            from_status=from_status,
+            provider_index=decision.provider_index,
+            attempts=decision.attempts_on_provider,
+            retry_at=decision.retry_at,
+            error=error,
+            worker=worker,
+            result_url=result_url,
+        )
+
+    async def drop_panel(self, task_id: int, result_url: str, error: str) -> None:
+        """One panel of a grid is unusable (no clear single face): that portrait alone fails for good,
+        releasing its one credit, and the grid's other panels stand. It is never redone alone: that
+        would cost a whole create for one portrait."""
+        async with self.sessionmaker() as session:
+            changed = await queue.skip_task(
+                session, task_id, from_status=TaskStatus.SUCCEEDED, error=error, result_url=result_url
+            )
+            task = await session.get(GenerationTask, task_id)
+            job_id = task.job_id if task else None
+            if changed:
+                await record_event(
+                    session,
+                    EventName.GENERATION_FAILED,
+                    job_id=job_id,
+                    scope="task",
+                    task_id=task_id,
+                    error_type="no_face",
+                )
+            await session.commit()
+        if changed and job_id is not None:
+            log.info("task %s: grid panel dropped (%s)", task_id, error, extra={"job_id": job_id, "task_id": task_id})
+            await self.hand_over_or_fail(job_id)
 
     async def fail_stuck(self, task: GenerationTask) -> None:
         await self.after_failure(

@@ -15,22 +15,26 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from providers.base import GenerationOptions, ImageProvider, ProviderError, RateLimitedError, Room
 from scheduler.background import BackgroundTasks, KeyedLocks
 from scheduler.generation.results import Results
-from scheduler.generation.roster import Roster, model_of, price_of
+from scheduler.generation.roster import Roster, grid_capable, model_of, price_of
 from scheduler.generation.settle import Settler
 from scheduler.generation.state import EngineConfig, EngineState
 from scheduler.signals import WorkSignals
 from storage import queue
 from storage.events import EventName, record_event
 from storage.files import FileNotFoundInStore, FileStore
-from storage.models import GenerationJob, GenerationTask, ReferencePhoto, utcnow
+from storage.models import GenerationJob, GenerationTask, Order, ReferencePhoto, utcnow
 from studio.catalogue import Catalogue
 from studio.costs import usd_to_micros
-from studio.generation import build_prompt, plan_tasks
+from studio.generation import build_grid_prompt, build_prompt, plan_grid_tasks, plan_tasks
 from studio.pace import CreatePace
 from studio.policy import next_poll_at as policy_next_poll_at
 from studio.states import TaskStatus
 
 log = logging.getLogger(__name__)
+
+# How long a grid waits for its grid-capable provider while the breakers send fresh work to a fallback
+# that cannot draw one: a few looks per breaker cool-down, never a tight loop.
+GRID_PROVIDER_WAIT_SECONDS = 5.0
 
 
 class MissingSelfies(Exception):
@@ -84,7 +88,10 @@ class Submitter:
         job = await session.get(GenerationJob, job_id)
         assert job is not None
         style = self.catalogue.style(job.style)
-        await queue.add_tasks(session, job.id, plan_tasks(style, job.photos_total, job.id))
+        order = await session.get(Order, job.order_id) if job.order_id is not None else None
+        pack = self.catalogue.find_pack(order.pack) if order is not None else None
+        plan = plan_grid_tasks if pack is not None and pack.grid else plan_tasks
+        await queue.add_tasks(session, job.id, plan(style, job.photos_total, job.id))
 
     async def submit_due(self) -> int:
         """Claim due tasks as fast as the provider's create budget admits them, and no faster.
@@ -177,12 +184,40 @@ class Submitter:
                 await session.commit()
                 return
             provider = self.roster.providers[index]
-            prompt = build_prompt(self.catalogue, task.prompt_index, task.variant, None)
+            # A grid's slot-0 task creates the grid for its pending panels too (they are never
+            # claimed alone while it is pending); a panel retried alone is an ordinary portrait.
+            riders = [rider.id for rider in await queue.grid_riders(session, task)]
+            if riders and task.grid_group is not None:
+                variants = await queue.grid_variants(session, task.job_id, task.grid_group)
+                prompt = build_grid_prompt(self.catalogue, task.prompt_index, variants, None)
+            else:
+                prompt = build_prompt(self.catalogue, task.prompt_index, task.variant, None)
             options = GenerationOptions(seed=task.seed)
             attempts_before = task.attempts if index == task.provider_index else 0
             task_provider_index, task_attempts = task.provider_index, task.attempts
             job_id = job.id
             never_submitted = task.submitted_at is None
+        if riders and not grid_capable(provider) and index > task_provider_index:
+            # The breakers sent fresh work past the provider whose turn it is to a fallback that cannot
+            # draw a grid: the grid waits for that provider to recover instead (no attempt spent).
+            await self._wait_for_grid_provider(task_id, task_provider_index, task_attempts, worker)
+            return
+        if riders and not grid_capable(provider):
+            # It is this provider's turn and its model cannot draw a grid: the grid moves on to the
+            # next provider, or, when none is left, all its panels are skipped with their credits
+            # back. Not the provider's fault, so its breaker is not touched; and four single creates
+            # instead would cost four times what the pack was priced for.
+            await self.settler.after_failure(
+                task_id,
+                TaskStatus.PENDING,
+                index,
+                attempts_before + 1,
+                False,
+                f"{model_of(provider) or provider.name} cannot draw a grid",
+                worker,
+                riders=riders,
+            )
+            return
         self.state.create_started(provider.name)
         try:
             references = await self._references(job_id, provider)
@@ -213,8 +248,16 @@ class Submitter:
             return
         except ProviderError as error:
             self.roster.breakers[provider.name].record_failure(utcnow())
+            # A failed grid create goes back (or is skipped) with all its panels.
             await self.settler.after_failure(
-                task_id, TaskStatus.PENDING, index, attempts_before + 1, error.retryable, str(error), worker
+                task_id,
+                TaskStatus.PENDING,
+                index,
+                attempts_before + 1,
+                error.retryable,
+                str(error),
+                worker,
+                riders=riders,
             )
             return
         finally:
@@ -224,7 +267,7 @@ class Submitter:
             # The lease is kept until the create is recorded: a lapse in between would let another
             # claim create the same portrait again.
             recorded = await self._record_submitted(
-                task_id, job_id, provider, index, provider_task_id, never_submitted, worker
+                task_id, job_id, provider, index, provider_task_id, never_submitted, worker, riders
             )
         finally:
             self.state.create_ended(provider.name)
@@ -240,6 +283,20 @@ class Submitter:
             finally:
                 self.state.callbacks_in_flight.discard(key)
 
+    async def _wait_for_grid_provider(self, task_id: int, provider_index: int, attempts: int, worker: str) -> None:
+        async with self.sessionmaker() as session:
+            await queue.retry_later(
+                session,
+                task_id,
+                from_status=TaskStatus.PENDING,
+                provider_index=provider_index,
+                attempts=attempts,
+                retry_at=utcnow() + timedelta(seconds=GRID_PROVIDER_WAIT_SECONDS),
+                error="waiting for a provider that can draw a grid",
+                worker=worker,
+            )
+            await session.commit()
+
     async def _record_submitted(
         self,
         task_id: int,
@@ -249,6 +306,7 @@ class Submitter:
         provider_task_id: str,
         never_submitted: bool,
         worker: str,
+        riders: list[int],
     ) -> bool:
         self.roster.breakers[provider.name].record_success(utcnow())
         now = utcnow()
@@ -276,9 +334,14 @@ class Submitter:
                 # so the recorded cost is an upper bound, never an undercount.
                 model=model_of(provider),
                 cost_micros=usd_to_micros(price_of(provider)),
+                panels=riders,
             )
             # generation_started is per job: its first submission; retries and later tasks record nothing.
-            if recorded and never_submitted and not await queue.other_task_submitted(session, job_id, task_id):
+            if (
+                recorded
+                and never_submitted
+                and not await queue.other_task_submitted(session, job_id, task_id, same_create=riders)
+            ):
                 await record_event(
                     session,
                     EventName.GENERATION_STARTED,

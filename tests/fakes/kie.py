@@ -295,6 +295,34 @@ def render_result_png(task_id: str, size: tuple[int, int]) -> bytes:
     return buffer.getvalue()
 
 
+# What a prompt says when it asks for a 2×2 grid of poses (studio/catalogue.json "grid.instruction").
+GRID_MARKER = "2×2 grid"
+GRID_GUTTER = 8  # white, between the panels; the margin around the grid is the same white
+GRID_MARGIN = 6
+
+
+def render_grid_panel(task_id: str, slot: int, size: tuple[int, int]) -> Image.Image:
+    """A panel of a grid: like a single result, distinct per task and panel."""
+    return Image.open(io.BytesIO(render_result_png(f"{task_id}/{slot}", size))).convert("RGB")
+
+
+def render_grid_png(
+    task_id: str, panel_size: tuple[int, int], draw_panel: Callable[[str, int, tuple[int, int]], Image.Image]
+) -> bytes:
+    """A 2×2 grid of four panels, row-major, with white gutters and margin, as a grid model draws it."""
+    width, height = panel_size
+    canvas = Image.new(
+        "RGB", (2 * width + GRID_GUTTER + 2 * GRID_MARGIN, 2 * height + GRID_GUTTER + 2 * GRID_MARGIN), "white"
+    )
+    for slot in range(4):
+        row, column = divmod(slot, 2)
+        panel = draw_panel(task_id, slot, panel_size).convert("RGB").resize(panel_size)
+        canvas.paste(panel, (GRID_MARGIN + column * (width + GRID_GUTTER), GRID_MARGIN + row * (height + GRID_GUTTER)))
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
 # ---------------------------------------------------------------------- the fake
 
 
@@ -318,6 +346,7 @@ class FakeKie:
         upload_ttl_seconds: float | None = None,
         image_size: tuple[int, int] = (512, 640),
         result_renderer: Callable[[str, tuple[int, int]], bytes] | None = None,
+        grid_renderer: Callable[[str, int, tuple[int, int]], Image.Image] | None = None,
         callback_delay_seconds: float = 0.0,
         drop_callbacks: bool = False,
         duplicate_callbacks: int = 0,
@@ -349,6 +378,9 @@ class FakeKie:
         self.image_size = image_size
         # How result images are drawn: the default is realistic noise (~70 ms each); load runs pass a cheaper one.
         self.result_renderer = result_renderer or render_result_png
+        # A prompt asking for a 2×2 grid gets one: each panel drawn by this (task id, slot 0..3, panel
+        # size), e.g. a test's panel without a face; each panel is ``image_size``.
+        self.grid_renderer = grid_renderer or render_grid_panel
         self.callback_delay_seconds = callback_delay_seconds
         self.drop_callbacks = drop_callbacks
         self.duplicate_callbacks = duplicate_callbacks
@@ -865,7 +897,7 @@ class FakeKie:
                 content_type="image/png",
                 stored_monotonic=time.monotonic(),
                 ttl_seconds=self.result_ttl_seconds,
-                render=lambda: self.result_renderer(task.task_id, self.image_size),
+                render=lambda: self._render(task),
             )
             task.result_urls = [self._result_url(task.task_id)]
             task.final_state = "success"
@@ -873,6 +905,15 @@ class FakeKie:
             task.final_state = "fail"
         self._notify()
         await self._deliver_callbacks(task)
+
+    def _render(self, task: FakeTask) -> bytes:
+        if task.task_id in self.grid_task_ids():
+            return render_grid_png(task.task_id, self.image_size, self.grid_renderer)
+        return self.result_renderer(task.task_id, self.image_size)
+
+    def grid_task_ids(self) -> list[str]:
+        """The tasks whose prompt asked for a 2×2 grid, in the order they were created."""
+        return [task_id for task_id, task in self.tasks.items() if GRID_MARKER in str(task.input.get("prompt", ""))]
 
     def _result_url(self, task_id: str) -> str:
         return f"{self.url}/files/results/{task_id}/0.png"

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
 import pytest_asyncio
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -478,6 +479,20 @@ async def test_the_trial_is_offered_until_it_is_taken(rig: Rig) -> None:
     offer = await rig.intake.pack_offer(order.user_id)
     assert trial not in offer.packs and rig.catalogue.pack("p7") in offer.packs
     assert offer.balance == 0  # the trial's credits are reserved by its job
+
+
+@pytest.mark.parametrize("grid_capable", [True, False])
+async def test_grid_packs_are_offered_only_while_the_primary_model_can_draw_a_grid(
+    rig: Rig, grid_capable: bool
+) -> None:
+    order = await rig.order(await seed_unpaid_order(rig.sessionmaker, rig.files, rig.catalogue, telegram_id=700_022))
+    intake = IntakeService(
+        rig.sessionmaker, catalogue=rig.catalogue, files=rig.files, limits=LIMITS, grid_capable=lambda: grid_capable
+    )
+    lite = rig.catalogue.pack("lite")
+    assert (lite in await intake.offered_packs(order.user_id)) is grid_capable
+    assert (lite in (await intake.pack_offer(order.user_id)).packs) is grid_capable
+    assert rig.catalogue.pack("p7") in await intake.offered_packs(order.user_id)
 
 
 async def test_an_order_is_made_for_the_summary_and_can_be_withdrawn(rig: Rig) -> None:

@@ -18,7 +18,7 @@ import pytest_asyncio
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage import queue
+from storage import admin, queue
 from storage.models import GenerationJob, GenerationTask, LedgerEntry, Order, User
 from studio.generation import PlannedTask, claim_key
 from studio.states import JobStatus, TaskStatus
@@ -942,3 +942,129 @@ async def test_pending_due_exists_for_an_unclaimed_task_with_no_retry_time(sessi
     job = await _job(session, 1)
     await _task(session, job, 0)
     assert await queue.pending_due_exists(session)
+
+
+# ---------------------------------------------------------------- grid packs
+
+
+async def _grid(session: AsyncSession, job_id: int, statuses: list[TaskStatus], **values: Any) -> list[int]:
+    """One grid's four panels (group 0), slot i in ``statuses[i]``."""
+    return [
+        await _task(session, job_id, slot, status, grid_group=0, grid_slot=slot, variant=slot, prompt_index=0, **values)
+        for slot, status in enumerate(statuses)
+    ]
+
+
+async def test_only_a_grids_slot_0_task_is_claimed_while_it_is_pending(session: AsyncSession) -> None:
+    await _job(session, 1)
+    panels = await _grid(session, 1, [TaskStatus.PENDING] * 4)
+
+    assert await queue.claim_pending_tasks(session, WORKER, 10, LEASE) == [panels[0]]
+    # Claimed (leased, still pending), it keeps its panels out of the queue, and so does a due check.
+    assert await queue.claim_pending_tasks(session, OTHER, 10, LEASE) == []
+    assert not await queue.pending_due_exists(session)
+
+
+async def test_a_panel_left_pending_without_its_slot_0_task_becomes_an_ordinary_task(session: AsyncSession) -> None:
+    # An admin's retry put the one skipped panel back; its grid's slot 0 is stored.
+    await _job(session, 1)
+    panels = await _grid(session, 1, [TaskStatus.STORED, TaskStatus.STORED, TaskStatus.PENDING, TaskStatus.STORED])
+    # A whole grid put back keeps riding on its slot 0.
+    whole = [
+        await _task(session, 1, 10 + slot, grid_group=1, grid_slot=slot, variant=10 + slot, prompt_index=1)
+        for slot in range(4)
+    ]
+    assert await queue.claim_pending_tasks(session, WORKER, 10, LEASE) == [whole[0]]  # not the lone panel yet
+
+    assert await queue.detach_lone_panels(session, 1) == 1
+    lone = await _row(session, panels[2])
+    assert (lone.grid_group, lone.grid_slot) == (None, None)
+    assert (await _row(session, whole[3])).grid_slot == 3
+    assert await queue.claim_pending_tasks(session, OTHER, 10, LEASE) == [panels[2]]
+    assert await queue.grid_riders(session, await _row(session, panels[2])) == []  # created alone
+
+
+async def test_a_grid_create_records_all_four_panels_under_one_provider_task_id(session: AsyncSession) -> None:
+    await _job(session, 1)
+    panels = await _grid(session, 1, [TaskStatus.PENDING] * 4)
+    await _task(session, 1, 9)  # an ordinary task of the same job: no rider
+    [claimed] = await queue.claim_pending_tasks(session, WORKER, 1, LEASE)
+    riders = await queue.grid_riders(session, await _row(session, claimed))
+    assert [rider.id for rider in riders] == panels[1:]
+    assert await queue.grid_variants(session, 1, 0) == [0, 1, 2, 3]
+
+    assert await queue.mark_submitted(
+        session,
+        claimed,
+        WORKER,
+        provider="kie",
+        provider_index=0,
+        provider_task_id="k-grid",
+        next_poll_at=NOW + SECOND,
+        model="nano-banana-2",
+        cost_micros=40_003,
+        panels=[rider.id for rider in riders],
+    )
+    session.expire_all()
+    rows = [await session.get(GenerationTask, task_id) for task_id in panels]
+    assert all(row is not None for row in rows)
+    assert {(row.status, row.provider, row.provider_task_id, row.model, row.attempts) for row in rows} == {
+        (TaskStatus.SUBMITTED, "kie", "k-grid", "nano-banana-2", 1)
+    }
+    # The price shared out exactly; only the create's own task is polled.
+    assert [row.cost_micros for row in rows] == [10_003, 10_000, 10_000, 10_000]
+    assert [row.next_poll_at for row in rows] == [NOW + SECOND, None, None, None]
+    assert await queue.create_partners(session, claimed, TaskStatus.SUBMITTED) == panels[1:]
+    assert await queue.job_cost_micros(session, 1) == 40_003
+    # generation_started is for the job's first create: its own panels do not count as another.
+    assert not await queue.other_task_submitted(session, 1, claimed, same_create=panels[1:])
+    assert await queue.other_task_submitted(session, 1, claimed)
+
+    task = await queue.mark_provider_succeeded(session, "kie", "k-grid", "https://img/grid.png")
+    assert task is not None and task.id == panels[0]
+    assert {(await _row(session, task_id)).status for task_id in panels} == {TaskStatus.SUCCEEDED}
+    assert [t.id for t in await queue.tasks_of_create(session, "kie", "k-grid")] == panels
+    assert await queue.mark_provider_succeeded(session, "kie", "k-grid", "https://img/again.png") is None
+
+
+async def test_a_lost_lease_records_no_panel_either(session: AsyncSession) -> None:
+    await _job(session, 1)
+    panels = await _grid(session, 1, [TaskStatus.PENDING] * 4)
+    [claimed] = await queue.claim_pending_tasks(session, WORKER, 1, LEASE)
+
+    assert not await queue.mark_submitted(
+        session,
+        claimed,
+        OTHER,
+        provider="kie",
+        provider_index=0,
+        provider_task_id="k-late",
+        next_poll_at=NOW,
+        panels=panels[1:],
+    )
+    assert {(await _row(session, task_id)).status for task_id in panels} == {TaskStatus.PENDING}
+
+
+async def test_a_submitted_grid_is_found_by_its_slot_0_task(session: AsyncSession) -> None:
+    await _job(session, 1)
+    panels = await _grid(session, 1, [TaskStatus.SUBMITTED] * 4, provider="kie", provider_task_id="k-1")
+    found = await queue.find_submitted(session, "kie", "k-1")
+    assert found is not None and found.id == panels[0]
+    assert await queue.provider_task_status(session, "kie", "k-1") == TaskStatus.SUBMITTED
+    # An ordinary task has no partners.
+    await _job(session, 2)
+    single = await _task(session, 2, 0, TaskStatus.SUBMITTED, provider="kie", provider_task_id="k-2")
+    assert await queue.create_partners(session, single, TaskStatus.SUBMITTED) == []
+
+
+async def test_an_admins_retry_of_a_dropped_panel_makes_it_an_ordinary_task(session: AsyncSession) -> None:
+    # A faceless panel was dropped; the rest of its grid was delivered. The retry recreates it alone.
+    await _job(session, 1, status=JobStatus.PARTIAL, photos_total=4, photos_completed=3, photos_failed=1)
+    panels = await _grid(
+        session, 1, [TaskStatus.DELIVERED, TaskStatus.SKIPPED, TaskStatus.DELIVERED, TaskStatus.DELIVERED]
+    )
+
+    assert await admin.reopen_skipped_tasks(session, 1) == 1
+    lone = await _row(session, panels[1])
+    assert (lone.status, lone.grid_group, lone.grid_slot) == (TaskStatus.PENDING, None, None)
+    assert await queue.claim_pending_tasks(session, WORKER, 10, LEASE) == [panels[1]]

@@ -458,7 +458,7 @@ async def test_only_the_first_report_of_a_result_wins(session: AsyncSession) -> 
     second = await transitions.record_result(session, "kie", "k-1", result_url="https://img/2")
     elsewhere = await transitions.record_result(session, "replicate", "k-1", result_url="https://img/3")
 
-    assert (first, second, elsewhere) == (task.id, None, None)
+    assert (first, second, elsewhere) == ([task.id], [], [])
     assert (await reloaded_task(session, task.id)).result_url == "https://img/1"
 
 
@@ -627,7 +627,7 @@ async def test_a_result_is_recorded_for_its_provider_task_only(session: AsyncSes
     task = await add_task(session, job, TaskStatus.SUBMITTED, provider="kie", provider_task_id="k-1")
     bystander = await add_task(session, job, TaskStatus.SUBMITTED, provider="kie", provider_task_id="k-2")
 
-    assert await transitions.record_result(session, "kie", "k-1", result_url="https://img/1") == task.id
+    assert await transitions.record_result(session, "kie", "k-1", result_url="https://img/1") == [task.id]
 
     row = await reloaded_task(session, bystander.id)
     assert (row.status, row.result_url) == (TaskStatus.SUBMITTED, None)

@@ -47,7 +47,7 @@ def test_style_orders_are_exactly_the_product_orders(catalogue: Catalogue) -> No
 
 
 def test_packs_sizes_prices_and_trial(catalogue: Catalogue) -> None:
-    paid = {pack.id: pack for pack in catalogue.paid_packs()}
+    paid = {pack.id: pack for pack in catalogue.paid_packs() if not pack.grid}
     assert {pack_id: pack.photos for pack_id, pack in paid.items()} == {"p7": 7, "p15": 15, "p23": 23}
     for pack in paid.values():
         assert pack.price_rub_kopecks > 0 and pack.price_stars > 0
@@ -197,8 +197,36 @@ def _unknown_medium(data: dict[str, Any]) -> None:
 
 
 def _too_few_variations(data: dict[str, Any]) -> None:
-    # p23 over a 9-prompt style repeats each prompt 3 times, which needs 3 phrases.
+    # p23 over a 9-prompt style repeats each prompt 3 times, which needs 3 phrases; Lite's grids
+    # (6 of four panels) use a prompt for four panels, which needs 4.
     data["variations"] = data["variations"][:2]
+
+
+def _grid_pack_not_divisible_by_four(data: dict[str, Any]) -> None:
+    _lite(data)["photos"] = 22
+
+
+def _grid_without_instructions(data: dict[str, Any]) -> None:
+    del data["grid"]
+
+
+def _grid_with_three_panel_labels(data: dict[str, Any]) -> None:
+    data["grid"]["panel_labels"] = data["grid"]["panel_labels"][:3]
+
+
+def _grid_flag_as_string(data: dict[str, Any]) -> None:
+    _lite(data)["grid"] = "yes"
+
+
+def _grid_trial(data: dict[str, Any]) -> None:
+    trial = next(pack for pack in data["packs"] if pack["is_trial"])
+    trial["grid"] = True
+    trial["photos"] = 4
+
+
+def _lite(data: dict[str, Any]) -> dict[str, Any]:
+    pack: dict[str, Any] = next(pack for pack in data["packs"] if pack["id"] == "lite")
+    return pack
 
 
 def _empty_negative_list(data: dict[str, Any]) -> None:
@@ -231,7 +259,12 @@ def _missing_preamble(data: dict[str, Any]) -> None:
         (_photos_as_bool, "photos: expected an integer"),
         (_russian_prompt_text, "must be English"),
         (_unknown_medium, "not one of photo, painting"),
-        (_too_few_variations, "need 3 repeats"),
+        (_too_few_variations, "need 4 repeats"),
+        (_grid_pack_not_divisible_by_four, "divisible by 4"),
+        (_grid_without_instructions, "needs the grid instructions"),
+        (_grid_with_three_panel_labels, "expected 4 labels"),
+        (_grid_flag_as_string, "grid: must be true or false"),
+        (_grid_trial, "trial pack cannot be a grid pack"),
         (_empty_negative_list, "identity.negative: must not be empty"),
         (_missing_preamble, "identity.preamble"),
     ],
@@ -246,3 +279,20 @@ def test_invalid_catalogue_is_refused_with_a_clear_error(raw: dict[str, Any], br
 def test_the_unbroken_fixture_parses(raw: dict[str, Any]) -> None:
     # Guards the parametrised test above: its failures must come from the breakage alone.
     assert parse_catalogue(raw) == load_catalogue()
+
+
+def test_lite_is_the_one_grid_pack_cheaper_per_photo_than_every_other(catalogue: Catalogue) -> None:
+    lite = catalogue.pack("lite")
+    assert [pack.id for pack in catalogue.packs if pack.grid] == ["lite"]
+    assert (lite.photos, lite.price_rub_kopecks, lite.price_stars) == (24, 79000, 400)
+    assert not lite.is_trial and not lite.low_priority
+    for pack in catalogue.paid_packs():
+        if pack is not lite:
+            assert lite.price_rub_kopecks / lite.photos < pack.price_rub_kopecks / pack.photos
+            assert lite.price_stars / lite.photos < pack.price_stars / pack.photos
+    assert catalogue.grid is not None and len(catalogue.grid.panel_labels) == 4
+
+
+def test_grid_packs_are_offered_only_with_a_grid_capable_model(catalogue: Catalogue) -> None:
+    assert catalogue.offered_packs(grid_capable=True) == catalogue.packs
+    assert [pack.id for pack in catalogue.offered_packs(grid_capable=False)] == ["trial", "p7", "p15", "p23"]

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from studio.costs import Margin, format_usd, margin, micros_to_usd, provider_margin, usd_to_micros
+from studio.costs import Margin, format_usd, margin, micros_to_usd, provider_margin, split_micros, usd_to_micros
 from studio.credits import Currency
 
 
@@ -37,3 +37,13 @@ def test_a_providers_share_of_revenue_follows_the_portraits_it_delivered() -> No
     total = Margin(Decimal("5"), Decimal("0.5"), ())
     assert provider_margin(total, 3, 5, 200_000).usd == Decimal("2.8")
     assert provider_margin(total, 0, 0, 0).usd == 0
+
+
+def test_a_grid_creates_price_is_shared_exactly_the_first_share_taking_the_remainder() -> None:
+    assert split_micros(40_000, 4) == [10_000] * 4
+    assert split_micros(40_003, 4) == [10_003, 10_000, 10_000, 10_000]
+    assert split_micros(3, 4) == [3, 0, 0, 0]
+    assert split_micros(7, 1) == [7]
+    assert sum(split_micros(32_501, 4)) == 32_501
+    with pytest.raises(ValueError):
+        split_micros(1, 0)

@@ -12,8 +12,10 @@ from studio.catalogue import Catalogue, load_catalogue
 from studio.generation import (
     AVATAR_CONTEXT_MAX_CHARS,
     JobOutcome,
+    build_grid_prompt,
     build_prompt,
     credits_to_release,
+    plan_grid_tasks,
     plan_tasks,
     settle_job,
     task_seed,
@@ -226,3 +228,70 @@ def test_a_style_without_prompts_is_refused_by_name(catalogue: Catalogue) -> Non
     empty = dataclasses.replace(catalogue.style("professional"), prompt_indices=())
     with pytest.raises(ValueError, match=r"^style 'professional' has no prompts$"):
         plan_tasks(empty, 3, job_id=1)
+
+
+# ---------------------------------------------------------------- grid packs
+
+
+@pytest.mark.parametrize("style_id", STYLE_IDS)
+@pytest.mark.parametrize("photos", [4, 24, 40, 72])
+def test_a_grid_plan_is_groups_of_four_panels_of_one_prompt_each_its_own_pose(
+    catalogue: Catalogue, style_id: str, photos: int
+) -> None:
+    style = catalogue.style(style_id)
+    order = style.prompt_indices
+    plan = plan_grid_tasks(style, photos, job_id=7)
+    assert [task.position for task in plan] == list(range(photos))
+    assert [task.grid_group for task in plan] == [i // 4 for i in range(photos)]
+    assert [task.grid_slot for task in plan] == [i % 4 for i in range(photos)]
+    for group in range(photos // 4):
+        panels = plan[group * 4 : group * 4 + 4]
+        assert {task.prompt_index for task in panels} == {order[group % len(order)]}
+        first = (group // len(order)) * 4
+        assert [task.variant for task in panels] == [first, first + 1, first + 2, first + 3]
+    # The tasks table's UNIQUE (job, prompt_index, variant), and a seed of its own per task.
+    assert len({(task.prompt_index, task.variant) for task in plan}) == photos
+    assert [task.seed for task in plan] == [task_seed(7, task.prompt_index, task.variant) for task in plan]
+    assert len({task.seed for task in plan}) == photos
+
+
+def test_the_lite_pack_plans_six_grids(catalogue: Catalogue) -> None:
+    plan = plan_grid_tasks(catalogue.style("professional"), catalogue.pack("lite").photos, job_id=1)
+    assert len(plan) == 24 and len({task.grid_group for task in plan}) == 6
+
+
+@pytest.mark.parametrize("photos", [0, 3, 5, 23])
+def test_a_grid_plan_refuses_a_count_that_is_not_whole_grids(catalogue: Catalogue, photos: int) -> None:
+    with pytest.raises(ValueError, match="multiple of 4"):
+        plan_grid_tasks(catalogue.style("professional"), photos, job_id=1)
+
+
+def test_ordinary_plans_carry_no_grid(catalogue: Catalogue) -> None:
+    plan = plan_tasks(catalogue.style("professional"), 7, job_id=1)
+    assert all(task.grid_group is None and task.grid_slot is None for task in plan)
+
+
+def test_a_grid_prompt_asks_for_one_grid_with_each_panel_its_own_pose(catalogue: Catalogue) -> None:
+    assert catalogue.grid is not None
+    prompt = build_grid_prompt(catalogue, 3, [4, 5, 6, 7], "a tall woman with red hair.")
+    assert catalogue.grid.instruction in prompt
+    assert "2×2 grid" in prompt  # what the fake Kie draws a grid for
+    assert catalogue.prompt(3).text in prompt and prompt.count(catalogue.prompt(3).text) == 1
+    for label, variant in zip(catalogue.grid.panel_labels, [4, 5, 6, 7], strict=True):
+        assert f"Panel {label}: {catalogue.variations[variant]}." in prompt
+    assert "The person is a tall woman with red hair." in prompt
+    assert catalogue.identity.suffix in prompt
+    assert all(item in prompt for item in catalogue.grid.negative)
+    # Panels in slot order: the top-left pose comes first.
+    assert prompt.index(catalogue.variations[4]) < prompt.index(catalogue.variations[7])
+
+
+@pytest.mark.parametrize("variants", [[0, 1, 2], [0, 1, 2, 3, 4], [0, -1, 2, 3]])
+def test_a_grid_prompt_needs_four_panels(catalogue: Catalogue, variants: list[int]) -> None:
+    with pytest.raises(ValueError):
+        build_grid_prompt(catalogue, 0, variants, None)
+
+
+def test_a_grid_prompt_needs_the_catalogues_grid_instructions(catalogue: Catalogue) -> None:
+    with pytest.raises(ValueError, match="no grid instructions"):
+        build_grid_prompt(dataclasses.replace(catalogue, grid=None), 0, [0, 1, 2, 3], None)
