@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from bot.app import Application, configure_logging
 from bot.settings import SettingsError, load_settings
-from bot.startup import StartRefused
 
 
 def main(*, with_bot: bool) -> int:
@@ -16,6 +14,11 @@ def main(*, with_bot: bool) -> int:
     except SettingsError as exc:
         print(f"pinglass: {exc}", file=sys.stderr)
         return 2
+    # Imported once the settings hold: the application pulls in aiogram and the rest (about 5 s of
+    # CPU on a small machine), and a wrong setting should get its one line at once.
+    from bot.app import Application, configure_logging
+    from bot.startup import StartRefused
+
     configure_logging(settings)
     application = Application(settings, with_bot=with_bot)
     try:

@@ -33,7 +33,16 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 # What `python -m bot` and `python -m scheduler` import, at start or on their first request.
-PRELOAD = ("bot.cli", "aiosqlite", "asyncpg", "redis.asyncio", "alembic.command", "storage.migrate")
+PRELOAD = (
+    "bot.cli",
+    "bot.app",
+    "bot.startup",
+    "aiosqlite",
+    "asyncpg",
+    "redis.asyncio",
+    "alembic.command",
+    "storage.migrate",
+)
 
 
 def serve() -> None:
