@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import IO, Any, Literal
@@ -599,8 +600,9 @@ class Application:
         if self.settings.PUBLIC_URL:
             await self.dispatcher.emit_startup(bot=self.bot)
         self._telegram_start = asyncio.create_task(self.telegram.run(receive), name="telegram-start")
-        # Usually Telegram answers at once and the bot is fully up when start() returns.
-        await self.telegram.first_attempt_done.wait()
+        # Usually Telegram answers at once and the bot is fully up when start() returns; a stop asked
+        # for meanwhile (SIGTERM while Telegram is slow to answer) does not wait for that answer.
+        await _first_of(self.telegram.first_attempt_done.wait(), self.stop_requested.wait())
 
     async def _register_webhook(self, allowed_updates: list[str]) -> None:
         assert self.telegram is not None
@@ -679,6 +681,16 @@ class Application:
         finally:
             await self.stop()
         return self.exit_code
+
+
+async def _first_of(*waits: Coroutine[Any, Any, Any]) -> None:
+    """Wait until the first of ``waits`` is done; the others are cancelled."""
+    tasks = [asyncio.ensure_future(wait) for wait in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
 def configure_logging(settings: Settings, stream: IO[str] | None = None) -> logging.Handler:

@@ -10,7 +10,6 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -33,7 +32,7 @@ from storage.files import FileStore
 from storage.images import make_thumbnail, split_grid
 from storage.models import GenerationJob, GenerationTask, utcnow
 from studio.costs import micros_to_usd
-from studio.faces import FaceChecker
+from studio.faces import FaceChecker, IdentityScore
 from studio.policy import DecisionAction, decide_after_failure
 from studio.states import TaskStatus
 
@@ -294,34 +293,33 @@ class Results:
         dropped. Unlike a single portrait, an unlike face is not regenerated (a redo would cost a
         whole grid for one portrait): it is delivered flagged."""
         assert self.faces is not None
-        references = await self._references(task_id, job_id)
-        if references is None:
-            return None, False
-        try:
-            score = await self.faces.score_portrait_async(data, references)
-        except Exception:  # our checker failing must not cost the user a portrait
-            log.exception("identity scoring failed for task %s; storing it unscored", task_id)
+        scored, score = await self._score(task_id, job_id, data)
+        if not scored:
             return None, False
         if score is None:
             await self.settler.drop_panel(task_id, url, "no face in the grid panel")
             return None
         return score.score, score.score < self.faces.limits.identity_min_score
 
-    async def _references(self, task_id: int, job_id: int) -> list[Any] | None:
-        """The selfies' face embeddings to compare a portrait with; None: nothing to compare with."""
+    async def _score(self, task_id: int, job_id: int, data: bytes) -> tuple[bool, IdentityScore | None]:
+        """(scored, how much the portrait looks like the selfies: None when it shows no face). Not
+        scored when there is nothing to compare with (the selfies were deleted by /forget) or our
+        checker failed: the portrait is then stored unscored."""
         assert self.faces is not None
         try:
             async with self.sessionmaker() as session:
                 job = await session.get(GenerationJob, job_id)
                 assert job is not None
-                if job.avatar_id is None:  # the selfies were deleted (/forget): nothing to compare with
-                    return None
+                if job.avatar_id is None:
+                    return False, None
                 references = await face_queries.reference_embeddings(session, self.files, self.faces, job.avatar_id)
                 await session.commit()
+            if not references:
+                return False, None
+            return True, await self.faces.score_portrait_async(data, references)
         except Exception:  # our checker failing must not cost the user a portrait
             log.exception("identity scoring failed for task %s; storing it unscored", task_id)
-            return None
-        return list(references) or None
+            return False, None
 
     async def _likeness(
         self, task_id: int, job_id: int, index: int, attempts: int, data: bytes, url: str
@@ -333,19 +331,8 @@ class Results:
         if it is still unlike them, or the budget is spent, it is delivered and flagged.
         """
         assert self.faces is not None
-        try:
-            async with self.sessionmaker() as session:
-                job = await session.get(GenerationJob, job_id)
-                assert job is not None
-                if job.avatar_id is None:  # the selfies were deleted (/forget): nothing to compare with
-                    return None, False
-                references = await face_queries.reference_embeddings(session, self.files, self.faces, job.avatar_id)
-                await session.commit()
-            if not references:
-                return None, False
-            score = await self.faces.score_portrait_async(data, references)
-        except Exception:  # our checker failing must not cost the user a portrait
-            log.exception("identity scoring failed for task %s; storing it unscored", task_id)
+        scored, score = await self._score(task_id, job_id, data)
+        if not scored:
             return None, False
         if score is None:
             # Scoring takes a while: the task may have moved on to a newer result, which this verdict

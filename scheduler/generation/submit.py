@@ -200,7 +200,14 @@ class Submitter:
         if riders and not grid_capable(provider) and index > task_provider_index:
             # The breakers sent fresh work past the provider whose turn it is to a fallback that cannot
             # draw a grid: the grid waits for that provider to recover instead (no attempt spent).
-            await self._wait_for_grid_provider(task_id, task_provider_index, task_attempts, worker)
+            await self._put_back(
+                task_id,
+                task_provider_index,
+                task_attempts,
+                GRID_PROVIDER_WAIT_SECONDS,
+                "waiting for a provider that can draw a grid",
+                worker,
+            )
             return
         if riders and not grid_capable(provider):
             # It is this provider's turn and its model cannot draw a grid: the grid moves on to the
@@ -232,18 +239,7 @@ class Submitter:
         except RateLimitedError as error:
             # The provider dropped the request (it never ran): wait out the window, spend no attempt.
             delay = error.retry_after or provider.limits.create.period_seconds
-            async with self.sessionmaker() as session:
-                await queue.retry_later(
-                    session,
-                    task_id,
-                    from_status=TaskStatus.PENDING,
-                    provider_index=task_provider_index,
-                    attempts=task_attempts,
-                    retry_at=utcnow() + timedelta(seconds=delay),
-                    error=str(error),
-                    worker=worker,
-                )
-                await session.commit()
+            await self._put_back(task_id, task_provider_index, task_attempts, delay, str(error), worker)
             self.signals.task_pending()
             return
         except ProviderError as error:
@@ -283,7 +279,10 @@ class Submitter:
             finally:
                 self.state.callbacks_in_flight.discard(key)
 
-    async def _wait_for_grid_provider(self, task_id: int, provider_index: int, attempts: int, worker: str) -> None:
+    async def _put_back(
+        self, task_id: int, provider_index: int, attempts: int, delay_seconds: float, error: str, worker: str
+    ) -> None:
+        """Pending again on the same provider after ``delay_seconds``, with no attempt spent."""
         async with self.sessionmaker() as session:
             await queue.retry_later(
                 session,
@@ -291,8 +290,8 @@ class Submitter:
                 from_status=TaskStatus.PENDING,
                 provider_index=provider_index,
                 attempts=attempts,
-                retry_at=utcnow() + timedelta(seconds=GRID_PROVIDER_WAIT_SECONDS),
-                error="waiting for a provider that can draw a grid",
+                retry_at=utcnow() + timedelta(seconds=delay_seconds),
+                error=error,
                 worker=worker,
             )
             await session.commit()

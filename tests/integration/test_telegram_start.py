@@ -40,6 +40,24 @@ async def test_unreachable_telegram_is_one_line_per_retry_and_the_web_app_keeps_
     assert "Traceback" not in process.log() and "Unclosed" not in process.log()
 
 
+async def test_sigterm_while_telegram_is_slow_to_answer_stops_the_bot_at_once(
+    fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path
+) -> None:
+    # The web app is up (healthy) while the start still waits for Telegram's first answer: a stop asked
+    # for then must not wait for it (CI once waited out a 15 s deleteWebhook under load).
+    slow = fake_telegram.delay("deleteWebhook", 60.0)
+    settings = base_settings(fake_telegram, sqlite_url, tmp_path)
+    process = await start_process(settings, tmp_path / "bot.log", module="bot")
+    try:
+        async with asyncio.timeout(30):
+            while not slow.fired:
+                await asyncio.sleep(0.05)
+    finally:
+        code = process.terminate(timeout=10.0)
+    assert code == 0, process.log()
+    assert "PinGlass stopped" in process.log() and "Traceback" not in process.log()
+
+
 async def test_a_rejected_token_stops_the_process_with_one_line(
     fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path
 ) -> None:
