@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import gc
 import os
 import shutil
 from collections.abc import AsyncIterator, Generator, Iterator
@@ -40,6 +41,13 @@ CALL_REPORT = pytest.StashKey[pytest.TestReport]()
 def pytest_configure(config: pytest.Config) -> None:
     for name, meaning in OPT_OUT_MARKERS.items():
         config.addinivalue_line("markers", f"{name}(reason): {meaning}")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # What the imports made (aiogram's ~650 pydantic models, SQLAlchemy, the app) lives as long as the
+    # worker: moved out of the collector's sight, each full collection scans only what tests allocate.
+    # On test_engine + test_delivery it halved the full collections' time (1.3-1.7 s to 0.5-0.9 s a worker).
+    gc.freeze()
 
 
 @pytest.hookimpl(hookwrapper=True)

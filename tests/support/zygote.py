@@ -17,6 +17,7 @@ still start a fresh interpreter.
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import json
 import os
@@ -49,6 +50,7 @@ def serve() -> None:
     """The zygote's loop (run as ``python -c``): answer requests until the test process goes away."""
     for module in PRELOAD:
         importlib.import_module(module)
+    gc.freeze()  # the children's collections skip what the imports made (and leave its pages shared)
     exit_codes: dict[int, int | None] = {}
     requests, answers = sys.stdin.buffer, sys.stdout.buffer
     for line in iter(requests.readline, b""):
