@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from studio.catalogue import GRID_PANELS, Catalogue, Medium, Style
+from studio.catalogue import GRID_PANELS, Catalogue, Medium, Prompt, Style
 from studio.states import JobStatus
 
 SEED_MODULUS = 2**31 - 1  # seeds live in 1..2**31-1: positive and safe for any provider's int32
@@ -170,22 +170,11 @@ def build_prompt(catalogue: Catalogue, prompt_index: int, variant: int, avatar_c
     if variant < 0:
         raise ValueError(f"variant must not be negative, got {variant}")
     prompt = catalogue.prompt(prompt_index)
-    identity = catalogue.identity
     # Beyond the phrase list repeats fall back to earlier phrases; the distinct seed still varies
     # the image, and catalogue validation guarantees this never happens within a sold pack.
     pose = catalogue.variations[variant % len(catalogue.variations)]
-    parts = [_sentence(identity.preamble)]
-    subject = _clean_avatar_context(avatar_context)
-    if subject:
-        parts.append(_sentence(f"The person is {subject}"))
-    parts.append(_sentence(prompt.text))
-    parts.append(_sentence(f"Pose and expression: {pose}"))
-    parts.append(_sentence(identity.suffix))
-    if prompt.medium is Medium.PHOTO:
-        parts.append(_sentence(identity.photo_suffix))
-    # Semicolons, because single avoid items contain commas ("text, logos or watermarks").
-    parts.append(_sentence("Avoid: " + "; ".join(identity.avoid_list(prompt.medium))))
-    return " ".join(parts)
+    scene = [_sentence(prompt.text), _sentence(f"Pose and expression: {pose}")]
+    return _with_identity(catalogue, prompt, avatar_context, scene, ())
 
 
 def build_grid_prompt(
@@ -199,20 +188,29 @@ def build_grid_prompt(
     if len(variants) != GRID_PANELS or any(variant < 0 for variant in variants):
         raise ValueError(f"a grid needs {GRID_PANELS} non-negative variants, got {list(variants)}")
     prompt = catalogue.prompt(prompt_index)
+    scene = [_sentence(grid.instruction), _sentence(f"The scene of every panel: {prompt.text}")]
+    for label, variant in zip(grid.panel_labels, variants, strict=True):
+        pose = catalogue.variations[variant % len(catalogue.variations)]
+        scene.append(_sentence(f"Panel {label}: {pose}"))
+    return _with_identity(catalogue, prompt, avatar_context, scene, grid.negative)
+
+
+def _with_identity(
+    catalogue: Catalogue, prompt: Prompt, avatar_context: str | None, scene: list[str], avoid: Sequence[str]
+) -> str:
+    """``scene`` between the identity instructions every portrait carries: who the person is before
+    it, how to keep their likeness and what to avoid after it."""
     identity = catalogue.identity
     parts = [_sentence(identity.preamble)]
     subject = _clean_avatar_context(avatar_context)
     if subject:
         parts.append(_sentence(f"The person is {subject}"))
-    parts.append(_sentence(grid.instruction))
-    parts.append(_sentence(f"The scene of every panel: {prompt.text}"))
-    for label, variant in zip(grid.panel_labels, variants, strict=True):
-        pose = catalogue.variations[variant % len(catalogue.variations)]
-        parts.append(_sentence(f"Panel {label}: {pose}"))
+    parts.extend(scene)
     parts.append(_sentence(identity.suffix))
     if prompt.medium is Medium.PHOTO:
         parts.append(_sentence(identity.photo_suffix))
-    parts.append(_sentence("Avoid: " + "; ".join(identity.avoid_list(prompt.medium) + grid.negative)))
+    # Semicolons, because single avoid items contain commas ("text, logos or watermarks").
+    parts.append(_sentence("Avoid: " + "; ".join((*identity.avoid_list(prompt.medium), *avoid))))
     return " ".join(parts)
 
 
