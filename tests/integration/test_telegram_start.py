@@ -56,6 +56,8 @@ async def test_sigterm_while_telegram_is_slow_to_answer_stops_the_bot_at_once(
         code = process.terminate(timeout=10.0)
     assert code == 0, process.log()
     assert "PinGlass stopped" in process.log() and "Traceback" not in process.log()
+    # It stopped without Telegram's answer: the held deleteWebhook was never answered.
+    assert slow.fired == 1 and fake_telegram.calls("deleteWebhook") == []
 
 
 async def test_a_rejected_token_stops_the_process_with_one_line(
