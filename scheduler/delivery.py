@@ -352,6 +352,7 @@ class DeliveryService:
                     outcome.message_ids,
                     complete=True,
                     task_ids=[task.id for task in arrived],
+                    chat_id=job.chat_id,
                 )
                 await session.commit()
             return True
@@ -446,22 +447,31 @@ class DeliveryService:
         return len(tasks)
 
     async def _send_in_albums(self, job: GenerationJob, tasks: list[GenerationTask], *, caption: bool) -> None:
-        """Portraits sent again outside the delivery records, in valid album sizes and task order."""
+        """Portraits sent again outside the delivery records, in valid album sizes and task order; the
+        new messages are remembered as showing their portraits (a reply or a reaction finds them)."""
         state = _PackState()
-        portraits = [portrait for task in tasks if (portrait := await self._media(task, state)) is not None]
-        documents = [portrait for portrait in portraits if portrait.as_document]
-        photos = [portrait for portrait in portraits if not portrait.as_document]
+        pairs = [(task.id, portrait) for task in tasks if (portrait := await self._media(task, state)) is not None]
+        photos = [pair for pair in pairs if not pair[1].as_document]
         start = 0
         for size in split_albums(len(photos)):
-            outcome = await self.sender.send(
-                job.chat_id, photos[start : start + size], self._caption(job) if caption and start == 0 else None
-            )
-            if not isinstance(outcome, Sent):
-                log.warning("resend to job %s stopped: %s", job.id, outcome)
+            album = photos[start : start + size]
+            text = self._caption(job) if caption and start == 0 else None
+            if not await self._send_again(job, album, text):
                 return
             start += size
-        for document in documents:
-            await self.sender.send(job.chat_id, [document], None)
+        for document in (pair for pair in pairs if pair[1].as_document):
+            await self._send_again(job, [document], None)
+
+    async def _send_again(self, job: GenerationJob, album: list[tuple[int, Portrait]], caption: str | None) -> bool:
+        outcome = await self.sender.send(job.chat_id, [portrait for _, portrait in album], caption)
+        if not isinstance(outcome, Sent):
+            log.warning("resend to job %s stopped: %s", job.id, outcome)
+            return False
+        async with self.sessionmaker() as session:
+            arrived = [task_id for task_id, _ in album][: len(outcome.message_ids)]
+            await queries.record_portrait_messages(session, job.chat_id, arrived, outcome.message_ids)
+            await session.commit()
+        return True
 
     # ------------------------------------------------------------ progress and completion
 

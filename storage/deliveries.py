@@ -9,8 +9,8 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import transitions
-from storage.models import Delivery, GenerationJob, GenerationTask, User, utcnow
-from storage.sql import rows_changed
+from storage.models import Delivery, GenerationJob, GenerationTask, PortraitMessage, User, utcnow
+from storage.sql import insert_for, rows_changed
 from studio.states import DeliveryStatus, JobStatus, TaskStatus
 
 
@@ -104,6 +104,7 @@ async def confirm_chunk(
     message_ids: list[int],
     complete: bool,
     task_ids: list[int] | None = None,
+    chat_id: int | None = None,
 ) -> None:
     """Mark the delivered tasks (with their Telegram file ids) and, when all went, the chunk.
     ``task_ids``: what the chunk turned out to hold (the prefix that arrived, when Telegram stopped
@@ -116,10 +117,41 @@ async def confirm_chunk(
     if task_ids is not None:
         chunk.task_ids = task_ids
     chunk.message_ids = [*chunk.message_ids, *message_ids]
+    if chat_id is not None:
+        await record_portrait_messages(session, chat_id, list(delivered), message_ids)
     chunk.attempts = chunk.attempts + 1
     if complete:
         chunk.status = DeliveryStatus.SENT
         chunk.sent_at = now
+
+
+async def record_portrait_messages(
+    session: AsyncSession, chat_id: int, task_ids: list[int], message_ids: list[int]
+) -> None:
+    """Remember which portrait each sent message shows (one message per portrait, in order); a
+    message recorded already keeps its portrait."""
+    if not task_ids or len(task_ids) != len(message_ids):
+        return
+    now = utcnow()
+    rows = [
+        {"chat_id": chat_id, "message_id": message_id, "task_id": task_id, "created_at": now}
+        for task_id, message_id in zip(task_ids, message_ids, strict=True)
+    ]
+    await session.execute(
+        insert_for(session, PortraitMessage)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=[PortraitMessage.chat_id, PortraitMessage.message_id])
+    )
+
+
+async def portrait_for_message(session: AsyncSession, chat_id: int, message_id: int) -> GenerationTask | None:
+    """The delivered portrait that a message in this chat shows, or None for any other message."""
+    query = (
+        select(GenerationTask)
+        .join(PortraitMessage, PortraitMessage.task_id == GenerationTask.id)
+        .where(PortraitMessage.chat_id == chat_id, PortraitMessage.message_id == message_id)
+    )
+    return (await session.execute(query)).scalar_one_or_none()
 
 
 async def set_chunk_status(

@@ -319,6 +319,18 @@ class Delivery(Base):
     sent_at: Mapped[datetime | None] = mapped_column()
 
 
+class PortraitMessage(Base):
+    """Which portrait a chat message shows: written when its album or photo is confirmed, so a reply
+    to a portrait or a reaction on it (Telegram names only the chat and the message) finds its task."""
+
+    __tablename__ = "portrait_messages"
+
+    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    message_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("generation_tasks.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Event(Base):
     __tablename__ = "events"
     __table_args__ = (Index("ix_events_name_created", "name", "created_at"),)

@@ -106,6 +106,13 @@ async def test_pack_arrives_as_valid_albums_with_one_progress_message(
             expected_order = [file_ids[task_id] for chunk in chunks for task_id in chunk.task_ids]
         chat_order = [m.file_id for m in fake_telegram.sent_messages(user.id) if m.kind == "photo"]
         assert None not in expected_order and chat_order == expected_order
+        # each photo message names the portrait it shows (a reply or a reaction to it finds that portrait)
+        async with app.sessionmaker() as session:
+            for message in (m for m in fake_telegram.sent_messages(user.id) if m.kind == "photo"):
+                shown = await deliveries.portrait_for_message(session, user.id, message.message_id)
+                assert shown is not None and shown.telegram_file_id == message.file_id
+            progress_id = job.progress_message_id or 0
+            assert await deliveries.portrait_for_message(session, user.id, progress_id) is None
         # the caption names the style, on the first item of the first album only
         captions = [m.caption for m in fake_telegram.sent_messages(user.id) if m.kind == "photo" and m.caption]
         assert captions == ["Your photo session — Professional style"]
@@ -203,6 +210,11 @@ async def test_an_album_a_crash_left_unconfirmed_is_offered_for_resend_not_sent_
         photos = _delivered_photos(fake_telegram, user.id)
         assert len(photos) == 15 and len(set(photos)) == 15
         assert (await job_row(app.sessionmaker, job_id)).status == JobStatus.COMPLETED
+        # the resent album's messages name their portraits too
+        async with app.sessionmaker() as session:
+            photo_messages = [m for m in fake_telegram.sent_messages(user.id) if m.kind == "photo"]
+            shown = [await deliveries.portrait_for_message(session, user.id, m.message_id) for m in photo_messages]
+        assert sorted(task.id for task in shown if task is not None) == sorted(task.id for task in tasks)
 
 
 # ------------------------------------------------------------------ streaming delivery

@@ -23,6 +23,7 @@ EXPECTED_TABLES = {
     "generation_jobs",
     "generation_tasks",
     "deliveries",
+    "portrait_messages",
     "events",
     "audit_log",
     "user_bans",
