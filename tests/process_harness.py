@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import atexit
 import functools
 import os
 import signal
@@ -64,11 +63,9 @@ def process_env(settings: dict[str, Any]) -> dict[str, str]:
 
 @functools.cache
 def _zygote() -> Zygote:
-    """One per test process, started when its first test needs a child (start_process is called from
-    the middle of tests and their helper classes, so no fixture can hand it in)."""
-    zygote = Zygote(process_env({}))
-    atexit.register(zygote.close)
-    return zygote
+    """The run's zygote, found (or started) when this process's first test needs a child (start_process
+    is called from the middle of tests and their helper classes, so no fixture can hand it in)."""
+    return Zygote(process_env({}))
 
 
 def fork_from_zygote(module: str, env: dict[str, str], cwd: Path, log_path: Path) -> ForkedProcess:

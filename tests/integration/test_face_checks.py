@@ -6,6 +6,9 @@ the fake Telegram and the fake Kie, on a real database, with real faces from ins
 - the set as a whole: an early photo of someone else is taken out when the user presses Done;
 - portraits: the fake Kie serves a different real face for one task; that task is regenerated
   exactly once, still unlike the person, and delivered flagged; the others score as the person.
+
+On SQLite: the face rules read the same on either database, and dlib's readings are most of these tests'
+CPU; what the database does around them (rejects, redos, flags) runs on both in the other suites.
 """
 
 from __future__ import annotations
@@ -85,7 +88,7 @@ def files_dir(tmp_path: Path) -> Path:
 
 
 async def test_bad_selfies_and_a_stranger_are_refused_then_a_portrait_of_someone_else_is_redone_once_and_flagged(
-    fake_telegram: FakeTelegram, database_url: str, files_dir: Path
+    fake_telegram: FakeTelegram, sqlite_url: str, files_dir: Path
 ) -> None:
     odd_prompt: list[str] = []
     hopper_portraits = [corpus.png(corpus.variant("hopper", name)) for name in ("rotate_right", "crop", "flip")]
@@ -103,7 +106,7 @@ async def test_bad_selfies_and_a_stranger_are_refused_then_a_portrait_of_someone
     kie = FakeKie(create_limit=40, create_window_seconds=1.0, latency=(0.05, 0.2), result_renderer=portrait)
     async with kie:
         settings = face_settings(
-            fake_telegram, database_url, files_dir, webhook=True, **provider_settings(kie, POLL_INTERVAL_SECONDS=1)
+            fake_telegram, sqlite_url, files_dir, webhook=True, **provider_settings(kie, POLL_INTERVAL_SECONDS=1)
         )
         async with running_app(settings) as app:
             assert app.faces is not None
@@ -190,9 +193,9 @@ async def test_bad_selfies_and_a_stranger_are_refused_then_a_portrait_of_someone
 
 
 async def test_an_early_photo_of_someone_else_is_taken_out_when_the_set_is_closed(
-    fake_telegram: FakeTelegram, database_url: str, files_dir: Path
+    fake_telegram: FakeTelegram, sqlite_url: str, files_dir: Path
 ) -> None:
-    async with running_app(face_settings(fake_telegram, database_url, files_dir)) as app:
+    async with running_app(face_settings(fake_telegram, sqlite_url, files_dir)) as app:
         user = fake_telegram.user(language_code="en")
         await start_session(user)
         hopper = corpus.selfie_set("hopper", 6)

@@ -7,9 +7,13 @@ in those children. A fork of an interpreter that imported everything once starts
 is still a real OS process: its own PID, memory and event loop, killable with SIGKILL, running
 ``bot/__main__.py`` (or ``scheduler/__main__.py``) as ``__main__`` with its own environment.
 
-The zygote is single-threaded and runs no event loop, so forking it is safe. It talks over its
-stdin/stdout, one JSON object per line: ``spawn`` forks a child and answers its pid; ``poll`` answers
-a child's exit code (as ``subprocess.Popen.returncode`` would: negative for a signal) or null.
+The zygote is single-threaded and runs no event loop, so forking it is safe. One zygote serves the
+whole test run: the first test process (xdist worker) that needs it starts it, the others find it by
+its Unix socket, named after the run. One per worker imported the application six times, about 4 CPU
+seconds each on a machine where the suite is CPU-bound. Each request is one connection carrying one
+JSON object per line: ``spawn`` forks a child and answers its pid; ``poll`` answers a child's exit code
+(as ``subprocess.Popen.returncode`` would: negative for a signal) or null. The zygote exits once the
+process that owns the run (xdist's controller, or pytest itself without xdist) is gone.
 Tests of the start-up itself (tests/unit/bot/test_settings.py, the one-line refusals in test_scale_out)
 still start a fresh interpreter.
 """
@@ -17,6 +21,7 @@ still start a fresh interpreter.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import gc
 import importlib
 import json
@@ -24,9 +29,10 @@ import os
 import random
 import runpy
 import signal
+import socket
 import subprocess
 import sys
-import threading
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -46,26 +52,54 @@ PRELOAD = (
 )
 
 
-def serve() -> None:
-    """The zygote's loop (run as ``python -c``): answer requests until the test process goes away."""
+def serve(socket_path: str, owner_pid: int) -> None:
+    """The zygote's loop (run as ``python -c``): answer requests until the run's owner goes away."""
     for module in PRELOAD:
         importlib.import_module(module)
     gc.freeze()  # the children's collections skip what the imports made (and leave its pages shared)
     exit_codes: dict[int, int | None] = {}
-    requests, answers = sys.stdin.buffer, sys.stdout.buffer
-    for line in iter(requests.readline, b""):
-        request = json.loads(line)
-        _reap(exit_codes)
-        if request["op"] == "spawn":
-            pid = os.fork()
-            if pid == 0:
-                _become(request)  # never returns
-            exit_codes[pid] = None
-            answer: dict[str, Any] = {"pid": pid}
-        else:
-            answer = {"returncode": exit_codes.get(request["pid"])}
-        answers.write(json.dumps(answer).encode() + b"\n")
-        answers.flush()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(socket_path + ".new")
+    listener.listen(64)
+    os.rename(socket_path + ".new", socket_path)  # the name appears only once it listens
+    listener.settimeout(1.0)
+    try:
+        while _alive(owner_pid):
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                _reap(exit_codes)
+                continue
+            with connection, connection.makefile("rwb") as stream:
+                line = stream.readline()
+                if not line:
+                    continue
+                _reap(exit_codes)
+                stream.write(json.dumps(_answer(json.loads(line), exit_codes)).encode() + b"\n")
+                stream.flush()
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(socket_path)
+
+
+def _answer(request: dict[str, Any], exit_codes: dict[int, int | None]) -> dict[str, Any]:
+    if request["op"] == "spawn":
+        pid = os.fork()
+        if pid == 0:
+            _become(request)  # never returns
+        exit_codes[pid] = None
+        return {"pid": pid}
+    return {"returncode": exit_codes.get(request["pid"])}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _reap(exit_codes: dict[int, int | None]) -> None:
@@ -111,26 +145,50 @@ def _become(request: dict[str, Any]) -> None:
 
 
 class Zygote:
-    """The test side: one zygote per test process, started on first use."""
+    """The test side: the run's one zygote, started by whichever test process needs it first."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        self._process = subprocess.Popen(
-            [sys.executable, "-c", "from tests.support.zygote import serve; serve()"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            cwd=ROOT,
-            env=env,
-        )
-        self._lock = threading.Lock()
+        run = os.environ.get("PYTEST_XDIST_TESTRUNUID") or f"solo-{os.getpid()}"
+        # Under xdist the workers are children of the controller, which outlives every one of them.
+        owner = os.getppid() if os.environ.get("PYTEST_XDIST_WORKER") else os.getpid()
+        self._path = Path(tempfile.gettempdir()) / f"pinglass-zygote-{run[:16]}.sock"
+        with open(f"{self._path}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one starter; the rest wait here for its socket
+            if self._path.exists() and not self._answers():
+                self._path.unlink()  # left by a zygote that was killed (a reused pid's run name)
+            if not self._path.exists():
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-c",
+                        f"from tests.support.zygote import serve; serve({str(self._path)!r}, {owner})",
+                    ],
+                    stdin=subprocess.DEVNULL,
+                    cwd=ROOT,
+                    env=env,
+                    start_new_session=True,  # not killed with the worker that happened to start it
+                )
+                deadline = time.monotonic() + 120
+                while not self._path.exists():
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("the process zygote did not start within 120 s")
+                    time.sleep(0.05)
+
+    def _answers(self) -> bool:
+        try:
+            self._ask(op="poll", pid=0)
+        except (OSError, RuntimeError):
+            return False
+        return True
 
     def _ask(self, **request: Any) -> dict[str, Any]:
-        assert self._process.stdin is not None and self._process.stdout is not None
-        with self._lock:
-            self._process.stdin.write(json.dumps(request).encode() + b"\n")
-            self._process.stdin.flush()
-            line = self._process.stdout.readline()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+            connection.connect(str(self._path))
+            connection.sendall(json.dumps(request).encode() + b"\n")
+            with connection.makefile("rb") as stream:
+                line = stream.readline()
         if not line:
-            raise RuntimeError(f"the process zygote exited ({self._process.poll()})")
+            raise RuntimeError("the process zygote closed the connection without an answer")
         answer: dict[str, Any] = json.loads(line)
         return answer
 
@@ -141,11 +199,6 @@ class Zygote:
     def returncode(self, pid: int) -> int | None:
         code = self._ask(op="poll", pid=pid)["returncode"]
         return None if code is None else int(code)
-
-    def close(self) -> None:
-        if self._process.stdin is not None:
-            self._process.stdin.close()
-        self._process.wait(timeout=10)
 
 
 class ForkedProcess:
