@@ -15,22 +15,34 @@ from bot import keyboards
 from bot.callbacks import ForgetCb, ResendCb, ResultsAction, ResultsCb
 from scheduler.credits import CreditService, CreditsUnavailable
 from scheduler.delivery import DeliveryService
+from scheduler.favourites import FavouritesService
 from scheduler.originals import OriginalsService
 from scheduler.results import ResultsService
 from storage.models import User
 
 
 async def send_originals(
-    query: CallbackQuery, callback_data: ResultsCb, user: User, results: ResultsService, originals: OriginalsService
+    query: CallbackQuery,
+    callback_data: ResultsCb,
+    user: User,
+    results: ResultsService,
+    originals: OriginalsService,
+    favourites: FavouritesService,
 ) -> None:
     job = await results.owned_job(callback_data.job_id, user.id)
     if job is None:
         await query.answer(_("stale.button"))
         return
-    if not await originals.available(job.id, user.id):
+    favourites_only = callback_data.action == ResultsAction.ORIGINALS_FAVOURITES
+    if not await originals.available(job.id, user.id, favourites_only=favourites_only):
         await query.answer(_("originals.gone"), show_alert=True)
         return
-    started = originals.request(job)
+    if callback_data.action == ResultsAction.ORIGINALS and await favourites.in_pack(job.id, user.id):
+        await query.answer()
+        if query.message is not None:
+            await query.message.answer(_("originals.choose"), reply_markup=keyboards.originals_choice(job.id))
+        return
+    started = originals.request(job, favourites_only=favourites_only)
     await query.answer(_("originals.preparing") if started else _("originals.on_the_way"))
 
 
@@ -84,7 +96,8 @@ async def _say(query: CallbackQuery, text: str) -> None:
 
 def build_router() -> Router:
     router = Router(name="results")
-    router.callback_query.register(send_originals, ResultsCb.filter(F.action == ResultsAction.ORIGINALS))
+    originals_actions = (ResultsAction.ORIGINALS, ResultsAction.ORIGINALS_ALL, ResultsAction.ORIGINALS_FAVOURITES)
+    router.callback_query.register(send_originals, ResultsCb.filter(F.action.in_(originals_actions)))
     router.callback_query.register(use_credits, ResultsCb.filter(F.action == ResultsAction.CREDITS))
     router.callback_query.register(resend_album, ResendCb.filter())
     router.message.register(forget_command, Command("forget"))

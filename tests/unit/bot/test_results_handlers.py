@@ -16,6 +16,7 @@ from bot.callbacks import ForgetCb, ResendCb, ResultsCb
 from bot.handlers import results
 from scheduler.credits import CreditService, CreditsUnavailable, Spent
 from scheduler.delivery import DeliveryService
+from scheduler.favourites import FavouritesService
 from scheduler.originals import OriginalsService
 from scheduler.results import Forgotten, ResultsService
 from storage.models import GenerationJob
@@ -28,12 +29,15 @@ class Chat:
     def __init__(self) -> None:
         self.results = create_autospec(ResultsService, instance=True)
         self.originals = create_autospec(OriginalsService, instance=True)
+        self.favourites = create_autospec(FavouritesService, instance=True)
+        self.favourites.in_pack.return_value = 0
         self.credits = create_autospec(CreditService, instance=True)
         self.delivery = create_autospec(DeliveryService, instance=True)
         self.dispatcher: Dispatcher = handler_dispatcher(
             results.build_router(),
             results=self.results,
             originals=self.originals,
+            favourites=self.favourites,
             credits=self.credits,
             delivery=self.delivery,
         )
@@ -75,11 +79,38 @@ async def test_originals_start_once_per_job(chat: Chat) -> None:
     await chat.tap(ORIGINALS)
 
     chat.results.owned_job.assert_awaited_with(JOB_ID, chat.user.id)
-    assert chat.originals.request.call_args_list == [((job,),)] * 2
+    assert chat.originals.request.call_args_list == [((job,), {"favourites_only": False})] * 2
     assert chat.answers() == [
         ("Preparing your originals — one moment.", None),
         ("Your originals are already on their way.", None),
     ]
+
+
+async def test_a_pack_with_favourites_asks_which_originals_and_sends_the_choice(chat: Chat) -> None:
+    job = GenerationJob(id=JOB_ID, user_id=chat.user.id)
+    chat.results.owned_job.return_value = job
+    chat.originals.available.return_value = 2
+    chat.favourites.in_pack.return_value = 2
+    chat.originals.request.return_value = True
+
+    await chat.tap(ORIGINALS)
+    chat.originals.request.assert_not_called()
+    question = chat.bot.sent("sendMessage")[-1]
+    assert question.text == "Which originals shall I send? Favourites are the portraits you put a ❤️ on."
+    assert isinstance(question.reply_markup, InlineKeyboardMarkup)
+    choices = [button.callback_data for row in question.reply_markup.inline_keyboard for button in row]
+    assert choices == [
+        ResultsCb(job_id=JOB_ID, action="orig_fav").pack(),
+        ResultsCb(job_id=JOB_ID, action="orig_all").pack(),
+    ]
+
+    await chat.tap(choices[0])
+    await chat.tap(choices[1])
+    assert chat.originals.request.call_args_list == [
+        ((job,), {"favourites_only": True}),
+        ((job,), {"favourites_only": False}),
+    ]
+    assert chat.originals.available.await_args_list[-2].kwargs == {"favourites_only": True}
 
 
 async def test_originals_of_someone_elses_or_no_job(chat: Chat) -> None:
