@@ -261,7 +261,7 @@ class Application:
             self.sessionmaker, files=self.files, sender=TelegramDocumentSender(self.bot, notifier), notifier=notifier
         )
         self.favourites = FavouritesService(
-            self.sessionmaker, files=self.files, sender=TelegramAlbumSender(self.bot, notifier)
+            self.sessionmaker, files=self.files, sender=TelegramAlbumSender(self.bot, notifier), notifier=notifier
         )
         self.housekeeping = Housekeeping(
             self.sessionmaker,

@@ -16,11 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from scheduler.background import BackgroundTasks
 from scheduler.delivery import AlbumSender, Portrait, Sent
+from scheduler.notices import OriginalsGone
+from scheduler.notify import UserNotifier
 from storage import deliveries
 from storage import favourites as queries
 from storage.events import EventName, record_event
 from storage.files import FileNotFoundInStore, FileStore
-from storage.images import ImageRejected, profile_photo
+from storage.images import ImageRejected, fit_for_telegram_photo, profile_photo
 from storage.models import GenerationJob, GenerationTask
 from studio.delivery import split_albums
 from studio.favourites import marks_favourite
@@ -43,11 +45,17 @@ class ProfileRequest:
 
 class FavouritesService:
     def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], *, files: FileStore, sender: AlbumSender
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        files: FileStore,
+        sender: AlbumSender,
+        notifier: UserNotifier,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.files = files
         self.sender = sender
+        self.notifier = notifier
         self._runs = BackgroundTasks("favourites")
 
     async def react(self, user_id: int, chat_id: int, message_id: int, reactions: Sequence[str]) -> Reaction:
@@ -74,11 +82,6 @@ class FavouritesService:
             await session.commit()
         return result
 
-    async def in_pack(self, job_id: int, user_id: int) -> int:
-        """How many of the pack's portraits the user has marked."""
-        async with self.sessionmaker() as session:
-            return len(await queries.favourite_task_ids(session, user_id, job_id))
-
     async def resend(self, user_id: int, chat_id: int) -> int:
         """/favourites: send the user's favourites again, as albums; how many there are (0: nothing sent)."""
         async with self.sessionmaker() as session:
@@ -96,6 +99,11 @@ class FavouritesService:
             self._send_profile_photo(source, chat_id, language), key=("profile", job_id), name=f"profile-{job_id}"
         )
         return ProfileRequest(started=True, busy=not started)
+
+    async def wait(self) -> None:
+        """Until every send under way has ended."""
+        while len(self._runs):
+            await self._runs.wait_any()
 
     async def stop(self) -> None:
         await self._runs.stop()
@@ -122,13 +130,18 @@ class FavouritesService:
     async def _media(self, task: GenerationTask) -> Portrait | None:
         if task.telegram_file_id:
             return Portrait(file_id=task.telegram_file_id)
-        return None  # delivered, yet Telegram's answer did not name the file: nothing to resend by
+        # Delivered without Telegram naming the file (an album whose arrival was uncertain): upload it.
+        try:
+            data = await self.files.get(task.result_key or "")
+            return Portrait(data=await asyncio.to_thread(fit_for_telegram_photo, data), filename="portrait.jpg")
+        except (FileNotFoundInStore, ImageRejected):
+            return None
 
     async def _send_profile_photo(self, source: GenerationTask, chat_id: int, language: str) -> None:
         try:
             data = await self.files.get(source.result_key or "")
-        except FileNotFoundInStore:
-            log.info("profile photo of task %s: its file is gone", source.id)
+        except FileNotFoundInStore:  # removed by retention meanwhile
+            await self.notifier.tell(chat_id, language, OriginalsGone())
             return
         box = source.face_box
         face = (float(box[0]), float(box[1]), float(box[2])) if box and len(box) == 3 else None

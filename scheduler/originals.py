@@ -93,6 +93,15 @@ class RecordingDocumentSender:
 # ------------------------------------------------------------------ the service
 
 
+@dataclass(frozen=True, slots=True)
+class OriginalsOffer:
+    portraits: int
+    favourites: int
+
+    def count(self, *, favourites_only: bool) -> int:
+        return self.favourites if favourites_only else self.portraits
+
+
 class OriginalsService:
     def __init__(
         self,
@@ -110,10 +119,17 @@ class OriginalsService:
         self.upload_limit_bytes = upload_limit_bytes
         self._runs = BackgroundTasks("originals")
 
-    async def available(self, job_id: int, user_id: int, *, favourites_only: bool = False) -> int:
-        """How many originals of this user's job (of its favourites, when ``favourites_only``) are still
-        stored (0: none, or not their job)."""
-        return len(await self._keys(job_id, user_id, favourites_only))
+    async def available(self, job_id: int, user_id: int) -> int:
+        """How many originals of this user's job are still stored (0: none, or not their job)."""
+        return len(await self._keys(job_id, user_id))
+
+    async def offer(self, job_id: int, user_id: int) -> OriginalsOffer:
+        """What the Originals button can send of this user's job: all its stored originals, and those of
+        the user's favourites (both 0 when none are left, or it is not their job)."""
+        async with self.sessionmaker() as session:
+            portraits = await stored_originals(session, job_id, user_id)
+            favourites = await stored_originals(session, job_id, user_id, favourites_only=True)
+        return OriginalsOffer(len(portraits), len(favourites))
 
     def request(self, job: GenerationJob, *, favourites_only: bool = False) -> bool:
         """Start sending; False when this job's originals are already on their way."""

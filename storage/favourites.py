@@ -42,10 +42,6 @@ async def favourite_portraits(session: AsyncSession, user_id: int, job_id: int |
     return list((await session.execute(query)).scalars())
 
 
-async def favourite_task_ids(session: AsyncSession, user_id: int, job_id: int) -> set[int]:
-    return {task.id for task in await favourite_portraits(session, user_id, job_id)}
-
-
 async def profile_source(session: AsyncSession, job_id: int, user_id: int) -> GenerationTask | None:
     """The portrait of the user's pack a profile photo is made from: its first favourite whose file
     is kept, else its first delivered portrait whose file is kept; None when the job is not theirs or

@@ -15,29 +15,24 @@ from bot import keyboards
 from bot.callbacks import ForgetCb, ResendCb, ResultsAction, ResultsCb
 from scheduler.credits import CreditService, CreditsUnavailable
 from scheduler.delivery import DeliveryService
-from scheduler.favourites import FavouritesService
 from scheduler.originals import OriginalsService
 from scheduler.results import ResultsService
 from storage.models import User
 
 
 async def send_originals(
-    query: CallbackQuery,
-    callback_data: ResultsCb,
-    user: User,
-    results: ResultsService,
-    originals: OriginalsService,
-    favourites: FavouritesService,
+    query: CallbackQuery, callback_data: ResultsCb, user: User, results: ResultsService, originals: OriginalsService
 ) -> None:
     job = await results.owned_job(callback_data.job_id, user.id)
     if job is None:
         await query.answer(_("stale.button"))
         return
     favourites_only = callback_data.action == ResultsAction.ORIGINALS_FAVOURITES
-    if not await originals.available(job.id, user.id, favourites_only=favourites_only):
+    offer = await originals.offer(job.id, user.id)
+    if not offer.count(favourites_only=favourites_only):
         await query.answer(_("originals.gone"), show_alert=True)
         return
-    if callback_data.action == ResultsAction.ORIGINALS and await favourites.in_pack(job.id, user.id):
+    if callback_data.action == ResultsAction.ORIGINALS and offer.favourites:
         await query.answer()
         if query.message is not None:
             await query.message.answer(_("originals.choose"), reply_markup=keyboards.originals_choice(job.id))

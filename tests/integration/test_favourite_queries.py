@@ -62,7 +62,8 @@ async def test_favourites_queries(database_url: str) -> None:
                 pack[3].id,
                 second[0].id,
             ]
-            assert await favourites.favourite_task_ids(session, owner.id, pack[0].job_id) == {pack[2].id, pack[3].id}
+            in_pack = await favourites.favourite_portraits(session, owner.id, pack[0].job_id)
+            assert [task.id for task in in_pack] == [pack[2].id, pack[3].id]
             assert await stored_originals(session, pack[0].job_id, owner.id, favourites_only=True) == [
                 (2, f"results/{pack[0].job_id}/2.png")
             ]

@@ -16,8 +16,7 @@ from bot.callbacks import ForgetCb, ResendCb, ResultsCb
 from bot.handlers import results
 from scheduler.credits import CreditService, CreditsUnavailable, Spent
 from scheduler.delivery import DeliveryService
-from scheduler.favourites import FavouritesService
-from scheduler.originals import OriginalsService
+from scheduler.originals import OriginalsOffer, OriginalsService
 from scheduler.results import Forgotten, ResultsService
 from storage.models import GenerationJob
 from tests.support.telegram import MockedBot, Updates, chat_user, handler_dispatcher
@@ -29,15 +28,12 @@ class Chat:
     def __init__(self) -> None:
         self.results = create_autospec(ResultsService, instance=True)
         self.originals = create_autospec(OriginalsService, instance=True)
-        self.favourites = create_autospec(FavouritesService, instance=True)
-        self.favourites.in_pack.return_value = 0
         self.credits = create_autospec(CreditService, instance=True)
         self.delivery = create_autospec(DeliveryService, instance=True)
         self.dispatcher: Dispatcher = handler_dispatcher(
             results.build_router(),
             results=self.results,
             originals=self.originals,
-            favourites=self.favourites,
             credits=self.credits,
             delivery=self.delivery,
         )
@@ -72,7 +68,7 @@ ORIGINALS = ResultsCb(job_id=JOB_ID, action="originals").pack()
 async def test_originals_start_once_per_job(chat: Chat) -> None:
     job = GenerationJob(id=JOB_ID, user_id=chat.user.id)
     chat.results.owned_job.return_value = job
-    chat.originals.available.return_value = 7
+    chat.originals.offer.return_value = OriginalsOffer(portraits=7, favourites=0)
     chat.originals.request.side_effect = [True, False]
 
     await chat.tap(ORIGINALS)
@@ -89,8 +85,7 @@ async def test_originals_start_once_per_job(chat: Chat) -> None:
 async def test_a_pack_with_favourites_asks_which_originals_and_sends_the_choice(chat: Chat) -> None:
     job = GenerationJob(id=JOB_ID, user_id=chat.user.id)
     chat.results.owned_job.return_value = job
-    chat.originals.available.return_value = 2
-    chat.favourites.in_pack.return_value = 2
+    chat.originals.offer.return_value = OriginalsOffer(portraits=7, favourites=2)
     chat.originals.request.return_value = True
 
     await chat.tap(ORIGINALS)
@@ -110,7 +105,11 @@ async def test_a_pack_with_favourites_asks_which_originals_and_sends_the_choice(
         ((job,), {"favourites_only": True}),
         ((job,), {"favourites_only": False}),
     ]
-    assert chat.originals.available.await_args_list[-2].kwargs == {"favourites_only": True}
+
+    chat.originals.offer.return_value = OriginalsOffer(portraits=7, favourites=0)  # the hearts taken away since
+    await chat.tap(choices[0])
+    assert chat.answers()[-1] == ("The originals of this session are no longer stored.", True)
+    assert chat.originals.request.call_count == 2
 
 
 async def test_originals_of_someone_elses_or_no_job(chat: Chat) -> None:
@@ -124,7 +123,7 @@ async def test_originals_of_someone_elses_or_no_job(chat: Chat) -> None:
 
 async def test_originals_removed_by_retention(chat: Chat) -> None:
     chat.results.owned_job.return_value = GenerationJob(id=JOB_ID, user_id=chat.user.id)
-    chat.originals.available.return_value = 0
+    chat.originals.offer.return_value = OriginalsOffer(portraits=0, favourites=0)
 
     await chat.tap(ORIGINALS)
 
