@@ -70,6 +70,7 @@ from scheduler.broadcast import BroadcastService
 from scheduler.credits import CreditService
 from scheduler.delivery import DeliveryConfig, DeliveryService
 from scheduler.engine import EngineConfig, GenerationEngine
+from scheduler.favourites import FavouritesService
 from scheduler.housekeeping import Housekeeping
 from scheduler.intake import IntakeLimits, IntakeService
 from scheduler.jobs import Beat, build_scheduler
@@ -156,6 +157,7 @@ class Application:
     delivery: DeliveryService = field(init=False)
     delivery_job: WakeableJob = field(init=False)
     originals: OriginalsService = field(init=False)
+    favourites: FavouritesService = field(init=False)
     housekeeping: Housekeeping = field(init=False)
     providers: list[ImageProvider] = field(init=False, default_factory=list)
     _redis: Any = field(init=False, default=None)
@@ -257,6 +259,9 @@ class Application:
         )
         self.originals = OriginalsService(
             self.sessionmaker, files=self.files, sender=TelegramDocumentSender(self.bot, notifier), notifier=notifier
+        )
+        self.favourites = FavouritesService(
+            self.sessionmaker, files=self.files, sender=TelegramAlbumSender(self.bot, notifier), notifier=notifier
         )
         self.housekeeping = Housekeeping(
             self.sessionmaker,
@@ -555,6 +560,7 @@ class Application:
             files=self.files,
             album_collector=AlbumCollector(),
             originals=self.originals,
+            favourites=self.favourites,
             delivery=self.delivery,
             user_locks=UserLocks(),
             payments=self.payments,
@@ -652,6 +658,7 @@ class Application:
         await self.delivery.stop()
         await self.broadcasts.close()
         await self.originals.stop()
+        await self.favourites.stop()
         for provider in self.providers:
             await provider.aclose()
         if self._redis is not None:

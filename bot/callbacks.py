@@ -87,8 +87,11 @@ class AgainCb(CallbackData, prefix="again"):
 
 
 class ResultsAction(StrEnum):
-    ORIGINALS = "originals"
+    ORIGINALS = "originals"  # asks "all or favourites only?" when the pack has favourites
     CREDITS = "credits"
+    ORIGINALS_ALL = "orig_all"
+    ORIGINALS_FAVOURITES = "orig_fav"
+    PROFILE_PHOTO = "profile"
 
 
 class ResultsCb(CallbackData, prefix="r"):

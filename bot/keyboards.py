@@ -144,9 +144,12 @@ def resend(job_id: int, chunk_index: int) -> InlineKeyboardMarkup:
 
 
 def after_pack(job_id: int, avatar_id: int | None, credited: int) -> InlineKeyboardMarkup:
-    """Under the closing message: originals, the same photos again, new photos, what came back."""
+    """Under the closing message: originals, a profile photo, the same photos again, new photos, what came back."""
     builder = InlineKeyboardBuilder()
     builder.button(text=_("button.originals"), callback_data=ResultsCb(job_id=job_id, action=ResultsAction.ORIGINALS))
+    builder.button(
+        text=_("button.profile_photo"), callback_data=ResultsCb(job_id=job_id, action=ResultsAction.PROFILE_PHOTO)
+    )
     if avatar_id is not None:
         builder.button(text=_("button.same_photos"), callback_data=AgainCb(avatar_id=avatar_id))
     builder.button(text=_("button.new_photos"), callback_data=MenuCb(action=MenuAction.NEW))
@@ -155,6 +158,20 @@ def after_pack(job_id: int, avatar_id: int | None, credited: int) -> InlineKeybo
             text=counted("button.use_credits", credited),
             callback_data=ResultsCb(job_id=job_id, action=ResultsAction.CREDITS),
         )
+    builder.adjust(1)
+    return builder.as_markup()
+
+
+def originals_choice(job_id: int) -> InlineKeyboardMarkup:
+    """The pack has favourites: all its originals, or only those."""
+    builder = InlineKeyboardBuilder()
+    builder.button(
+        text=_("button.originals_favourites"),
+        callback_data=ResultsCb(job_id=job_id, action=ResultsAction.ORIGINALS_FAVOURITES),
+    )
+    builder.button(
+        text=_("button.originals_all"), callback_data=ResultsCb(job_id=job_id, action=ResultsAction.ORIGINALS_ALL)
+    )
     builder.adjust(1)
     return builder.as_markup()
 

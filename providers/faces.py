@@ -18,7 +18,7 @@ import importlib.util
 import io
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -177,7 +177,7 @@ class FaceAnalyser:
         reading = self.read(data, self._portrait_models)
         if reading.embedding is None:
             return None
-        return identity_score(reading.embedding, references)
+        return replace(identity_score(reading.embedding, references), face=reading.faces[0])
 
     # -------------------------------------------- off the event loop: the FaceChecker port
 

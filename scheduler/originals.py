@@ -93,6 +93,15 @@ class RecordingDocumentSender:
 # ------------------------------------------------------------------ the service
 
 
+@dataclass(frozen=True, slots=True)
+class OriginalsOffer:
+    portraits: int
+    favourites: int
+
+    def count(self, *, favourites_only: bool) -> int:
+        return self.favourites if favourites_only else self.portraits
+
+
 class OriginalsService:
     def __init__(
         self,
@@ -114,9 +123,17 @@ class OriginalsService:
         """How many originals of this user's job are still stored (0: none, or not their job)."""
         return len(await self._keys(job_id, user_id))
 
-    def request(self, job: GenerationJob) -> bool:
+    async def offer(self, job_id: int, user_id: int) -> OriginalsOffer:
+        """What the Originals button can send of this user's job: all its stored originals, and those of
+        the user's favourites (both 0 when none are left, or it is not their job)."""
+        async with self.sessionmaker() as session:
+            portraits = await stored_originals(session, job_id, user_id)
+            favourites = await stored_originals(session, job_id, user_id, favourites_only=True)
+        return OriginalsOffer(len(portraits), len(favourites))
+
+    def request(self, job: GenerationJob, *, favourites_only: bool = False) -> bool:
         """Start sending; False when this job's originals are already on their way."""
-        return self._runs.spawn(self._send(job), key=job.id, name=f"originals-{job.id}")
+        return self._runs.spawn(self._send(job, favourites_only), key=job.id, name=f"originals-{job.id}")
 
     async def wait(self, job_id: int) -> None:
         await self._runs.wait(job_id)
@@ -124,13 +141,13 @@ class OriginalsService:
     async def stop(self) -> None:
         await self._runs.stop()
 
-    async def _keys(self, job_id: int, user_id: int) -> list[tuple[int, str]]:
+    async def _keys(self, job_id: int, user_id: int, favourites_only: bool = False) -> list[tuple[int, str]]:
         async with self.sessionmaker() as session:
-            return await stored_originals(session, job_id, user_id)
+            return await stored_originals(session, job_id, user_id, favourites_only=favourites_only)
 
-    async def _send(self, job: GenerationJob) -> None:
+    async def _send(self, job: GenerationJob, favourites_only: bool = False) -> None:
         files: list[NamedFile] = []
-        for position, key in await self._keys(job.id, job.user_id):
+        for position, key in await self._keys(job.id, job.user_id, favourites_only):
             try:
                 data = await self.files.get(key)
             except FileNotFoundInStore:

@@ -16,6 +16,7 @@ from storage.models import GenerationTask, ReferencePhoto
 from storage.sql import rows_changed
 from studio.faces import (
     SET_REVIEW_FROM,
+    FaceBox,
     FaceChecker,
     FaceReject,
     SelfieCheck,
@@ -114,6 +115,16 @@ async def begin_identity_redo(session: AsyncSession, task_id: int, result_url: s
         .values(identity_redos=GenerationTask.identity_redos + 1, identity_score=score)
     )
     return bool(rows_changed(result))
+
+
+async def record_face_box(session: AsyncSession, task_id: int, face: FaceBox) -> None:
+    """Where the identity check found the face in the task's current result, [left, top, size] in its
+    pixels (a profile photo is cropped around it)."""
+    await session.execute(
+        update(GenerationTask)
+        .where(GenerationTask.id == task_id, GenerationTask.status == TaskStatus.SUCCEEDED)
+        .values(face_box=[round(face.left, 1), round(face.top, 1), round(face.size, 1)])
+    )
 
 
 async def record_identity(session: AsyncSession, task_id: int, score: float, flagged: bool) -> None:

@@ -20,6 +20,8 @@ from enum import StrEnum
 import pillow_heif
 from PIL import Image, ImageChops, ImageCms, ImageOps, UnidentifiedImageError
 
+from studio.favourites import PROFILE_PHOTO_SIDE, profile_square
+
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 DEFAULT_MIN_SIDE = 512
 DEFAULT_MAX_PIXELS = 50_000_000
@@ -400,6 +402,21 @@ def fit_for_telegram_photo(
         encoded = _encode_jpeg(rgb, 75)
         if len(encoded) <= max_bytes:
             return encoded
+
+
+def profile_photo(
+    image_bytes: bytes,
+    face: tuple[float, float, float] | None,
+    *,
+    side: int = PROFILE_PHOTO_SIDE,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> bytes:
+    """A ``side`` × ``side`` JPEG cut from the upright portrait around ``face`` (left, top, size in its
+    pixels; the centre when None), as studio.favourites.profile_square frames it."""
+    rgb = _decode_to_rgb(image_bytes, max_long_side=None, max_pixels=max_pixels)
+    square = profile_square(rgb.width, rgb.height, face)
+    cropped = rgb.crop(square.box).resize((side, side), Image.Resampling.LANCZOS)
+    return _encode_jpeg(cropped, NORMALIZED_JPEG_QUALITY)
 
 
 def _scaled(size: tuple[int, int], scale: float) -> tuple[int, int]:

@@ -299,6 +299,9 @@ class GenerationTask(Base):
     # four. NULL for ordinary tasks.
     grid_group: Mapped[int | None] = mapped_column(Integer)
     grid_slot: Mapped[int | None] = mapped_column(Integer)
+    # The main face in the stored portrait, [left, top, size] in its pixels, as the identity check
+    # found it (migration 0013): the profile photo is cropped around it. NULL when not checked.
+    face_box: Mapped[list[Any] | None] = mapped_column()
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -329,6 +332,19 @@ class PortraitMessage(Base):
     message_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     task_id: Mapped[int] = mapped_column(ForeignKey("generation_tasks.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Favourite(Base):
+    """A portrait its owner marked with a positive reaction (migration 0013); the reaction's removal
+    deletes the row, so the table is the current state, not a history (that is the events)."""
+
+    __tablename__ = "favourites"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    task_id: Mapped[int] = mapped_column(
+        ForeignKey("generation_tasks.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
 class Event(Base):

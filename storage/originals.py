@@ -5,14 +5,16 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import GenerationJob, GenerationTask
+from storage.models import Favourite, GenerationJob, GenerationTask
 from studio.states import TaskStatus
 
 
-async def stored_originals(session: AsyncSession, job_id: int, user_id: int) -> list[tuple[int, str]]:
-    """(position, file key) of each delivered portrait whose file is kept, in pack order; empty when
-    the job is not this user's."""
-    rows = await session.execute(
+async def stored_originals(
+    session: AsyncSession, job_id: int, user_id: int, *, favourites_only: bool = False
+) -> list[tuple[int, str]]:
+    """(position, file key) of each delivered portrait whose file is kept (only the user's favourites
+    when ``favourites_only``), in pack order; empty when the job is not this user's."""
+    query = (
         select(GenerationTask.position, GenerationTask.result_key)
         .join(GenerationJob, GenerationJob.id == GenerationTask.job_id)
         .where(
@@ -23,4 +25,7 @@ async def stored_originals(session: AsyncSession, job_id: int, user_id: int) -> 
         )
         .order_by(GenerationTask.position)
     )
+    if favourites_only:
+        query = query.join(Favourite, (Favourite.task_id == GenerationTask.id) & (Favourite.user_id == user_id))
+    rows = await session.execute(query)
     return [(position, key) for position, key in rows.all() if key]

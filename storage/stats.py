@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import ColumnElement, and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.favourites import favourites_by_style
 from storage.models import Event, GenerationJob, GenerationTask, LedgerEntry, Order, Payment, User
 from studio.states import LedgerReason, PaymentStatus, TaskStatus
 
@@ -81,6 +82,8 @@ class Stats:
     identity_score_sum: float = 0.0
     portraits: int = 0
     portraits_redone: int = 0
+    favourites_added: int = 0  # favourite_added events: portraits marked by a positive reaction
+    favourites_by_style: dict[str, int] = field(default_factory=dict)  # marked in the window, still kept
 
     @property
     def success_rate(self) -> float | None:
@@ -230,3 +233,5 @@ async def _events(session: AsyncSession, stats: Stats) -> None:
     stats.jobs_started_by_provider = await grouped("generation_started", "provider")
     stats.failures_by_type = await grouped("generation_failed", "error_type")
     stats.rejected_by_reason = await grouped("photo_rejected", "reason")
+    stats.favourites_added = sum((await grouped("favourite_added", "style")).values())
+    stats.favourites_by_style = await favourites_by_style(session, stats.since, stats.until)

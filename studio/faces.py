@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Protocol
 
@@ -83,6 +83,7 @@ class IdentityScore:
     score: float  # 1 − the smaller of the two distances, clamped to [0, 1]
     centroid_distance: float
     nearest_distance: float
+    face: FaceBox | None = None  # where the scored face is, in the portrait's upright pixels
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +216,7 @@ class FakeFaceChecker:
     pictures: dict[bytes, str] = field(default_factory=dict)
     selfies: deque[str | FaceReject] = field(default_factory=deque)
     asked: list[bytes] = field(default_factory=list)
+    boxes: dict[bytes, FaceBox] = field(default_factory=dict)  # where the face is in a portrait, if said
 
     def shows(self, picture: bytes, person: str) -> None:
         self.pictures[picture] = person
@@ -236,4 +238,6 @@ class FakeFaceChecker:
 
     async def score_portrait_async(self, data: bytes, references: Sequence[np.ndarray]) -> IdentityScore | None:
         embedding = await self.embed_async(data)
-        return None if embedding is None else identity_score(embedding, references)
+        if embedding is None:
+            return None
+        return replace(identity_score(embedding, references), face=self.boxes.get(data))

@@ -5,19 +5,21 @@ from __future__ import annotations
 from aiogram import F, Router
 from aiogram.enums import ChatType
 
-from bot.handlers import admin, common, intake, payment, results
+from bot.handlers import admin, common, favourites, intake, payment, results
 
 
 def build_root_router() -> Router:
     root = Router(name="root")
     root.message.filter(F.chat.type == ChatType.PRIVATE)
     root.callback_query.filter(F.message.chat.type == ChatType.PRIVATE)
+    root.message_reaction.filter(F.chat.type == ChatType.PRIVATE)
     # First, so admin commands work in any conversation state; filtered on ADMIN_IDS as a whole, so
     # for everyone else the update falls through to the routers below as if it did not exist.
     root.include_router(admin.build_router())
     root.include_router(common.build_router())
     root.include_router(payment.build_router())
     root.include_router(results.build_router())
+    root.include_router(favourites.build_router())
     root.include_router(intake.build_router())
     root.include_router(intake.build_fallback_router())
     return root

@@ -27,10 +27,17 @@ async def send_originals(
     if job is None:
         await query.answer(_("stale.button"))
         return
-    if not await originals.available(job.id, user.id):
+    favourites_only = callback_data.action == ResultsAction.ORIGINALS_FAVOURITES
+    offer = await originals.offer(job.id, user.id)
+    if not offer.count(favourites_only=favourites_only):
         await query.answer(_("originals.gone"), show_alert=True)
         return
-    started = originals.request(job)
+    if callback_data.action == ResultsAction.ORIGINALS and offer.favourites:
+        await query.answer()
+        if query.message is not None:
+            await query.message.answer(_("originals.choose"), reply_markup=keyboards.originals_choice(job.id))
+        return
+    started = originals.request(job, favourites_only=favourites_only)
     await query.answer(_("originals.preparing") if started else _("originals.on_the_way"))
 
 
@@ -84,7 +91,8 @@ async def _say(query: CallbackQuery, text: str) -> None:
 
 def build_router() -> Router:
     router = Router(name="results")
-    router.callback_query.register(send_originals, ResultsCb.filter(F.action == ResultsAction.ORIGINALS))
+    originals_actions = (ResultsAction.ORIGINALS, ResultsAction.ORIGINALS_ALL, ResultsAction.ORIGINALS_FAVOURITES)
+    router.callback_query.register(send_originals, ResultsCb.filter(F.action.in_(originals_actions)))
     router.callback_query.register(use_credits, ResultsCb.filter(F.action == ResultsAction.CREDITS))
     router.callback_query.register(resend_album, ResendCb.filter())
     router.message.register(forget_command, Command("forget"))

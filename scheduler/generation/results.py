@@ -316,7 +316,12 @@ class Results:
                 await session.commit()
             if not references:
                 return False, None
-            return True, await self.faces.score_portrait_async(data, references)
+            score = await self.faces.score_portrait_async(data, references)
+            if score is not None and score.face is not None:
+                async with self.sessionmaker() as session:
+                    await face_queries.record_face_box(session, task_id, score.face)
+                    await session.commit()
+            return True, score
         except Exception:  # our checker failing must not cost the user a portrait
             log.exception("identity scoring failed for task %s; storing it unscored", task_id)
             return False, None

@@ -77,6 +77,16 @@ DEFAULT_ALLOWED_UPDATES = frozenset(
         "chat_boost", "removed_chat_boost",
     }
 )  # fmt: skip
+# The emoji a ReactionTypeEmoji may carry (Bot API, ReactionTypeEmoji), as Telegram sends them.
+REACTION_EMOJI = frozenset(
+    {
+        "👍", "👎", "❤", "🔥", "🥰", "👏", "😁", "🤔", "🤯", "😱", "🤬", "😢", "🎉", "🤩", "🤮", "💩", "🙏",
+        "👌", "🕊", "🤡", "🥱", "🥴", "😍", "🐳", "❤‍🔥", "🌚", "🌭", "💯", "🤣", "⚡", "🍌", "🏆", "💔", "🤨",
+        "😐", "🍓", "🍾", "💋", "🖕", "😈", "😴", "😭", "🤓", "👻", "👨‍💻", "👀", "🎃", "🙈", "😇", "😨", "🤝",
+        "✍", "🤗", "🫡", "🎅", "🎄", "☃", "💅", "🤪", "🗿", "🆒", "💘", "🙉", "🦄", "😘", "💊", "🙊", "😎",
+        "👾", "🤷‍♂", "🤷", "🤷‍♀", "😡",
+    }
+)  # fmt: skip
 CHAT_ACTIONS = frozenset(
     {
         "typing", "upload_photo", "record_video", "upload_video", "record_voice", "upload_voice",
@@ -950,6 +960,36 @@ class FakeUser:
             return None
         return await self.successful_payment(payload, invoice["currency"], invoice["total_amount"])
 
+    # -- reactions ------------------------------------------------------------------------------------
+
+    async def react(self, message_id: int, *emojis: str) -> dict[str, Any]:
+        """Set this user's reactions on a message of the chat to ``emojis`` (none: take them away), as a
+        client does, and deliver the ``message_reaction`` update (MessageReactionUpdated: the old and
+        the new list). Telegram sends it only to a bot that asked for it in ``allowed_updates``; like
+        the client, the fake refuses an emoji that is not a reaction, a message that is not in the chat,
+        and more reactions than the user may set (one, three with Premium)."""
+        message = self._fake._chats.get(self.id, {}).get(message_id)
+        if message is None or message.deleted:
+            raise ValueError(f"no message {message_id} in chat {self.id} to react to")
+        unknown = [emoji for emoji in emojis if emoji not in REACTION_EMOJI]
+        if unknown:
+            raise ValueError(f"not a reaction emoji: {unknown}")
+        if len(set(emojis)) != len(emojis) or len(emojis) > (3 if self.is_premium else 1):
+            raise ValueError("a user sets each reaction once, at most one (three with Premium)")
+        key = (self.id, message_id, self.id)
+        old = self._fake._reactions.get(key, [])
+        self._fake._reactions[key] = list(emojis)
+        payload = {
+            "chat": self.chat_json(),
+            "message_id": message_id,
+            "user": self.as_json(),
+            "date": int(time.time()),
+            "old_reaction": [{"type": "emoji", "emoji": emoji} for emoji in old],
+            "new_reaction": [{"type": "emoji", "emoji": emoji} for emoji in emojis],
+        }
+        self._reply_mark = len(self._fake._sent)
+        return await self._fake._deliver("message_reaction", payload)
+
     # -- blocking -------------------------------------------------------------------------------------
 
     async def block_bot(self) -> dict[str, Any]:
@@ -1105,6 +1145,7 @@ class FakeTelegram:
         self._commands: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self._faults: list[FaultRule] = []
         self._album_failures: list[AlbumFailure] = []
+        self._reactions: dict[tuple[int, int, int], list[str]] = {}  # (chat, message, user) -> emoji
         self._changed = asyncio.Event()
         self._flush_lock = asyncio.Lock()
         self._closing = False

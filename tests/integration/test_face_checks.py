@@ -14,11 +14,13 @@ CPU; what the database does around them (rejects, redos, flags) runs on both in 
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 from sqlalchemy import select
 
 import providers.faces
@@ -333,5 +335,10 @@ async def test_a_portrait_without_a_face_fails_and_is_retried_through_the_normal
             assert len(tasks) == 7 and len(kie.creates) == 14  # each faceless result went round the retry once
             assert all(task.identity_redos == 0 and not task.flagged for task in tasks)
             assert all(task.identity_score is not None and task.identity_score > 0.6 for task in tasks)
+            # Where the face is, for the profile photo: inside the stored portrait, the same one in each.
+            width, height = Image.open(io.BytesIO(good)).size
+            assert {tuple(task.face_box or ()) for task in tasks} == {tuple(tasks[0].face_box or ())}
+            left, top, size = tasks[0].face_box or (0, 0, 0)
+            assert size > 50 and 0 <= left < left + size <= width and 0 <= top < top + size <= height
             assert sorted(served.values()) == [2] * 7  # one faceless picture and one portrait per prompt
             assert len(embedded) == 5 and all(blob is not None for blob in embedded)  # embedded on first use

@@ -462,3 +462,28 @@ async def test_an_aiogram_dispatcher_polls_the_fake(fake: FakeTelegram, bot: Bot
     assert user.messages[0].buttons == []  # an edit without reply_markup drops the keyboard
     assert fake.calls("answerCallbackQuery")[0].response_ok
     assert set(fake.calls("getUpdates")[0].params["allowed_updates"]) == {"message", "callback_query"}
+
+
+async def test_reactions_reach_only_a_bot_that_asked_for_them(fake: FakeTelegram, bot: Bot, user: FakeUser) -> None:
+    sent = await bot.send_message(USER_ID, "портрет")
+    assert await bot.get_updates(timeout=0) == []
+    dropped = await user.react(sent.message_id, "❤")  # allowed_updates left at the default: not sent
+    assert fake.dropped_updates[-1] == dropped and await bot.get_updates(timeout=0) == []
+
+    assert await bot.get_updates(allowed_updates=["message", "message_reaction"], timeout=0) == []
+    await user.react(sent.message_id, "👍")
+    await user.react(sent.message_id)
+    changes = [update.message_reaction for update in await bot.get_updates(timeout=0)]
+    assert [(change.message_id, change.user.id) for change in changes if change and change.user] == [
+        (sent.message_id, USER_ID)
+    ] * 2
+    first, second = (change for change in changes if change is not None)
+    assert [r.emoji for r in first.old_reaction] == ["❤"] and [r.emoji for r in first.new_reaction] == ["👍"]
+    assert [r.emoji for r in second.old_reaction] == ["👍"] and second.new_reaction == []
+
+    with pytest.raises(ValueError, match="not a reaction"):
+        await user.react(sent.message_id, "🍕")
+    with pytest.raises(ValueError, match="at most one"):
+        await user.react(sent.message_id, "❤", "🔥")  # three only with Premium
+    with pytest.raises(ValueError, match="no message"):
+        await user.react(sent.message_id + 100, "❤")

@@ -31,8 +31,10 @@ from aiogram.types import (
     File,
     Message,
     MessageEntity,
+    MessageReactionUpdated,
     PhotoSize,
     PreCheckoutQuery,
+    ReactionType,
     SuccessfulPayment,
     Update,
 )
@@ -187,6 +189,13 @@ class Updates:
         shown = Message(message_id=on_message_id, date=NOW, chat=self.chat, from_user=BOT_USER, text=message_text)
         query = CallbackQuery(id=f"cb{number}", from_user=self.user, chat_instance="ci", data=data, message=shown)
         return Update(update_id=number, callback_query=query)
+
+    def reaction(self, message_id: int, new: list[ReactionType], old: list[ReactionType] | None = None) -> Update:
+        number = next(self._numbers)
+        reaction = MessageReactionUpdated(
+            chat=self.chat, message_id=message_id, user=self.user, date=NOW, old_reaction=old or [], new_reaction=new
+        )
+        return Update(update_id=number, message_reaction=reaction)
 
     def pre_checkout(self, payload: str, amount: int, currency: str = "XTR") -> Update:
         number = next(self._numbers)

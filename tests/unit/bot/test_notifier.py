@@ -105,17 +105,20 @@ def test_each_notice_carries_the_buttons_it_promises(notifier: TelegramNotifier)
     assert buttons(SelfiesMissing(7, released=15)) == [MenuCb(action=MenuAction.NEW).pack()]
     assert buttons(ProgressShown(7, "…", cancellable=False)) == []
     assert buttons(DeliveryUncertain(7, chunk_index=2, portraits=10)) == [ResendCb(job_id=7, chunk=2).pack()]
-    originals, new_photos = (
+    originals, profile, new_photos = (
         ResultsCb(job_id=7, action=ResultsAction.ORIGINALS).pack(),
+        ResultsCb(job_id=7, action=ResultsAction.PROFILE_PHOTO).pack(),
         MenuCb(action=MenuAction.NEW).pack(),
     )
     assert buttons(PackFinished(7, avatar_id=4, delivered=23, credited=0)) == [
         originals,
+        profile,
         AgainCb(avatar_id=4).pack(),
         new_photos,
     ]
     assert buttons(PackFinished(7, avatar_id=None, delivered=21, credited=2)) == [
         originals,
+        profile,
         new_photos,
         ResultsCb(job_id=7, action=ResultsAction.CREDITS).pack(),
     ]

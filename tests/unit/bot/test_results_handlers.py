@@ -16,7 +16,7 @@ from bot.callbacks import ForgetCb, ResendCb, ResultsCb
 from bot.handlers import results
 from scheduler.credits import CreditService, CreditsUnavailable, Spent
 from scheduler.delivery import DeliveryService
-from scheduler.originals import OriginalsService
+from scheduler.originals import OriginalsOffer, OriginalsService
 from scheduler.results import Forgotten, ResultsService
 from storage.models import GenerationJob
 from tests.support.telegram import MockedBot, Updates, chat_user, handler_dispatcher
@@ -68,18 +68,48 @@ ORIGINALS = ResultsCb(job_id=JOB_ID, action="originals").pack()
 async def test_originals_start_once_per_job(chat: Chat) -> None:
     job = GenerationJob(id=JOB_ID, user_id=chat.user.id)
     chat.results.owned_job.return_value = job
-    chat.originals.available.return_value = 7
+    chat.originals.offer.return_value = OriginalsOffer(portraits=7, favourites=0)
     chat.originals.request.side_effect = [True, False]
 
     await chat.tap(ORIGINALS)
     await chat.tap(ORIGINALS)
 
     chat.results.owned_job.assert_awaited_with(JOB_ID, chat.user.id)
-    assert chat.originals.request.call_args_list == [((job,),)] * 2
+    assert chat.originals.request.call_args_list == [((job,), {"favourites_only": False})] * 2
     assert chat.answers() == [
         ("Preparing your originals — one moment.", None),
         ("Your originals are already on their way.", None),
     ]
+
+
+async def test_a_pack_with_favourites_asks_which_originals_and_sends_the_choice(chat: Chat) -> None:
+    job = GenerationJob(id=JOB_ID, user_id=chat.user.id)
+    chat.results.owned_job.return_value = job
+    chat.originals.offer.return_value = OriginalsOffer(portraits=7, favourites=2)
+    chat.originals.request.return_value = True
+
+    await chat.tap(ORIGINALS)
+    chat.originals.request.assert_not_called()
+    question = chat.bot.sent("sendMessage")[-1]
+    assert question.text == "Which originals shall I send? Favourites are the portraits you put a ❤️ on."
+    assert isinstance(question.reply_markup, InlineKeyboardMarkup)
+    choices = [button.callback_data for row in question.reply_markup.inline_keyboard for button in row]
+    assert choices == [
+        ResultsCb(job_id=JOB_ID, action="orig_fav").pack(),
+        ResultsCb(job_id=JOB_ID, action="orig_all").pack(),
+    ]
+
+    await chat.tap(choices[0])
+    await chat.tap(choices[1])
+    assert chat.originals.request.call_args_list == [
+        ((job,), {"favourites_only": True}),
+        ((job,), {"favourites_only": False}),
+    ]
+
+    chat.originals.offer.return_value = OriginalsOffer(portraits=7, favourites=0)  # the hearts taken away since
+    await chat.tap(choices[0])
+    assert chat.answers()[-1] == ("The originals of this session are no longer stored.", True)
+    assert chat.originals.request.call_count == 2
 
 
 async def test_originals_of_someone_elses_or_no_job(chat: Chat) -> None:
@@ -93,7 +123,7 @@ async def test_originals_of_someone_elses_or_no_job(chat: Chat) -> None:
 
 async def test_originals_removed_by_retention(chat: Chat) -> None:
     chat.results.owned_job.return_value = GenerationJob(id=JOB_ID, user_id=chat.user.id)
-    chat.originals.available.return_value = 0
+    chat.originals.offer.return_value = OriginalsOffer(portraits=0, favourites=0)
 
     await chat.tap(ORIGINALS)
 
