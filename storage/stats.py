@@ -81,6 +81,7 @@ class Stats:
     identity_score_sum: float = 0.0
     portraits: int = 0
     portraits_redone: int = 0
+    reminders_by_cause: dict[str, int] = field(default_factory=dict)
 
     @property
     def success_rate(self) -> float | None:
@@ -230,3 +231,4 @@ async def _events(session: AsyncSession, stats: Stats) -> None:
     stats.jobs_started_by_provider = await grouped("generation_started", "provider")
     stats.failures_by_type = await grouped("generation_failed", "error_type")
     stats.rejected_by_reason = await grouped("photo_rejected", "reason")
+    stats.reminders_by_cause = await grouped("reminder_sent", "cause")

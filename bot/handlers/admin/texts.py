@@ -134,7 +134,7 @@ def stats_text(period: str, report: StatsReport, language: str) -> str:
         )
         for name, figures in sorted(stats.providers.items())
     ]
-    return _("admin.stats").format(
+    text = _("admin.stats").format(
         period=period,
         since=when(stats.since),
         new_users=stats.new_users,
@@ -162,6 +162,7 @@ def stats_text(period: str, report: StatsReport, language: str) -> str:
         identity=number(stats.identity_average, 3),
         redo_share=share(stats.redo_share),
     )
+    return text + "\n" + _("admin.stats.reminders").format(reminders=counts(stats.reminders_by_cause))
 
 
 def queue_text(snapshot: QueueSnapshot, providers: Sequence[ProviderHealth], now: datetime | None = None) -> str:
