@@ -8,7 +8,7 @@ day and the American morning). A reminder due at night is not dropped: it waits 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
@@ -45,16 +45,6 @@ def is_quiet(now: datetime, language: str | None) -> bool:
     """Whether ``now`` (aware, any zone) falls in the night of the user's usual time zone."""
     local = now.astimezone(time_zone_of(language)).time()
     return local >= QUIET_FROM or local < QUIET_UNTIL
-
-
-def quiet_ends(now: datetime, language: str | None) -> datetime:
-    """When a reminder due at ``now`` may go: ``now`` itself by day, the next 09:00 local at night (UTC)."""
-    if not is_quiet(now, language):
-        return now
-    zone = time_zone_of(language)
-    local = now.astimezone(zone)
-    morning = local.date() if local.time() < QUIET_UNTIL else local.date() + timedelta(days=1)
-    return datetime.combine(morning, QUIET_UNTIL, tzinfo=zone).astimezone(UTC)
 
 
 def days_left(deleted_at: datetime, now: datetime) -> int:
