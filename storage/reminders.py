@@ -97,7 +97,10 @@ async def idle_credits(session: AsyncSession, idle_since: datetime, limit: int) 
     balance = (
         select(func.coalesce(func.sum(LedgerEntry.delta), 0)).where(LedgerEntry.user_id == User.id).scalar_subquery()
     )
-    last_entry = select(func.max(LedgerEntry.id)).where(LedgerEntry.user_id == User.id).scalar_subquery()
+    # Correlated explicitly: nested in the claim look-up below, it would otherwise bring its own users.
+    last_entry = (
+        select(func.max(LedgerEntry.id)).where(LedgerEntry.user_id == User.id).correlate(User).scalar_subquery()
+    )
     moved_lately = select(LedgerEntry.id).where(LedgerEntry.user_id == User.id, LedgerEntry.created_at >= idle_since)
     recent_pack = select(GenerationJob.id).where(
         GenerationJob.user_id == User.id,
