@@ -46,6 +46,21 @@ class ReminderSender(Protocol):
     async def remind(self, chat_id: int, language: str, reminder: Reminder) -> BroadcastOutcome: ...
 
 
+class RecordingReminderSender:
+    """The in-process sender (tests, simulations): keeps what it was asked to send, sends nothing;
+    ``outcomes`` answers for a chat instead of ``Sent``."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[int, str, Reminder]] = []  # (chat, language, reminder)
+        self.outcomes: dict[int, BroadcastOutcome] = {}
+
+    async def remind(self, chat_id: int, language: str, reminder: Reminder) -> BroadcastOutcome:
+        outcome = self.outcomes.get(chat_id, Sent())
+        if isinstance(outcome, Sent):
+            self.sent.append((chat_id, language, reminder))
+        return outcome
+
+
 @dataclass
 class ReminderReport:
     sent: Counter[str] = field(default_factory=Counter)  # cause → reminders that reached the chat

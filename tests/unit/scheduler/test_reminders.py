@@ -1,0 +1,68 @@
+"""ReminderService on a real SQLite database with the in-process RecordingReminderSender: what each
+Telegram answer leaves behind. The whole flow over the fake Telegram is tests/integration/test_reminders.py."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest_asyncio
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from scheduler.broadcast import Failed
+from scheduler.notices import CreditsReminder
+from scheduler.reminders import RecordingReminderSender, ReminderService
+from storage import ledger
+from storage.db import create_engine, create_sessionmaker
+from storage.models import Event, LedgerEntry, Reminder, User, utcnow
+from studio.credits import grant_line
+from studio.reminders import ReminderCause
+
+DAY = timedelta(days=1)
+
+
+@pytest_asyncio.fixture
+async def sessionmaker(sqlite_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = create_engine(sqlite_url)
+    try:
+        yield create_sessionmaker(engine)
+    finally:
+        await engine.dispose()
+
+
+async def _with_credits(sessionmaker: async_sessionmaker[AsyncSession], telegram_id: int, credits: int) -> None:
+    async with sessionmaker() as session:
+        user = User(telegram_id=telegram_id, language="en")
+        session.add(user)
+        await session.flush()
+        await ledger.record(session, user.id, grant_line(f"unit-{telegram_id}", credits, None))
+        await session.execute(
+            update(LedgerEntry).where(LedgerEntry.user_id == user.id).values(created_at=utcnow() - 4 * DAY)
+        )
+        await session.commit()
+
+
+async def test_a_refused_reminder_is_not_retried_and_a_sent_one_is_counted_once(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    await _with_credits(sessionmaker, 1, 3)
+    await _with_credits(sessionmaker, 2, 4)
+    sender = RecordingReminderSender()
+    sender.outcomes[2] = Failed("Bad Request: chat not found")
+    service = ReminderService(sessionmaker, sender=sender, result_retention=90 * DAY)
+    midday = utcnow().replace(hour=12, minute=0, second=0, microsecond=0)
+
+    first = await service.run(midday)
+    assert dict(first.sent) == {ReminderCause.IDLE_CREDITS: 1} and first.failed == 1
+    assert sender.sent == [(1, "en", CreditsReminder(credits=3, avatar_id=None))]
+    # The failed one is not tried again: a lost reminder is better than a doubled one.
+    again = await service.run(midday + timedelta(hours=1))
+    assert not again.sent and again.failed == 0 and len(sender.sent) == 1
+    async with sessionmaker() as session:
+        statuses = dict((await session.execute(select(Reminder.reference, Reminder.status))).all())
+        events = (await session.execute(select(func.count()).where(Event.name == "reminder_sent"))).scalar_one()
+        blocked = list((await session.execute(select(User.is_blocked))).scalars())
+    assert sorted(statuses.values()) == ["failed", "sent"]
+    assert events == 1
+    assert blocked == [False, False], "a failure that is not a block leaves the user reachable"
