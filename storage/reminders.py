@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 
 from sqlalchemy import ColumnElement, String, and_, cast, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,7 +20,7 @@ from studio.reminders import ReminderCause
 from studio.states import ACTIVE_JOB_STATUSES, OrderStatus
 
 
-class ReminderStatus:
+class ReminderStatus(StrEnum):
     CLAIMED = "claimed"  # written before the send; stays so if the process died in between
     SENT = "sent"
     BLOCKED = "blocked"
@@ -170,7 +171,7 @@ async def claim(session: AsyncSession, due: Due) -> bool:
             user_id=due.user_id,
             cause=str(due.cause),
             reference=due.reference,
-            status=ReminderStatus.CLAIMED,
+            status=str(ReminderStatus.CLAIMED),
             created_at=utcnow(),
         )
         .on_conflict_do_nothing(index_elements=[Reminder.user_id, Reminder.cause, Reminder.reference])
@@ -178,9 +179,9 @@ async def claim(session: AsyncSession, due: Due) -> bool:
     return bool(rows_changed(await session.execute(statement)))
 
 
-async def settle(session: AsyncSession, due: Due, status: str) -> None:
+async def settle(session: AsyncSession, due: Due, status: ReminderStatus) -> None:
     await session.execute(
         update(Reminder)
         .where(Reminder.user_id == due.user_id, Reminder.cause == str(due.cause), Reminder.reference == due.reference)
-        .values(status=status)
+        .values(status=str(status))
     )

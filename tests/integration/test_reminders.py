@@ -131,6 +131,10 @@ async def test_reminders_go_once_by_day_to_reachable_users_only(
         (pay,) = _reminders(payer)
         assert "Ваш заказ на 7 портретов ждёт оплаты" in pay
         assert _callbacks(payer) == [OrderCb(order_id=order_id, action=OrderAction.PAY).pack()]
+        # The button is the order summary's own: it goes on to the payment (Stars: the invoice).
+        await payer.click("Оплатить")
+        invoice = await payer.wait_reply(lambda m: m.kind == "invoice", timeout=10)
+        assert invoice.invoice_payload
         third = await app.reminders.run(noon + 2 * HOUR)
         assert _sent(third) == {} and third.blocked == 0
         assert len(_reminders(idle)) == len(_reminders(keeper)) == len(_reminders(payer)) == 1
