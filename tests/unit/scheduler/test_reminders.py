@@ -11,13 +11,14 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from scheduler.broadcast import Failed
-from scheduler.notices import CreditsReminder
+from scheduler.notices import CreditsReminder, PaymentReminder
 from scheduler.reminders import RecordingReminderSender, ReminderService
 from storage import ledger
 from storage.db import create_engine, create_sessionmaker
-from storage.models import Event, LedgerEntry, Reminder, User, utcnow
-from studio.credits import grant_line
+from storage.models import Event, GenerationJob, LedgerEntry, Order, Reminder, User, utcnow
+from studio.credits import grant_line, reserve_line
 from studio.reminders import ReminderCause
+from studio.states import JobStatus, OrderStatus
 
 DAY = timedelta(days=1)
 
@@ -66,3 +67,59 @@ async def test_a_refused_reminder_is_not_retried_and_a_sent_one_is_counted_once(
     assert sorted(statuses.values()) == ["failed", "sent"]
     assert events == 1
     assert blocked == [False, False], "a failure that is not a block leaves the user reachable"
+
+
+async def test_only_the_latest_order_of_the_last_day_is_reminded_of(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    midday = utcnow().replace(hour=12, minute=0, second=0, microsecond=0)
+    async with sessionmaker() as session:
+        chooser, forgotten = User(telegram_id=1, language="en"), User(telegram_id=2, language="en")
+        session.add_all([chooser, forgotten])
+        await session.flush()
+
+        def order(user: User, age: timedelta, photos: int) -> Order:
+            return Order(
+                user_id=user.id, style="professional", pack=f"p{photos}", photos=photos,
+                status=OrderStatus.AWAITING_PAYMENT, created_at=midday - age,
+            )  # fmt: skip
+
+        replaced, chosen = order(chooser, 3 * timedelta(hours=1), 7), order(chooser, 2 * timedelta(hours=1), 23)
+        session.add_all([replaced, chosen, order(forgotten, 2 * DAY, 7)])
+        await session.commit()
+        chosen_id = chosen.id
+    sender = RecordingReminderSender()
+    service = ReminderService(sessionmaker, sender=sender, result_retention=90 * DAY)
+
+    report = await service.run(midday)
+
+    # The chooser changed their mind once: only the order they chose last; yesterday's is left alone.
+    assert dict(report.sent) == {ReminderCause.UNPAID_ORDER: 1}
+    assert sender.sent == [(1, "en", PaymentReminder(order_id=chosen_id, photos=23))]
+
+
+async def test_credits_are_idle_only_after_three_days_without_a_pack_or_a_move(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    await _with_credits(sessionmaker, 1, 3)  # granted 4 days ago: idle
+    await _with_credits(sessionmaker, 2, 3)  # granted 4 days ago, and a pack of 1 still in the queue since
+    await _with_credits(sessionmaker, 3, 3)  # granted 4 days ago, and more credits came today
+    async with sessionmaker() as session:
+        ids = dict((await session.execute(select(User.telegram_id, User.id))).all())
+        long_ago = utcnow() - 4 * DAY
+        job = GenerationJob(
+            user_id=ids[2], chat_id=2, style="professional", priority=100, status=JobStatus.QUEUED,
+            photos_total=1, created_at=long_ago,
+        )  # fmt: skip
+        session.add(job)
+        await session.flush()
+        await ledger.record(session, ids[2], reserve_line(job.id, 1), job_id=job.id)
+        await session.execute(update(LedgerEntry).where(LedgerEntry.user_id == ids[2]).values(created_at=long_ago))
+        await ledger.record(session, ids[3], grant_line("unit-3-again", 2, None))
+        await session.commit()
+    sender = RecordingReminderSender()
+    service = ReminderService(sessionmaker, sender=sender, result_retention=90 * DAY)
+
+    await service.run(utcnow().replace(hour=12, minute=0, second=0, microsecond=0))
+
+    assert [chat for chat, _, _ in sender.sent] == [1]
