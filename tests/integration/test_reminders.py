@@ -96,6 +96,13 @@ async def test_reminders_go_once_by_day_to_reachable_users_only(
                 job_finished=noon - 84 * DAY, stored_at=noon - 84 * DAY,
             )  # fmt: skip
             await session.execute(update(User).where(User.telegram_id == keeper.id).values(language="ru"))
+            # 80 days: not yet a week from deletion; 91 days: housekeeping deletes them within the hour.
+            early, late = fake_telegram.user(), fake_telegram.user()
+            for early_or_late, age in ((early, 80), (late, 91)):
+                await seed_user(
+                    session, app.files, telegram_id=early_or_late.id, avatar_created=noon - 92 * DAY,
+                    job_finished=noon - age * DAY, stored_at=noon - age * DAY,
+                )  # fmt: skip
             await session.commit()
 
         # /settings: the switch reads "on"; one tap turns it off, and a second tap of the same old
@@ -121,6 +128,7 @@ async def test_reminders_go_once_by_day_to_reachable_users_only(
         assert kept.job_id is not None
         assert _callbacks(keeper) == [ResultsCb(job_id=kept.job_id, action=ResultsAction.ORIGINALS).pack()]
         assert _reminders(blocked) == _reminders(leaver) == _reminders(quiet_payer) == _reminders(payer) == []
+        assert _reminders(early) == _reminders(late) == []
         async with app.sessionmaker() as session:
             leaver_row = (await session.execute(select(User).where(User.telegram_id == leaver.id))).scalar_one()
             assert leaver_row.is_blocked, "a refusal because of a block marks the user blocked"
