@@ -4,7 +4,8 @@ balance for three days, a pack's originals a week before retention deletes them.
 Each reminder is claimed in the database (UNIQUE user, cause, reference) and committed before it is
 sent, so it goes out at most once whatever crashes or how many processes run the pass. Nothing goes
 out at night in the user's usual time zone (studio/reminders.py): a reminder due then stays unclaimed
-and goes with the first pass of the morning. Messages go through the shared ``Bot`` (bot/reminders.py
+and goes with the first pass of the morning. A user hears at most one reminder a day (REMINDER_GAP),
+the most pressing first; the others wait. Messages go through the shared ``Bot`` (bot/reminders.py
 implements the port), so the outgoing rate limits pace them with deliveries and broadcasts; a user
 found to have blocked the bot is marked blocked and is not written to again.
 """
@@ -30,6 +31,7 @@ from storage.reminders import Due, ReminderStatus
 from studio.reminders import (
     EXPIRY_NOTICE,
     IDLE_CREDITS_AFTER,
+    REMINDER_GAP,
     UNPAID_AFTER,
     UNPAID_UNTIL,
     ReminderCause,
@@ -65,6 +67,7 @@ class RecordingReminderSender:
 class ReminderReport:
     sent: Counter[str] = field(default_factory=Counter)  # cause → reminders that reached the chat
     waiting: int = 0  # due, but it is night where the user is
+    spaced: int = 0  # due, but the user had a reminder within REMINDER_GAP
     blocked: int = 0
     failed: int = 0
 
@@ -87,22 +90,31 @@ class ReminderService:
         """One pass; ``now`` is a parameter so tests can move time instead of waiting for it."""
         now = now or utcnow()
         report = ReminderReport()
-        for due in await self._due(now):
+        due_now = await self._due(now)
+        async with self.sessionmaker() as session:
+            reminded = await queries.reminded_since(session, (due.user_id for due in due_now), now - REMINDER_GAP)
+        for due in due_now:
+            if due.user_id in reminded:
+                report.spaced += 1
+                continue
             if is_quiet(now, due.language):
                 report.waiting += 1
                 continue
+            reminded.add(due.user_id)
             await self._send(due, now, report)
         if report.sent or report.blocked or report.failed:
             log.info(
-                "reminders: sent=%s waiting=%s blocked=%s failed=%s",
+                "reminders: sent=%s waiting=%s spaced=%s blocked=%s failed=%s",
                 dict(report.sent),
                 report.waiting,
+                report.spaced,
                 report.blocked,
                 report.failed,
             )
         return report
 
     async def _due(self, now: datetime) -> list[Due]:
+        """Everything due, the most pressing first: a user due several gets the first one today."""
         async with self.sessionmaker() as session:
             return [
                 *await queries.unpaid_orders(session, now - UNPAID_AFTER, now - UNPAID_UNTIL, self.batch_size),
@@ -112,7 +124,7 @@ class ReminderService:
 
     async def _send(self, due: Due, now: datetime, report: ReminderReport) -> None:
         async with self.sessionmaker() as session:
-            claimed = await queries.claim(session, due)
+            claimed = await queries.claim(session, due, now)
             reminder = await self._reminder(session, due, now) if claimed else None
             await session.commit()
         if reminder is None:

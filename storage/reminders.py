@@ -7,6 +7,7 @@ committed before the message is sent.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -14,7 +15,7 @@ from enum import StrEnum
 from sqlalchemy import ColumnElement, String, and_, cast, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import GenerationJob, GenerationTask, LedgerEntry, Order, Reminder, User, utcnow
+from storage.models import GenerationJob, GenerationTask, LedgerEntry, Order, Reminder, User
 from storage.sql import insert_for, rows_changed
 from studio.reminders import ReminderCause
 from studio.states import ACTIVE_JOB_STATUSES, OrderStatus
@@ -163,7 +164,16 @@ async def expiring_originals(
     ]
 
 
-async def claim(session: AsyncSession, due: Due) -> bool:
+async def reminded_since(session: AsyncSession, user_ids: Iterable[int], since: datetime) -> set[int]:
+    """Which of ``user_ids`` had a reminder claimed after ``since``."""
+    wanted = list(set(user_ids))
+    if not wanted:
+        return set()
+    query = select(Reminder.user_id).where(Reminder.user_id.in_(wanted), Reminder.created_at > since)
+    return set((await session.execute(query)).scalars())
+
+
+async def claim(session: AsyncSession, due: Due, now: datetime) -> bool:
     """Reserve this reminder for one send; False when it was claimed before (by anyone, ever)."""
     statement = (
         insert_for(session, Reminder)
@@ -172,7 +182,7 @@ async def claim(session: AsyncSession, due: Due) -> bool:
             cause=str(due.cause),
             reference=due.reference,
             status=str(ReminderStatus.CLAIMED),
-            created_at=utcnow(),
+            created_at=now,
         )
         .on_conflict_do_nothing(index_elements=[Reminder.user_id, Reminder.cause, Reminder.reference])
     )

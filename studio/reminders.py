@@ -27,6 +27,9 @@ UNPAID_UNTIL = timedelta(days=1)
 IDLE_CREDITS_AFTER = timedelta(days=3)
 # A pack's originals are announced this long before retention deletes them.
 EXPIRY_NOTICE = timedelta(days=7)
+# Whatever the causes, a user hears from us at most once this often: the others wait their turn
+# (an unpaid order first, then the originals, then the credits).
+REMINDER_GAP = timedelta(days=1)
 
 QUIET_FROM = time(22, 0)
 QUIET_UNTIL = time(9, 0)

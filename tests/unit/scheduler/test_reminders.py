@@ -123,3 +123,29 @@ async def test_credits_are_idle_only_after_three_days_without_a_pack_or_a_move(
     await service.run(utcnow().replace(hour=12, minute=0, second=0, microsecond=0))
 
     assert [chat for chat, _, _ in sender.sent] == [1]
+
+
+async def test_a_user_hears_one_reminder_a_day_the_most_pressing_first(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    midday = utcnow().replace(hour=12, minute=0, second=0, microsecond=0)
+    await _with_credits(sessionmaker, 1, 3)
+    async with sessionmaker() as session:
+        user_id = (await session.execute(select(User.id))).scalar_one()
+        waiting = Order(
+            user_id=user_id, style="professional", pack="p7", photos=7, status=OrderStatus.AWAITING_PAYMENT,
+            created_at=midday - 2 * timedelta(hours=1),
+        )  # fmt: skip
+        session.add(waiting)
+        await session.commit()
+        order_id = waiting.id
+    sender = RecordingReminderSender()
+    service = ReminderService(sessionmaker, sender=sender, result_retention=90 * DAY)
+
+    first = await service.run(midday)
+    assert sender.sent == [(1, "en", PaymentReminder(order_id=order_id, photos=7))] and first.spaced == 1
+    later = await service.run(midday + 6 * timedelta(hours=1))
+    assert not later.sent and later.spaced == 1 and len(sender.sent) == 1
+    # A day on, the credits' turn.
+    await service.run(midday + DAY)
+    assert sender.sent[1:] == [(1, "en", CreditsReminder(credits=3, avatar_id=None))]
