@@ -41,6 +41,7 @@ from bot.middlewares.user import UserMiddleware
 from bot.notifier import TelegramNotifier
 from bot.observability import Heartbeat, Metrics
 from bot.originals import TelegramDocumentSender
+from bot.reminders import TelegramReminderSender
 from bot.settings import Settings, parse_limit
 from bot.startup import HEARTBEAT_SECONDS, ProcessRegistry, StartRefused, TelegramLink
 from bot.telegram_limits import ForgivingCallbackAnswers, OutgoingLimits, ResponseTypesKept
@@ -77,6 +78,7 @@ from scheduler.jobs import Beat, build_scheduler
 from scheduler.originals import OriginalsService
 from scheduler.payments import PaymentService
 from scheduler.provider_health import AlertLatch, MemoryLatch, ProviderHealthMonitor, RedisLatch
+from scheduler.reminders import ReminderService
 from scheduler.results import ResultsService
 from scheduler.signals import WorkSignals
 from scheduler.wakeup import WakeableJob
@@ -290,6 +292,12 @@ class Application:
         # Broadcasts share the Bot, hence its outgoing rate limits, with delivery and replies.
         self.broadcasts = BroadcastService(
             self.sessionmaker, sender=TelegramBroadcastSender(self.bot), notifier=notifier
+        )
+        # Reminders too share the Bot and its outgoing limits; the words and buttons are the notifier's.
+        self.reminders = ReminderService(
+            self.sessionmaker,
+            sender=TelegramReminderSender(self.bot, notifier),
+            result_retention=timedelta(days=settings.RESULT_RETENTION_DAYS),
         )
         self.provider_health = ProviderHealthMonitor(
             self.providers,
@@ -592,6 +600,7 @@ class Application:
             payments=self.payments,
             recover_seconds=self.settings.RECOVER_INTERVAL_SECONDS,
             provider_health=self.provider_health,
+            reminders=self.reminders,
             beats=(
                 Beat("process-heartbeat", self.registry.beat, HEARTBEAT_SECONDS),
                 Beat("heartbeat", self.heartbeat.beat, self.heartbeat.interval_seconds, at_start=True),

@@ -108,6 +108,10 @@ class ResendCb(CallbackData, prefix="rs"):
     chunk: int  # the album whose arrival a crash left unknown
 
 
+class SettingsCb(CallbackData, prefix="set"):
+    reminders: bool  # the value the tap sets (not a flip): a repeated tap changes nothing more
+
+
 # ---------------------------------------------------------------- admin buttons
 # One factory per admin area; each action is an enum, as above.
 

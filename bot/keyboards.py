@@ -33,6 +33,7 @@ from bot.callbacks import (
     ResendCb,
     ResultsAction,
     ResultsCb,
+    SettingsCb,
     SpendCb,
     StyleCb,
     UploadAction,
@@ -174,6 +175,30 @@ def originals_choice(job_id: int) -> InlineKeyboardMarkup:
     )
     builder.adjust(1)
     return builder.as_markup()
+
+
+def reminder_pay(order_id: int) -> InlineKeyboardMarkup:
+    """Under the unpaid-order reminder: the order summary's own Pay button."""
+    return _one(_("button.pay"), OrderCb(order_id=order_id, action=OrderAction.PAY).pack())
+
+
+def reminder_credits(avatar_id: int | None) -> InlineKeyboardMarkup:
+    """Under the idle-credits reminder: a pack from the last photo set (the picker offers the balance),
+    or new photos when no set is left."""
+    if avatar_id is not None:
+        return _one(_("button.same_photos"), AgainCb(avatar_id=avatar_id).pack())
+    return new_photos()
+
+
+def reminder_originals(job_id: int) -> InlineKeyboardMarkup:
+    return _one(_("button.originals"), ResultsCb(job_id=job_id, action=ResultsAction.ORIGINALS).pack())
+
+
+def settings(reminders: bool) -> InlineKeyboardMarkup:
+    """/settings: each button carries the value it sets, so a double tap or an old message sets it
+    again instead of flipping it back."""
+    key = "button.reminders_on" if reminders else "button.reminders_off"
+    return _one(_(key), SettingsCb(reminders=not reminders).pack())
 
 
 def summary(order_id: int, free: bool) -> InlineKeyboardMarkup:

@@ -15,14 +15,17 @@ from bot import keyboards
 from bot.locales.messages_plural import PLURAL_MESSAGES
 from scheduler.notices import (
     BroadcastReport,
+    CreditsReminder,
     DeliveryUncertain,
     JobFailed,
     JobQueued,
     Notice,
     OriginalsGone,
     OriginalsNotSent,
+    OriginalsReminder,
     PackFinished,
     PaymentCanceled,
+    PaymentReminder,
     PaymentReturned,
     ProgressShown,
     ProviderAlert,
@@ -99,6 +102,12 @@ class TelegramNotifier:
                 key = f"admin.provider_alert.{alert.condition}.{'on' if alert.active else 'off'}"
                 values = {"balance": credits_text(alert.balance), "threshold": credits_text(alert.threshold)}
                 return text(key, language, provider=alert.provider, model=alert.model or "?", **values), None
+            case PaymentReminder(order_id=order_id, photos=photos):
+                return text("reminder.unpaid_order", language, count=photos), keyboards.reminder_pay(order_id)
+            case CreditsReminder(credits=credits, avatar_id=avatar_id):
+                return text("reminder.idle_credits", language, count=credits), keyboards.reminder_credits(avatar_id)
+            case OriginalsReminder(job_id=job_id, days=days):
+                return text("reminder.originals_expiring", language, count=days), keyboards.reminder_originals(job_id)
             case _:
                 assert_never(notice)
 

@@ -37,3 +37,10 @@ class AccountService:
             await session.execute(update(User).where(User.id == user.id).values(email=email))
             await session.commit()
         set_committed_value(user, "email", email)
+
+    async def set_reminders(self, user: User, enabled: bool) -> None:
+        """/settings: gentle reminders on or off; ``user`` shows the new value at once, as set_email."""
+        async with self.sessionmaker() as session:
+            await session.execute(update(User).where(User.id == user.id).values(reminders_enabled=enabled))
+            await session.commit()
+        set_committed_value(user, "reminders_enabled", enabled)

@@ -18,6 +18,7 @@ from scheduler.engine import GenerationEngine
 from scheduler.housekeeping import Housekeeping
 from scheduler.payments import PaymentService
 from scheduler.provider_health import ProviderHealthMonitor
+from scheduler.reminders import ReminderService
 from scheduler.wakeup import WakeableJob
 
 # Retention is counted in days; an hourly pass deletes what fell due within the hour.
@@ -25,6 +26,9 @@ HOUSEKEEPING_INTERVAL_SECONDS = 3600
 # A balance drains by a pack's worth of credits in minutes at most: five minutes notices it in time,
 # and one credit GET and one model GET per provider every five minutes costs nothing.
 PROVIDER_HEALTH_INTERVAL_SECONDS = 300
+# Reminders are due an hour or days after their cause: ten minutes late is on time, and the pass is a
+# few indexed reads when nobody is due.
+REMINDERS_INTERVAL_SECONDS = 600
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,7 @@ def build_scheduler(
     recover_seconds: float,
     beats: Sequence[Beat] = (),
     provider_health: ProviderHealthMonitor | None = None,
+    reminders: ReminderService | None = None,
 ) -> tuple[AsyncIOScheduler, RunningJobs]:
     """The scheduler with every job added (not started), and the count of its jobs in flight."""
     # Every job: one run at a time, missed runs folded into one, a late run still runs.
@@ -77,4 +82,6 @@ def build_scheduler(
             next_run_time=now,
             id="provider-health",
         )
+    if reminders is not None:
+        scheduler.add_job(reminders.run, "interval", seconds=REMINDERS_INTERVAL_SECONDS, id="reminders")
     return scheduler, running

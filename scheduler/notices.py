@@ -134,6 +134,33 @@ class ProviderAlert:
     model: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class PaymentReminder:
+    """A gentle reminder: the order chosen an hour ago still waits for its payment."""
+
+    order_id: int
+    photos: int
+
+
+@dataclass(frozen=True, slots=True)
+class CreditsReminder:
+    """A gentle reminder: ``credits`` on the balance and no pack for days; ``avatar_id`` is a ready
+    photo set to start from, if the user has one."""
+
+    credits: int
+    avatar_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class OriginalsReminder:
+    """A gentle reminder: the pack's originals are deleted by retention in ``days`` days."""
+
+    job_id: int
+    days: int
+
+
+Reminder = PaymentReminder | CreditsReminder | OriginalsReminder
+
 Notice = (
     JobQueued
     | PaymentCanceled
@@ -148,4 +175,7 @@ Notice = (
     | OriginalsNotSent
     | BroadcastReport
     | ProviderAlert
+    | PaymentReminder
+    | CreditsReminder
+    | OriginalsReminder
 )

@@ -45,6 +45,7 @@ class EventName(StrEnum):
     IMAGE_STORED = "image_stored"  # {size_bytes}: one portrait stored
     PACK_COMPLETED = "pack_completed"  # {image_count, total_duration_ms, skipped, cost}: a job delivered
     FAVOURITE_ADDED = "favourite_added"  # {style, position}: a portrait marked by its owner's positive reaction
+    REMINDER_SENT = "reminder_sent"  # {cause}: a gentle reminder reached the chat (studio/reminders.py)
 
 
 async def record_event(

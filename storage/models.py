@@ -85,6 +85,8 @@ class User(Base):
     email: Mapped[str | None] = mapped_column(String(254))
     is_banned: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     is_blocked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    # /settings: gentle reminders (an unpaid order, idle credits, originals about to be deleted).
+    reminders_enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
     max_active_jobs: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -300,7 +302,7 @@ class GenerationTask(Base):
     grid_group: Mapped[int | None] = mapped_column(Integer)
     grid_slot: Mapped[int | None] = mapped_column(Integer)
     # The main face in the stored portrait, [left, top, size] in its pixels, as the identity check
-    # found it (migration 0013): the profile photo is cropped around it. NULL when not checked.
+    # found it (migration 0012): the profile photo is cropped around it. NULL when not checked.
     face_box: Mapped[list[Any] | None] = mapped_column()
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -335,7 +337,7 @@ class PortraitMessage(Base):
 
 
 class Favourite(Base):
-    """A portrait its owner marked with a positive reaction (migration 0013); the reaction's removal
+    """A portrait its owner marked with a positive reaction (migration 0012); the reaction's removal
     deletes the row, so the table is the current state, not a history (that is the events)."""
 
     __tablename__ = "favourites"
@@ -435,6 +437,22 @@ class BroadcastRecipient(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     status: Mapped[str] = mapped_column(String(16))
     error: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Reminder(Base):
+    """One reminder per user, cause and what it is about, claimed BEFORE it is sent: a crash between
+    the claim and the send loses that reminder, and nothing can ever send it twice."""
+
+    __tablename__ = "reminders"
+    __table_args__ = (UniqueConstraint("user_id", "cause", "reference"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    cause: Mapped[str] = mapped_column(String(32))
+    reference: Mapped[str] = mapped_column(String(64))
+    # claimed → sent | blocked | failed, once Telegram has answered.
+    status: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

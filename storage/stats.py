@@ -84,6 +84,7 @@ class Stats:
     portraits_redone: int = 0
     favourites_added: int = 0  # favourite_added events: portraits marked by a positive reaction
     favourites_by_style: dict[str, int] = field(default_factory=dict)  # marked in the window, still kept
+    reminders_by_cause: dict[str, int] = field(default_factory=dict)
 
     @property
     def success_rate(self) -> float | None:
@@ -235,3 +236,4 @@ async def _events(session: AsyncSession, stats: Stats) -> None:
     stats.rejected_by_reason = await grouped("photo_rejected", "reason")
     stats.favourites_added = sum((await grouped("favourite_added", "style")).values())
     stats.favourites_by_style = await favourites_by_style(session, stats.since, stats.until)
+    stats.reminders_by_cause = await grouped("reminder_sent", "cause")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiogram import F, Router
 from aiogram.enums import ChatType
 
-from bot.handlers import admin, common, favourites, intake, payment, results
+from bot.handlers import admin, common, favourites, intake, payment, results, settings
 
 
 def build_root_router() -> Router:
@@ -20,6 +20,7 @@ def build_root_router() -> Router:
     root.include_router(payment.build_router())
     root.include_router(results.build_router())
     root.include_router(favourites.build_router())
+    root.include_router(settings.build_router())
     root.include_router(intake.build_router())
     root.include_router(intake.build_fallback_router())
     return root

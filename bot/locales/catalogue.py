@@ -9,11 +9,20 @@ from bot.locales.messages_faces import FACE_MESSAGES
 from bot.locales.messages_favourites import FAVOURITE_MESSAGES
 from bot.locales.messages_payment import PAYMENT_MESSAGES
 from bot.locales.messages_plural import PLURAL_MESSAGES
+from bot.locales.messages_reminders import REMINDER_MESSAGES
 
 
 def all_messages() -> dict[str, tuple[str, str]]:
     merged: dict[str, tuple[str, str]] = {}
-    for part in (CORE_MESSAGES, PAYMENT_MESSAGES, ENGINE_MESSAGES, ADMIN_MESSAGES, FACE_MESSAGES, FAVOURITE_MESSAGES):
+    for part in (
+        CORE_MESSAGES,
+        PAYMENT_MESSAGES,
+        ENGINE_MESSAGES,
+        ADMIN_MESSAGES,
+        FACE_MESSAGES,
+        FAVOURITE_MESSAGES,
+        REMINDER_MESSAGES,
+    ):
         duplicated = merged.keys() & part.keys()
         if duplicated:
             raise ValueError(f"text keys defined twice: {sorted(duplicated)}")

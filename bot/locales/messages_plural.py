@@ -156,4 +156,68 @@ PLURAL_MESSAGES: dict[str, tuple[tuple[str, str, str], tuple[str, str]]] = {
             "Order #{order_id}: {done} of {count} portraits ready.",
         ),
     ),
+    # Gentle reminders (scheduler/reminders.py); each says how to turn them off.
+    "reminder.unpaid_order": (
+        (
+            "Ваш заказ на {count} портрет ждёт оплаты. Если хотите продолжить — нажмите «Оплатить», "
+            "стиль и фото сохранены. Передумали — ничего делать не нужно.\n\n"
+            "<i>Напоминания можно выключить в /settings.</i>",
+            "Ваш заказ на {count} портрета ждёт оплаты. Если хотите продолжить — нажмите «Оплатить», "
+            "стиль и фото сохранены. Передумали — ничего делать не нужно.\n\n"
+            "<i>Напоминания можно выключить в /settings.</i>",
+            "Ваш заказ на {count} портретов ждёт оплаты. Если хотите продолжить — нажмите «Оплатить», "
+            "стиль и фото сохранены. Передумали — ничего делать не нужно.\n\n"
+            "<i>Напоминания можно выключить в /settings.</i>",
+        ),
+        (
+            "Your order for {count} portrait is waiting for payment. To go on, tap Pay — your style and "
+            "photos are saved. Changed your mind? Then there is nothing to do.\n\n"
+            "<i>You can turn reminders off in /settings.</i>",
+            "Your order for {count} portraits is waiting for payment. To go on, tap Pay — your style and "
+            "photos are saved. Changed your mind? Then there is nothing to do.\n\n"
+            "<i>You can turn reminders off in /settings.</i>",
+        ),
+    ),
+    "reminder.idle_credits": (
+        (
+            "На вашем балансе {count} кредит — это {count} портрет без оплаты. "
+            "Захотите новую фотосессию — нажмите кнопку ниже.\n\n"
+            "<i>Напоминания можно выключить в /settings.</i>",
+            "На вашем балансе {count} кредита — это {count} портрета без оплаты. "
+            "Захотите новую фотосессию — нажмите кнопку ниже.\n\n"
+            "<i>Напоминания можно выключить в /settings.</i>",
+            "На вашем балансе {count} кредитов — это {count} портретов без оплаты. "
+            "Захотите новую фотосессию — нажмите кнопку ниже.\n\n"
+            "<i>Напоминания можно выключить в /settings.</i>",
+        ),
+        (
+            "You have {count} credit on your balance — {count} portrait at no charge. "
+            "Whenever you feel like a new session, tap the button below.\n\n"
+            "<i>You can turn reminders off in /settings.</i>",
+            "You have {count} credits on your balance — {count} portraits at no charge. "
+            "Whenever you feel like a new session, tap the button below.\n\n"
+            "<i>You can turn reminders off in /settings.</i>",
+        ),
+    ),
+    "reminder.originals_expiring": (
+        (
+            "Оригиналы портретов вашей фотосессии будут удалены через {count} день — так мы храним фото. "
+            "Если хотите сохранить их в полном качестве, нажмите «Оригиналы».\n\n"
+            "<i>Напоминания можно выключить в /settings.</i>",
+            "Оригиналы портретов вашей фотосессии будут удалены через {count} дня — так мы храним фото. "
+            "Если хотите сохранить их в полном качестве, нажмите «Оригиналы».\n\n"
+            "<i>Напоминания можно выключить в /settings.</i>",
+            "Оригиналы портретов вашей фотосессии будут удалены через {count} дней — так мы храним фото. "
+            "Если хотите сохранить их в полном качестве, нажмите «Оригиналы».\n\n"
+            "<i>Напоминания можно выключить в /settings.</i>",
+        ),
+        (
+            "The originals of your photo session's portraits will be deleted in {count} day, as our "
+            "retention rules say. To keep them in full quality, tap Originals.\n\n"
+            "<i>You can turn reminders off in /settings.</i>",
+            "The originals of your photo session's portraits will be deleted in {count} days, as our "
+            "retention rules say. To keep them in full quality, tap Originals.\n\n"
+            "<i>You can turn reminders off in /settings.</i>",
+        ),
+    ),
 }

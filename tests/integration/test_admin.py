@@ -245,6 +245,10 @@ async def seed_stats_data(app: Application) -> None:
                 event("generation_failed", error_type="timeout"),
                 event("generation_completed", duration_ms=1000, cost=0.04),  # cost: the tasks' figures count
                 event("generation_completed", duration_ms=1000),
+                event("reminder_sent", cause="unpaid_order"),
+                event("reminder_sent", cause="unpaid_order"),
+                event("reminder_sent", cause="idle_credits"),
+                event("reminder_sent", old, cause="idle_credits"),
             ]
         )
         await session.commit()
@@ -276,6 +280,7 @@ async def test_stats_reports_the_seeded_figures(fake_telegram: FakeTelegram, dat
             "Provider cost: $0.50; per delivered portrait: $0.10",  # the skipped portrait's create counts
             "Revenue minus refunds and provider cost: $4.40",
             "Identity score, average: 0.700; portraits redone: 20.0%",
+            "Reminders sent: unpaid_order 2, idle_credits 1",
         ]
         for line in expected:
             assert line in text, (line, text)

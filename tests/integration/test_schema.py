@@ -25,6 +25,7 @@ EXPECTED_TABLES = {
     "deliveries",
     "portrait_messages",
     "favourites",
+    "reminders",
     "events",
     "audit_log",
     "user_bans",

@@ -134,41 +134,39 @@ def stats_text(period: str, report: StatsReport, language: str) -> str:
         )
         for name, figures in sorted(stats.providers.items())
     ]
-    return (
-        _("admin.stats").format(
-            period=period,
-            since=when(stats.since),
-            new_users=stats.new_users,
-            paid_orders=stats.paid_orders,
-            revenue=money(stats.revenue, language),
-            refunded=money(stats.refunded, language),
-            jobs=counts(stats.jobs_by_status),
-            photos_done=stats.photos_done,
-            photos_skipped=stats.photos_skipped,
-            success_rate=share(stats.success_rate),
-            first_p50=duration(report.first_p50),
-            first_p95=duration(report.first_p95),
-            pack_p50=duration(report.pack_p50),
-            pack_p95=duration(report.pack_p95),
-            providers="; ".join(providers) or _("admin.none"),
-            started=counts(stats.jobs_started_by_provider),
-            failures=counts(stats.failures_by_type),
-            rejected=counts(stats.rejected_by_reason),
-            granted=stats.credits_granted,
-            returned=stats.credits_returned,
-            refund_credits=stats.credits_refunded,
-            cost=usd(stats.cost_micros),
-            cost_per_portrait=usd(stats.cost_per_portrait_micros),
-            margin=margin_text(report.margin),
-            identity=number(stats.identity_average, 3),
-            redo_share=share(stats.redo_share),
-        )
-        + "\n"
-        + _("admin.stats.favourites").format(
-            added=stats.favourites_added,
-            styles=counts(stats.favourites_by_style),
-        )
+    text = _("admin.stats").format(
+        period=period,
+        since=when(stats.since),
+        new_users=stats.new_users,
+        paid_orders=stats.paid_orders,
+        revenue=money(stats.revenue, language),
+        refunded=money(stats.refunded, language),
+        jobs=counts(stats.jobs_by_status),
+        photos_done=stats.photos_done,
+        photos_skipped=stats.photos_skipped,
+        success_rate=share(stats.success_rate),
+        first_p50=duration(report.first_p50),
+        first_p95=duration(report.first_p95),
+        pack_p50=duration(report.pack_p50),
+        pack_p95=duration(report.pack_p95),
+        providers="; ".join(providers) or _("admin.none"),
+        started=counts(stats.jobs_started_by_provider),
+        failures=counts(stats.failures_by_type),
+        rejected=counts(stats.rejected_by_reason),
+        granted=stats.credits_granted,
+        returned=stats.credits_returned,
+        refund_credits=stats.credits_refunded,
+        cost=usd(stats.cost_micros),
+        cost_per_portrait=usd(stats.cost_per_portrait_micros),
+        margin=margin_text(report.margin),
+        identity=number(stats.identity_average, 3),
+        redo_share=share(stats.redo_share),
     )
+    extra = [
+        _("admin.stats.favourites").format(added=stats.favourites_added, styles=counts(stats.favourites_by_style)),
+        _("admin.stats.reminders").format(reminders=counts(stats.reminders_by_cause)),
+    ]
+    return "\n".join([text, *extra])
 
 
 def queue_text(snapshot: QueueSnapshot, providers: Sequence[ProviderHealth], now: datetime | None = None) -> str:

@@ -26,14 +26,17 @@ from bot.i18n import build_i18n
 from bot.notifier import TelegramNotifier
 from scheduler.notices import (
     BroadcastReport,
+    CreditsReminder,
     DeliveryUncertain,
     JobFailed,
     JobQueued,
     Notice,
     OriginalsGone,
     OriginalsNotSent,
+    OriginalsReminder,
     PackFinished,
     PaymentCanceled,
+    PaymentReminder,
     PaymentReturned,
     ProgressShown,
     ProviderAlert,
@@ -67,6 +70,10 @@ EXAMPLES: list[Notice] = [
         ProviderAlert("replicate", ProviderCondition.MODEL_MISSING, active, model="google/nano-banana-pro")
         for active in (True, False)
     ),
+    PaymentReminder(order_id=5, photos=23),
+    CreditsReminder(credits=3, avatar_id=4),
+    CreditsReminder(credits=1, avatar_id=None),
+    OriginalsReminder(job_id=7, days=7),
 ]
 
 
@@ -122,11 +129,20 @@ def test_each_notice_carries_the_buttons_it_promises(notifier: TelegramNotifier)
         new_photos,
         ResultsCb(job_id=7, action=ResultsAction.CREDITS).pack(),
     ]
+    # Reminders reuse the buttons the conversation already answers: pay, a pack from the same photos, originals.
+    assert buttons(PaymentReminder(5, photos=23)) == [OrderCb(order_id=5, action=OrderAction.PAY).pack()]
+    assert buttons(CreditsReminder(3, avatar_id=4)) == [AgainCb(avatar_id=4).pack()]
+    assert buttons(CreditsReminder(3, avatar_id=None)) == [new_photos]
+    assert buttons(OriginalsReminder(7, days=7)) == [originals]
 
 
 def test_counts_meet_their_nouns_and_amounts_are_formatted(notifier: TelegramNotifier) -> None:
     assert "23 портрета" in notifier.render(PackFinished(7, 4, delivered=23, credited=0), "ru")[0]
     assert "All 23 portraits" in notifier.render(PackFinished(7, 4, delivered=23, credited=0), "en")[0]
+    assert "23 портрета ждёт оплаты" in notifier.render(PaymentReminder(5, photos=23), "ru")[0]
+    assert "1 credit on your balance" in notifier.render(CreditsReminder(1, None), "en")[0]
+    assert "через 7 дней" in notifier.render(OriginalsReminder(7, days=7), "ru")[0]
+    assert "in 1 day," in notifier.render(OriginalsReminder(7, days=1), "en")[0]
     returned = notifier.render(PaymentReturned(5, ReturnReason.AMOUNT, 99_000, Currency.RUB), "en")[0]
     assert "990" in returned and "#5" in returned
     low = notifier.render(ProviderAlert("kie", ProviderCondition.BALANCE_LOW, True, 42.5, 1000.0), "en")[0]

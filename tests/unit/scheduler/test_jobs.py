@@ -10,9 +10,16 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from scheduler.engine import GenerationEngine
 from scheduler.housekeeping import Housekeeping
-from scheduler.jobs import HOUSEKEEPING_INTERVAL_SECONDS, PROVIDER_HEALTH_INTERVAL_SECONDS, Beat, build_scheduler
+from scheduler.jobs import (
+    HOUSEKEEPING_INTERVAL_SECONDS,
+    PROVIDER_HEALTH_INTERVAL_SECONDS,
+    REMINDERS_INTERVAL_SECONDS,
+    Beat,
+    build_scheduler,
+)
 from scheduler.payments import PaymentService
 from scheduler.provider_health import ProviderHealthMonitor
+from scheduler.reminders import ReminderService
 from scheduler.wakeup import WakeableJob
 
 
@@ -33,7 +40,9 @@ def _payments(*, card: bool, stars: bool) -> PaymentService:
     )
 
 
-def _jobs(*, card: bool, stars: bool, beats: tuple[Beat, ...] = (), provider_health: Any = None) -> dict[str, Any]:
+def _jobs(
+    *, card: bool, stars: bool, beats: tuple[Beat, ...] = (), provider_health: Any = None, reminders: Any = None
+) -> dict[str, Any]:
     scheduler, _running = build_scheduler(
         engine=cast(GenerationEngine, SimpleNamespace(recover=_nothing)),
         delivery=WakeableJob("deliver", _nothing, 0.5),
@@ -42,6 +51,7 @@ def _jobs(*, card: bool, stars: bool, beats: tuple[Beat, ...] = (), provider_hea
         recover_seconds=30,
         beats=beats,
         provider_health=provider_health,
+        reminders=reminders,
     )
     scheduler.start(paused=True)  # works out each job's first run without running any
     try:
@@ -92,3 +102,9 @@ async def test_provider_health_is_probed_at_start_and_on_its_interval() -> None:
     # Nothing to probe (no provider offers a probe): no job.
     nothing = cast(ProviderHealthMonitor, SimpleNamespace(check=_nothing, names=[]))
     assert "provider-health" not in _jobs(card=False, stars=False, provider_health=nothing)
+
+
+async def test_reminders_run_on_their_interval() -> None:
+    reminders = cast(ReminderService, SimpleNamespace(run=_nothing))
+    jobs = _jobs(card=False, stars=False, reminders=reminders)
+    assert _every(jobs["reminders"]) == timedelta(seconds=REMINDERS_INTERVAL_SECONDS)
