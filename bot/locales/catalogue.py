@@ -5,6 +5,7 @@ from __future__ import annotations
 from bot.locales.messages import CORE_MESSAGES
 from bot.locales.messages_admin import ADMIN_MESSAGES
 from bot.locales.messages_engine import ENGINE_MESSAGES
+from bot.locales.messages_examples import EXAMPLE_MESSAGES
 from bot.locales.messages_faces import FACE_MESSAGES
 from bot.locales.messages_payment import PAYMENT_MESSAGES
 from bot.locales.messages_plural import PLURAL_MESSAGES
@@ -12,7 +13,7 @@ from bot.locales.messages_plural import PLURAL_MESSAGES
 
 def all_messages() -> dict[str, tuple[str, str]]:
     merged: dict[str, tuple[str, str]] = {}
-    for part in (CORE_MESSAGES, PAYMENT_MESSAGES, ENGINE_MESSAGES, ADMIN_MESSAGES, FACE_MESSAGES):
+    for part in (CORE_MESSAGES, PAYMENT_MESSAGES, ENGINE_MESSAGES, ADMIN_MESSAGES, FACE_MESSAGES, EXAMPLE_MESSAGES):
         duplicated = merged.keys() & part.keys()
         if duplicated:
             raise ValueError(f"text keys defined twice: {sorted(duplicated)}")
