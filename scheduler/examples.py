@@ -10,6 +10,7 @@ part of the engine needs to know examples exist.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Mapping
@@ -22,7 +23,8 @@ from scheduler.signals import WorkSignals
 from storage import avatars as avatar_queries
 from storage import examples as queries
 from storage import jobs as job_queries
-from storage.files import FileStore
+from storage.files import FileNotFoundInStore, FileStore
+from storage.images import ImageRejected, fit_for_telegram_photo
 from storage.models import User
 from studio.catalogue import Catalogue
 from studio.examples import EXAMPLE_SELFIES, EXAMPLES_PER_STYLE, ExampleSetStatus, choose_examples, is_over
@@ -170,7 +172,7 @@ class ExampleService:
 
     async def showcase(self) -> list[StyleShowcase]:
         """The live examples, one entry per style in the catalogue's order (empty before any set went
-        live). An image never sent yet carries its bytes; a known one only its file id."""
+        live). An image never sent yet carries its bytes (fitted for a photo); a known one only its file id."""
         await self.settle()
         async with self.sessionmaker() as session:
             examples = await queries.live_examples(session)
@@ -179,9 +181,19 @@ class ExampleService:
             if example.file_id is not None:
                 by_style[example.style].append(ExampleImage(example.example_id, example.file_id))
             elif example.result_key is not None:
-                data = await self.files.get(example.result_key)
-                by_style[example.style].append(ExampleImage(example.example_id, None, data))
+                data = await self._photo_bytes(example.result_key)
+                if data is not None:
+                    by_style[example.style].append(ExampleImage(example.example_id, None, data))
         return [StyleShowcase(style.id, by_style[style.id]) for style in self.catalogue.styles if by_style[style.id]]
+
+    async def _photo_bytes(self, key: str) -> bytes | None:
+        """The portrait as Telegram takes a photo (≤ 10 MB, sides ≤ 10000 together); None when it is gone
+        or cannot be one (the picker then shows that style without it)."""
+        try:
+            return await asyncio.to_thread(fit_for_telegram_photo, await self.files.get(key))
+        except (FileNotFoundInStore, ImageRejected):
+            log.warning("example %s cannot be shown", key, exc_info=True)
+            return None
 
     async def remember(self, file_ids: Mapping[int, str]) -> None:
         """The file ids Telegram gave the examples on their first send."""

@@ -156,20 +156,11 @@ async def go_live(session: AsyncSession, set_id: int, chosen: Mapping[str, Seque
         .values(status=ExampleSetStatus.REPLACED)
     )
     await session.execute(update(ExampleSet).where(ExampleSet.id == set_id).values(live_at=utcnow()))
-    task_ids = [task_id for ids in chosen.values() for task_id in ids]
-    # A portrait already delivered to the admin (the preview) has a file id: it is never uploaded again.
-    known = dict(
-        (
-            await session.execute(
-                select(GenerationTask.id, GenerationTask.telegram_file_id).where(GenerationTask.id.in_(task_ids))
-            )
-        ).all()
-    )
     for style, ids in chosen.items():
         for position, task_id in enumerate(ids):
-            session.add(
-                StyleExample(set_id=set_id, style=style, position=position, task_id=task_id, file_id=known.get(task_id))
-            )
+            # No file id yet, even for a portrait the admin's preview showed: that one may have gone as
+            # a document (too big for a photo), and an album of photos cannot name a document.
+            session.add(StyleExample(set_id=set_id, style=style, position=position, task_id=task_id))
     await session.flush()
     return True
 
