@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -195,10 +195,13 @@ class ExampleService:
             log.warning("example %s cannot be shown", key, exc_info=True)
             return None
 
-    async def remember(self, file_ids: Mapping[int, str]) -> None:
-        """The file ids Telegram gave the examples on their first send."""
-        if not file_ids:
+    async def remember(self, file_ids: Mapping[int, str], stale: Sequence[int] = ()) -> None:
+        """The file ids Telegram gave the examples on their first send, and the examples whose file id
+        it refused (uploaded again next time)."""
+        if not file_ids and not stale:
             return
         async with self.sessionmaker() as session:
             await queries.remember_file_ids(session, file_ids)
+            if stale:
+                await queries.forget_file_ids(session, stale)
             await session.commit()

@@ -185,3 +185,8 @@ async def remember_file_ids(session: AsyncSession, file_ids: Mapping[int, str]) 
             .where(StyleExample.id == example_id, StyleExample.file_id.is_(None))
             .values(file_id=file_id)
         )
+
+
+async def forget_file_ids(session: AsyncSession, example_ids: Sequence[int]) -> None:
+    """File ids Telegram no longer takes: the pictures are uploaded again on their next send."""
+    await session.execute(update(StyleExample).where(StyleExample.id.in_(list(example_ids))).values(file_id=None))

@@ -1,6 +1,6 @@
 """The style picker's example albums (bot/examples.py): a known picture is named by its file id, an
 unknown one uploaded and its new file id remembered, a lone example sent as a photo, and a style whose
-album Telegram refuses is left out without stopping the others."""
+album Telegram refuses is left out without stopping the others, its file ids forgotten."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ async def test_known_pictures_are_named_and_new_ones_uploaded_once_then_remember
     examples = create_autospec(ExampleService, instance=True)
     examples.showcase.return_value = [
         StyleShowcase("professional", [ExampleImage(1, "known-1"), ExampleImage(2, None, b"jpeg-2")]),
-        StyleShowcase("lifestyle", [ExampleImage(3, None, b"jpeg-3"), ExampleImage(4, None, b"jpeg-4")]),
+        StyleShowcase("lifestyle", [ExampleImage(3, "gone-3"), ExampleImage(4, None, b"jpeg-4")]),
         StyleShowcase("creative", [ExampleImage(5, None, b"jpeg-5")]),
     ]
     target = SimpleNamespace(
@@ -45,5 +45,6 @@ async def test_known_pictures_are_named_and_new_ones_uploaded_once_then_remember
     assert isinstance(first[1].media, BufferedInputFile) and first[1].caption is None
     photo_args = target.answer_photo.await_args
     assert isinstance(photo_args.args[0], BufferedInputFile) and photo_args.kwargs["caption"] == "<b>Creative</b>"
-    # The refused lifestyle album taught nothing; the known picture is not written again.
-    examples.remember.assert_awaited_once_with({2: "new-2", 5: "new-5"})
+    # The known picture is not written again; the refused lifestyle album's file id is forgotten, so it
+    # is uploaded next time instead of failing the album for good.
+    examples.remember.assert_awaited_once_with({2: "new-2", 5: "new-5"}, [3])

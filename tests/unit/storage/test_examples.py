@@ -109,6 +109,8 @@ async def test_a_known_file_id_is_kept_and_retention_spares_the_live_examples(se
     await examples.remember_file_ids(session, {unknown.example_id: "first"})
     await examples.remember_file_ids(session, {unknown.example_id: "second"})
     assert (await session.get(StyleExample, unknown.example_id, populate_existing=True)).file_id == "first"  # type: ignore[union-attr]
+    await examples.forget_file_ids(session, [unknown.example_id])
+    assert (await session.get(StyleExample, unknown.example_id, populate_existing=True)).file_id is None  # type: ignore[union-attr]
 
     for job_id in (await session.execute(select(GenerationJob.id))).scalars():
         await session.execute(
