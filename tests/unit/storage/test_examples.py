@@ -78,7 +78,7 @@ async def test_an_example_jobs_skipped_portrait_releases_no_credit(session: Asyn
     assert job is not None and job.photos_failed == 1 and job.order_id is None and job.status == JobStatus.QUEUED
 
 
-async def test_a_set_goes_live_once_replacing_the_one_before_with_known_file_ids(session: AsyncSession) -> None:
+async def test_a_set_goes_live_once_replacing_the_one_before_its_pictures_not_yet_sent(session: AsyncSession) -> None:
     admin = await _admin(session)
     old_id, old_jobs = await _set_with_jobs(session, admin, ("professional",))
     assert await examples.go_live(session, old_id, await examples.portraits_by_style(session, old_id))
