@@ -71,6 +71,7 @@ from scheduler.broadcast import BroadcastService
 from scheduler.credits import CreditService
 from scheduler.delivery import DeliveryConfig, DeliveryService
 from scheduler.engine import EngineConfig, GenerationEngine
+from scheduler.examples import ExampleService
 from scheduler.favourites import FavouritesService
 from scheduler.housekeeping import Housekeeping
 from scheduler.intake import IntakeLimits, IntakeService
@@ -175,6 +176,7 @@ class Application:
     accounts: AccountService = field(init=False)
     results: ResultsService = field(init=False)
     intake: IntakeService = field(init=False)
+    examples: ExampleService = field(init=False)
     _runner: web.AppRunner | None = field(init=False, default=None)
     _polling: asyncio.Task[None] | None = field(init=False, default=None)
     _stopped: asyncio.Event = field(init=False, default_factory=asyncio.Event)
@@ -329,6 +331,9 @@ class Application:
             ),
             faces=self.faces,
             grid_capable=self.engine_service.primary_grid_capable,
+        )
+        self.examples = ExampleService(
+            self.sessionmaker, catalogue=self.catalogue, intake=self.intake, files=self.files, signals=self.signals
         )
         self.dispatcher = self._build_dispatcher(i18n)
         self.scheduler = self._build_scheduler()
@@ -579,6 +584,7 @@ class Application:
             accounts=self.accounts,
             results=self.results,
             intake=self.intake,
+            examples=self.examples,
         )
         dispatcher.update.outer_middleware(UpdateCountingMiddleware(self.metrics.updates_handled))
         dispatcher.update.outer_middleware(ThrottlingMiddleware(self.settings.THROTTLE_UPDATES_PER_SECOND, i18n=i18n))

@@ -349,6 +349,47 @@ class Favourite(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
+class ExampleSet(Base):
+    """Style previews (studio/examples.py): an admin's reference photos (an avatar of theirs) and the
+    free jobs, one per style, that turn them into example portraits. The live set is the picker's."""
+
+    __tablename__ = "example_sets"
+    __table_args__ = (Index("ix_example_sets_status", "status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_by: Mapped[int] = mapped_column(BigInteger)  # the admin's Telegram id
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    avatar_id: Mapped[int | None] = mapped_column(ForeignKey("avatars.id", ondelete="SET NULL"))
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    live_at: Mapped[datetime | None] = mapped_column()
+
+
+class ExampleJob(Base):
+    """A job that makes examples: it holds no credits (nothing reserved, nothing released) and its
+    portraits outlive retention while they are shown."""
+
+    __tablename__ = "example_jobs"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("generation_jobs.id", ondelete="CASCADE"), primary_key=True)
+    set_id: Mapped[int] = mapped_column(ForeignKey("example_sets.id", ondelete="CASCADE"), index=True)
+
+
+class StyleExample(Base):
+    """One example portrait of a style in a set, and the Telegram file id it was last sent as (so it is
+    uploaded once, then only named)."""
+
+    __tablename__ = "style_examples"
+    __table_args__ = (UniqueConstraint("set_id", "style", "position"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    set_id: Mapped[int] = mapped_column(ForeignKey("example_sets.id", ondelete="CASCADE"))
+    style: Mapped[str] = mapped_column(String(32))
+    position: Mapped[int] = mapped_column(Integer)
+    task_id: Mapped[int] = mapped_column(ForeignKey("generation_tasks.id", ondelete="CASCADE"))
+    file_id: Mapped[str | None] = mapped_column(String(255))
+
+
 class Event(Base):
     __tablename__ = "events"
     __table_args__ = (Index("ix_events_name_created", "name", "created_at"),)

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage import ledger, transitions
+from storage import examples, ledger, transitions
 from storage.models import GenerationJob, GenerationTask, User, utcnow
 from storage.sql import claim_rows, insert_for
 from studio.costs import split_micros
@@ -393,7 +393,8 @@ async def skip_task(
     await session.execute(
         update(GenerationJob).where(GenerationJob.id == job_id).values(photos_failed=GenerationJob.photos_failed + 1)
     )
-    await ledger.record(session, job.user_id, release_line_for_task(task_id), order_id=job.order_id, job_id=job_id)
+    if not await examples.is_example_job(session, job_id):  # an example job reserved nothing to give back
+        await ledger.record(session, job.user_id, release_line_for_task(task_id), order_id=job.order_id, job_id=job_id)
     return True
 
 

@@ -13,7 +13,8 @@ from datetime import datetime
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Avatar, GenerationJob, GenerationTask, ReferencePhoto
+from storage.models import Avatar, ExampleSet, GenerationJob, GenerationTask, ReferencePhoto, StyleExample
+from studio.examples import ExampleSetStatus
 from studio.states import ACTIVE_JOB_STATUSES, AvatarStatus
 
 # Everything PinGlass writes to the file store lives under these prefixes.
@@ -73,12 +74,19 @@ async def remove_results_stored_before(session: AsyncSession, cutoff: datetime, 
     over = select(GenerationJob.id).where(
         GenerationJob.id == GenerationTask.job_id, GenerationJob.status.not_in(list(ACTIVE_JOB_STATUSES))
     )
+    # The live style examples are shown to every new user: they stay while they are shown.
+    shown = (
+        select(StyleExample.id)
+        .join(ExampleSet, ExampleSet.id == StyleExample.set_id)
+        .where(StyleExample.task_id == GenerationTask.id, ExampleSet.status == ExampleSetStatus.LIVE)
+    )
     rows = await session.execute(
         select(GenerationTask.id, GenerationTask.result_key, GenerationTask.thumb_key)
         .where(
             GenerationTask.stored_at < cutoff,
             GenerationTask.result_key.is_not(None) | GenerationTask.thumb_key.is_not(None),
             over.exists(),
+            ~shown.exists(),
         )
         .order_by(GenerationTask.id)
         .limit(limit)

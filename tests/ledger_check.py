@@ -16,6 +16,7 @@ reservations, tasks → portraits and releases) and requires the ledger to say e
 3. Per job: one reserve line of ``photos_total``; released ≤ reserved; a queued job has released
    nothing, a cancelled one everything (once), and a job with tasks released one credit per skipped
    task: so reserved − released is exactly its portraits plus its still-open tasks.
+   A job that makes style examples moves no credits at all (no line names it).
 4. Per user: credits bought (purchases, trial, grants) − credits refunded = credits turned into
    portraits by finished jobs + credits reserved by unfinished jobs + the balance.
 5. Credits a job returned are spent once: at most one order per source job, no bigger than what
@@ -35,7 +36,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.db import create_engine, create_sessionmaker
-from storage.models import GenerationJob, GenerationTask, LedgerEntry, Order, Payment, User
+from storage.models import ExampleJob, GenerationJob, GenerationTask, LedgerEntry, Order, Payment, User
 from studio.credits import CREDITING_REASONS, DEBITING_REASONS, check_invariant
 from studio.states import ACTIVE_JOB_STATUSES, JobStatus, LedgerReason, OrderStatus, PaymentStatus, TaskStatus
 
@@ -133,10 +134,14 @@ async def _check(session: AsyncSession) -> dict[int, UserTotals]:
     entries = list((await session.execute(select(LedgerEntry).order_by(LedgerEntry.id))).scalars())
     payments = list((await session.execute(select(Payment).order_by(Payment.id))).scalars())
     jobs = list((await session.execute(select(GenerationJob).order_by(GenerationJob.id))).scalars())
+    # Style examples (issue 19): free jobs that hold no credits, so none of the job rules apply to them.
+    example_jobs = set((await session.execute(select(ExampleJob.job_id))).scalars())
+    jobs = [job for job in jobs if job.id not in example_jobs]
     orders = {order.id: order for order in (await session.execute(select(Order))).scalars()}
     task_rows = (await session.execute(select(GenerationTask.id, GenerationTask.job_id, GenerationTask.status))).all()
 
     problems: list[str] = []
+    problems += [f"ledger {e.id}: example job {e.job_id} moved credits" for e in entries if e.job_id in example_jobs]
     totals: dict[int, UserTotals] = {user_id: UserTotals() for user_id in users}
     by_reference: dict[tuple[str, str], list[LedgerEntry]] = defaultdict(list)
     _ledger_totals(entries, totals, by_reference, problems)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from bot.locales.messages import CORE_MESSAGES
 from bot.locales.messages_admin import ADMIN_MESSAGES
 from bot.locales.messages_engine import ENGINE_MESSAGES
+from bot.locales.messages_examples import EXAMPLE_MESSAGES
 from bot.locales.messages_faces import FACE_MESSAGES
 from bot.locales.messages_favourites import FAVOURITE_MESSAGES
 from bot.locales.messages_payment import PAYMENT_MESSAGES
@@ -22,6 +23,7 @@ def all_messages() -> dict[str, tuple[str, str]]:
         FACE_MESSAGES,
         FAVOURITE_MESSAGES,
         REMINDER_MESSAGES,
+        EXAMPLE_MESSAGES,
     ):
         duplicated = merged.keys() & part.keys()
         if duplicated:

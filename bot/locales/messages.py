@@ -28,7 +28,8 @@ CORE_MESSAGES: dict[str, tuple[str, str]] = {
         "4. Портреты приходят альбомами по мере готовности — обычно за несколько минут.\n"
         "5. Поставьте ❤️ на портрет, который нравится, — он попадёт в избранное.\n\n"
         "Команды: /start — начать, /status — где мой заказ, /cancel — выйти из текущего шага, "
-        "/paysupport — вопросы по оплате, /favourites — избранные портреты, /forget — удалить мои фото, /settings — напоминания.\n"
+        "/paysupport — вопросы по оплате, /favourites — избранные портреты, /forget — удалить мои фото, "
+        "/settings — напоминания.\n"
         "Селфи хранятся {reference_days} дн. после последней фотосессии, портреты — {result_days} дн.",
         "<b>How it works</b>\n1. Send 5–8 selfies: face clearly visible, only you in the frame, no "
         "sunglasses, different angles and light. Photos, an album or files (JPEG, PNG, WebP, HEIC) all work.\n"
@@ -37,7 +38,8 @@ CORE_MESSAGES: dict[str, tuple[str, str]] = {
         "4. Portraits arrive as albums as soon as they are ready, usually within minutes.\n"
         "5. Put a ❤️ on the portraits you like: they become your favourites.\n\n"
         "Commands: /start to begin, /status to see your order, /cancel to leave the current step, "
-        "/paysupport for payment questions, /favourites for your favourite portraits, /forget to delete my photos, /settings for reminders.\n"
+        "/paysupport for payment questions, /favourites for your favourite portraits, /forget to delete my photos, "
+        "/settings for reminders.\n"
         "Selfies are kept {reference_days} days after your last session, portraits {result_days} days.",
     ),
     "banned": (

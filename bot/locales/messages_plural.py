@@ -220,4 +220,23 @@ PLURAL_MESSAGES: dict[str, tuple[tuple[str, str, str], tuple[str, str]]] = {
             "<i>You can turn reminders off in /settings.</i>",
         ),
     ),
+    "examples.progress": (
+        (
+            "⏳ Примеры готовятся: готов {count} портрет из {total}.",
+            "⏳ Примеры готовятся: готово {count} портрета из {total}.",
+            "⏳ Примеры готовятся: готово {count} портретов из {total}.",
+        ),
+        (
+            "⏳ Examples in the making: {count} portrait of {total} ready.",
+            "⏳ Examples in the making: {count} portraits of {total} ready.",
+        ),
+    ),
+    "examples.live": (
+        (
+            "🖼 Сейчас выбор стиля показывает {count} пример.",
+            "🖼 Сейчас выбор стиля показывает {count} примера.",
+            "🖼 Сейчас выбор стиля показывает {count} примеров.",
+        ),
+        ("🖼 The style picker shows {count} example now.", "🖼 The style picker shows {count} examples now."),
+    ),
 }

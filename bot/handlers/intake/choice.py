@@ -16,6 +16,7 @@ from bot.handlers.intake.steps import Intake, ask_for_style, offered_currencies,
 from bot.i18n import counted
 from bot.settings import Settings
 from scheduler.credits import CreditService, CreditsUnavailable, picker_spend_key
+from scheduler.examples import ExampleService
 from scheduler.intake import IntakeService
 from storage.models import User
 from studio.catalogue import Catalogue, Pack, Style
@@ -104,13 +105,14 @@ async def order_change(
     user: User,
     catalogue: Catalogue,
     intake: IntakeService,
+    examples: ExampleService,
     avatar_id: int,
 ) -> None:
     """Change on the summary: its order is withdrawn, and the style is asked again."""
     assert query.message is not None  # the root router admits only queries from a private chat's message
     await intake.withdraw_order(callback_data.order_id)
     await query.answer()
-    await ask_for_style(query.message, state, catalogue, user, avatar_id)
+    await ask_for_style(query.message, state, catalogue, user, avatar_id, examples)
 
 
 async def order_cancel(query: CallbackQuery, callback_data: OrderCb, state: FSMContext, intake: IntakeService) -> None:

@@ -11,6 +11,7 @@ from bot.callbacks import AgainCb
 from bot.handlers.intake.steps import Intake, ask_for_style, leaving, open_set, show_current_step
 from bot.i18n import counted
 from bot.middlewares.replay import step_update
+from scheduler.examples import ExampleService
 from scheduler.intake import IntakeService, JobStatusView, OrderStatusView
 from storage.models import User
 from studio.catalogue import Catalogue
@@ -46,7 +47,12 @@ async def _opens_a_set(state: FSMContext, update_id: int) -> bool:
 
 
 async def reuse_photos(
-    query: CallbackQuery, state: FSMContext, user: User, catalogue: Catalogue, intake: IntakeService
+    query: CallbackQuery,
+    state: FSMContext,
+    user: User,
+    catalogue: Catalogue,
+    intake: IntakeService,
+    examples: ExampleService,
 ) -> None:
     """ "Use my previous photos" under /start: the latest finished set."""
     assert query.message is not None  # the root router admits only queries from a private chat's message
@@ -55,7 +61,7 @@ async def reuse_photos(
     if avatar_id is None:
         await query.message.answer(_("reuse.none"))
         return
-    await ask_for_style(query.message, state, catalogue, user, avatar_id)
+    await ask_for_style(query.message, state, catalogue, user, avatar_id, examples)
 
 
 async def reuse_set(
@@ -65,6 +71,7 @@ async def reuse_set(
     user: User,
     catalogue: Catalogue,
     intake: IntakeService,
+    examples: ExampleService,
 ) -> None:
     """ "New pack with the same photos" under a finished pack: that pack's set, if it is still kept."""
     assert query.message is not None  # the root router admits only queries from a private chat's message
@@ -73,7 +80,7 @@ async def reuse_set(
     if avatar_id is None:
         await query.message.answer(_("reuse.gone"))
         return
-    await ask_for_style(query.message, state, catalogue, user, avatar_id)
+    await ask_for_style(query.message, state, catalogue, user, avatar_id, examples)
 
 
 async def cancel_command(message: Message, state: FSMContext, intake: IntakeService) -> None:

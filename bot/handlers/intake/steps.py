@@ -8,8 +8,10 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup
 from aiogram.utils.i18n import gettext as _
 
 from bot import keyboards
+from bot.examples import show_examples
 from bot.handlers.chat import ChatTarget
 from bot.settings import Settings
+from scheduler.examples import ExampleService
 from scheduler.intake import IntakeService, Leaving
 from storage.models import User
 from studio.catalogue import Catalogue
@@ -53,10 +55,19 @@ async def open_set(state: FSMContext, avatar_id: int) -> None:
 
 
 async def ask_for_style(
-    message: ChatTarget, state: FSMContext, catalogue: Catalogue, user: User, avatar_id: int
+    message: ChatTarget,
+    state: FSMContext,
+    catalogue: Catalogue,
+    user: User,
+    avatar_id: int,
+    examples: ExampleService | None = None,
 ) -> None:
+    """The style picker; with ``examples``, each style's example albums first (once there are any).
+    Reminders of the step (stray input, /status) pass none: the albums are not sent again for them."""
     await state.set_state(Intake.style)
     await state.update_data(avatar_id=avatar_id, style=None, pack=None, order_id=None)
+    if examples is not None:
+        await show_examples(message, examples, catalogue, user.language)
     lines = [_("style.prompt")]
     for style in catalogue.styles:
         lines.append(f"\n<b>{style.name.get(user.language)}</b> — {style.description.get(user.language)}")

@@ -23,6 +23,7 @@ from bot.handlers.intake.steps import (
     upload_progress_text,
 )
 from bot.i18n import counted
+from scheduler.examples import ExampleService
 from scheduler.intake import FAILED, TOO_MANY, IncomingPhoto, IntakeService, PhotoOutcome, SetState
 from storage.models import User
 from studio.catalogue import Catalogue
@@ -40,6 +41,7 @@ async def receive_image(
     bot: Bot,
     catalogue: Catalogue,
     intake: IntakeService,
+    examples: ExampleService,
     album_collector: AlbumCollector[PhotoOutcome],
     user_locks: UserLocks,
 ) -> None:
@@ -53,20 +55,13 @@ async def receive_image(
             return
     else:
         outcomes = [outcome]
-    await _reply_to_upload(message, state, user, catalogue, intake, outcomes)
+    await _reply_to_upload(message, state, user, catalogue, intake, examples, outcomes)
 
 
 async def _take(
     message: Message, state: FSMContext, user: User, bot: Bot, intake: IntakeService, user_locks: UserLocks
 ) -> PhotoOutcome:
-    file_id, file_unique_id, file_size = _file_of(message)
-
-    async def fetch() -> bytes:
-        buffer = BytesIO()
-        await bot.download(file_id, destination=buffer, timeout=60)
-        return buffer.getvalue()
-
-    photo = IncomingPhoto(file_unique_id, file_size, fetch)
+    photo = incoming_photo(message, bot)
     try:
         async with user_locks.lock(user.id):
             current = await state.get_state()
@@ -85,6 +80,18 @@ async def _take(
         return PhotoOutcome(False, 0, FAILED)
 
 
+def incoming_photo(message: Message, bot: Bot) -> IncomingPhoto:
+    """The photo (or image file) of ``message``, downloaded only when its checks ask for the bytes."""
+    file_id, file_unique_id, file_size = _file_of(message)
+
+    async def fetch() -> bytes:
+        buffer = BytesIO()
+        await bot.download(file_id, destination=buffer, timeout=60)
+        return buffer.getvalue()
+
+    return IncomingPhoto(file_unique_id, file_size, fetch)
+
+
 def _file_of(message: Message) -> tuple[str, str, int | None]:
     if message.photo:
         largest = message.photo[-1]
@@ -100,6 +107,7 @@ async def _reply_to_upload(
     user: User,
     catalogue: Catalogue,
     intake: IntakeService,
+    examples: ExampleService,
     outcomes: list[PhotoOutcome],
 ) -> None:
     rejections = [outcome.reason_key for outcome in outcomes if outcome.reason_key]
@@ -126,14 +134,20 @@ async def _reply_to_upload(
     elif settled.closed:
         lines.append(_("upload.full").format(max=MAX_PHOTOS))
         await message.answer("\n".join(lines))
-        await ask_for_style(message, state, catalogue, user, avatar_id)
+        await ask_for_style(message, state, catalogue, user, avatar_id, examples)
     else:
         lines.append(upload_progress_text(settled.count))
         await message.answer("\n".join(lines), reply_markup=done_button(avatar_id, settled.count))
 
 
 async def upload_done(
-    query: CallbackQuery, state: FSMContext, user: User, catalogue: Catalogue, intake: IntakeService, avatar_id: int
+    query: CallbackQuery,
+    state: FSMContext,
+    user: User,
+    catalogue: Catalogue,
+    intake: IntakeService,
+    examples: ExampleService,
+    avatar_id: int,
 ) -> None:
     """Done: the set is reviewed and closed, and the style is next (``avatar_id``: the set the step
     collects, which the button named; bot/middlewares/intake_buttons.py checked)."""
@@ -146,7 +160,7 @@ async def upload_done(
     if settled.reviewed_out:
         await _answer_set_review(query.message, avatar_id, settled)
         return
-    await ask_for_style(query.message, state, catalogue, user, avatar_id)
+    await ask_for_style(query.message, state, catalogue, user, avatar_id, examples)
 
 
 async def _answer_set_review(message: ChatTarget, avatar_id: int, settled: SetState) -> None:

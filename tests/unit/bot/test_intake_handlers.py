@@ -18,6 +18,7 @@ from bot.handlers.intake import Intake
 from bot.locales.catalogue import all_messages
 from bot.settings import Settings
 from scheduler.credits import CreditService, CreditsUnavailable, Spent
+from scheduler.examples import ExampleService
 from scheduler.intake import (
     NOT_NOW,
     DraftOrder,
@@ -50,12 +51,15 @@ class Chat:
         self.intake.offered_packs.return_value = list(CATALOGUE.packs)
         self.intake.pack_offer.return_value = PackOffer(list(CATALOGUE.packs), 0)
         self.intake.photos_in.return_value = 0
+        self.examples = create_autospec(ExampleService, instance=True)
+        self.examples.showcase.return_value = []  # no example set is live: the picker is text only
         self.dispatcher: Dispatcher = handler_dispatcher(
             intake.build_router(),
             intake.build_fallback_router(),
             settings=Settings(BOT_TOKEN=TOKEN, STARS_ENABLED=True, _env_file=None),  # type: ignore[call-arg]
             catalogue=CATALOGUE,
             intake=self.intake,
+            examples=self.examples,
             credits=self.credits,
             album_collector=AlbumCollector[PhotoOutcome](quiet_seconds=0.05),
             user_locks=UserLocks(),
