@@ -44,6 +44,11 @@ class ProviderPolicy:
     # The static guess of the provider's low latency, used until recent latency is known.
     first_poll_after_seconds: float
     poll_every_seconds: float  # the step between polls while a task is within its usual latency
+    # The provider's circuit breaker (CircuitBreaker below): opens after this many failures in a row
+    # within the window, and lets one probe through after the cool-down. Optional in the JSON.
+    breaker_failures: int = 5
+    breaker_window_seconds: float = 60.0
+    breaker_cooldown_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -58,9 +63,13 @@ class ProviderPolicy:
             ("stuck_after_seconds", self.stuck_after_seconds),
             ("first_poll_after_seconds", self.first_poll_after_seconds),
             ("poll_every_seconds", self.poll_every_seconds),
+            ("breaker_window_seconds", self.breaker_window_seconds),
+            ("breaker_cooldown_seconds", self.breaker_cooldown_seconds),
         ):
             if value <= 0:
                 raise PolicyError(f"{self.name}: {label} must be positive")
+        if self.breaker_failures < 1:
+            raise PolicyError(f"{self.name}: breaker_failures must be at least 1")
 
     def backoff_before_retry(self, retry_number: int) -> float:
         if retry_number < 1:
@@ -75,7 +84,17 @@ class ProviderPolicy:
             "stuck_after_seconds": self.stuck_after_seconds,
             "first_poll_after_seconds": self.first_poll_after_seconds,
             "poll_every_seconds": self.poll_every_seconds,
+            "breaker_failures": self.breaker_failures,
+            "breaker_window_seconds": self.breaker_window_seconds,
+            "breaker_cooldown_seconds": self.breaker_cooldown_seconds,
         }
+
+    def new_breaker(self) -> CircuitBreaker:
+        return CircuitBreaker(
+            failure_threshold=self.breaker_failures,
+            window_seconds=self.breaker_window_seconds,
+            cooldown_seconds=self.breaker_cooldown_seconds,
+        )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ProviderPolicy:
@@ -87,8 +106,9 @@ class ProviderPolicy:
             "first_poll_after_seconds",
             "poll_every_seconds",
         }
+        optional = {"breaker_failures", "breaker_window_seconds", "breaker_cooldown_seconds"}
         # A typo in settings must fail loudly instead of silently keeping a default.
-        unknown = set(data) - expected
+        unknown = set(data) - expected - optional
         missing = expected - set(data)
         if unknown or missing:
             raise PolicyError(f"provider policy: unknown keys {sorted(unknown)}, missing {sorted(missing)}")
@@ -105,6 +125,11 @@ class ProviderPolicy:
             stuck_after_seconds=_number(data["stuck_after_seconds"], f"{name}.stuck_after_seconds"),
             first_poll_after_seconds=_number(data["first_poll_after_seconds"], f"{name}.first_poll_after_seconds"),
             poll_every_seconds=_number(data["poll_every_seconds"], f"{name}.poll_every_seconds"),
+            breaker_failures=_whole(data.get("breaker_failures", 5), f"{name}.breaker_failures"),
+            breaker_window_seconds=_number(data.get("breaker_window_seconds", 60.0), f"{name}.breaker_window_seconds"),
+            breaker_cooldown_seconds=_number(
+                data.get("breaker_cooldown_seconds", 30.0), f"{name}.breaker_cooldown_seconds"
+            ),
         )
 
 

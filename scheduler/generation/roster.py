@@ -66,7 +66,9 @@ class Roster:
         self.providers: list[ImageProvider] = [by_name[p.name] for p in self.policy.providers if p.name in by_name]
         self.sessionmaker = sessionmaker
         self.config = config
-        self.breakers: dict[str, CircuitBreaker] = {p.name: CircuitBreaker() for p in self.providers}
+        self.breakers: dict[str, CircuitBreaker] = {
+            p.name: self.policy.provider(self.policy.index_of(p.name)).new_breaker() for p in self.providers
+        }
         self.paused: set[str] = set()
         self._configured_policy = self.policy  # the order before any admin switch of the primary
         # Recent latency per provider and model: the poll schedule follows it (studio/latency.py).

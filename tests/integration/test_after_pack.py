@@ -26,9 +26,13 @@ from tests.fakes.kie import FakeKie, Outcome
 from tests.fakes.telegram import FakeTelegram, FakeUser
 from tests.harness import album_sizes, app_settings, callback_answer, running_app
 
-# One Kie attempt per portrait and no fallback: a failed portrait is skipped and credited back.
+# One Kie attempt per portrait and no fallback: a failed portrait is skipped and credited back. A pack
+# whose every portrait fails opens Kie's breaker: a one-second cool-down lets the next pack start at
+# once instead of after the default 30 s.
 ONE_ATTEMPT_POLICY: dict[str, Any] = {
-    "providers": [FAST_POLICY["providers"][0] | {"max_attempts": 1, "backoff_seconds": [0.05]}]
+    "providers": [
+        FAST_POLICY["providers"][0] | {"max_attempts": 1, "backoff_seconds": [0.05], "breaker_cooldown_seconds": 1.0}
+    ]
 }
 
 

@@ -87,12 +87,29 @@ def test_policy_from_settings_dict() -> None:
         ({"backoff_seconds": [1, -1]}, "must not be negative"),
         ({"stuck_after_seconds": 0}, "must be positive"),
         ({"poll_every_seconds": True}, "expected a number"),
+        ({"breaker_failures": 0}, "breaker_failures must be at least 1"),
+        ({"breaker_cooldown_seconds": 0}, "breaker_cooldown_seconds must be positive"),
+        ({"breaker_cooldown": 5}, "unknown keys"),
     ],
 )
 def test_bad_provider_policy_is_refused(change: dict[str, object], message: str) -> None:
     data = {**FallbackPolicy().to_dict()["providers"][0], **change}
     with pytest.raises(PolicyError, match=message):
         FallbackPolicy.from_dict({"providers": [data]})
+
+
+def test_a_policy_without_breaker_keys_keeps_the_default_breaker_and_one_with_them_sets_it() -> None:
+    plain = {key: value for key, value in FallbackPolicy().to_dict()["providers"][0].items() if "breaker" not in key}
+    kie = FallbackPolicy.from_dict({"providers": [plain]}).providers[0]
+    assert (kie.breaker_failures, kie.breaker_window_seconds, kie.breaker_cooldown_seconds) == (5, 60.0, 30.0)
+    tuned = FallbackPolicy.from_dict(
+        {"providers": [plain | {"breaker_failures": 2, "breaker_cooldown_seconds": 3}]}
+    ).providers[0]
+    breaker = tuned.new_breaker()
+    breaker.record_failure(at(0))
+    assert breaker.allow_request(at(0.5))
+    breaker.record_failure(at(1))
+    assert not breaker.allow_request(at(2)) and breaker.allow_request(at(4.5))  # open, then a probe after 3 s
 
 
 def test_policy_needs_unique_providers() -> None:
