@@ -44,6 +44,7 @@ class EventName(StrEnum):
     GENERATION_FAILED = "generation_failed"  # {error_type}: a task failed for good, or a whole job failed
     IMAGE_STORED = "image_stored"  # {size_bytes}: one portrait stored
     PACK_COMPLETED = "pack_completed"  # {image_count, total_duration_ms, skipped, cost}: a job delivered
+    PORTRAIT_REDONE = "portrait_redone"  # {kind, pack_job_id, portraits}: a redo queued (free, paid, guarantee)
 
 
 async def record_event(

@@ -393,7 +393,9 @@ async def skip_task(
     await session.execute(
         update(GenerationJob).where(GenerationJob.id == job_id).values(photos_failed=GenerationJob.photos_failed + 1)
     )
-    await ledger.record(session, job.user_id, release_line_for_task(task_id), order_id=job.order_id, job_id=job_id)
+    # A job that reserved nothing (a free redo, the likeness guarantee's) has no credit to give back.
+    if await ledger.still_reserved(session, job_id) > 0:
+        await ledger.record(session, job.user_id, release_line_for_task(task_id), order_id=job.order_id, job_id=job_id)
     return True
 
 

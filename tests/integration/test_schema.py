@@ -24,6 +24,7 @@ EXPECTED_TABLES = {
     "generation_tasks",
     "deliveries",
     "portrait_messages",
+    "redos",
     "events",
     "audit_log",
     "user_bans",
