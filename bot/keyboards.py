@@ -30,6 +30,7 @@ from bot.callbacks import (
     PackCb,
     PayCb,
     PayMethod,
+    RedoCb,
     ResendCb,
     ResultsAction,
     ResultsCb,
@@ -156,6 +157,15 @@ def after_pack(job_id: int, avatar_id: int | None, credited: int) -> InlineKeybo
             callback_data=ResultsCb(job_id=job_id, action=ResultsAction.CREDITS),
         )
     builder.adjust(1)
+    return builder.as_markup()
+
+
+def redo_paid(portrait_message_id: int, request_message_id: int) -> InlineKeyboardMarkup:
+    """The one-tap confirmation of a redo that costs a credit."""
+    builder = InlineKeyboardBuilder()
+    builder.button(
+        text=_("button.redo_paid"), callback_data=RedoCb(portrait=portrait_message_id, request=request_message_id)
+    )
     return builder.as_markup()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiogram import F, Router
 from aiogram.enums import ChatType
 
-from bot.handlers import admin, common, intake, payment, results
+from bot.handlers import admin, common, intake, payment, redo, results
 
 
 def build_root_router() -> Router:
@@ -18,6 +18,8 @@ def build_root_router() -> Router:
     root.include_router(common.build_router())
     root.include_router(payment.build_router())
     root.include_router(results.build_router())
+    # Before intake: a reply 🔁 to a portrait is a redo in any conversation step.
+    root.include_router(redo.build_router())
     root.include_router(intake.build_router())
     root.include_router(intake.build_fallback_router())
     return root

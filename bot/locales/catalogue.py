@@ -8,11 +8,12 @@ from bot.locales.messages_engine import ENGINE_MESSAGES
 from bot.locales.messages_faces import FACE_MESSAGES
 from bot.locales.messages_payment import PAYMENT_MESSAGES
 from bot.locales.messages_plural import PLURAL_MESSAGES
+from bot.locales.messages_redo import REDO_MESSAGES
 
 
 def all_messages() -> dict[str, tuple[str, str]]:
     merged: dict[str, tuple[str, str]] = {}
-    for part in (CORE_MESSAGES, PAYMENT_MESSAGES, ENGINE_MESSAGES, ADMIN_MESSAGES, FACE_MESSAGES):
+    for part in (CORE_MESSAGES, PAYMENT_MESSAGES, ENGINE_MESSAGES, ADMIN_MESSAGES, FACE_MESSAGES, REDO_MESSAGES):
         duplicated = merged.keys() & part.keys()
         if duplicated:
             raise ValueError(f"text keys defined twice: {sorted(duplicated)}")

@@ -27,6 +27,7 @@ from bot.notifier import TelegramNotifier
 from scheduler.notices import (
     BroadcastReport,
     DeliveryUncertain,
+    GuaranteeSettled,
     JobFailed,
     JobQueued,
     Notice,
@@ -38,6 +39,7 @@ from scheduler.notices import (
     ProgressShown,
     ProviderAlert,
     ProviderCondition,
+    RedoFailed,
     RefundCanceled,
     SelfiesMissing,
 )
@@ -59,6 +61,11 @@ EXAMPLES: list[Notice] = [
     DeliveryUncertain(job_id=7, chunk_index=2, portraits=10),
     PackFinished(job_id=7, avatar_id=4, delivered=23, credited=0),
     PackFinished(job_id=7, avatar_id=None, delivered=21, credited=2),
+    PackFinished(job_id=7, avatar_id=4, delivered=23, credited=0, guarantee=2, promised=15, free_redos=3),
+    PackFinished(job_id=7, avatar_id=4, delivered=23, credited=0, promised=15, free_redos=3),
+    RedoFailed(job_id=9, paid=True),
+    RedoFailed(job_id=9, paid=False),
+    GuaranteeSettled(job_id=9, delivered=2, credited=1),
     OriginalsGone(),
     OriginalsNotSent(),
     BroadcastReport(broadcast_id=1, sent=90, blocked=8, failed=2, total=100),
