@@ -23,6 +23,7 @@ from studio.redo import RedoKind, guarantee_redos
 from studio.states import JobStatus, LedgerReason, TaskStatus
 
 GUARANTEE_REQUEST = "guarantee"
+GUARANTEE_CREDIT_PREFIX = "guarantee:task:"
 # A free redo stops counting against the allowance when its job ended without a portrait.
 _FAILED_JOB_STATUSES = (JobStatus.FAILED, JobStatus.CANCELLED)
 
@@ -35,7 +36,7 @@ def reply_request(message_id: int) -> str:
 def guarantee_credit_line(task_id: int) -> LedgerLine:
     """One credit for a portrait of the pack that is still unlike the person after the guarantee's
     redo: once per portrait (the reference names it)."""
-    return LedgerLine(LedgerReason.GRANT, f"guarantee:task:{task_id}", 1, "likeness guarantee")
+    return LedgerLine(LedgerReason.GRANT, f"{GUARANTEE_CREDIT_PREFIX}{task_id}", 1, "likeness guarantee")
 
 
 async def redo_of_job(session: AsyncSession, job_id: int) -> Redo | None:

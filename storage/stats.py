@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement, and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Event, GenerationJob, GenerationTask, LedgerEntry, Order, Payment, User
+from storage.redos import GUARANTEE_CREDIT_PREFIX
 from studio.states import LedgerReason, PaymentStatus, TaskStatus
 
 PERIODS = {"today": None, "7d": timedelta(days=7), "30d": timedelta(days=30)}
@@ -81,6 +82,8 @@ class Stats:
     identity_score_sum: float = 0.0
     portraits: int = 0
     portraits_redone: int = 0
+    redos_by_kind: dict[str, int] = field(default_factory=dict)  # portrait_redone: free, paid, guarantee
+    guarantee_credits: int = 0  # credited back by the likeness guarantee (not in credits_granted)
 
     @property
     def success_rate(self) -> float | None:
@@ -213,7 +216,16 @@ async def _ledger(session: AsyncSession, stats: Stats) -> None:
         .group_by(LedgerEntry.reason)
     )
     totals = {str(reason): abs(int(total)) for reason, total in rows.all()}
-    stats.credits_granted = totals.get(LedgerReason.GRANT, 0)
+    guarantee = await session.execute(
+        select(func.coalesce(func.sum(LedgerEntry.delta), 0)).where(
+            LedgerEntry.reason == LedgerReason.GRANT,
+            LedgerEntry.reference.startswith(GUARANTEE_CREDIT_PREFIX),
+            LedgerEntry.created_at >= stats.since,
+            LedgerEntry.created_at < stats.until,
+        )
+    )
+    stats.guarantee_credits = int(guarantee.scalar_one())
+    stats.credits_granted = totals.get(LedgerReason.GRANT, 0) - stats.guarantee_credits
     stats.credits_returned = totals.get(LedgerReason.RELEASE, 0)
     stats.credits_refunded = totals.get(LedgerReason.REFUND, 0)
 
@@ -230,3 +242,4 @@ async def _events(session: AsyncSession, stats: Stats) -> None:
     stats.jobs_started_by_provider = await grouped("generation_started", "provider")
     stats.failures_by_type = await grouped("generation_failed", "error_type")
     stats.rejected_by_reason = await grouped("photo_rejected", "reason")
+    stats.redos_by_kind = await grouped("portrait_redone", "kind")

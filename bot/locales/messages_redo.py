@@ -79,6 +79,10 @@ REDO_MESSAGES: dict[str, tuple[str, str]] = {
         "🎯 Likeness guarantee: at least {promised} of {total} portraits look like you, "
         "or I redo the missing ones free.",
     ),
+    "admin.stats.redos": (
+        "Переделки по ответу и по гарантии сходства: {redos}; кредитов возвращено гарантией: {credited}",
+        "Redos by reply and by the likeness guarantee: {redos}; credits back from the guarantee: {credited}",
+    ),
     "redo.picker": (
         "🎯 Гарантия сходства: не меньше {share}% портретов пакета похожи на вас — иначе недостающие "
         "переделаем бесплатно. 🔁 Бесплатных переделок по ответу на портрет в каждом пакете: {free}.",

@@ -1,7 +1,8 @@
 """Redo by reply, over real HTTP (fake Telegram, fake Kie): a reply 🔁 to the 7th portrait of a pack makes
 exactly one new portrait of its prompt, sent as a reply to it, on one of the pack's free redos; the same
-update again and a redo of the redo; the fourth redo asks for a credit and takes exactly one (a second tap
-nothing); replies to anything else, and a trigger replying to nothing, are explained."""
+update again makes nothing; a redo of a redo; a free redo that fails goes back to the allowance; the fourth
+redo asks for a credit and takes exactly one (a second tap nothing), and a paid one that fails gives its
+credit back; replies to anything else, and a trigger replying to nothing, are explained; /stats counts them."""
 
 from __future__ import annotations
 
@@ -18,11 +19,12 @@ from storage.models import Event, GenerationJob, GenerationTask, PortraitMessage
 from studio.credits import grant_line
 from studio.states import JobStatus
 from tests.engine_support import FAST_POLICY, job_row, provider_settings, seed_paid_job
-from tests.fakes.kie import FakeKie
+from tests.fakes.kie import FakeKie, Outcome
 from tests.fakes.telegram import ChatMessage, FakeTelegram, FakeUser
 from tests.harness import app_settings, callback_answer, running_app
 
 FINAL = (JobStatus.COMPLETED, JobStatus.PARTIAL, JobStatus.FAILED)
+ADMIN_ID = 4242
 
 
 async def _until_final(app: Application, job_id: int) -> GenerationJob:
@@ -66,10 +68,12 @@ async def test_redo_by_reply_free_then_for_a_credit(
             sqlite_url,
             tmp_path / "files",
             webhook=True,
+            ADMIN_IDS=str(ADMIN_ID),
             **provider_settings(kie, POLL_INTERVAL_SECONDS=1, FALLBACK_POLICY=json.dumps(FAST_POLICY)),
         )
         async with running_app(settings) as app:
             user = fake_telegram.user(language_code="en")
+            admin = fake_telegram.user(ADMIN_ID, language_code="en")
             pack_id = await seed_paid_job(app.sessionmaker, app.files, app.catalogue, telegram_id=user.id, pack="p7")
             app.signals.job_queued()
             assert (await _until_final(app, pack_id)).status == JobStatus.COMPLETED
@@ -105,21 +109,30 @@ async def test_redo_by_reply_free_then_for_a_credit(
             await user.wait_reply(lambda m: "taken already" in m.content, timeout=10)
             assert len(await _redo_jobs(app)) == 1
 
-            # A redo of the redo, and one more: the pack's other two free redos.
+            # A redo of the redo: the second free redo.
             await _ask(user, "redo", take.message_id)
             second = await _new_take(fake_telegram, user, take.message_id)
+            # The third fails at the provider: the free redo is back in the pack's allowance.
+            kie.queue_outcomes(Outcome("fail"), Outcome("fail"))
             _, answer = await _ask(user, "Ещё", original)
-            assert "0" in answer.content
+            assert "Free redos left in this pack: 0" in answer.content
+            await user.wait_reply(lambda m: "The free redo is back in your pack" in m.content, timeout=30)
+            _, answer = await _ask(user, "ещё", original)
+            assert "Free redos left in this pack: 0" in answer.content, answer.content
             await fake_telegram.wait_for_message(
                 user.id,
                 lambda m: m.kind == "photo" and m.reply_to == original and m.message_id > take.message_id,
                 timeout=30,
             )
             redos = await _redo_jobs(app)
-            assert [r.kind for r, _ in redos] == ["free"] * 3 and {r.pack_job_id for r, _ in redos} == {pack_id}
+            assert [r.kind for r, _ in redos] == ["free"] * 4 and {r.pack_job_id for r, _ in redos} == {pack_id}
             assert redos[1][0].source_task_ids == [redos[0][1].id]  # the redo of the redo names the take
-            for r, _ in redos:
-                await _until_final(app, r.job_id)
+            assert [(await _until_final(app, r.job_id)).status for r, _ in redos] == [
+                JobStatus.COMPLETED,
+                JobStatus.COMPLETED,
+                JobStatus.FAILED,
+                JobStatus.COMPLETED,
+            ]
 
             # The fourth: no free redo left and no credit → how to get credits; nothing made.
             _, answer = await _ask(user, "/redo", second.message_id)
@@ -130,7 +143,7 @@ async def test_redo_by_reply_free_then_for_a_credit(
             # With credits: asked first, then exactly one credit taken; a second tap takes nothing.
             _, answer = await _ask(user, "REDO", second.message_id)
             assert "costs 1 credit" in answer.content and "balance: 2" in answer.content
-            assert len(await _redo_jobs(app)) == 3
+            assert len(await _redo_jobs(app)) == 4
             await user.click("Redo for 1 credit")
             paid = await user.wait_reply(lambda m: "for 1 credit" in m.content, timeout=10)
             assert "balance: 1" in paid.content
@@ -139,18 +152,33 @@ async def test_redo_by_reply_free_then_for_a_credit(
             await user.wait_reply(lambda m: "taken already" in m.content, timeout=10)
             await _new_take(fake_telegram, user, second.message_id)
             redos = await _redo_jobs(app)
-            assert [r.kind for r, _ in redos] == ["free"] * 3 + ["paid"]
+            assert [r.kind for r, _ in redos] == ["free"] * 4 + ["paid"]
             assert (await _until_final(app, redos[-1][0].job_id)).status == JobStatus.COMPLETED
+            async with app.sessionmaker() as session:
+                assert await ledger.balance(session, user_id) == 1
+
+            # A paid redo that fails gives its credit back, once.
+            kie.queue_outcomes(Outcome("fail"), Outcome("fail"))
+            await _ask(user, "🔁", take.message_id)
+            await user.click("Redo for 1 credit")
+            paid = await user.wait_reply(lambda m: "for 1 credit" in m.content, timeout=10)
+            assert "balance: 0" in paid.content
+            await user.wait_reply(lambda m: "The credit is back on your balance" in m.content, timeout=30)
             async with app.sessionmaker() as session:
                 assert await ledger.balance(session, user_id) == 1
                 events = await session.execute(
                     select(func.count(Event.id)).where(Event.name == "portrait_redone", Event.user_id == user_id)
                 )
-                assert events.scalar_one() == 4
+                assert events.scalar_one() == 6
 
             # Replies to something that is not a portrait, and a trigger replying to nothing.
             _, answer = await _ask(user, "🔁", closing.message_id)
             assert "That message isn't one" in answer.content
             _, answer = await _ask(user, "redo", None)
             assert "reply to it" in answer.content
-            assert len(await _redo_jobs(app)) == 4
+            assert len(await _redo_jobs(app)) == 6
+
+            # /stats counts the redos by kind.
+            await admin.send_command("/stats", "7d")
+            stats = await admin.wait_reply(lambda m: "Stats: 7d" in m.content, timeout=10)
+            assert "Redos by reply and by the likeness guarantee: free 4, paid 2" in stats.content
