@@ -4,6 +4,9 @@ A pack of 15 where the fake returns 10 portraits of someone else (one create per
 check's own regeneration is spent, so they are delivered flagged) falls short of the promised 10. The 5
 missing are redone free at once; 3 of them come out like the person, and the 2 still unlike are credited
 back, once; no credit moves for the free redo.
+
+SQLite only: dlib scores ~20 portraits here (25 s or more on a busy machine); the queries it drives
+(storage/redos.py) run on PostgreSQL in tests/integration/test_redo.py.
 """
 
 from __future__ import annotations

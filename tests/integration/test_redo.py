@@ -60,12 +60,12 @@ async def _new_take(fake: FakeTelegram, user: FakeUser, original: int) -> ChatMe
 
 
 async def test_redo_by_reply_free_then_for_a_credit(
-    fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path
+    fake_telegram: FakeTelegram, database_url: str, tmp_path: Path
 ) -> None:
     async with FakeKie(create_limit=60, create_window_seconds=1.0, latency=(0.02, 0.1)) as kie:
         settings = app_settings(
             fake_telegram,
-            sqlite_url,
+            database_url,
             tmp_path / "files",
             webhook=True,
             ADMIN_IDS=str(ADMIN_ID),
