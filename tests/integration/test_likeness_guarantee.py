@@ -5,8 +5,8 @@ check's own regeneration is spent, so they are delivered flagged) falls short of
 missing are redone free at once; 3 of them come out like the person, and the 2 still unlike are credited
 back, once; no credit moves for the free redo.
 
-SQLite only: dlib scores ~20 portraits here (25 s or more on a busy machine); the queries it drives
-(storage/redos.py) run on PostgreSQL in tests/integration/test_redo.py.
+SQLite only: dlib scores ~20 portraits here (25 s or more on a busy machine), too dear to run twice;
+the guarantee's rules and queries have their own fast tests (tests/unit/storage/test_redos.py).
 """
 
 from __future__ import annotations
