@@ -581,8 +581,9 @@ class DeliveryService:
                 if notice is not None:
                     await self.notifier.tell(job.chat_id, job.language, notice)
                 return True
-            promised, redone = guaranteed(job.photos_total, self.config.likeness_guarantee), 0
+            promised, redone = 0, 0
             if moved and outcome.status != JobStatus.FAILED:  # in this transaction: a crash cannot lose it
+                promised = guaranteed(job.photos_total, self.config.likeness_guarantee)
                 guarantee = await redos.open_guarantee(session, job, promised)
                 redone = guarantee.photos_total if guarantee is not None else 0
             if moved:  # total: from the job being queued (paid or trial) to its last portrait delivered
