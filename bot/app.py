@@ -286,6 +286,7 @@ class Application:
         )
         self.delivery_job = WakeableJob("deliver", self.delivery.deliver_all, settings.DISPATCH_TICK_SECONDS)
         self.delivery.on_missed_wake = self.delivery_job.wake
+        self.delivery.on_job_queued = self.signals.job_queued
         self.signals.on_task_stored(self.delivery_job.wake)
         # Broadcasts share the Bot, hence its outgoing rate limits, with delivery and replies.
         self.broadcasts = BroadcastService(

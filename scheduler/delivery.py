@@ -159,6 +159,8 @@ class DeliveryService:
         self._packs: dict[int, _PackState] = {}
         # Runs the pass again (wired to its WakeableJob): a wake that reached a worker on its way out.
         self.on_missed_wake: Any = None
+        # Wakes the dispatcher (wired to WorkSignals.job_queued): the likeness guarantee queued a redo.
+        self.on_job_queued: Any = None
 
     async def stop(self) -> None:
         await self.resends.stop()
@@ -600,6 +602,8 @@ class DeliveryService:
             await session.commit()
         if not moved:
             return True
+        if redone and self.on_job_queued is not None:
+            self.on_job_queued()
         await self._progress(job, state, final=True)
         finished = PackFinished(
             job_id,
