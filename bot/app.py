@@ -79,6 +79,7 @@ from scheduler.jobs import Beat, build_scheduler
 from scheduler.originals import OriginalsService
 from scheduler.payments import PaymentService
 from scheduler.provider_health import AlertLatch, MemoryLatch, ProviderHealthMonitor, RedisLatch
+from scheduler.redo import RedoService
 from scheduler.reminders import ReminderService
 from scheduler.results import ResultsService
 from scheduler.signals import WorkSignals
@@ -155,6 +156,7 @@ class Application:
     yookassa: YooKassaClient | None = field(init=False, default=None)
     payments: PaymentService = field(init=False)
     credits: CreditService = field(init=False)
+    redo: RedoService = field(init=False)
     engine_service: GenerationEngine = field(init=False)
     faces: FaceAnalyser | None = field(init=False, default=None)
     delivery: DeliveryService = field(init=False)
@@ -241,6 +243,7 @@ class Application:
         self.credits = CreditService(
             self.sessionmaker, catalogue=self.catalogue, notifier=notifier, signals=self.signals
         )
+        self.redo = RedoService(self.sessionmaker, signals=self.signals, free_per_pack=settings.FREE_REDOS_PER_PACK)
         self.providers = self._build_providers()
         self.engine_service = GenerationEngine(
             self.sessionmaker,
@@ -286,10 +289,13 @@ class Application:
                 lease_seconds=settings.TASK_LEASE_SECONDS,
                 album_window_seconds=settings.ALBUM_WINDOW_SECONDS,
                 tick_seconds=settings.DISPATCH_TICK_SECONDS,
+                likeness_guarantee=settings.LIKENESS_GUARANTEE if settings.FACE_CHECKS else 0.0,
+                free_redos_per_pack=settings.FREE_REDOS_PER_PACK,
             ),
         )
         self.delivery_job = WakeableJob("deliver", self.delivery.deliver_all, settings.DISPATCH_TICK_SECONDS)
         self.delivery.on_missed_wake = self.delivery_job.wake
+        self.delivery.on_job_queued = self.signals.job_queued
         self.signals.on_task_stored(self.delivery_job.wake)
         # Broadcasts share the Bot, hence its outgoing rate limits, with delivery and replies.
         self.broadcasts = BroadcastService(
@@ -578,6 +584,7 @@ class Application:
             user_locks=UserLocks(),
             payments=self.payments,
             credits=self.credits,
+            redo=self.redo,
             signals=self.signals,
             faces=self.faces,
             admin=self.admin,

@@ -103,6 +103,13 @@ class ForgetCb(CallbackData, prefix="forget"):
     confirm: bool
 
 
+class RedoCb(CallbackData, prefix="rd"):
+    """Redo for one credit: the portrait's message and the reply that asked (one redo per reply)."""
+
+    portrait: int
+    request: int
+
+
 class ResendCb(CallbackData, prefix="rs"):
     job_id: int
     chunk: int  # the album whose arrival a crash left unknown

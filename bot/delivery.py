@@ -17,7 +17,7 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramServerError,
 )
-from aiogram.types import BufferedInputFile, Message
+from aiogram.types import BufferedInputFile, Message, ReplyParameters
 from aiogram.utils.media_group import MediaGroupBuilder
 
 from bot.notifier import TelegramNotifier
@@ -42,9 +42,11 @@ class TelegramAlbumSender:
     def text(self, key: str, language: str, **values: Any) -> str:
         return self.notifier.text(key, language, **values)
 
-    async def send(self, chat_id: int, items: Sequence[Portrait], caption: str | None) -> SendOutcome:
+    async def send(
+        self, chat_id: int, items: Sequence[Portrait], caption: str | None, reply_to: int | None = None
+    ) -> SendOutcome:
         try:
-            messages = await self._send(chat_id, items, caption)
+            messages = await self._send(chat_id, items, caption, reply_to)
         except PartialAlbumError as partial:
             # Telegram delivered the items before #k; their ids are unknown, the rest is planned again.
             arrived = max(partial.failed_item - 1, 0)
@@ -64,12 +66,16 @@ class TelegramAlbumSender:
             return ArrivalUnknown(f"timeout: {error}")
         return Sent([_file_id(message) for message in messages], [message.message_id for message in messages])
 
-    async def _send(self, chat_id: int, items: Sequence[Portrait], caption: str | None) -> list[Message]:
+    async def _send(
+        self, chat_id: int, items: Sequence[Portrait], caption: str | None, reply_to: int | None
+    ) -> list[Message]:
+        # A reply to a message the user deleted meanwhile still goes, as a plain message.
+        reply = ReplyParameters(message_id=reply_to, allow_sending_without_reply=True) if reply_to else None
         if len(items) == 1:
             item = items[0]
             if item.as_document:
-                return [await self.bot.send_document(chat_id, _input(item), caption=caption)]
-            return [await self.bot.send_photo(chat_id, _input(item), caption=caption)]
+                return [await self.bot.send_document(chat_id, _input(item), caption=caption, reply_parameters=reply)]
+            return [await self.bot.send_photo(chat_id, _input(item), caption=caption, reply_parameters=reply)]
         album = MediaGroupBuilder(caption=caption)  # the caption goes on the first item
         for item in items:
             if item.as_document:
@@ -77,7 +83,7 @@ class TelegramAlbumSender:
             else:
                 album.add_photo(_input(item))
         # build()'s list type predates InputMediaLivePhoto in send_media_group's (list is invariant)
-        return await self.bot.send_media_group(chat_id, media=album.build())  # type: ignore[arg-type]  # see above
+        return await self.bot.send_media_group(chat_id, media=album.build(), reply_parameters=reply)  # type: ignore[arg-type]  # see above
 
     async def edit_progress(self, chat_id: int, message_id: int, language: str, progress: ProgressShown) -> SendOutcome:
         text, buttons = self.notifier.render(progress, language)

@@ -30,6 +30,7 @@ from bot.callbacks import (
     PackCb,
     PayCb,
     PayMethod,
+    RedoCb,
     ResendCb,
     ResultsAction,
     ResultsCb,
@@ -199,6 +200,15 @@ def settings(reminders: bool) -> InlineKeyboardMarkup:
     again instead of flipping it back."""
     key = "button.reminders_on" if reminders else "button.reminders_off"
     return _one(_(key), SettingsCb(reminders=not reminders).pack())
+
+
+def redo_paid(portrait_message_id: int, request_message_id: int) -> InlineKeyboardMarkup:
+    """The one-tap confirmation of a redo that costs a credit."""
+    builder = InlineKeyboardBuilder()
+    builder.button(
+        text=_("button.redo_paid"), callback_data=RedoCb(portrait=portrait_message_id, request=request_message_id)
+    )
+    return builder.as_markup()
 
 
 def summary(order_id: int, free: bool) -> InlineKeyboardMarkup:

@@ -17,6 +17,7 @@ from scheduler.notices import (
     BroadcastReport,
     CreditsReminder,
     DeliveryUncertain,
+    GuaranteeSettled,
     JobFailed,
     JobQueued,
     Notice,
@@ -29,6 +30,7 @@ from scheduler.notices import (
     PaymentReturned,
     ProgressShown,
     ProviderAlert,
+    RedoFailed,
     RefundCanceled,
     SelfiesMissing,
 )
@@ -85,10 +87,16 @@ class TelegramNotifier:
                 return progress, keyboards.cancel_job(job_id) if cancellable else None
             case DeliveryUncertain(job_id=job_id, chunk_index=chunk_index, portraits=portraits):
                 return text("delivery.uncertain", language, count=portraits), keyboards.resend(job_id, chunk_index)
-            case PackFinished(job_id=job_id, avatar_id=avatar_id, delivered=delivered, credited=credited):
+            case PackFinished(job_id=job_id, avatar_id=avatar_id, delivered=delivered, credited=credited) as finished:
                 key = "delivery.finished_partial" if credited else "delivery.finished"
                 buttons = keyboards.after_pack(job_id, avatar_id, credited)
-                return text(key, language, count=delivered, credited=credited), buttons
+                return "\n\n".join(
+                    [text(key, language, count=delivered, credited=credited), *self._redo_lines(finished, language)]
+                ), buttons
+            case RedoFailed(paid=paid):
+                return text(f"redo.failed.{'paid' if paid else 'free'}", language), None
+            case GuaranteeSettled(delivered=delivered, credited=credited):
+                return text("redo.guarantee.settled", language, delivered=delivered, credited=credited), None
             case OriginalsGone():
                 return text("originals.gone", language), None
             case OriginalsNotSent():
@@ -110,6 +118,20 @@ class TelegramNotifier:
                 return text("reminder.originals_expiring", language, count=days), keyboards.reminder_originals(job_id)
             case _:
                 assert_never(notice)
+
+    def _redo_lines(self, finished: PackFinished, language: str) -> list[str]:
+        """The closing message's word on the likeness guarantee and on redo by reply."""
+        lines = []
+        if finished.guarantee:
+            lines.append(
+                self.text("redo.guarantee.started", language, promised=finished.promised, count=finished.guarantee)
+            )
+        elif finished.promised:
+            total = finished.delivered + finished.credited
+            lines.append(self.text("redo.guarantee.promise", language, promised=finished.promised, total=total))
+        if finished.free_redos:
+            lines.append(self.text("redo.closing_hint", language, free=finished.free_redos))
+        return lines
 
     async def tell(self, chat_id: int, language: str, notice: Notice) -> int | None:
         text, buttons = self.render(notice, language)

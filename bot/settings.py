@@ -133,6 +133,11 @@ class Settings(BaseSettings):
     FACE_BLUR_MIN: float = Field(default=15.0, ge=0)
     FACE_MATCH_MAX_DISTANCE: float = Field(default=0.55, gt=0, le=2)
     IDENTITY_MIN_SCORE: float = Field(default=0.4, ge=0, le=1)
+    # Redo by reply: free new takes per pack; after them one credit each (studio/redo.py).
+    FREE_REDOS_PER_PACK: int = Field(default=3, ge=0, le=100)
+    # The likeness guarantee: this share of a pack's portraits (rounded up) passes the identity check,
+    # or the missing ones are redone free and what still fails is credited back; 0 turns it off.
+    LIKENESS_GUARANTEE: float = Field(default=0.65, ge=0, le=1)
     REFERENCE_RETENTION_DAYS: int = 30
     RESULT_RETENTION_DAYS: int = 90
     # Rejected selfies a user may send per hour; beyond it nothing more is downloaded or checked.

@@ -25,18 +25,19 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from scheduler.background import BackgroundTasks
-from scheduler.notices import DeliveryUncertain, PackFinished, ProgressShown
+from scheduler.notices import DeliveryUncertain, GuaranteeSettled, PackFinished, ProgressShown, RedoFailed
 from scheduler.notify import UserNotifier
 from storage import deliveries as queries
-from storage import queue
+from storage import queue, redos
 from storage.events import EventName, record_event
 from storage.files import FileNotFoundInStore, FileStore
 from storage.images import ImageRejected, fit_for_telegram_photo
-from storage.models import Delivery, GenerationJob, GenerationTask, utcnow
+from storage.models import Delivery, GenerationJob, GenerationTask, Redo, utcnow
 from studio.catalogue import Catalogue
 from studio.costs import micros_to_usd
 from studio.delivery import ChatBudgets, Ready, next_send, progress_edit_due, split_albums
 from studio.generation import settle_job
+from studio.redo import RedoKind, guaranteed
 from studio.states import DeliveryStatus, JobStatus, TaskStatus
 
 log = logging.getLogger(__name__)
@@ -93,8 +94,11 @@ SendOutcome = Sent | Blocked | Refused | ArrivalUnknown
 class AlbumSender(Protocol):
     def text(self, key: str, language: str, **values: Any) -> str: ...
 
-    async def send(self, chat_id: int, items: Sequence[Portrait], caption: str | None) -> SendOutcome:
-        """One album (2-10 photos), or one photo or document alone."""
+    async def send(
+        self, chat_id: int, items: Sequence[Portrait], caption: str | None, reply_to: int | None = None
+    ) -> SendOutcome:
+        """One album (2-10 photos), or one photo or document alone; ``reply_to``: as a reply to that
+        message of the chat (sent anyway if it is gone)."""
 
     async def edit_progress(
         self, chat_id: int, message_id: int, language: str, progress: ProgressShown
@@ -113,6 +117,10 @@ class DeliveryConfig:
     album_window_seconds: float = 3.0
     edit_interval_seconds: float = 3.0
     tick_seconds: float = 2.0
+    # The likeness guarantee: this share of a pack passes the likeness check, or the missing ones
+    # are redone free (studio/redo.py); 0 turns it off.
+    likeness_guarantee: float = 0.0
+    free_redos_per_pack: int = 0  # told in the closing message
 
 
 @dataclass
@@ -121,6 +129,8 @@ class _PackState:
     as_document: set[int] = field(default_factory=set)
     last_edit_at: float | None = None
     last_text: str = ""
+    # A redo job: no progress message and no closing one; a reply's redo answers the portrait it redoes.
+    redo: Redo | None = None
 
 
 class DeliveryService:
@@ -149,6 +159,8 @@ class DeliveryService:
         self._packs: dict[int, _PackState] = {}
         # Runs the pass again (wired to its WakeableJob): a wake that reached a worker on its way out.
         self.on_missed_wake: Any = None
+        # Wakes the dispatcher (wired to WorkSignals.job_queued): the likeness guarantee queued a redo.
+        self.on_job_queued: Any = None
 
     async def stop(self) -> None:
         await self.resends.stop()
@@ -217,7 +229,9 @@ class DeliveryService:
             job = await session.get(GenerationJob, job_id)
         if job is None or job.status not in (JobStatus.PROCESSING, JobStatus.DELIVERING):
             return
-        if job.progress_message_id is None:
+        async with self.sessionmaker() as session:
+            state.redo = await redos.redo_of_job(session, job_id)
+        if job.progress_message_id is None and state.redo is None:
             await self._start_progress(job, state)
         if not await self._settle_leftovers(job):
             return
@@ -341,7 +355,9 @@ class DeliveryService:
         if not handed:
             log.warning("job %s: delivery lease lost before chunk %s; stopping", job.id, chunk.chunk_index)
             return None
-        outcome = await self.sender.send(job.chat_id, items, self._caption(job) if caption else None)
+        reply_to = state.redo.reply_to_message_id if state.redo is not None else None
+        text = self._caption(job, state.redo) if caption else None
+        outcome = await self.sender.send(job.chat_id, items, text, reply_to)
         if isinstance(outcome, Sent):
             arrived = tasks[: len(outcome.file_ids)]
             async with self.sessionmaker() as session:
@@ -398,7 +414,9 @@ class DeliveryService:
             state.as_document.add(task.id)
         return True
 
-    def _caption(self, job: GenerationJob) -> str:
+    def _caption(self, job: GenerationJob, redo: Redo | None = None) -> str:
+        if redo is not None:
+            return self.sender.text(f"redo.caption.{redo.kind}", job.language)
         style = self.catalogue.find_style(job.style)
         return self.sender.text("delivery.caption", job.language, style=style.name.get(job.language) if style else "")
 
@@ -558,6 +576,18 @@ class DeliveryService:
             moved = await queue.move_job(
                 session, job_id, JobStatus.DELIVERING, outcome.status, finished_at=finished_at, delivered_at=finished_at
             )
+            if moved and state.redo is not None:
+                # A redo is no pack: the guarantee's credits what it could not fix; a reply's says nothing more.
+                notice = await self._redo_finished(session, job, state.redo, outcome.succeeded)
+                await session.commit()
+                if notice is not None:
+                    await self.notifier.tell(job.chat_id, job.language, notice)
+                return True
+            promised, redone = 0, 0
+            if moved and outcome.status != JobStatus.FAILED:  # in this transaction: a crash cannot lose it
+                promised = guaranteed(job.photos_total, self.config.likeness_guarantee)
+                guarantee = await redos.open_guarantee(session, job, promised)
+                redone = guarantee.photos_total if guarantee is not None else 0
             if moved:  # total: from the job being queued (paid or trial) to its last portrait delivered
                 await record_event(
                     session,
@@ -572,10 +602,30 @@ class DeliveryService:
             await session.commit()
         if not moved:
             return True
+        if redone and self.on_job_queued is not None:
+            self.on_job_queued()
         await self._progress(job, state, final=True)
-        finished = PackFinished(job_id, job.avatar_id, delivered=outcome.succeeded, credited=outcome.skipped)
+        finished = PackFinished(
+            job_id,
+            job.avatar_id,
+            outcome.succeeded,
+            outcome.skipped,
+            guarantee=redone,
+            promised=promised,
+            free_redos=self.config.free_redos_per_pack,
+        )
         await self.notifier.tell(job.chat_id, job.language, finished)
         return True
+
+    @staticmethod
+    async def _redo_finished(
+        session: AsyncSession, job: GenerationJob, redo: Redo, delivered: int
+    ) -> GuaranteeSettled | RedoFailed | None:
+        if redo.kind == RedoKind.GUARANTEE:
+            return GuaranteeSettled(job.id, delivered, await redos.settle_guarantee(session, job))
+        if not delivered:  # refused at delivery: its credit (paid) or allowance (free) is back
+            return RedoFailed(job.id, paid=redo.kind == RedoKind.PAID)
+        return None
 
     async def _user_blocked(self, job: GenerationJob) -> None:
         async with self.sessionmaker() as session:

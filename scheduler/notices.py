@@ -88,10 +88,34 @@ class DeliveryUncertain:
 
 @dataclass(frozen=True, slots=True)
 class PackFinished:
-    """Every portrait of the pack is delivered or skipped; ``credited`` of them were credited back."""
+    """Every portrait of the pack is delivered or skipped; ``credited`` of them were credited back;
+    ``guarantee`` unlike ones are being redone free (the likeness guarantee, which promises
+    ``promised`` like the person; 0: off); ``free_redos``: how many redos by reply the pack includes."""
 
     job_id: int
     avatar_id: int | None
+    delivered: int
+    credited: int
+    guarantee: int = 0
+    promised: int = 0
+    free_redos: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RedoFailed:
+    """A redo asked for by a reply could not be made; ``paid``: its credit is back on the balance,
+    otherwise the free redo is back in the pack's allowance."""
+
+    job_id: int
+    paid: bool
+
+
+@dataclass(frozen=True, slots=True)
+class GuaranteeSettled:
+    """The likeness guarantee's redo of a pack is over: ``delivered`` new takes were sent, ``credited``
+    portraits still unlike the person were credited back."""
+
+    job_id: int
     delivered: int
     credited: int
 
@@ -171,6 +195,8 @@ Notice = (
     | ProgressShown
     | DeliveryUncertain
     | PackFinished
+    | RedoFailed
+    | GuaranteeSettled
     | OriginalsGone
     | OriginalsNotSent
     | BroadcastReport

@@ -9,7 +9,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import transitions
-from storage.models import Delivery, GenerationJob, GenerationTask, PortraitMessage, User, utcnow
+from storage.models import Delivery, GenerationJob, GenerationTask, PortraitMessage, Redo, User, utcnow
 from storage.sql import insert_for, rows_changed
 from studio.states import DeliveryStatus, JobStatus, TaskStatus
 
@@ -22,11 +22,15 @@ async def jobs_to_deliver(session: AsyncSession, limit: int = 200) -> list[int]:
         .exists()
     )
     blocked = select(User.is_blocked).where(User.id == GenerationJob.user_id).scalar_subquery()
+    # A redo shows no progress message: it has nothing to deliver until a portrait is stored.
+    needs_progress = (
+        GenerationJob.progress_message_id.is_(None) & ~select(Redo.id).where(Redo.job_id == GenerationJob.id).exists()
+    )
     query = (
         select(GenerationJob.id)
         .where(
             GenerationJob.status.in_([JobStatus.PROCESSING, JobStatus.DELIVERING]),
-            (GenerationJob.status == JobStatus.DELIVERING) | has_stored | GenerationJob.progress_message_id.is_(None),
+            (GenerationJob.status == JobStatus.DELIVERING) | has_stored | needs_progress,
             blocked.is_not(True),
         )
         .order_by(GenerationJob.priority.desc(), GenerationJob.id)

@@ -46,6 +46,7 @@ class EventName(StrEnum):
     PACK_COMPLETED = "pack_completed"  # {image_count, total_duration_ms, skipped, cost}: a job delivered
     FAVOURITE_ADDED = "favourite_added"  # {style, position}: a portrait marked by its owner's positive reaction
     REMINDER_SENT = "reminder_sent"  # {cause}: a gentle reminder reached the chat (studio/reminders.py)
+    PORTRAIT_REDONE = "portrait_redone"  # {kind, pack_job_id, portraits}: a redo queued (free, paid, guarantee)
 
 
 async def record_event(

@@ -390,6 +390,28 @@ class StyleExample(Base):
     file_id: Mapped[str | None] = mapped_column(String(255))
 
 
+class Redo(Base):
+    """A new take of delivered portraits (studio/redo.py): a reply's redo of one portrait, or the
+    likeness guarantee's redo of a pack's unlike ones. Its job is an ordinary generation job (engine,
+    delivery, ledger); this row says which pack it belongs to, what it redoes and how it was paid.
+    ``request`` names what asked for it ("reply:<message id>", "guarantee"): a repeated update or a
+    second tap finds this row instead of adding one."""
+
+    __tablename__ = "redos"
+    __table_args__ = (UniqueConstraint("pack_job_id", "request"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    pack_job_id: Mapped[int] = mapped_column(ForeignKey("generation_jobs.id", ondelete="CASCADE"))
+    job_id: Mapped[int] = mapped_column(ForeignKey("generation_jobs.id", ondelete="CASCADE"), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    request: Mapped[str] = mapped_column(String(64))
+    # The portrait each task of the job redoes, by position.
+    source_task_ids: Mapped[list[Any]] = mapped_column(default=list)
+    reply_to_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Event(Base):
     __tablename__ = "events"
     __table_args__ = (Index("ix_events_name_created", "name", "created_at"),)

@@ -13,11 +13,12 @@ from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import examples, ledger, transitions
-from storage.models import GenerationJob, GenerationTask, User, utcnow
+from storage.models import GenerationJob, GenerationTask, Redo, User, utcnow
 from storage.sql import claim_rows, insert_for
 from studio.costs import split_micros
 from studio.credits import release_line_for_task
 from studio.generation import PlannedTask, claim_key, is_first_portrait_key
+from studio.redo import RedoKind
 from studio.states import JobStatus, TaskStatus
 
 BUSY_JOB_STATUSES = (JobStatus.PROCESSING, JobStatus.DELIVERING)
@@ -393,7 +394,10 @@ async def skip_task(
     await session.execute(
         update(GenerationJob).where(GenerationJob.id == job_id).values(photos_failed=GenerationJob.photos_failed + 1)
     )
-    if not await examples.is_example_job(session, job_id):  # an example job reserved nothing to give back
+    # A free redo (one of a pack's, or the likeness guarantee's) and an example job reserved nothing:
+    # no credit to give back.
+    free_redo = select(Redo.id).where(Redo.job_id == job_id, Redo.kind != RedoKind.PAID).exists()
+    if not (await session.execute(select(free_redo))).scalar() and not await examples.is_example_job(session, job_id):
         await ledger.record(session, job.user_id, release_line_for_task(task_id), order_id=job.order_id, job_id=job_id)
     return True
 

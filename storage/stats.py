@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.favourites import favourites_by_style
 from storage.models import Event, GenerationJob, GenerationTask, LedgerEntry, Order, Payment, User
+from storage.redos import GUARANTEE_CREDIT_PREFIX
 from studio.states import LedgerReason, PaymentStatus, TaskStatus
 
 PERIODS = {"today": None, "7d": timedelta(days=7), "30d": timedelta(days=30)}
@@ -85,6 +86,8 @@ class Stats:
     favourites_added: int = 0  # favourite_added events: portraits marked by a positive reaction
     favourites_by_style: dict[str, int] = field(default_factory=dict)  # marked in the window, still kept
     reminders_by_cause: dict[str, int] = field(default_factory=dict)
+    redos_by_kind: dict[str, int] = field(default_factory=dict)  # portrait_redone: free, paid, guarantee
+    guarantee_credits: int = 0  # credited back by the likeness guarantee (not in credits_granted)
 
     @property
     def success_rate(self) -> float | None:
@@ -217,7 +220,16 @@ async def _ledger(session: AsyncSession, stats: Stats) -> None:
         .group_by(LedgerEntry.reason)
     )
     totals = {str(reason): abs(int(total)) for reason, total in rows.all()}
-    stats.credits_granted = totals.get(LedgerReason.GRANT, 0)
+    guarantee = await session.execute(
+        select(func.coalesce(func.sum(LedgerEntry.delta), 0)).where(
+            LedgerEntry.reason == LedgerReason.GRANT,
+            LedgerEntry.reference.startswith(GUARANTEE_CREDIT_PREFIX),
+            LedgerEntry.created_at >= stats.since,
+            LedgerEntry.created_at < stats.until,
+        )
+    )
+    stats.guarantee_credits = int(guarantee.scalar_one())
+    stats.credits_granted = totals.get(LedgerReason.GRANT, 0) - stats.guarantee_credits
     stats.credits_returned = totals.get(LedgerReason.RELEASE, 0)
     stats.credits_refunded = totals.get(LedgerReason.REFUND, 0)
 
@@ -237,3 +249,4 @@ async def _events(session: AsyncSession, stats: Stats) -> None:
     stats.favourites_added = sum((await grouped("favourite_added", "style")).values())
     stats.favourites_by_style = await favourites_by_style(session, stats.since, stats.until)
     stats.reminders_by_cause = await grouped("reminder_sent", "cause")
+    stats.redos_by_kind = await grouped("portrait_redone", "kind")

@@ -15,8 +15,10 @@ reservations, tasks → portraits and releases) and requires the ledger to say e
    most one refund line, taking back at most what it bought; no order has two unrefunded payments.
 3. Per job: one reserve line of ``photos_total``; released ≤ reserved; a queued job has released
    nothing, a cancelled one everything (once), and a job with tasks released one credit per skipped
-   task: so reserved − released is exactly its portraits plus its still-open tasks.
-   A job that makes style examples moves no credits at all (no line names it).
+   task: so reserved − released is exactly its portraits plus its still-open tasks. Two exceptions move
+   no credits at all (no line names them): a job that makes style examples, and a free redo (one of a
+   pack's free redos, or the likeness guarantee's). The guarantee's credits back are grants, one per
+   portrait of a pack the guarantee redid.
 4. Per user: credits bought (purchases, trial, grants) − credits refunded = credits turned into
    portraits by finished jobs + credits reserved by unfinished jobs + the balance.
 5. Credits a job returned are spent once: at most one order per source job, no bigger than what
@@ -36,7 +38,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.db import create_engine, create_sessionmaker
-from storage.models import ExampleJob, GenerationJob, GenerationTask, LedgerEntry, Order, Payment, User
+from storage.models import ExampleJob, GenerationJob, GenerationTask, LedgerEntry, Order, Payment, Redo, User
 from studio.credits import CREDITING_REASONS, DEBITING_REASONS, check_invariant
 from studio.states import ACTIVE_JOB_STATUSES, JobStatus, LedgerReason, OrderStatus, PaymentStatus, TaskStatus
 
@@ -139,6 +141,7 @@ async def _check(session: AsyncSession) -> dict[int, UserTotals]:
     jobs = [job for job in jobs if job.id not in example_jobs]
     orders = {order.id: order for order in (await session.execute(select(Order))).scalars()}
     task_rows = (await session.execute(select(GenerationTask.id, GenerationTask.job_id, GenerationTask.status))).all()
+    redos = list((await session.execute(select(Redo))).scalars())
 
     problems: list[str] = []
     problems += [f"ledger {e.id}: example job {e.job_id} moved credits" for e in entries if e.job_id in example_jobs]
@@ -146,7 +149,10 @@ async def _check(session: AsyncSession) -> dict[int, UserTotals]:
     by_reference: dict[tuple[str, str], list[LedgerEntry]] = defaultdict(list)
     _ledger_totals(entries, totals, by_reference, problems)
     expected_purchases = _payments(payments, entries, orders, jobs, problems)
-    expected_reservations = _jobs(jobs, entries, by_reference, task_rows, totals, problems)
+    free_jobs = _free_redos(redos, entries, problems)
+    expected_reservations = _jobs(
+        [job for job in jobs if job.id not in free_jobs], entries, by_reference, task_rows, totals, problems
+    )
     _credits_orders(orders, jobs, problems)
 
     for user_id, user_totals in totals.items():
@@ -379,6 +385,20 @@ def _jobs(
         if entry.reason == LedgerReason.RELEASE and entry.job_id not in job_ids:
             problems.append(f"ledger {entry.id}: release line {entry.reference} without its job")
     return expected_reservations
+
+
+def _free_redos(redos: list[Redo], entries: list[LedgerEntry], problems: list[str]) -> set[int]:
+    """The jobs of free redos, which must move no credits; and the guarantee's grants, each for a
+    portrait a guarantee redo redid, once (the UNIQUE reference). Returns the free redo job ids."""
+    free_jobs = {redo.job_id for redo in redos if redo.kind in ("free", "guarantee")}
+    guaranteed = {task_id for redo in redos if redo.kind == "guarantee" for task_id in redo.source_task_ids}
+    for entry in entries:
+        if entry.job_id in free_jobs:
+            problems.append(f"ledger {entry.id}: free redo job {entry.job_id} moved credits ({entry.reference})")
+        if entry.reason == LedgerReason.GRANT and entry.reference.startswith("guarantee:task:"):
+            if int(entry.reference.removeprefix("guarantee:task:")) not in guaranteed or entry.delta != 1:
+                problems.append(f"ledger {entry.id}: guarantee credit {entry.reference} for a portrait never redone")
+    return free_jobs
 
 
 def _credits_orders(orders: dict[int, Order], jobs: list[GenerationJob], problems: list[str]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiogram import F, Router
 from aiogram.enums import ChatType
 
-from bot.handlers import admin, common, favourites, intake, payment, results, settings
+from bot.handlers import admin, common, favourites, intake, payment, redo, results, settings
 
 
 def build_root_router() -> Router:
@@ -19,6 +19,8 @@ def build_root_router() -> Router:
     root.include_router(common.build_router())
     root.include_router(payment.build_router())
     root.include_router(results.build_router())
+    # Before intake: a reply 🔁 to a portrait is a redo in any conversation step.
+    root.include_router(redo.build_router())
     root.include_router(favourites.build_router())
     root.include_router(settings.build_router())
     root.include_router(intake.build_router())

@@ -10,6 +10,7 @@ from bot.locales.messages_faces import FACE_MESSAGES
 from bot.locales.messages_favourites import FAVOURITE_MESSAGES
 from bot.locales.messages_payment import PAYMENT_MESSAGES
 from bot.locales.messages_plural import PLURAL_MESSAGES
+from bot.locales.messages_redo import REDO_MESSAGES
 from bot.locales.messages_reminders import REMINDER_MESSAGES
 
 
@@ -24,6 +25,7 @@ def all_messages() -> dict[str, tuple[str, str]]:
         FAVOURITE_MESSAGES,
         REMINDER_MESSAGES,
         EXAMPLE_MESSAGES,
+        REDO_MESSAGES,
     ):
         duplicated = merged.keys() & part.keys()
         if duplicated:

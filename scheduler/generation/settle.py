@@ -11,14 +11,15 @@ from collections.abc import Mapping, Sequence
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from scheduler.generation.roster import Roster
-from scheduler.notices import JobFailed, SelfiesMissing
+from scheduler.notices import GuaranteeSettled, JobFailed, Notice, RedoFailed, SelfiesMissing
 from scheduler.notify import UserNotifier
 from scheduler.signals import WorkSignals
 from storage import jobs as job_queries
-from storage import ledger, queue
+from storage import ledger, queue, redos
 from storage.events import EventName, record_event
 from storage.models import GenerationJob, GenerationTask, utcnow
 from studio.policy import Decision, DecisionAction, decide_after_failure
+from studio.redo import RedoKind
 from studio.states import JobStatus, TaskStatus
 
 log = logging.getLogger(__name__)
@@ -209,10 +210,18 @@ async def _hand_to_delivery(session: AsyncSession, job_id: int) -> bool:
     return await queue.move_job(session, job_id, JobStatus.PROCESSING, JobStatus.DELIVERING)
 
 
-async def _fail_for_want_of_portraits(session: AsyncSession, job_id: int) -> JobFailed | None:
+async def _fail_for_want_of_portraits(session: AsyncSession, job_id: int) -> Notice | None:
     """Fail the job and say what to tell the user: the credits its skipped tasks released (each as it
-    was skipped). None when another worker moved the job first."""
+    was skipped). None when another worker moved the job first. A failed redo says so instead (and
+    the guarantee's credits its unlike portraits back)."""
     if not await queue.move_job(session, job_id, JobStatus.PROCESSING, JobStatus.FAILED, finished_at=utcnow()):
         return None
     await record_event(session, EventName.GENERATION_FAILED, job_id=job_id, scope="job", error_type="all_tasks_failed")
+    redo = await redos.redo_of_job(session, job_id)
+    if redo is not None and redo.kind == RedoKind.GUARANTEE:
+        job = await session.get(GenerationJob, job_id)
+        assert job is not None
+        return GuaranteeSettled(job_id, 0, await redos.settle_guarantee(session, job))
+    if redo is not None:
+        return RedoFailed(job_id, paid=redo.kind == RedoKind.PAID)
     return JobFailed(job_id, await ledger.released_for_job(session, job_id))

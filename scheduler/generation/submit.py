@@ -19,7 +19,7 @@ from scheduler.generation.roster import Roster, grid_capable, model_of, price_of
 from scheduler.generation.settle import Settler
 from scheduler.generation.state import EngineConfig, EngineState
 from scheduler.signals import WorkSignals
-from storage import queue
+from storage import queue, redos
 from storage.events import EventName, record_event
 from storage.files import FileNotFoundInStore, FileStore
 from storage.models import GenerationJob, GenerationTask, Order, ReferencePhoto, utcnow
@@ -28,6 +28,7 @@ from studio.costs import usd_to_micros
 from studio.generation import build_grid_prompt, build_prompt, plan_grid_tasks, plan_tasks
 from studio.pace import CreatePace
 from studio.policy import next_poll_at as policy_next_poll_at
+from studio.redo import plan_redo_tasks
 from studio.states import TaskStatus
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,11 @@ class Submitter:
     async def fan_out(self, session: AsyncSession, job_id: int) -> None:
         job = await session.get(GenerationJob, job_id)
         assert job is not None
+        sources = await redos.redo_sources(session, job.id)
+        if sources is not None:  # a new take of delivered portraits: their prompts and poses, new seeds
+            planned = plan_redo_tasks(job.id, [(task.prompt_index, task.variant) for task in sources])
+            await queue.add_tasks(session, job.id, planned)
+            return
         style = self.catalogue.style(job.style)
         order = await session.get(Order, job.order_id) if job.order_id is not None else None
         pack = self.catalogue.find_pack(order.pack) if order is not None else None

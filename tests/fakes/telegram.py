@@ -588,6 +588,12 @@ class ChatMessage:
         return self.raw.get("reply_markup")
 
     @property
+    def reply_to(self) -> int | None:
+        """The id of the message this one replies to, if any."""
+        replied = self.raw.get("reply_to_message")
+        return None if replied is None else int(replied["message_id"])
+
+    @property
     def buttons(self) -> list[dict[str, Any]]:
         """All inline keyboard buttons, row by row."""
         rows = (self.reply_markup or {}).get("inline_keyboard", [])
@@ -752,18 +758,26 @@ class FakeUser:
 
     # -- messages -------------------------------------------------------------------------------------
 
-    async def send_text(self, text: str, *, entities: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    async def send_text(
+        self, text: str, *, entities: list[dict[str, Any]] | None = None, reply_to: int | None = None
+    ) -> dict[str, Any]:
+        """``reply_to``: the id of a message of this chat the text replies to (Telegram then includes
+        that message, without its own reply, as ``reply_to_message``)."""
         content: dict[str, Any] = {"text": text}
         if entities:
             content["entities"] = entities
+        if reply_to is not None:
+            content["reply_to_message"] = self._fake._replied_message(self.id, reply_to)
         return await self._send_message(content)
 
-    async def send_command(self, command: str, args: str | None = None) -> dict[str, Any]:
+    async def send_command(
+        self, command: str, args: str | None = None, *, reply_to: int | None = None
+    ) -> dict[str, Any]:
         """Send ``/command [args]`` with the ``bot_command`` entity Telegram adds."""
         command = command if command.startswith("/") else f"/{command}"
         text = f"{command} {args}" if args else command
         entity = {"type": "bot_command", "offset": 0, "length": utf16_length(command)}
-        return await self.send_text(text, entities=[entity])
+        return await self.send_text(text, entities=[entity], reply_to=reply_to)
 
     async def send_photo(self, image: bytes, caption: str | None = None) -> dict[str, Any]:
         """Send a compressed photo; ``message.photo`` lists several sizes, the largest holds ``image``."""
@@ -1636,6 +1650,33 @@ class FakeTelegram:
         self._chats[user.id][message.message_id] = message
         return raw
 
+    def _replied_message(self, chat_id: int, message_id: int) -> dict[str, Any]:
+        """The ``reply_to_message`` of a reply to ``message_id``: that message as it stands, without
+        its own reply (Telegram does not nest them). A message that does not exist cannot be replied to."""
+        message = self._chats.get(chat_id, {}).get(message_id)
+        if message is None or message.deleted:
+            raise ValueError(f"message {message_id} is not in chat {chat_id}")
+        replied = copy.deepcopy(message.raw)
+        replied.pop("reply_to_message", None)
+        return replied
+
+    def _reply_parameters(self, chat_id: int, args: _Args) -> dict[str, Any]:
+        """``reply_parameters`` of a send, strictly: a ReplyParameters object whose ``message_id`` names a
+        message of this chat (or ``allow_sending_without_reply``). Returns what the sent message shows."""
+        if "reply_parameters" not in args.values:
+            return {}
+        parameters = args.json("reply_parameters")
+        if not isinstance(parameters, dict) or not isinstance(parameters.get("message_id"), int):
+            raise _bad_request("can't parse reply parameters JSON object")
+        if parameters.get("chat_id") not in (None, chat_id):
+            raise _bad_request("replies to other chats are not supported by the fake")
+        message = self._chats[chat_id].get(parameters["message_id"])
+        if message is None or message.deleted:
+            if parameters.get("allow_sending_without_reply"):
+                return {}
+            raise _bad_request("message to be replied not found")
+        return {"reply_to_message": self._replied_message(chat_id, parameters["message_id"])}
+
     def _new_bot_message(
         self,
         chat_id: int,
@@ -1903,6 +1944,7 @@ class FakeTelegram:
         text, entities = self._text(args.text("text"), args.text("parse_mode"), args.json("entities"), caption=False)
         markup = _check_markup(args.json("reply_markup"))
         content = {"text": text, "entities": entities, "reply_markup": _visible_markup(markup)}
+        content |= self._reply_parameters(chat_id, args)
         return self._new_bot_message(chat_id, content, method="sendMessage")
 
     async def _send_photo(self, args: _Args) -> dict[str, Any]:
@@ -1911,6 +1953,7 @@ class FakeTelegram:
         markup = _check_markup(args.json("reply_markup"))
         sizes, data = self._photo(args.text("photo"), args, "photo")
         content = {"photo": sizes, **caption, "reply_markup": _visible_markup(markup)}
+        content |= self._reply_parameters(chat_id, args)
         if args.flag("has_spoiler"):
             content["has_media_spoiler"] = True
         return self._new_bot_message(chat_id, content, method="sendPhoto", data=data)
@@ -1921,6 +1964,7 @@ class FakeTelegram:
         markup = _check_markup(args.json("reply_markup"))
         document, data = self._document(args.text("document"), args, "document")
         content = {"document": document, **caption, "reply_markup": _visible_markup(markup)}
+        content |= self._reply_parameters(chat_id, args)
         return self._new_bot_message(chat_id, content, method="sendDocument", data=data)
 
     async def _send_media_group(self, args: _Args) -> list[dict[str, Any]]:
@@ -1942,12 +1986,13 @@ class FakeTelegram:
             if exclusive in kinds and set(kinds) != {exclusive}:
                 raise _bad_request(f"{exclusive} can't be mixed with other media types")
         chat_id = self._chat(args)
+        reply = self._reply_parameters(chat_id, args)
         prepared: list[tuple[dict[str, Any], bytes | None]] = []
         for position, item in enumerate(media, start=1):
             caption, entities = self._text(
                 item.get("caption"), item.get("parse_mode"), item.get("caption_entities"), caption=True
             )
-            content: dict[str, Any] = {"caption": caption, "caption_entities": entities}
+            content: dict[str, Any] = {"caption": caption, "caption_entities": entities, **reply}
             try:
                 data = self._album_item(item, args, content)
             except BotApiError as error:

@@ -30,6 +30,7 @@ from aiogram.types import (
     InputMediaPhoto,
     LabeledPrice,
     Message,
+    ReplyParameters,
 )
 from aiogram.utils.media_group import MediaGroupBuilder
 from PIL import Image
@@ -487,3 +488,32 @@ async def test_reactions_reach_only_a_bot_that_asked_for_them(fake: FakeTelegram
         await user.react(sent.message_id, "❤", "🔥")  # three only with Premium
     with pytest.raises(ValueError, match="no message"):
         await user.react(sent.message_id + 100, "❤")
+
+
+async def test_replies_name_a_message_of_the_chat_both_ways(fake: FakeTelegram, bot: Bot, user: FakeUser) -> None:
+    photo = await bot.send_photo(USER_ID, BufferedInputFile(make_jpeg(), filename="p.jpg"))
+    # The user's reply carries the message it answers, as Telegram sends it.
+    update = await user.send_text("🔁", reply_to=photo.message_id)
+    assert update["message"]["reply_to_message"]["message_id"] == photo.message_id
+    assert "photo" in update["message"]["reply_to_message"]
+    with pytest.raises(ValueError, match="not in chat"):
+        await user.send_text("🔁", reply_to=999_999)
+    # The bot's reply must name a message of the chat, unless it allows sending without one.
+    answer = await bot.send_photo(
+        USER_ID,
+        BufferedInputFile(make_jpeg(), filename="q.jpg"),
+        reply_parameters=ReplyParameters(message_id=photo.message_id),
+    )
+    assert answer.reply_to_message is not None and answer.reply_to_message.message_id == photo.message_id
+    assert fake.sent_messages(USER_ID)[-1].reply_to == photo.message_id
+    with pytest.raises(TelegramBadRequest, match="message to be replied not found"):
+        await bot.send_message(USER_ID, "x", reply_parameters=ReplyParameters(message_id=999_999))
+    loose = await bot.send_message(
+        USER_ID, "x", reply_parameters=ReplyParameters(message_id=999_999, allow_sending_without_reply=True)
+    )
+    assert loose.reply_to_message is None
+    items = album(2)
+    group = await bot.send_media_group(
+        USER_ID, media=items, reply_parameters=ReplyParameters(message_id=photo.message_id)
+    )
+    assert all(message.reply_to_message is not None for message in group)

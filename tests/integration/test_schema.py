@@ -29,6 +29,7 @@ EXPECTED_TABLES = {
     "example_sets",
     "example_jobs",
     "style_examples",
+    "redos",
     "events",
     "audit_log",
     "user_bans",

@@ -165,6 +165,7 @@ def stats_text(period: str, report: StatsReport, language: str) -> str:
     extra = [
         _("admin.stats.favourites").format(added=stats.favourites_added, styles=counts(stats.favourites_by_style)),
         _("admin.stats.reminders").format(reminders=counts(stats.reminders_by_cause)),
+        _("admin.stats.redos").format(redos=counts(stats.redos_by_kind), credited=stats.guarantee_credits),
     ]
     return "\n".join([text, *extra])
 

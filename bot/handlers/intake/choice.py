@@ -13,6 +13,7 @@ from aiogram.utils.i18n import gettext as _
 from bot import keyboards
 from bot.callbacks import OrderCb, SpendCb
 from bot.handlers.intake.steps import Intake, ask_for_style, offered_currencies, show_current_step
+from bot.handlers.redo import picker_promise
 from bot.i18n import counted
 from bot.settings import Settings
 from scheduler.credits import CreditService, CreditsUnavailable, picker_spend_key
@@ -38,9 +39,11 @@ async def pick_style(
     await state.update_data(style=style.id)
     offer = await intake.pack_offer(user.id)
     prompt = _("pack.prompt").format(style=style.name.get(user.language))
+    if offer.balance > 0:
+        prompt += "\n" + counted("pack.balance", offer.balance)
     currencies = offered_currencies(settings)
     await query.message.answer(
-        f"{prompt}\n{counted('pack.balance', offer.balance)}" if offer.balance > 0 else prompt,
+        "\n\n".join(filter(None, [prompt, picker_promise(settings)])),
         reply_markup=keyboards.packs(offer.packs, avatar_id, style.id, user.language, currencies, offer.balance),
     )
 

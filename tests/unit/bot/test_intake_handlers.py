@@ -367,7 +367,9 @@ async def test_a_style_leads_to_the_packs_with_the_balance() -> None:
     lifestyle = CATALOGUE.find_style("lifestyle")
     assert lifestyle is not None
     prompt = en("pack.prompt", style=lifestyle.name.get("en"))
-    assert chat.texts() == [f"{prompt}\nYou have 1 credit: a pack it covers starts without payment."]
+    balance = "You have 1 credit: a pack it covers starts without payment."
+    # The likeness guarantee and the free redos are stated with the packs (settings' defaults).
+    assert chat.texts() == [f"{prompt}\n{balance}\n\n{en('redo.picker', share=65, free=3)}"]
     assert SpendCb(avatar_id=AVATAR_ID, style="lifestyle", photos=1).pack() in chat.buttons()
 
 
