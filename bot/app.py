@@ -70,12 +70,14 @@ from scheduler.broadcast import BroadcastService
 from scheduler.credits import CreditService
 from scheduler.delivery import DeliveryConfig, DeliveryService
 from scheduler.engine import EngineConfig, GenerationEngine
+from scheduler.gifts import GiftService
 from scheduler.housekeeping import Housekeeping
 from scheduler.intake import IntakeLimits, IntakeService
 from scheduler.jobs import Beat, build_scheduler
 from scheduler.originals import OriginalsService
 from scheduler.payments import PaymentService
 from scheduler.provider_health import AlertLatch, MemoryLatch, ProviderHealthMonitor, RedisLatch
+from scheduler.referrals import ReferralService
 from scheduler.results import ResultsService
 from scheduler.signals import WorkSignals
 from scheduler.wakeup import WakeableJob
@@ -169,6 +171,8 @@ class Application:
     admin: AdminService = field(init=False)
     provider_health: ProviderHealthMonitor = field(init=False)
     accounts: AccountService = field(init=False)
+    gifts: GiftService = field(init=False)
+    referrals: ReferralService = field(init=False)
     results: ResultsService = field(init=False)
     intake: IntakeService = field(init=False)
     _runner: web.AppRunner | None = field(init=False, default=None)
@@ -277,6 +281,7 @@ class Application:
                 lease_seconds=settings.TASK_LEASE_SECONDS,
                 album_window_seconds=settings.ALBUM_WINDOW_SECONDS,
                 tick_seconds=settings.DISPATCH_TICK_SECONDS,
+                referral_bonus_photos=settings.REFERRAL_BONUS_PHOTOS,
             ),
         )
         self.delivery_job = WakeableJob("deliver", self.delivery.deliver_all, settings.DISPATCH_TICK_SECONDS)
@@ -304,6 +309,12 @@ class Application:
             probes=self.provider_health,
         )
         self.accounts = AccountService(self.sessionmaker)
+        self.gifts = GiftService(
+            self.sessionmaker, catalogue=self.catalogue, payments=self.payments, accounts=self.accounts
+        )
+        self.referrals = ReferralService(
+            self.sessionmaker, accounts=self.accounts, bonus_photos=settings.REFERRAL_BONUS_PHOTOS
+        )
         self.results = ResultsService(self.sessionmaker, files=self.files)
         self.intake = IntakeService(
             self.sessionmaker,
@@ -563,6 +574,8 @@ class Application:
             faces=self.faces,
             admin=self.admin,
             accounts=self.accounts,
+            gifts=self.gifts,
+            referrals=self.referrals,
             results=self.results,
             intake=self.intake,
         )

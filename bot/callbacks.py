@@ -13,6 +13,7 @@ from aiogram.filters.callback_data import CallbackData
 class MenuAction(StrEnum):
     NEW = "new"
     REUSE = "reuse"
+    GIFT = "gift"
 
 
 class MenuCb(CallbackData, prefix="m"):
@@ -103,6 +104,17 @@ class ForgetCb(CallbackData, prefix="forget"):
 class ResendCb(CallbackData, prefix="rs"):
     job_id: int
     chunk: int  # the album whose arrival a crash left unknown
+
+
+class GiftAction(StrEnum):
+    PACK = "pack"  # buy this pack as a gift
+    REFUND = "refund"  # the buyer takes an unopened gift back
+
+
+class GiftCb(CallbackData, prefix="g"):
+    action: GiftAction
+    pack_id: str = ""  # PACK only
+    gift_id: int = 0  # REFUND only
 
 
 # ---------------------------------------------------------------- admin buttons

@@ -25,10 +25,10 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from scheduler.background import BackgroundTasks
-from scheduler.notices import DeliveryUncertain, PackFinished, ProgressShown
+from scheduler.notices import DeliveryUncertain, PackFinished, ProgressShown, ReferralPaid
 from scheduler.notify import UserNotifier
 from storage import deliveries as queries
-from storage import queue
+from storage import gifts, queue
 from storage.events import EventName, record_event
 from storage.files import FileNotFoundInStore, FileStore
 from storage.images import ImageRejected, fit_for_telegram_photo
@@ -113,6 +113,8 @@ class DeliveryConfig:
     album_window_seconds: float = 3.0
     edit_interval_seconds: float = 3.0
     tick_seconds: float = 2.0
+    # Credits for the inviter when an invited user's first paid pack is delivered (0: no referral bonus).
+    referral_bonus_photos: int = 0
 
 
 @dataclass
@@ -558,6 +560,7 @@ class DeliveryService:
             moved = await queue.move_job(
                 session, job_id, JobStatus.DELIVERING, outcome.status, finished_at=finished_at, delivered_at=finished_at
             )
+            referral = None
             if moved:  # total: from the job being queued (paid or trial) to its last portrait delivered
                 await record_event(
                     session,
@@ -569,12 +572,16 @@ class DeliveryService:
                     skipped=outcome.skipped,
                     cost=float(micros_to_usd(await queue.job_cost_micros(session, job_id))),  # USD
                 )
+                # In the transaction that finishes the pack: the bonus is paid exactly when it is delivered.
+                referral = await gifts.pay_referral(session, job, outcome.status, self.config.referral_bonus_photos)
             await session.commit()
         if not moved:
             return True
         await self._progress(job, state, final=True)
         finished = PackFinished(job_id, job.avatar_id, delivered=outcome.succeeded, credited=outcome.skipped)
         await self.notifier.tell(job.chat_id, job.language, finished)
+        if referral is not None:
+            await self.notifier.tell(referral.inviter_chat_id, referral.inviter_language, ReferralPaid(referral.photos))
         return True
 
     async def _user_blocked(self, job: GenerationJob) -> None:

@@ -44,6 +44,10 @@ class EventName(StrEnum):
     GENERATION_FAILED = "generation_failed"  # {error_type}: a task failed for good, or a whole job failed
     IMAGE_STORED = "image_stored"  # {size_bytes}: one portrait stored
     PACK_COMPLETED = "pack_completed"  # {image_count, total_duration_ms, skipped, cost}: a job delivered
+    GIFT_BOUGHT = "gift_bought"  # {gift_id, photos, provider, amount, currency}: a gift's payment succeeded
+    GIFT_REDEEMED = "gift_redeemed"  # {gift_id, photos}: the first opener got the gift's credits
+    PROMO_REDEEMED = "promo_redeemed"  # {code, photos}: a promo code's credits went to a user
+    REFERRAL_PAID = "referral_paid"  # {invitee_id, photos}: the inviter's bonus for a delivered paid pack
 
 
 async def record_event(

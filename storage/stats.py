@@ -81,6 +81,11 @@ class Stats:
     identity_score_sum: float = 0.0
     portraits: int = 0
     portraits_redone: int = 0
+    # Events of the window: gifts paid and opened, promo codes and referral bonuses credited.
+    gifts_bought: int = 0
+    gifts_redeemed: int = 0
+    promos_redeemed: int = 0
+    referrals_paid: int = 0
 
     @property
     def success_rate(self) -> float | None:
@@ -230,3 +235,14 @@ async def _events(session: AsyncSession, stats: Stats) -> None:
     stats.jobs_started_by_provider = await grouped("generation_started", "provider")
     stats.failures_by_type = await grouped("generation_failed", "error_type")
     stats.rejected_by_reason = await grouped("photo_rejected", "reason")
+
+    names = ("gift_bought", "gift_redeemed", "promo_redeemed", "referral_paid")
+    rows = await session.execute(
+        select(Event.name, func.count())
+        .where(Event.name.in_(names), Event.created_at >= stats.since, Event.created_at < stats.until)
+        .group_by(Event.name)
+    )
+    counted = {str(name): int(total) for name, total in rows.all()}
+    stats.gifts_bought, stats.gifts_redeemed, stats.promos_redeemed, stats.referrals_paid = (
+        counted.get(name, 0) for name in names
+    )

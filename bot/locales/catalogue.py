@@ -6,13 +6,14 @@ from bot.locales.messages import CORE_MESSAGES
 from bot.locales.messages_admin import ADMIN_MESSAGES
 from bot.locales.messages_engine import ENGINE_MESSAGES
 from bot.locales.messages_faces import FACE_MESSAGES
+from bot.locales.messages_gifts import GIFT_MESSAGES, GIFT_PLURAL_MESSAGES
 from bot.locales.messages_payment import PAYMENT_MESSAGES
 from bot.locales.messages_plural import PLURAL_MESSAGES
 
 
 def all_messages() -> dict[str, tuple[str, str]]:
     merged: dict[str, tuple[str, str]] = {}
-    for part in (CORE_MESSAGES, PAYMENT_MESSAGES, ENGINE_MESSAGES, ADMIN_MESSAGES, FACE_MESSAGES):
+    for part in (CORE_MESSAGES, PAYMENT_MESSAGES, ENGINE_MESSAGES, ADMIN_MESSAGES, FACE_MESSAGES, GIFT_MESSAGES):
         duplicated = merged.keys() & part.keys()
         if duplicated:
             raise ValueError(f"text keys defined twice: {sorted(duplicated)}")
@@ -22,7 +23,10 @@ def all_messages() -> dict[str, tuple[str, str]]:
 
 def plural_messages() -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
     """Texts with a count: key → (Russian forms, English forms), in each language's plural order."""
-    duplicated = all_messages().keys() & PLURAL_MESSAGES.keys()
-    if duplicated:
-        raise ValueError(f"text keys defined twice: {sorted(duplicated)}")
-    return dict(PLURAL_MESSAGES)
+    merged: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+    for part in (PLURAL_MESSAGES, GIFT_PLURAL_MESSAGES):
+        duplicated = (all_messages().keys() | merged.keys()) & part.keys()
+        if duplicated:
+            raise ValueError(f"text keys defined twice: {sorted(duplicated)}")
+        merged.update(part)
+    return merged

@@ -27,7 +27,8 @@ CORE_MESSAGES: dict[str, tuple[str, str]] = {
         "3. Выберите пакет и оплатите (карта или Telegram Stars).\n"
         "4. Портреты приходят альбомами по мере готовности — обычно за несколько минут.\n\n"
         "Команды: /start — начать, /status — где мой заказ, /cancel — выйти из текущего шага, "
-        "/paysupport — вопросы по оплате, /forget — удалить мои фото.\n"
+        "/paysupport — вопросы по оплате, /forget — удалить мои фото, /gift — подарить фотосессию, "
+        "/invite — пригласить друзей, /promo — ввести промокод.\n"
         "Селфи хранятся {reference_days} дн. после последней фотосессии, портреты — {result_days} дн.",
         "<b>How it works</b>\n1. Send 5–8 selfies: face clearly visible, only you in the frame, no "
         "sunglasses, different angles and light. Photos, an album or files (JPEG, PNG, WebP, HEIC) all work.\n"
@@ -35,7 +36,8 @@ CORE_MESSAGES: dict[str, tuple[str, str]] = {
         "3. Pick a pack and pay (card or Telegram Stars).\n"
         "4. Portraits arrive as albums as soon as they are ready, usually within minutes.\n\n"
         "Commands: /start to begin, /status to see your order, /cancel to leave the current step, "
-        "/paysupport for payment questions, /forget to delete my photos.\n"
+        "/paysupport for payment questions, /forget to delete my photos, /gift to give a photo session, "
+        "/invite to invite friends, /promo to enter a promo code.\n"
         "Selfies are kept {reference_days} days after your last session, portraits {result_days} days.",
     ),
     "banned": (

@@ -24,6 +24,8 @@ EXPECTED_TABLES = {
     "generation_tasks",
     "deliveries",
     "portrait_messages",
+    "gifts",
+    "promo_codes",
     "events",
     "audit_log",
     "user_bans",

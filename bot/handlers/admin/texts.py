@@ -134,33 +134,42 @@ def stats_text(period: str, report: StatsReport, language: str) -> str:
         )
         for name, figures in sorted(stats.providers.items())
     ]
-    return _("admin.stats").format(
-        period=period,
-        since=when(stats.since),
-        new_users=stats.new_users,
-        paid_orders=stats.paid_orders,
-        revenue=money(stats.revenue, language),
-        refunded=money(stats.refunded, language),
-        jobs=counts(stats.jobs_by_status),
-        photos_done=stats.photos_done,
-        photos_skipped=stats.photos_skipped,
-        success_rate=share(stats.success_rate),
-        first_p50=duration(report.first_p50),
-        first_p95=duration(report.first_p95),
-        pack_p50=duration(report.pack_p50),
-        pack_p95=duration(report.pack_p95),
-        providers="; ".join(providers) or _("admin.none"),
-        started=counts(stats.jobs_started_by_provider),
-        failures=counts(stats.failures_by_type),
-        rejected=counts(stats.rejected_by_reason),
-        granted=stats.credits_granted,
-        returned=stats.credits_returned,
-        refund_credits=stats.credits_refunded,
-        cost=usd(stats.cost_micros),
-        cost_per_portrait=usd(stats.cost_per_portrait_micros),
-        margin=margin_text(report.margin),
-        identity=number(stats.identity_average, 3),
-        redo_share=share(stats.redo_share),
+    return (
+        _("admin.stats").format(
+            period=period,
+            since=when(stats.since),
+            new_users=stats.new_users,
+            paid_orders=stats.paid_orders,
+            revenue=money(stats.revenue, language),
+            refunded=money(stats.refunded, language),
+            jobs=counts(stats.jobs_by_status),
+            photos_done=stats.photos_done,
+            photos_skipped=stats.photos_skipped,
+            success_rate=share(stats.success_rate),
+            first_p50=duration(report.first_p50),
+            first_p95=duration(report.first_p95),
+            pack_p50=duration(report.pack_p50),
+            pack_p95=duration(report.pack_p95),
+            providers="; ".join(providers) or _("admin.none"),
+            started=counts(stats.jobs_started_by_provider),
+            failures=counts(stats.failures_by_type),
+            rejected=counts(stats.rejected_by_reason),
+            granted=stats.credits_granted,
+            returned=stats.credits_returned,
+            refund_credits=stats.credits_refunded,
+            cost=usd(stats.cost_micros),
+            cost_per_portrait=usd(stats.cost_per_portrait_micros),
+            margin=margin_text(report.margin),
+            identity=number(stats.identity_average, 3),
+            redo_share=share(stats.redo_share),
+        )
+        + "\n"
+        + _("admin.stats.gifts").format(
+            bought=stats.gifts_bought,
+            redeemed=stats.gifts_redeemed,
+            promos=stats.promos_redeemed,
+            referrals=stats.referrals_paid,
+        )
     )
 
 
