@@ -1,0 +1,140 @@
+"""Gifts and promo codes over real HTTP (fake Telegram): a gift bought with Stars, opened once by
+someone else; its buyer and later openers get a clear answer; a gift taken back is refunded with
+refundStarPayment and cannot be opened; two openers at the same moment: exactly one wins."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from bot.app import Application
+from bot.callbacks import GiftAction, GiftCb
+from storage import ledger
+from storage.models import Event, Gift, Payment, User
+from studio.gifts import GiftRefusal, GiftStatus, PromoRefusal, PromoTerms
+from studio.states import PaymentStatus
+from tests.fakes.telegram import FakeTelegram, FakeUser
+from tests.harness import app_settings, callback_answer, running_app
+
+GIFT_LINK = re.compile(r"start=gift_([A-Z0-9]+)")
+
+
+async def _user_row(app: Application, telegram_id: int) -> User:
+    async with app.sessionmaker() as session:
+        return (await session.execute(select(User).where(User.telegram_id == telegram_id))).scalar_one()
+
+
+async def _balance(app: Application, telegram_id: int) -> int:
+    user = await _user_row(app, telegram_id)
+    async with app.sessionmaker() as session:
+        return await ledger.balance(session, user.id)
+
+
+async def _buy_gift(fake: FakeTelegram, buyer: FakeUser) -> str:
+    """/gift → the 7-photo pack → Stars → pay the invoice; returns the code from the paid message."""
+    invoices = sum(m.kind == "invoice" for m in buyer.messages)
+    await buyer.send_command("gift")
+    await buyer.wait_reply(lambda m: "Which pack" in m.content)
+    await buyer.click("7 photos")
+    await buyer.wait_reply(lambda m: "A gift of 7 photos" in m.content)
+    await buyer.click("Telegram Stars")
+    await fake.wait_until(lambda: sum(m.kind == "invoice" for m in buyer.messages) > invoices)
+    assert await buyer.pay() is not None
+    paid = await buyer.wait_reply(lambda m: "gift of 7 photos is paid" in m.content, timeout=10)
+    match = GIFT_LINK.search(paid.content)
+    assert match is not None, paid.content
+    assert any("Refund" in button["text"] for button in paid.buttons)
+    return match.group(1)
+
+
+async def test_a_gift_bought_with_stars_credits_its_first_opener_once_and_a_refunded_one_nobody(
+    fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path
+) -> None:
+    settings = app_settings(fake_telegram, sqlite_url, tmp_path / "files")
+    async with running_app(settings) as app:
+        buyer = fake_telegram.user(language_code="en")
+        friend, stranger = fake_telegram.user(language_code="en"), fake_telegram.user(language_code="ru")
+        code = await _buy_gift(fake_telegram, buyer)
+        assert f"t.me/{fake_telegram.me['username']}?start=gift_{code}" in buyer.messages[-1].content
+
+        # The buyer's own link: explained, nothing moves (and the refund stays possible).
+        await buyer.send_command("start", f"gift_{code}")
+        await buyer.wait_reply(lambda m: "your own gift" in m.content)
+        assert await _balance(app, buyer.id) == 0
+
+        await friend.send_command("start", f"gift_{code}")
+        await friend.wait_reply(lambda m: "7 credits are on your balance" in m.content)
+        assert await _balance(app, friend.id) == 7
+        # Again, by the opener or by anyone else: nothing more.
+        await friend.send_command("start", f"gift_{code}")
+        await friend.wait_reply(lambda m: "already opened this gift" in m.content)
+        await stranger.send_command("start", f"gift_{code.lower()}")  # typed in lower case: the same code
+        await stranger.wait_reply(lambda m: "уже открыл другой" in m.content)
+        await stranger.send_command("start", "gift_NOSUCHCODE")
+        await stranger.wait_reply(lambda m: "Такого подарка нет" in m.content)
+        assert await _balance(app, friend.id) == 7 and await _balance(app, stranger.id) == 0
+
+        # An opened gift cannot be taken back.
+        refund_query = await buyer.click("Refund")
+        assert "already been opened" in (await callback_answer(fake_telegram, refund_query))["text"]
+
+        # A second gift, taken back before anyone opens it: Stars refunded, the link is dead.
+        second = await _buy_gift(fake_telegram, buyer)
+        await buyer.click("Refund")
+        await buyer.wait_reply(lambda m: "The gift is cancelled" in m.content)
+        async with app.sessionmaker() as session:
+            gift = (await session.execute(select(Gift).where(Gift.code == second))).scalar_one()
+            payment = await session.get(Payment, gift.payment_id)
+            assert gift.status == GiftStatus.REFUNDED and payment is not None
+            assert payment.status == PaymentStatus.REFUNDED
+        assert fake_telegram.is_refunded(payment.provider_payment_id or "")
+        await stranger.send_command("start", f"gift_{second}")
+        await stranger.wait_reply(lambda m: "отменил этот подарок" in m.content)
+        assert await _balance(app, stranger.id) == 0 and await _balance(app, buyer.id) == 0
+        # The refund button again (its message lost its buttons; a stale copy of it): nothing moves twice.
+        stale = GiftCb(action=GiftAction.REFUND, gift_id=gift.id).pack()
+        again = await buyer.press_button(buyer.messages[-1].message_id, stale)
+        assert "already been refunded" in (await callback_answer(fake_telegram, again))["text"]
+
+        async with app.sessionmaker() as session:
+            names = dict(
+                (await session.execute(select(Event.name, func.count()).group_by(Event.name))).all()  # type: ignore[arg-type]
+            )
+        assert names.get("gift_bought") == 2 and names.get("gift_redeemed") == 1
+
+
+async def test_two_openers_at_once_one_wins_and_promo_codes_count_per_user(
+    fake_telegram: FakeTelegram, database_url: str, tmp_path: Path
+) -> None:
+    """Through the service the handlers call, on SQLite and PostgreSQL: the conditional UPDATE decides."""
+    settings = app_settings(fake_telegram, database_url, tmp_path / "files")
+    async with running_app(settings) as app:
+        buyer = fake_telegram.user(language_code="en")
+        code = await _buy_gift(fake_telegram, buyer)
+        openers = [fake_telegram.user(language_code="en") for _ in range(4)]
+        for opener in openers:
+            await opener.send_command("start")
+            await opener.wait_reply(lambda m: "New photo session" in str(m.buttons))
+        rows = [await _user_row(app, opener.id) for opener in openers]
+        outcomes = await asyncio.gather(*(app.gifts.redeem(row, code) for row in rows))
+        assert sorted(outcome.photos for outcome in outcomes) == [0, 0, 0, 7]
+        assert sorted(str(outcome.refusal) for outcome in outcomes if outcome.refusal) == [GiftRefusal.TAKEN] * 3
+        # The buyer's refund racing an opener of a fresh gift: one of them, never both.
+        fresh = await _buy_gift(fake_telegram, buyer)
+        buyer_row = await _user_row(app, buyer.id)
+        async with app.sessionmaker() as session:
+            gift_id = (await session.execute(select(Gift.id).where(Gift.code == fresh))).scalar_one()
+        opened, refused = await asyncio.gather(app.gifts.redeem(rows[0], fresh), app.gifts.refund(buyer_row, gift_id))
+        assert (opened.photos == 7) != (refused is None), (opened, refused)
+
+        # A promo code for 2 users: once per user, then used up.
+        admin = await _user_row(app, buyer.id)
+        minted = await app.gifts.mint_promo(admin.telegram_id, PromoTerms(photos=5, uses=2, days=30))
+        first = await asyncio.gather(*(app.gifts.redeem_promo(row, minted.code) for row in rows[1:4]))
+        assert sorted(outcome.photos for outcome in first) == [0, 5, 5]
+        assert [o.refusal for o in first if o.refusal] == [PromoRefusal.EXHAUSTED]
+        winner = next(row for row, outcome in zip(rows[1:4], first, strict=True) if outcome.photos)
+        assert (await app.gifts.redeem_promo(winner, minted.code)).refusal == PromoRefusal.USED
