@@ -53,9 +53,9 @@ async def _buy_gift(fake: FakeTelegram, buyer: FakeUser) -> str:
 async def test_a_gift_bought_with_stars_credits_its_first_opener_once_and_a_refunded_one_nobody(
     fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path
 ) -> None:
-    settings = app_settings(fake_telegram, sqlite_url, tmp_path / "files")
+    buyer = fake_telegram.user(language_code="en")
+    settings = app_settings(fake_telegram, sqlite_url, tmp_path / "files", ADMIN_IDS=str(buyer.id))
     async with running_app(settings) as app:
-        buyer = fake_telegram.user(language_code="en")
         friend, stranger = fake_telegram.user(language_code="en"), fake_telegram.user(language_code="ru")
         code = await _buy_gift(fake_telegram, buyer)
         assert f"t.me/{fake_telegram.me['username']}?start=gift_{code}" in buyer.messages[-1].content
@@ -99,11 +99,29 @@ async def test_a_gift_bought_with_stars_credits_its_first_opener_once_and_a_refu
         again = await buyer.press_button(buyer.messages[-1].message_id, stale)
         assert "already been refunded" in (await callback_answer(fake_telegram, again))["text"]
 
+        # An admin's promo code for two users, by command and by link, each once.
+        await buyer.send_command("promo", "new 0 2 30")
+        await buyer.wait_reply(lambda m: "Usage: /promo new" in m.content)
+        await buyer.send_command("promo", "new 5 2 30")
+        minted = await buyer.wait_reply(lambda m: "Promo code" in m.content)
+        promo = re.search(r"start=promo_([A-Z0-9]+)", minted.content)
+        assert promo is not None
+        await friend.send_command("promo", promo.group(1).lower())
+        await friend.wait_reply(lambda m: "+5 credits (12 on your balance)" in m.content)
+        await friend.send_command("promo", promo.group(1))
+        await friend.wait_reply(lambda m: "already used this promo code" in m.content)
+        await stranger.send_command("start", f"promo_{promo.group(1)}")
+        await stranger.wait_reply(lambda m: "Промокод принят: +5 кредитов" in m.content)
+        await buyer.send_command("promo", promo.group(1))
+        await buyer.wait_reply(lambda m: "has been used up" in m.content)
+        await buyer.send_command("promo", "nonsense!")
+        await buyer.wait_reply(lambda m: "no such promo code" in m.content)
+
         async with app.sessionmaker() as session:
             names = dict(
                 (await session.execute(select(Event.name, func.count()).group_by(Event.name))).all()  # type: ignore[arg-type]
             )
-        assert names.get("gift_bought") == 2 and names.get("gift_redeemed") == 1
+        assert names.get("gift_bought") == 2 and names.get("gift_redeemed") == 1 and names.get("promo_redeemed") == 2
 
 
 async def test_two_openers_at_once_one_wins_and_promo_codes_count_per_user(

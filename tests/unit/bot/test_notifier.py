@@ -27,6 +27,7 @@ from bot.notifier import TelegramNotifier
 from scheduler.notices import (
     BroadcastReport,
     DeliveryUncertain,
+    GiftPaid,
     JobFailed,
     JobQueued,
     Notice,
@@ -38,6 +39,7 @@ from scheduler.notices import (
     ProgressShown,
     ProviderAlert,
     ProviderCondition,
+    ReferralPaid,
     RefundCanceled,
     SelfiesMissing,
 )
@@ -54,6 +56,8 @@ EXAMPLES: list[Notice] = [
     PaymentReturned(5, ReturnReason.DUPLICATE, 250, Currency.STARS),
     RefundCanceled(refund_id=3, provider_refund_id="rf-1", payment_id="pay-1", amount_kopecks=99_000),
     JobFailed(job_id=7, returned=23),
+    GiftPaid(gift_id=3, code="ABCDEFGHJK", photos=7),
+    ReferralPaid(photos=3),
     SelfiesMissing(job_id=7, released=15),
     ProgressShown(job_id=7, text="▓▓░░ 4 / 23", cancellable=True),
     DeliveryUncertain(job_id=7, chunk_index=2, portraits=10),
