@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import func, select
 
 from bot.app import Application
 from bot.callbacks import GiftAction, GiftCb
+from providers.stars import StarsPayments
 from storage import ledger
 from storage.models import Event, Gift, Payment, User
-from studio.gifts import GiftRefusal, GiftStatus, PromoRefusal, PromoTerms
+from studio.gifts import GiftRefundRefusal, GiftRefusal, GiftStatus, PromoRefusal, PromoTerms
 from studio.states import PaymentStatus
 from tests.fakes.telegram import FakeTelegram, FakeUser
 from tests.harness import app_settings, callback_answer, running_app
@@ -148,6 +150,27 @@ async def test_two_openers_at_once_one_wins_and_promo_codes_count_per_user(
         opened, refused = await asyncio.gather(app.gifts.redeem(rows[0], fresh), app.gifts.refund(buyer_row, gift_id))
         assert (opened.photos == 7) != (refused is None), (opened, refused)
 
+        # 14 days to take a gift back, counted in the database; only by its buyer.
+        late = await _buy_gift(fake_telegram, buyer)
+        async with app.sessionmaker() as session:
+            late_id = (await session.execute(select(Gift.id).where(Gift.code == late))).scalar_one()
+        now = datetime.now(UTC)
+        assert await app.gifts.refund(rows[1], late_id) == GiftRefundRefusal.UNKNOWN
+        assert (
+            await app.gifts.refund(buyer_row, late_id, now + timedelta(days=14, minutes=1))
+            == GiftRefundRefusal.TOO_LATE
+        )
+        assert await app.gifts.refund(buyer_row, late_id, now + timedelta(days=13)) is None
+
+        # An admin's refund of an opened gift's payment takes the credits back from the opener, not the buyer.
+        winner_row = rows[[outcome.photos for outcome in outcomes].index(7)]
+        async with app.sessionmaker() as session:
+            payment_id = (await session.execute(select(Gift.payment_id).where(Gift.code == code))).scalar_one()
+        assert payment_id is not None
+        before = await _balance(app, winner_row.telegram_id)  # 7, or 14 if they also won the race above
+        assert await app.payments.refund_stars(payment_id, StarsPayments(app.bot)) is True
+        assert await _balance(app, winner_row.telegram_id) == before - 7 and await _balance(app, buyer.id) == 0
+
         # A promo code for 2 users: once per user, then used up.
         admin = await _user_row(app, buyer.id)
         minted = await app.gifts.mint_promo(admin.telegram_id, PromoTerms(photos=5, uses=2, days=30))
@@ -156,3 +179,8 @@ async def test_two_openers_at_once_one_wins_and_promo_codes_count_per_user(
         assert [o.refusal for o in first if o.refusal] == [PromoRefusal.EXHAUSTED]
         winner = next(row for row, outcome in zip(rows[1:4], first, strict=True) if outcome.photos)
         assert (await app.gifts.redeem_promo(winner, minted.code)).refusal == PromoRefusal.USED
+        # Expired: refused with nothing kept, so the same user can still use it while it lasts.
+        short = await app.gifts.mint_promo(admin.telegram_id, PromoTerms(photos=2, uses=5, days=1))
+        expired = await app.gifts.redeem_promo(winner, short.code, now + timedelta(days=1, minutes=1))
+        assert expired.refusal == PromoRefusal.EXPIRED
+        assert (await app.gifts.redeem_promo(winner, short.code)).photos == 2
