@@ -13,12 +13,14 @@ from sqlalchemy import func, select
 
 from bot.app import Application
 from bot.callbacks import GiftAction, GiftCb
+from bot.web import YOOKASSA_PATH
 from providers.stars import StarsPayments
 from storage import ledger
-from storage.models import Event, Gift, Payment, User
+from storage.models import Event, Gift, Payment, Refund, User
 from studio.gifts import GiftRefundRefusal, GiftRefusal, GiftStatus, PromoRefusal, PromoTerms
 from studio.states import PaymentStatus
 from tests.fakes.telegram import FakeTelegram, FakeUser
+from tests.fakes.yookassa import FakeYooKassa
 from tests.harness import app_settings, callback_answer, running_app
 
 GIFT_LINK = re.compile(r"start=gift_([A-Z0-9]+)")
@@ -184,3 +186,46 @@ async def test_two_openers_at_once_one_wins_and_promo_codes_count_per_user(
         expired = await app.gifts.redeem_promo(winner, short.code, now + timedelta(days=1, minutes=1))
         assert expired.refusal == PromoRefusal.EXPIRED
         assert (await app.gifts.redeem_promo(winner, short.code)).photos == 2
+
+
+async def test_a_gift_paid_by_card_is_refunded_at_yookassa_and_its_link_dies(
+    fake_telegram: FakeTelegram, sqlite_url: str, tmp_path: Path
+) -> None:
+    """The card rail: the same order, payment and notification path as a pack; the refund is a YooKassa
+    refund of the whole payment, recorded once (its notification changes nothing more)."""
+    async with FakeYooKassa() as kassa:
+        settings = app_settings(
+            fake_telegram,
+            sqlite_url,
+            tmp_path / "files",
+            YOOKASSA_SHOP_ID=kassa.shop_id,
+            YOOKASSA_SECRET_KEY=kassa.secret_key,
+            YOOKASSA_API_URL=kassa.api_url,
+            YOOKASSA_RETURN_URL="https://t.me/pinglass_test_bot",
+            YOOKASSA_TRUSTED_IPS="127.0.0.1/32",
+        )
+        kassa.webhook_url = f"http://127.0.0.1:{settings.WEB_PORT}{YOOKASSA_PATH}"
+        async with running_app(settings) as app:
+            buyer, friend = fake_telegram.user(language_code="ru"), fake_telegram.user(language_code="en")
+            await buyer.send_command("gift")
+            await buyer.wait_reply(lambda m: "Какой пакет подарить" in m.content)
+            await buyer.click("7 фото")
+            await buyer.wait_reply(lambda m: "Telegram Stars" in str(m.buttons) and "Картой" in str(m.buttons))
+            await buyer.click("Картой")
+            await buyer.wait_reply(lambda m: "Проверить оплату" in str(m.buttons))
+            [provider_id] = list(kassa.payments)
+            await kassa.pay(provider_id)
+            paid = await buyer.wait_reply(lambda m: "Подарок оплачен" in m.content, timeout=10)
+            match = GIFT_LINK.search(paid.content)
+            assert match is not None
+            await buyer.click("Вернуть деньги")
+            await buyer.wait_reply(lambda m: "Подарок отменён" in m.content)
+            [refund] = kassa.refunds.values()
+            assert refund["payment_id"] == provider_id and refund["amount"]["value"] == "490.00"
+            await kassa.wait_notifications()
+            await friend.send_command("start", f"gift_{match.group(1)}")
+            await friend.wait_reply(lambda m: "The sender has cancelled this gift" in m.content)
+            assert await _balance(app, friend.id) == 0 and await _balance(app, buyer.id) == 0
+            async with app.sessionmaker() as session:
+                [row] = (await session.execute(select(Refund))).scalars().all()
+                assert (row.status, row.reason, row.provider_refund_id) == ("succeeded", "gift", refund["id"])
