@@ -87,6 +87,10 @@ async def test_a_gift_bought_with_stars_credits_its_first_opener_once_and_a_refu
 
         # A second gift, taken back before anyone opens it: Stars refunded, the link is dead.
         second = await _buy_gift(fake_telegram, buyer)
+        # /gift lists what is still unopened (the paid message may have been lost): this one only.
+        await buyer.send_command("gift")
+        waiting = await buyer.wait_reply(lambda m: "not opened yet" in m.content)
+        assert second in waiting.content and code not in waiting.content
         await buyer.click("Refund")
         await buyer.wait_reply(lambda m: "The gift is cancelled" in m.content)
         async with app.sessionmaker() as session:
@@ -122,9 +126,13 @@ async def test_a_gift_bought_with_stars_credits_its_first_opener_once_and_a_refu
         await buyer.wait_reply(lambda m: "no such promo code" in m.content)
 
         async with app.sessionmaker() as session:
-            names = dict(
-                (await session.execute(select(Event.name, func.count()).group_by(Event.name))).all()  # type: ignore[arg-type]
+            names = dict((await session.execute(select(Event.name, func.count()).group_by(Event.name))).all())
+            started = await session.execute(
+                select(Event.properties).where(
+                    Event.name == "user_started", Event.user_id == (await _user_row(app, friend.id)).id
+                )
             )
+            assert [properties["source"] for properties in started.scalars()] == ["gift"]
         assert names.get("gift_bought") == 2 and names.get("gift_redeemed") == 1 and names.get("promo_redeemed") == 2
 
 

@@ -56,6 +56,7 @@ async def test_the_bonus_guards_paid_delivered_once_never_trial_self_or_refunded
     refunded = await seed_paid_job(sessionmaker, files, catalogue, telegram_id=400, pack="p7")
     async with sessionmaker() as session:
         assert not await gifts.set_referrer(session, inviter.id, 100)  # never oneself
+        assert not await gifts.set_referrer(session, inviter.id, 999)  # nobody we know
         for telegram_id in (200, 300, 400):
             assert await gifts.set_referrer(session, (await _user(sessionmaker, telegram_id)).id, 100)
         assert not await gifts.set_referrer(session, (await _user(sessionmaker, 200)).id, 300)  # once
@@ -136,9 +137,7 @@ async def test_an_inviter_is_paid_once_when_the_invited_users_first_paid_pack_is
             await app.payments.refund_stars(payment.id, StarsPayments(app.bot))
             async with app.sessionmaker() as session:
                 assert await ledger.balance(session, inviter_row.id) == 3
-                lines = await session.execute(
-                    select(func.count()).where(Event.name == "referral_paid")  # type: ignore[arg-type]
-                )
+                lines = await session.execute(select(func.count()).where(Event.name == "referral_paid"))
                 assert lines.scalar_one() == 1
                 assert (await ledger.totals_by_reason(session, inviter_row.id)) == {LedgerReason.REFERRAL: 3}
             await inviter.send_command("stats")
