@@ -153,9 +153,11 @@ class GiftService:
                 return gift_refund_refusal(gift.status, gift.paid_at, now) or GiftRefundRefusal.REFUNDED
             assert gift.payment_id is not None  # an open gift has its payment
             refund = await payment_queries.return_gift_payment(session, gift.payment_id, gift.id)
+            if refund is None:  # its payment was refunded some other way (an admin's /refund) meanwhile
+                await session.rollback()
+                return GiftRefundRefusal.REFUNDED
             await session.commit()
-        if refund is not None:
-            await self.payments.carry_out(refund.id)
+        await self.payments.carry_out(refund.id)
         return None
 
     # ------------------------------------------------------------ promo codes

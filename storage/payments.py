@@ -608,19 +608,20 @@ async def record_refund(session: AsyncSession, payment: Payment, photos: int, re
     """
     await jobs.stop_for_refund(session, payment.order_id)
     # A gift's payment credited whoever opened the gift, not the buyer: an unopened gift just closes.
-    holder = payment.user_id
+    # An opened one's credits are its opener's to give back.
+    holder: int | None = payment.user_id
     gift = await gifts.for_payment(session, payment.id)
     if gift is not None:
         closed = await gifts.close_for_refund(session, gift.id)
         await session.refresh(gift)
-        holder = gift.redeemed_by if not closed and gift.redeemed_by is not None else 0
-    if holder:
+        holder = None if closed else gift.redeemed_by
+    if holder is not None:
         await ledger.lock_user(session, holder)
     if await _move(
         session, payment, PaymentStatus.REFUNDED, {"refund": refund_reference}, from_=[PaymentStatus.SUCCEEDED]
     ):
         await _payment_event(session, EventName.PAYMENT_REFUNDED, payment)
-    if not holder:
+    if holder is None:
         return False
     take = min(photos, await ledger.balance(session, holder))
     if take < photos:
