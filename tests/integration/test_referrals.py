@@ -34,6 +34,11 @@ async def _user(sessionmaker: async_sessionmaker[AsyncSession], telegram_id: int
         return (await session.execute(select(User).where(User.telegram_id == telegram_id))).scalar_one()
 
 
+async def _balance(app: Application, user_id: int) -> int:
+    async with app.sessionmaker() as session:
+        return await ledger.balance(session, user_id)
+
+
 async def _job_and_payment(session: AsyncSession, job_id: int) -> tuple[GenerationJob, Payment]:
     job = await session.get(GenerationJob, job_id)
     assert job is not None
@@ -140,5 +145,24 @@ async def test_an_inviter_is_paid_once_when_the_invited_users_first_paid_pack_is
                 lines = await session.execute(select(func.count()).where(Event.name == "referral_paid"))
                 assert lines.scalar_one() == 1
                 assert (await ledger.totals_by_reason(session, inviter_row.id)) == {LedgerReason.REFERRAL: 3}
+
+            # Another invited user's first payment is refunded at once: no bonus for it; their next,
+            # genuinely paid pack is the one that counts.
+            other = fake_telegram.user(language_code="en")
+            await _start(other, f"ref_{inviter.id}")
+            refunded = await seed_paid_job(app.sessionmaker, app.files, app.catalogue, telegram_id=other.id, pack="p7")
+            async with app.sessionmaker() as session:
+                _job, payment = await _job_and_payment(session, refunded)
+            other.charge(f"order:{payment.order_id}", "XTR", payment.amount, payment.provider_payment_id)
+            await app.payments.refund_stars(payment.id, StarsPayments(app.bot))
+            app.signals.job_queued()
+            assert (await _wait_finished(app, refunded)).status != JobStatus.COMPLETED
+            assert await _balance(app, inviter_row.id) == 3
+            genuine = await seed_paid_job(app.sessionmaker, app.files, app.catalogue, telegram_id=other.id, pack="p7")
+            app.signals.job_queued()
+            assert (await _wait_finished(app, genuine)).status == JobStatus.COMPLETED
+            await inviter.wait_reply(lambda m: "+3 credits for you" in m.content and m.message_id > invite.message_id)
+            assert await _balance(app, inviter_row.id) == 6
+
             await inviter.send_command("stats")
-            await inviter.wait_reply(lambda m: "referral bonuses: 1" in m.content)
+            await inviter.wait_reply(lambda m: "referral bonuses: 2" in m.content)
