@@ -19,11 +19,16 @@ from storage.models import GenerationJob, Gift, LedgerEntry, Order, Payment, Pro
 from storage.sql import insert_for, insert_or_find, rows_changed
 from studio.catalogue import Pack
 from studio.credits import gift_line, promo_line, referral_line
-from studio.gifts import GIFT_REFUND_WINDOW, GiftStatus, PromoRefusal, new_code, promo_refusal, referral_allowed
+from studio.gifts import (
+    GIFT_REFUND_WINDOW,
+    GIFT_STYLE,
+    GiftStatus,
+    PromoRefusal,
+    new_code,
+    promo_refusal,
+    referral_allowed,
+)
 from studio.states import JobStatus, LedgerReason, OrderStatus, PaymentStatus
-
-GIFT_STYLE = "gift"  # orders.style of a gift's order: it buys credits for someone, not a style
-
 
 # ------------------------------------------------------------------ gifts
 

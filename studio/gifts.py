@@ -22,6 +22,7 @@ CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 CODE_LENGTH = 10
 CODE_PATTERN = re.compile(rf"^[{CODE_ALPHABET}]{{{CODE_LENGTH}}}$")
 GIFT_REFUND_WINDOW = timedelta(days=14)
+GIFT_STYLE = "gift"  # orders.style of a gift's order: it buys credits for someone, not a style
 
 # Deep links: t.me/<bot>?start=gift_<code> | promo_<code> | ref_<telegram id>.
 GIFT_LINK = re.compile(r"^gift_([A-Za-z0-9]{1,32})$")

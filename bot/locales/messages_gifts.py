@@ -53,6 +53,10 @@ GIFT_MESSAGES: dict[str, tuple[str, str]] = {
         "Вернуть подарок можно только в течение 14 дней после оплаты.",
         "A gift can be refunded only within 14 days of paying for it.",
     ),
+    "status.gift_order": (
+        "Подарок №{order_id}: {photos} фото. Оплаченные подарки и их ссылки — в /gift.",
+        "Gift #{order_id}: {photos} photos. Paid gifts and their links are in /gift.",
+    ),
     "promo.usage": (
         "Пришлите код так: /promo КОД",
         "Send the code like this: /promo CODE",

@@ -239,6 +239,8 @@ async def test_a_gift_paid_by_card_is_refunded_at_yookassa_and_its_link_dies(
             paid = await buyer.wait_reply(lambda m: "Подарок оплачен" in m.content, timeout=10)
             match = GIFT_LINK.search(paid.content)
             assert match is not None
+            await buyer.send_command("status")
+            await buyer.wait_reply(lambda m: "Подарок №" in m.content and "/gift" in m.content)
             await buyer.click("Вернуть деньги")
             await buyer.wait_reply(lambda m: "Подарок отменён" in m.content)
             [refund] = kassa.refunds.values()
