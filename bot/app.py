@@ -73,6 +73,7 @@ from scheduler.delivery import DeliveryConfig, DeliveryService
 from scheduler.engine import EngineConfig, GenerationEngine
 from scheduler.examples import ExampleService
 from scheduler.favourites import FavouritesService
+from scheduler.gifts import GiftService
 from scheduler.housekeeping import Housekeeping
 from scheduler.intake import IntakeLimits, IntakeService
 from scheduler.jobs import Beat, build_scheduler
@@ -80,6 +81,7 @@ from scheduler.originals import OriginalsService
 from scheduler.payments import PaymentService
 from scheduler.provider_health import AlertLatch, MemoryLatch, ProviderHealthMonitor, RedisLatch
 from scheduler.redo import RedoService
+from scheduler.referrals import ReferralService
 from scheduler.reminders import ReminderService
 from scheduler.results import ResultsService
 from scheduler.signals import WorkSignals
@@ -176,6 +178,8 @@ class Application:
     admin: AdminService = field(init=False)
     provider_health: ProviderHealthMonitor = field(init=False)
     accounts: AccountService = field(init=False)
+    gifts: GiftService = field(init=False)
+    referrals: ReferralService = field(init=False)
     results: ResultsService = field(init=False)
     intake: IntakeService = field(init=False)
     examples: ExampleService = field(init=False)
@@ -291,6 +295,7 @@ class Application:
                 tick_seconds=settings.DISPATCH_TICK_SECONDS,
                 likeness_guarantee=settings.LIKENESS_GUARANTEE if settings.FACE_CHECKS else 0.0,
                 free_redos_per_pack=settings.FREE_REDOS_PER_PACK,
+                referral_bonus_photos=settings.REFERRAL_BONUS_PHOTOS,
             ),
         )
         self.delivery_job = WakeableJob("deliver", self.delivery.deliver_all, settings.DISPATCH_TICK_SECONDS)
@@ -325,6 +330,12 @@ class Application:
             probes=self.provider_health,
         )
         self.accounts = AccountService(self.sessionmaker)
+        self.gifts = GiftService(
+            self.sessionmaker, catalogue=self.catalogue, payments=self.payments, accounts=self.accounts
+        )
+        self.referrals = ReferralService(
+            self.sessionmaker, accounts=self.accounts, bonus_photos=settings.REFERRAL_BONUS_PHOTOS
+        )
         self.results = ResultsService(self.sessionmaker, files=self.files)
         self.intake = IntakeService(
             self.sessionmaker,
@@ -589,6 +600,8 @@ class Application:
             faces=self.faces,
             admin=self.admin,
             accounts=self.accounts,
+            gifts=self.gifts,
+            referrals=self.referrals,
             results=self.results,
             intake=self.intake,
             examples=self.examples,

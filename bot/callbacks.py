@@ -13,6 +13,7 @@ from aiogram.filters.callback_data import CallbackData
 class MenuAction(StrEnum):
     NEW = "new"
     REUSE = "reuse"
+    GIFT = "gift"
 
 
 class MenuCb(CallbackData, prefix="m"):
@@ -117,6 +118,17 @@ class ResendCb(CallbackData, prefix="rs"):
 
 class SettingsCb(CallbackData, prefix="set"):
     reminders: bool  # the value the tap sets (not a flip): a repeated tap changes nothing more
+
+
+class GiftAction(StrEnum):
+    PACK = "pack"  # buy this pack as a gift
+    REFUND = "refund"  # the buyer takes an unopened gift back
+
+
+class GiftCb(CallbackData, prefix="g"):
+    action: GiftAction
+    pack_id: str = ""  # PACK only
+    gift_id: int = 0  # REFUND only
 
 
 # ---------------------------------------------------------------- admin buttons

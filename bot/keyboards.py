@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from urllib.parse import quote
 
 from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.i18n import gettext as _
@@ -21,6 +22,8 @@ from bot.callbacks import (
     BroadcastSegment,
     CheckCb,
     ForgetCb,
+    GiftAction,
+    GiftCb,
     JobAction,
     JobCb,
     MenuAction,
@@ -51,6 +54,7 @@ def start_menu(has_previous_photos: bool) -> InlineKeyboardMarkup:
     builder.button(text=_("button.new_session"), callback_data=MenuCb(action=MenuAction.NEW))
     if has_previous_photos:
         builder.button(text=_("button.reuse_photos"), callback_data=MenuCb(action=MenuAction.REUSE))
+    builder.button(text=_("button.gift"), callback_data=MenuCb(action=MenuAction.GIFT))
     builder.adjust(1)
     return builder.as_markup()
 
@@ -359,3 +363,40 @@ def _broadcast_button(builder: InlineKeyboardBuilder, broadcast_id: int, action:
         AdminBroadcastAction.STOP: _("admin.button.stop"),
     }[action]
     builder.button(text=text, callback_data=AdminBroadcastCb(action=action, broadcast_id=broadcast_id))
+
+
+# ---------------------------------------------------------------- gifts
+
+
+def gift_packs(packs: Sequence[Pack], language: str, currencies: tuple[Currency, ...]) -> InlineKeyboardMarkup:
+    """The packs one can give, each with its price in the currencies on offer."""
+    builder = InlineKeyboardBuilder()
+    for pack in packs:
+        builder.button(
+            text=pack_label(pack, language, currencies), callback_data=GiftCb(action=GiftAction.PACK, pack_id=pack.id)
+        )
+    builder.adjust(1)
+    return builder.as_markup()
+
+
+def gift_pay_methods(order_id: int, pack: Pack, language: str, methods: Sequence[PayMethod]) -> InlineKeyboardMarkup:
+    """The payment methods on offer for a gift's order (the ordinary Pay buttons)."""
+    builder = InlineKeyboardBuilder()
+    for method, currency, key in (
+        (PayMethod.YOOKASSA, Currency.RUB, "button.pay_card"),
+        (PayMethod.STARS, Currency.STARS, "button.pay_stars"),
+    ):
+        if method in methods:
+            price = format_price(price_for(pack, currency), currency, language)
+            builder.button(text=_(key).format(price=price), callback_data=PayCb(order_id=order_id, method=method))
+    builder.adjust(1)
+    return builder.as_markup()
+
+
+def gift_link(gift_id: int, link: str) -> InlineKeyboardMarkup:
+    """Under a paid gift: share its link, or take the money back while it is unopened."""
+    builder = InlineKeyboardBuilder()
+    builder.button(text=_("button.gift_share"), url=f"https://t.me/share/url?url={quote(link, safe='')}")
+    builder.button(text=_("button.gift_refund"), callback_data=GiftCb(action=GiftAction.REFUND, gift_id=gift_id))
+    builder.adjust(1)
+    return builder.as_markup()

@@ -12,11 +12,12 @@ from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.i18n import I18n
 
 from bot import keyboards
-from bot.locales.messages_plural import PLURAL_MESSAGES
+from bot.locales.catalogue import plural_messages
 from scheduler.notices import (
     BroadcastReport,
     CreditsReminder,
     DeliveryUncertain,
+    GiftPaid,
     GuaranteeSettled,
     JobFailed,
     JobQueued,
@@ -31,6 +32,7 @@ from scheduler.notices import (
     ProgressShown,
     ProviderAlert,
     RedoFailed,
+    ReferralPaid,
     RefundCanceled,
     SelfiesMissing,
 )
@@ -39,6 +41,11 @@ from studio.credits import Currency, format_price
 log = logging.getLogger(__name__)
 
 Rendered = tuple[str, InlineKeyboardMarkup | None]
+
+
+def gift_link(bot_username: str, code: str) -> str:
+    """The link a gift's buyer forwards: whoever opens it first gets the gift."""
+    return f"https://t.me/{bot_username}?start=gift_{code}"
 
 
 def credits_text(amount: float | None) -> str:
@@ -52,9 +59,12 @@ class TelegramNotifier:
     def __init__(self, bot: Bot, i18n: I18n) -> None:
         self.bot = bot
         self.i18n = i18n
+        self.plural_keys = frozenset(plural_messages())
+        # t.me/<this>: the bot's username, asked once (getMe), for the links some notices carry.
+        self.bot_username = ""
 
     def text(self, key: str, language: str, **values: Any) -> str:
-        if key in PLURAL_MESSAGES:  # the form follows {count}
+        if key in self.plural_keys:  # the form follows {count}
             return self.i18n.gettext(key, key, int(values["count"]), locale=language).format(**values)
         return self.i18n.gettext(key, locale=language).format(**values)
 
@@ -79,6 +89,13 @@ class TelegramNotifier:
                 values = {"provider_id": refund.provider_refund_id, "payment_id": refund.payment_id}
                 price = format_price(refund.amount_kopecks, Currency.RUB, language)
                 return text("admin.refund_canceled", language, refund_id=refund.refund_id, amount=price, **values), None
+            case GiftPaid(gift_id=gift_id, code=code, photos=photos):
+                link = gift_link(self.bot_username, code)
+                return text("gift.paid", language, count=photos, code=code, link=link), keyboards.gift_link(
+                    gift_id, link
+                )
+            case ReferralPaid(photos=photos):
+                return text("referral.paid", language, count=photos), None
             case JobFailed(job_id=job_id, returned=returned):
                 return text("job.failed", language, count=returned), keyboards.use_credits(job_id, returned)
             case SelfiesMissing(released=released):
@@ -134,6 +151,11 @@ class TelegramNotifier:
         return lines
 
     async def tell(self, chat_id: int, language: str, notice: Notice) -> int | None:
+        if isinstance(notice, GiftPaid) and not self.bot_username:
+            try:
+                self.bot_username = (await self.bot.me()).username or ""
+            except TelegramAPIError as error:
+                log.warning("getMe failed, the gift link goes without the bot's name: %s", error)
         text, buttons = self.render(notice, language)
         try:
             message = await self.bot.send_message(chat_id, text, reply_markup=buttons)

@@ -140,6 +140,8 @@ class Settings(BaseSettings):
     LIKENESS_GUARANTEE: float = Field(default=0.65, ge=0, le=1)
     REFERENCE_RETENTION_DAYS: int = 30
     RESULT_RETENTION_DAYS: int = 90
+    # Credits for the inviter when an invited user's first paid pack is delivered (0: no bonus).
+    REFERRAL_BONUS_PHOTOS: int = Field(default=3, ge=0, le=100)
     # Rejected selfies a user may send per hour; beyond it nothing more is downloaded or checked.
     INTAKE_REJECTS_PER_HOUR: int = Field(default=20, ge=1)
     # Bearer token for /metrics and the detail of /healthz; empty: both open (bind WEB_HOST privately).

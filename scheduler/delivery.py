@@ -25,10 +25,17 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from scheduler.background import BackgroundTasks
-from scheduler.notices import DeliveryUncertain, GuaranteeSettled, PackFinished, ProgressShown, RedoFailed
+from scheduler.notices import (
+    DeliveryUncertain,
+    GuaranteeSettled,
+    PackFinished,
+    ProgressShown,
+    RedoFailed,
+    ReferralPaid,
+)
 from scheduler.notify import UserNotifier
 from storage import deliveries as queries
-from storage import queue, redos
+from storage import gifts, queue, redos
 from storage.events import EventName, record_event
 from storage.files import FileNotFoundInStore, FileStore
 from storage.images import ImageRejected, fit_for_telegram_photo
@@ -121,6 +128,8 @@ class DeliveryConfig:
     # are redone free (studio/redo.py); 0 turns it off.
     likeness_guarantee: float = 0.0
     free_redos_per_pack: int = 0  # told in the closing message
+    # Credits for the inviter when an invited user's first paid pack is delivered (0: no referral bonus).
+    referral_bonus_photos: int = 0
 
 
 @dataclass
@@ -576,6 +585,7 @@ class DeliveryService:
             moved = await queue.move_job(
                 session, job_id, JobStatus.DELIVERING, outcome.status, finished_at=finished_at, delivered_at=finished_at
             )
+            referral = None
             if moved and state.redo is not None:
                 # A redo is no pack: the guarantee's credits what it could not fix; a reply's says nothing more.
                 notice = await self._redo_finished(session, job, state.redo, outcome.succeeded)
@@ -599,6 +609,8 @@ class DeliveryService:
                     skipped=outcome.skipped,
                     cost=float(micros_to_usd(await queue.job_cost_micros(session, job_id))),  # USD
                 )
+                # In the transaction that finishes the pack: the bonus is paid exactly when it is delivered.
+                referral = await gifts.pay_referral(session, job, outcome.status, self.config.referral_bonus_photos)
             await session.commit()
         if not moved:
             return True
@@ -615,6 +627,8 @@ class DeliveryService:
             free_redos=self.config.free_redos_per_pack,
         )
         await self.notifier.tell(job.chat_id, job.language, finished)
+        if referral is not None:
+            await self.notifier.tell(referral.inviter_chat_id, referral.inviter_language, ReferralPaid(referral.photos))
         return True
 
     @staticmethod

@@ -53,6 +53,22 @@ class RefundCanceled:
 
 
 @dataclass(frozen=True, slots=True)
+class GiftPaid:
+    """The buyer's gift is paid: its code and link to forward, and its refund button."""
+
+    gift_id: int
+    code: str
+    photos: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReferralPaid:
+    """The inviter's bonus for an invited user's first delivered paid pack."""
+
+    photos: int
+
+
+@dataclass(frozen=True, slots=True)
 class JobFailed:
     """No portrait of the pack could be made; ``returned`` credits are back on the balance."""
 
@@ -190,6 +206,8 @@ Notice = (
     | PaymentCanceled
     | PaymentReturned
     | RefundCanceled
+    | GiftPaid
+    | ReferralPaid
     | JobFailed
     | SelfiesMissing
     | ProgressShown

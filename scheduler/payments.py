@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from providers.payments import PaymentInfo, PaymentProviderError, RefundInfo
 from providers.stars import StarsCharge, StarsPayments
 from providers.yookassa import YooKassaClient
-from scheduler.notices import JobQueued, PaymentCanceled, PaymentReturned, RefundCanceled
+from scheduler.notices import GiftPaid, JobQueued, PaymentCanceled, PaymentReturned, RefundCanceled
 from scheduler.notify import UserNotifier
 from scheduler.signals import WorkSignals
 from storage import jobs, ledger
@@ -304,7 +304,9 @@ class PaymentService:
             price = price_for(self.catalogue.pack(order.pack), Currency.STARS)
             if currency != Currency.STARS or amount != price:
                 return "payment.refused.price_changed"
-            if not await payment_queries.avatar_ready(session, order):
+            if not await payment_queries.avatar_ready(session, order) and not (
+                await payment_queries.payable_without_selfies(session, order)
+            ):
                 return "payment.refused.photos_gone"
             await payment_queries.record_stars_intent(session, order, price, payload or stars_payload(order.id))
             await session.commit()
@@ -450,6 +452,11 @@ class PaymentService:
         for refund_id in ids:
             await self._carry_out(refund_id)
         return len(ids)
+
+    async def carry_out(self, refund_id: int) -> None:
+        """Ask the provider for a refund booked elsewhere (a gift taken back); never raises: what fails
+        stays open for the settle job."""
+        await self._carry_out(refund_id)
 
     async def _carry_out(self, refund_id: int) -> None:
         """Ask the provider for an open refund, or about it, and record what it says. Never raises."""
@@ -754,6 +761,9 @@ class PaymentService:
         if result.credited and result.job is not None:
             self.signals.job_queued()
             await self._tell_queued(facts, paid=True)
+        elif result.changed and result.gift is not None:
+            gift = result.gift
+            await self.notifier.tell(facts.chat_id, facts.language, GiftPaid(gift.id, gift.code, gift.photos))
         elif (
             report_cancel
             and result.changed

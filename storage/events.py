@@ -47,6 +47,10 @@ class EventName(StrEnum):
     FAVOURITE_ADDED = "favourite_added"  # {style, position}: a portrait marked by its owner's positive reaction
     REMINDER_SENT = "reminder_sent"  # {cause}: a gentle reminder reached the chat (studio/reminders.py)
     PORTRAIT_REDONE = "portrait_redone"  # {kind, pack_job_id, portraits}: a redo queued (free, paid, guarantee)
+    GIFT_BOUGHT = "gift_bought"  # {gift_id, photos, provider, amount, currency}: a gift's payment succeeded
+    GIFT_REDEEMED = "gift_redeemed"  # {gift_id, photos}: the first opener got the gift's credits
+    PROMO_REDEEMED = "promo_redeemed"  # {code, photos}: a promo code's credits went to a user
+    REFERRAL_PAID = "referral_paid"  # {invitee_id, photos}: the inviter's bonus for a delivered paid pack
 
 
 async def record_event(

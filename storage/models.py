@@ -215,6 +215,45 @@ class LedgerEntry(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class Gift(Base):
+    """A pack paid by ``buyer_id`` for whoever opens its link first. The order is the gift's
+    purchase (paid through the usual payment machinery); the row's status moves only by conditional
+    UPDATEs (studio.gifts.GiftStatus), so of an opener and a refund, or two openers, exactly one wins."""
+
+    __tablename__ = "gifts"
+    __table_args__ = (Index("ix_gifts_buyer_status", "buyer_id", "status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(16), unique=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), unique=True)
+    buyer_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    pack: Mapped[str] = mapped_column(String(32))
+    photos: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id", ondelete="SET NULL"))
+    redeemed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    paid_at: Mapped[datetime | None] = mapped_column()
+    redeemed_at: Mapped[datetime | None] = mapped_column()
+    refunded_at: Mapped[datetime | None] = mapped_column()
+
+
+class PromoCode(Base):
+    """An admin's offer of ``photos`` credits: once per user (the ledger's UNIQUE reference), at most
+    ``max_uses`` users (a conditional UPDATE of ``used``), until ``expires_at``."""
+
+    __tablename__ = "promo_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(16), unique=True)
+    photos: Mapped[int] = mapped_column(Integer)
+    max_uses: Mapped[int] = mapped_column(Integer)
+    used: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    expires_at: Mapped[datetime] = mapped_column()
+    created_by: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class GenerationJob(Base):
     __tablename__ = "generation_jobs"
     __table_args__ = (

@@ -18,9 +18,9 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage import jobs, ledger
+from storage import gifts, jobs, ledger
 from storage.events import EventName, record_event
-from storage.models import Avatar, GenerationJob, Order, Payment, Refund, User, utcnow
+from storage.models import Avatar, GenerationJob, Gift, Order, Payment, Refund, User, utcnow
 from storage.sql import insert_for, rows_changed
 from studio.credits import purchase_line, refund_line
 from studio.states import AvatarStatus, OrderStatus, PaymentProviderName, PaymentStatus
@@ -41,6 +41,7 @@ class ReturnReason(StrEnum):
     AMOUNT = "amount"  # the amount or currency paid is not the order's price
     ADMIN = "admin"  # an admin's /refund
     PROVIDER = "provider"  # refunded outside the bot (the YooKassa dashboard)
+    GIFT = "gift"  # the buyer took back an unopened gift
 
 
 class RefundStatus(StrEnum):
@@ -63,6 +64,7 @@ class ApplyResult:
     returned: ReturnReason | None = None  # this call decided to send the payment back
     refund_id: int | None = None  # the refunds row of that return
     kept_payment_id: int | None = None  # for a duplicate: the payment that bought the order
+    gift: Gift | None = None  # the gift this call's payment bought (opened now)
 
 
 def new_idempotence_key(order_id: int) -> str:
@@ -348,6 +350,8 @@ async def _succeed(
     assert order is not None
     user = await session.get(User, order.user_id)
     assert user is not None
+    # A gift's order buys credits for someone else: no selfies, no job, no credits for the buyer.
+    gift = await gifts.for_order(session, order.id)
     mismatch = None
     reason: ReturnReason | None = None
     if amount != payment.amount or currency != payment.currency:
@@ -356,7 +360,7 @@ async def _succeed(
         reason = ReturnReason.AMOUNT
     elif user.is_banned:
         reason = ReturnReason.BANNED
-    elif not await avatar_ready(session, order):
+    elif gift is None and not await avatar_ready(session, order):
         reason = ReturnReason.AVATAR_GONE
     moved = await _move(
         session, payment, PaymentStatus.SUCCEEDED, detail, from_=[PaymentStatus.CREATING, PaymentStatus.PENDING]
@@ -376,6 +380,10 @@ async def _succeed(
         )
         if not rows_changed(claimed):
             reason = ReturnReason.DUPLICATE
+    if reason is None and gift is not None:
+        # The money stays with the gift until someone opens it (or the buyer takes it back).
+        opened = await gifts.mark_paid(session, gift.id, payment)
+        return ApplyResult(payment=await _reload(session, payment), changed=True, credited=False, gift=opened)
     credited = await ledger.record(
         session, order.user_id, purchase_line(payment.id, order.photos), order_id=order.id, payment_id=payment.id
     )
@@ -397,6 +405,26 @@ async def _succeed(
         await session.refresh(order)
         job = await jobs.create_job_for_order(session, order, user, priority=jobs.PRIORITY_PAID)
     return ApplyResult(payment=await _reload(session, payment), changed=True, credited=credited, job=job)
+
+
+async def payable_without_selfies(session: AsyncSession, order: Order) -> bool:
+    """Whether the order needs no photo set to be paid (a gift's)."""
+    return await gifts.for_order(session, order.id) is not None
+
+
+async def return_gift_payment(session: AsyncSession, payment_id: int, gift_id: int) -> Refund | None:
+    """After :func:`storage.gifts.close_for_buyer_refund` won, in its transaction: the payment is
+    refunded and a refunds row is written for the provider call (carried out after the commit, and
+    by the settle job if that call fails). No ledger line: the gift never credited anyone."""
+    payment = await session.get(Payment, payment_id)
+    if payment is None:
+        return None
+    if not await _move(session, payment, PaymentStatus.REFUNDED, {"gift": gift_id}, from_=[PaymentStatus.SUCCEEDED]):
+        return None
+    await _payment_event(session, EventName.PAYMENT_REFUNDED, payment)
+    return await add_refund(
+        session, payment, reason=ReturnReason.GIFT, amount=payment.amount, idempotence_key=f"pg-gift-{gift_id}"
+    )
 
 
 async def avatar_ready(session: AsyncSession, order: Order) -> bool:
@@ -579,12 +607,23 @@ async def record_refund(session: AsyncSession, payment: Payment, photos: int, re
     credits were taken by this call.
     """
     await jobs.stop_for_refund(session, payment.order_id)
-    await ledger.lock_user(session, payment.user_id)
+    # A gift's payment credited whoever opened the gift, not the buyer: an unopened gift just closes.
+    # An opened one's credits are its opener's to give back.
+    holder: int | None = payment.user_id
+    gift = await gifts.for_payment(session, payment.id)
+    if gift is not None:
+        closed = await gifts.close_for_refund(session, gift.id)
+        await session.refresh(gift)
+        holder = None if closed else gift.redeemed_by
+    if holder is not None:
+        await ledger.lock_user(session, holder)
     if await _move(
         session, payment, PaymentStatus.REFUNDED, {"refund": refund_reference}, from_=[PaymentStatus.SUCCEEDED]
     ):
         await _payment_event(session, EventName.PAYMENT_REFUNDED, payment)
-    take = min(photos, await ledger.balance(session, payment.user_id))
+    if holder is None:
+        return False
+    take = min(photos, await ledger.balance(session, holder))
     if take < photos:
         # Spent credits cannot be taken back: take what the balance holds, and say so.
         log.warning(
@@ -598,7 +637,7 @@ async def record_refund(session: AsyncSession, payment: Payment, photos: int, re
         return False
     return await ledger.record(
         session,
-        payment.user_id,
+        holder,
         refund_line(refund_reference, take),
         order_id=payment.order_id,
         payment_id=payment.id,

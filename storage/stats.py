@@ -88,6 +88,11 @@ class Stats:
     reminders_by_cause: dict[str, int] = field(default_factory=dict)
     redos_by_kind: dict[str, int] = field(default_factory=dict)  # portrait_redone: free, paid, guarantee
     guarantee_credits: int = 0  # credited back by the likeness guarantee (not in credits_granted)
+    # Events of the window: gifts paid and opened, promo codes and referral bonuses credited.
+    gifts_bought: int = 0
+    gifts_redeemed: int = 0
+    promos_redeemed: int = 0
+    referrals_paid: int = 0
 
     @property
     def success_rate(self) -> float | None:
@@ -250,3 +255,14 @@ async def _events(session: AsyncSession, stats: Stats) -> None:
     stats.favourites_by_style = await favourites_by_style(session, stats.since, stats.until)
     stats.reminders_by_cause = await grouped("reminder_sent", "cause")
     stats.redos_by_kind = await grouped("portrait_redone", "kind")
+
+    names = ("gift_bought", "gift_redeemed", "promo_redeemed", "referral_paid")
+    rows = await session.execute(
+        select(Event.name, func.count())
+        .where(Event.name.in_(names), Event.created_at >= stats.since, Event.created_at < stats.until)
+        .group_by(Event.name)
+    )
+    counted = {str(name): int(total) for name, total in rows.all()}
+    stats.gifts_bought, stats.gifts_redeemed, stats.promos_redeemed, stats.referrals_paid = (
+        counted.get(name, 0) for name in names
+    )

@@ -24,7 +24,9 @@ from studio.states import LedgerReason
 
 REFERENCE_MAX_CHARS = 128  # ledger.reference column
 NOTE_MAX_CHARS = 255  # ledger.note column
-CREDITING_REASONS = frozenset({LedgerReason.PURCHASE, LedgerReason.TRIAL, LedgerReason.GRANT, LedgerReason.RELEASE})
+# Credits given, not bought: an admin's grant, an opened gift, a promo code, a referral bonus.
+GIVEN_REASONS = frozenset({LedgerReason.GRANT, LedgerReason.GIFT, LedgerReason.PROMO, LedgerReason.REFERRAL})
+CREDITING_REASONS = frozenset({LedgerReason.PURCHASE, LedgerReason.TRIAL, LedgerReason.RELEASE}) | GIVEN_REASONS
 DEBITING_REASONS = frozenset({LedgerReason.RESERVE, LedgerReason.REFUND})
 
 
@@ -62,6 +64,21 @@ def trial_line(user_id: int, photos: int) -> LedgerLine:
 
 def grant_line(grant_id: int | str, photos: int, note: str | None) -> LedgerLine:
     return LedgerLine(LedgerReason.GRANT, f"grant:{grant_id}", _positive(photos), note)
+
+
+def gift_line(gift_id: int, photos: int) -> LedgerLine:
+    """A gift's credits for the one who opened it: the reference names only the gift, so it pays once."""
+    return LedgerLine(LedgerReason.GIFT, f"gift:{gift_id}", _positive(photos))
+
+
+def promo_line(code: str, user_id: int, photos: int) -> LedgerLine:
+    """A promo code's credits: once per code and user (the UNIQUE key is the "once per user" rule)."""
+    return LedgerLine(LedgerReason.PROMO, f"promo:{code}:{user_id}", _positive(photos))
+
+
+def referral_line(invitee_id: int, photos: int) -> LedgerLine:
+    """The inviter's bonus: the reference names only the invitee, so it is paid once per invited user."""
+    return LedgerLine(LedgerReason.REFERRAL, f"referral:{invitee_id}", _positive(photos))
 
 
 def reserve_line(job_id: int, photos: int) -> LedgerLine:
@@ -131,7 +148,7 @@ def invariant_holds(lines: Iterable[LedgerLine]) -> bool:
     return check_invariant(
         purchased=totals[LedgerReason.PURCHASE],
         trial=totals[LedgerReason.TRIAL],
-        granted=totals[LedgerReason.GRANT],
+        granted=sum(totals[reason] for reason in GIVEN_REASONS),
         reserved=totals[LedgerReason.RESERVE],
         released=totals[LedgerReason.RELEASE],
         refunded=totals[LedgerReason.REFUND],

@@ -64,6 +64,9 @@ class LedgerReason(StrEnum):
     RESERVE = "reserve"
     RELEASE = "release"
     REFUND = "refund"
+    GIFT = "gift"  # a gift opened: its pack's credits for whoever opened it first
+    PROMO = "promo"  # a promo code redeemed
+    REFERRAL = "referral"  # the bonus for an invited user's first delivered paid pack
 
 
 class AvatarStatus(StrEnum):

@@ -23,6 +23,8 @@ reservations, tasks → portraits and releases) and requires the ledger to say e
    portraits by finished jobs + credits reserved by unfinished jobs + the balance.
 5. Credits a job returned are spent once: at most one order per source job, no bigger than what
    that job returned.
+6. A gift's payment buys no credits for its buyer and no job: an opened gift is exactly one gift
+   line of its size for its opener; an unopened one none; one taken back has its payment refunded.
 
 Rules that known, not yet merged defects still break are behind the flags below; the integrator
 turns each one on (True) once its fix is merged, and from then on every check above enforces it.
@@ -38,8 +40,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.db import create_engine, create_sessionmaker
-from storage.models import ExampleJob, GenerationJob, GenerationTask, LedgerEntry, Order, Payment, Redo, User
-from studio.credits import CREDITING_REASONS, DEBITING_REASONS, check_invariant
+from storage.models import ExampleJob, GenerationJob, GenerationTask, Gift, LedgerEntry, Order, Payment, Redo, User
+from studio.credits import CREDITING_REASONS, DEBITING_REASONS, GIVEN_REASONS, check_invariant
 from studio.states import ACTIVE_JOB_STATUSES, JobStatus, LedgerReason, OrderStatus, PaymentStatus, TaskStatus
 
 # Defect "crossed card/Stars payments are not refunded": a card payment and a Stars payment for one
@@ -142,13 +144,16 @@ async def _check(session: AsyncSession) -> dict[int, UserTotals]:
     orders = {order.id: order for order in (await session.execute(select(Order))).scalars()}
     task_rows = (await session.execute(select(GenerationTask.id, GenerationTask.job_id, GenerationTask.status))).all()
     redos = list((await session.execute(select(Redo))).scalars())
+    gifts = list((await session.execute(select(Gift).order_by(Gift.id))).scalars())
 
     problems: list[str] = []
     problems += [f"ledger {e.id}: example job {e.job_id} moved credits" for e in entries if e.job_id in example_jobs]
     totals: dict[int, UserTotals] = {user_id: UserTotals() for user_id in users}
     by_reference: dict[tuple[str, str], list[LedgerEntry]] = defaultdict(list)
     _ledger_totals(entries, totals, by_reference, problems)
-    expected_purchases = _payments(payments, entries, orders, jobs, problems)
+    gift_payment_ids = {gift.payment_id for gift in gifts if gift.payment_id is not None}
+    expected_purchases = _payments(payments, entries, orders, jobs, problems, gift_payment_ids)
+    _gifts(gifts, payments, entries, problems)
     free_jobs = _free_redos(redos, entries, problems)
     expected_reservations = _jobs(
         [job for job in jobs if job.id not in free_jobs], entries, by_reference, task_rows, totals, problems
@@ -220,7 +225,7 @@ def _ledger_totals(
                 user_totals.purchases += magnitude
             case LedgerReason.TRIAL:
                 user_totals.trials += magnitude
-            case LedgerReason.GRANT:
+            case given if given in GIVEN_REASONS:  # an admin's grant, a gift, a promo code, a referral bonus
                 user_totals.grants += magnitude
             case LedgerReason.RESERVE:
                 user_totals.reservations += magnitude
@@ -239,14 +244,24 @@ def _payments(
     orders: dict[int, Order],
     jobs: list[GenerationJob],
     problems: list[str],
+    gift_payment_ids: set[int],
 ) -> dict[int, int]:
-    """Rule 2; returns the credits each user's payments bought, derived from the payments table."""
+    """Rule 2; returns the credits each user's payments bought, derived from the payments table. The
+    payment that bought a gift is rule 6's: it neither buys its payer credits nor makes a job."""
     expected_purchases: dict[int, int] = defaultdict(int)
     credited_payment_ids = set()
     jobs_by_order = Counter(job.order_id for job in jobs if job.order_id is not None)
     kept_by_order: dict[int, list[int]] = defaultdict(list)
     for payment in payments:
         purchase_lines = [e for e in entries if e.reason == LedgerReason.PURCHASE and e.payment_id == payment.id]
+        if payment.id in gift_payment_ids:
+            if purchase_lines:
+                problems.append(f"gift payment {payment.id} has {len(purchase_lines)} purchase lines")
+            if payment.status == PaymentStatus.SUCCEEDED:
+                kept_by_order[payment.order_id].append(payment.id)
+                if jobs_by_order[payment.order_id]:
+                    problems.append(f"gift payment {payment.id}: order {payment.order_id} has a job")
+            continue
         if payment.status in CREDITED_PAYMENT_STATUSES:
             credited_payment_ids.add(payment.id)
             order = orders.get(payment.order_id)
@@ -297,6 +312,35 @@ def _payments(
         if refund_lines[payment_id] > 1:
             problems.append(f"payment {payment_id}: refunded {refund_lines[payment_id]} times")
     return expected_purchases
+
+
+def _gifts(gifts: list[Gift], payments: list[Payment], entries: list[LedgerEntry], problems: list[str]) -> None:
+    """Rule 6."""
+    payment_status = {payment.id: payment.status for payment in payments}
+    lines: dict[str, list[LedgerEntry]] = defaultdict(list)
+    for entry in entries:
+        if entry.reason == LedgerReason.GIFT:
+            lines[entry.reference].append(entry)
+    known = set()
+    for gift in gifts:
+        reference = f"gift:{gift.id}"
+        known.add(reference)
+        own = lines.get(reference, [])
+        status = payment_status.get(gift.payment_id) if gift.payment_id is not None else None
+        if gift.status == "redeemed":
+            if len(own) != 1 or own[0].delta != gift.photos or own[0].user_id != gift.redeemed_by:
+                found = [(e.user_id, e.delta) for e in own]
+                problems.append(f"gift {gift.id} opened by {gift.redeemed_by}: lines {found}")
+            if gift.redeemed_by == gift.buyer_id:
+                problems.append(f"gift {gift.id} was opened by its own buyer")
+        elif own:
+            problems.append(f"gift {gift.id} is {gift.status} but credited {[e.delta for e in own]}")
+        if gift.status == "refunded" and status != PaymentStatus.REFUNDED:
+            problems.append(f"gift {gift.id} was taken back but its payment is {status}")
+        if gift.status == "open" and status != PaymentStatus.SUCCEEDED:
+            problems.append(f"gift {gift.id} is open but its payment is {status}")
+    for reference in lines.keys() - known:
+        problems.append(f"gift line {reference} without its gift")
 
 
 def _jobs(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiogram import F, Router
 from aiogram.enums import ChatType
 
-from bot.handlers import admin, common, favourites, intake, payment, redo, results, settings
+from bot.handlers import admin, common, favourites, gifts, intake, payment, redo, results, settings
 
 
 def build_root_router() -> Router:
@@ -16,6 +16,8 @@ def build_root_router() -> Router:
     # First, so admin commands work in any conversation state; filtered on ADMIN_IDS as a whole, so
     # for everyone else the update falls through to the routers below as if it did not exist.
     root.include_router(admin.build_router())
+    # Before common: a gift, promo or invitation link is a /start with more to do than greet.
+    root.include_router(gifts.build_router())
     root.include_router(common.build_router())
     root.include_router(payment.build_router())
     root.include_router(results.build_router())

@@ -8,6 +8,7 @@ from bot.locales.messages_engine import ENGINE_MESSAGES
 from bot.locales.messages_examples import EXAMPLE_MESSAGES
 from bot.locales.messages_faces import FACE_MESSAGES
 from bot.locales.messages_favourites import FAVOURITE_MESSAGES
+from bot.locales.messages_gifts import GIFT_MESSAGES, GIFT_PLURAL_MESSAGES
 from bot.locales.messages_payment import PAYMENT_MESSAGES
 from bot.locales.messages_plural import PLURAL_MESSAGES
 from bot.locales.messages_redo import REDO_MESSAGES
@@ -26,6 +27,7 @@ def all_messages() -> dict[str, tuple[str, str]]:
         REMINDER_MESSAGES,
         EXAMPLE_MESSAGES,
         REDO_MESSAGES,
+        GIFT_MESSAGES,
     ):
         duplicated = merged.keys() & part.keys()
         if duplicated:
@@ -36,7 +38,10 @@ def all_messages() -> dict[str, tuple[str, str]]:
 
 def plural_messages() -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
     """Texts with a count: key → (Russian forms, English forms), in each language's plural order."""
-    duplicated = all_messages().keys() & PLURAL_MESSAGES.keys()
-    if duplicated:
-        raise ValueError(f"text keys defined twice: {sorted(duplicated)}")
-    return dict(PLURAL_MESSAGES)
+    merged: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+    for part in (PLURAL_MESSAGES, GIFT_PLURAL_MESSAGES):
+        duplicated = (all_messages().keys() | merged.keys()) & part.keys()
+        if duplicated:
+            raise ValueError(f"text keys defined twice: {sorted(duplicated)}")
+        merged.update(part)
+    return merged

@@ -29,7 +29,8 @@ CORE_MESSAGES: dict[str, tuple[str, str]] = {
         "5. Поставьте ❤️ на портрет, который нравится, — он попадёт в избранное.\n\n"
         "Команды: /start — начать, /status — где мой заказ, /cancel — выйти из текущего шага, "
         "/paysupport — вопросы по оплате, /favourites — избранные портреты, /forget — удалить мои фото, "
-        "/settings — напоминания.\n"
+        "/settings — напоминания, /gift — подарить фотосессию, /invite — пригласить друзей, "
+        "/promo — ввести промокод.\n"
         "Селфи хранятся {reference_days} дн. после последней фотосессии, портреты — {result_days} дн.",
         "<b>How it works</b>\n1. Send 5–8 selfies: face clearly visible, only you in the frame, no "
         "sunglasses, different angles and light. Photos, an album or files (JPEG, PNG, WebP, HEIC) all work.\n"
@@ -39,7 +40,8 @@ CORE_MESSAGES: dict[str, tuple[str, str]] = {
         "5. Put a ❤️ on the portraits you like: they become your favourites.\n\n"
         "Commands: /start to begin, /status to see your order, /cancel to leave the current step, "
         "/paysupport for payment questions, /favourites for your favourite portraits, /forget to delete my photos, "
-        "/settings for reminders.\n"
+        "/settings for reminders, /gift to give a photo session, /invite to invite friends, "
+        "/promo to enter a promo code.\n"
         "Selfies are kept {reference_days} days after your last session, portraits {result_days} days.",
     ),
     "banned": (

@@ -7,10 +7,12 @@ ADMIN_MESSAGES: dict[str, tuple[str, str]] = {
     "admin.usage": (
         "Команды: /stats [today|7d|30d], /queue, /job &lt;id&gt;, /user &lt;id|@username&gt;, "
         "/grant &lt;user&gt; &lt;фото&gt; [причина], /refund &lt;платёж&gt; [фото], /retry &lt;job&gt;, "
-        "/cancel &lt;job&gt;, /ban &lt;user&gt;, /unban &lt;user&gt;, /provider, /broadcast, /examples",
+        "/cancel &lt;job&gt;, /ban &lt;user&gt;, /unban &lt;user&gt;, /provider, /broadcast, /examples, "
+        "/promo new &lt;фото&gt; &lt;использований&gt; &lt;дней&gt;",
         "Commands: /stats [today|7d|30d], /queue, /job &lt;id&gt;, /user &lt;id|@username&gt;, "
         "/grant &lt;user&gt; &lt;photos&gt; [reason], /refund &lt;payment&gt; [photos], /retry &lt;job&gt;, "
-        "/cancel &lt;job&gt;, /ban &lt;user&gt;, /unban &lt;user&gt;, /provider, /broadcast, /examples",
+        "/cancel &lt;job&gt;, /ban &lt;user&gt;, /unban &lt;user&gt;, /provider, /broadcast, /examples, "
+        "/promo new &lt;photos&gt; &lt;uses&gt; &lt;days&gt;",
     ),
     "admin.bad_args": ("Формат: {usage}", "Usage: {usage}"),
     "admin.no_user": ("Пользователь {ref} не найден.", "User {ref} not found."),

@@ -30,6 +30,8 @@ EXPECTED_TABLES = {
     "example_jobs",
     "style_examples",
     "redos",
+    "gifts",
+    "promo_codes",
     "events",
     "audit_log",
     "user_bans",

@@ -13,7 +13,7 @@ from aiogram.types import Message
 from aiogram.utils.i18n import gettext as _
 
 from bot.filters import IsAdmin
-from bot.handlers.admin import broadcast, examples, jobs, providers, refunds, stats, users
+from bot.handlers.admin import broadcast, examples, jobs, promo, providers, refunds, stats, users
 
 
 async def admin_help(message: Message) -> None:
@@ -26,6 +26,6 @@ def build_router() -> Router:
     router.callback_query.filter(IsAdmin())
     router.message.register(admin_help, Command("admin"))
     # Broadcast last: while an admin composes, a photo whose caption is a command is that command.
-    for area in (stats, jobs, users, refunds, providers, examples, broadcast):
+    for area in (stats, jobs, users, refunds, promo, providers, examples, broadcast):
         router.include_router(area.build_router())
     return router

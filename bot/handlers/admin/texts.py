@@ -166,6 +166,12 @@ def stats_text(period: str, report: StatsReport, language: str) -> str:
         _("admin.stats.favourites").format(added=stats.favourites_added, styles=counts(stats.favourites_by_style)),
         _("admin.stats.reminders").format(reminders=counts(stats.reminders_by_cause)),
         _("admin.stats.redos").format(redos=counts(stats.redos_by_kind), credited=stats.guarantee_credits),
+        _("admin.stats.gifts").format(
+            bought=stats.gifts_bought,
+            redeemed=stats.gifts_redeemed,
+            promos=stats.promos_redeemed,
+            referrals=stats.referrals_paid,
+        ),
     ]
     return "\n".join([text, *extra])
 

@@ -15,6 +15,7 @@ from scheduler.examples import ExampleService
 from scheduler.intake import IntakeService, JobStatusView, OrderStatusView
 from storage.models import User
 from studio.catalogue import Catalogue
+from studio.gifts import GIFT_STYLE
 from studio.intake import MAX_PHOTOS, MIN_PHOTOS
 
 
@@ -108,6 +109,8 @@ def _status_text(found: JobStatusView | OrderStatusView | None, catalogue: Catal
         return counted("status.job_running", found.photos, order_id=found.order_id, done=found.done)
     if found is None:
         return _("status.nothing")
+    if found.style == GIFT_STYLE:
+        return _("status.gift_order").format(order_id=found.order_id, photos=found.photos)
     style = catalogue.find_style(found.style)
     return _("status.order").format(
         order_id=found.order_id,

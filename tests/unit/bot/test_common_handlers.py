@@ -53,7 +53,7 @@ async def test_start_keeps_the_deep_link_source_of_a_new_user() -> None:
     chat.accounts.started.assert_awaited_once_with(chat.user.id, source="spring-ads", first_time=True)
     [greeting] = chat.bot.sent("sendMessage")
     assert greeting.text.startswith("Hi, &lt;Anna&gt;!")
-    assert chat.buttons() == [MenuCb(action="new").pack()]
+    assert chat.buttons() == [MenuCb(action="new").pack(), MenuCb(action="gift").pack()]
 
 
 @pytest.mark.parametrize("args", ["", "src_", "promo", "src_" + "x" * 61, "src_a b"])
@@ -64,4 +64,4 @@ async def test_start_without_a_source(args: str) -> None:
     await chat.start(args)
 
     chat.accounts.started.assert_awaited_once_with(chat.user.id, source=None, first_time=False)
-    assert chat.buttons() == [MenuCb(action="new").pack(), MenuCb(action="reuse").pack()]
+    assert chat.buttons() == [MenuCb(action=a).pack() for a in ("new", "reuse", "gift")]
