@@ -23,10 +23,17 @@ MIGRATION_LOCK_ID = 0x50494E474C415353  # "PINGLASS"
 
 
 def _run(connection: Connection) -> None:
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        # A batch migration on SQLite copies the table and drops the old one, and with foreign keys on
+        # that DROP cascades: recreating `users` (0013) deleted every job, task, order and ledger line
+        # that named a user. Off for the migration (the pragma is ignored inside a transaction, so it
+        # goes first), and the references are checked before the commit instead.
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
-        render_as_batch=connection.dialect.name == "sqlite",
+        render_as_batch=sqlite,
         compare_type=True,
     )
     with context.begin_transaction():
@@ -34,6 +41,10 @@ def _run(connection: Connection) -> None:
             # Held until this transaction ends; Alembic reads the current revision only after this.
             connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})")
         context.run_migrations()
+        if sqlite:
+            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                raise RuntimeError(f"the migration left rows whose references are gone: {broken[:10]}")
 
 
 async def _run_async() -> None:

@@ -325,10 +325,12 @@ async def test_migration_gives_existing_tasks_the_same_key_as_fan_out(empty_data
             for job in jobs
         ]
         async with engine.begin() as connection:
-            await connection.execute(insert(User.__table__), users)
-            await connection.execute(insert(GenerationJob.__table__), jobs)
-            # Only the given columns: the model's defaults would name columns later migrations add.
-            await connection.execute(insert(table("generation_tasks", *(column(name) for name in tasks[0]))), tasks)
+            # Only the given columns (with the models' types): the models' defaults would name columns
+            # that later migrations add.
+            for model, rows in ((User, users), (GenerationJob, jobs), (GenerationTask, tasks)):
+                columns = model.__table__.c
+                given = table(model.__tablename__, *(column(key, columns[key].type) for key in rows[0]))
+                await connection.execute(insert(given), rows)
         await asyncio.to_thread(upgrade, database_url)
         async with engine.connect() as connection:
             rows = (

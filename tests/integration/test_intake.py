@@ -194,7 +194,8 @@ async def test_single_photos_style_pack_and_summary_in_russian(
         user = fake_telegram.user(first_name="Анна", language_code="ru")
         greeting = await command(user, "/start")
         assert "Анна" in greeting.content
-        assert button_texts(greeting) == ["📸 Новая фотосессия"]  # nothing to reuse yet
+        # nothing to reuse yet; a gift can always be bought
+        assert button_texts(greeting) == ["📸 Новая фотосессия", "🎁 Подарить фотосессию"]
 
         instructions = await click(user, "Новая фотосессия")
         assert "Пришлите 5–8 селфи" in instructions.content
@@ -311,7 +312,7 @@ async def test_album_of_six_gets_one_reply_then_trial_pack_in_english(
         assert not await order_queries.cancel_unpaid_order(session, trial_order_id)
 
     greeting = await command(user, "/start")
-    assert button_texts(greeting) == ["📸 New photo session", "🔁 Use my previous photos"]
+    assert button_texts(greeting) == ["📸 New photo session", "🔁 Use my previous photos", "🎁 Gift a photo session"]
     style_again = await click(user, "Use my previous photos")
     assert button_texts(style_again) == list(STYLE_NAMES["en"])
     packs = await click(user, "Professional")
