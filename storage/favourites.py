@@ -9,6 +9,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Favourite, GenerationJob, GenerationTask, utcnow
+from storage.originals import kept_portraits
 from storage.sql import insert_for, rows_changed
 from studio.states import TaskStatus
 
@@ -46,21 +47,13 @@ async def profile_source(session: AsyncSession, job_id: int, user_id: int) -> Ge
     """The portrait of the user's pack a profile photo is made from: its first favourite whose file
     is kept, else its first delivered portrait whose file is kept; None when the job is not theirs or
     nothing is left."""
-    kept = (
-        select(GenerationTask)
-        .join(GenerationJob, GenerationJob.id == GenerationTask.job_id)
-        .where(
-            GenerationTask.job_id == job_id,
-            GenerationJob.user_id == user_id,
-            GenerationTask.status == TaskStatus.DELIVERED,
-            GenerationTask.result_key.is_not(None),
-        )
-    )
+    kept = kept_portraits(job_id, user_id, GenerationTask)
     favourite = (
         select(Favourite.task_id).where(Favourite.user_id == user_id, Favourite.task_id == GenerationTask.id).exists()
     )
     query = kept.order_by(favourite.desc(), GenerationTask.position).limit(1)
-    return (await session.execute(query)).scalar_one_or_none()
+    task: GenerationTask | None = (await session.execute(query)).scalar_one_or_none()
+    return task
 
 
 async def favourites_by_style(session: AsyncSession, since: datetime, until: datetime) -> dict[str, int]:
