@@ -9,6 +9,9 @@ APScheduler drops a run that would exceed `max_instances` ("maximum number of ru
 reached"), so a wake that arrives while the job is running is remembered here instead: a wake for
 now makes the current run go round once more, a wake for later is applied once the run is over and
 APScheduler has counted it finished. No event is lost, and bursts of events coalesce into one pass.
+A tick that falls due during a long pass (a burst of creates paced by the provider's budget) is
+admitted as a second instance that returns at once — the pass at work covers it — rather than
+dropped with a warning every tick.
 
 A job's owner may `stop()` it: the pass in flight is cancelled and awaited, and no pass starts
 again, so a stopping process need not wait for a long pass (a create waiting for its rate window).
@@ -73,7 +76,7 @@ class WakeableJob:
             id=self.job_id,
             name=self.job_id,
             **first_run,
-            max_instances=1,
+            max_instances=2,  # the second only ever returns at once (see _run)
             coalesce=True,
             misfire_grace_time=None,
             replace_existing=True,
@@ -122,8 +125,8 @@ class WakeableJob:
             pass
 
     async def _run(self) -> None:
-        if self._stopped:
-            return
+        if self._stopped or self._running:
+            return  # stopped, or a tick during a pass: the pass at work does what the tick asks
         task = asyncio.current_task()
         assert task is not None
         self._pass = task

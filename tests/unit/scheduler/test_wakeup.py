@@ -229,3 +229,27 @@ async def test_stop_cancels_the_pass_in_flight_quietly_and_nothing_runs_again(
     finally:
         scheduler.shutdown(wait=False)
     assert "raised an exception" not in caplog.text and "failed" not in caplog.text
+
+
+async def test_ticks_during_a_long_pass_are_absorbed_without_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    release = asyncio.Event()
+    passes: list[int] = []
+
+    async def work() -> None:
+        passes.append(1)
+        if len(passes) == 1:
+            await release.wait()
+
+    job = WakeableJob("long", work, interval_seconds=0.05, run_at_start=True)
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    job.register(scheduler)
+    scheduler.start()
+    try:
+        await _until(lambda: len(passes) == 1)
+        await asyncio.sleep(0.3)  # about six ticks fall due meanwhile
+        assert passes == [1]  # none ran a pass of its own beside the first
+        release.set()
+        await _until(lambda: len(passes) >= 2)  # and the job ticks on
+    finally:
+        scheduler.shutdown(wait=False)
+    assert "maximum number of running instances" not in caplog.text
