@@ -11,8 +11,8 @@ now makes the current run go round once more, a wake for later is applied once t
 APScheduler has counted it finished. No event is lost, and bursts of events coalesce into one pass.
 A tick that falls due during a long pass (a burst of creates paced by the provider's budget) is
 dropped by APScheduler — the pass at work covers it; the process's logging quiets that warning
-(``bot/logging_setup.py``). A second instance that returned at once instead was measured to slow
-payment → first create under load (bench p50 ~0.45 s against ~0.25 s), so there is one instance.
+(``bot/logging_setup.py``). A second instance that returned at once instead measured slower from
+payment to first create in the load bench (p50 0.4–0.9 s against 0.2–0.5 s), so there is one.
 
 A job's owner may `stop()` it: the pass in flight is cancelled and awaited, and no pass starts
 again, so a stopping process need not wait for a long pass (a create waiting for its rate window).
@@ -127,7 +127,7 @@ class WakeableJob:
 
     async def _run(self) -> None:
         if self._stopped or self._running:
-            return  # stopped; or (a wake racing a tick) the pass at work does what it asks
+            return  # a run that was due when stop() came
         task = asyncio.current_task()
         assert task is not None
         self._pass = task
