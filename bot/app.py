@@ -680,6 +680,9 @@ class Application:
                 await asyncio.wait_for(self._polling, timeout=5)
         elif self.with_bot and self.settings.PUBLIC_URL:
             await self.dispatcher.emit_shutdown(bot=self.bot)
+        # The engine's jobs first: their passes are cancelled rather than waited for (a create waiting
+        # for its rate window, a poll waiting on the provider), and its creates in flight are awaited.
+        await self.engine_service.stop()
         if self.scheduler.running:
             self.scheduler.pause()  # nothing new starts; what runs may finish (a few seconds at most)
             if not await self.running_jobs.wait(timeout=5.0):
@@ -689,7 +692,6 @@ class Application:
             # back their transactions) before the database engine is disposed under them, or a job's open
             # SQLite write transaction outlives this app and the next process waits out the busy timeout.
             await self.running_jobs.wait(timeout=5.0)
-        await self.engine_service.stop()
         await self.delivery.stop()
         await self.broadcasts.close()
         await self.originals.stop()

@@ -163,4 +163,11 @@ def configure_logging(
     # stays (it shows which process called which provider); its Bot API URLs are redacted like the rest.
     for name in ("aiogram.event", "apscheduler"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    handler.addFilter(_skipped_tick_filter)
     return handler
+
+
+def _skipped_tick_filter(record: logging.LogRecord) -> bool:
+    """Every job runs one instance at a time: a tick that falls due while its job still runs (a burst of
+    creates paced for a minute) is skipped by design, not a warning every tick."""
+    return not (record.name == "apscheduler.scheduler" and "maximum number of running instances" in str(record.msg))

@@ -1,25 +1,29 @@
 """The generation engine: queued jobs become portraits, fire-and-forget, with fallback and recovery.
 
-Loops (asyncio tasks, woken by events, with a short tick as a backstop):
-- jobs: claim queued jobs (paid first), fan them out into tasks;
-- submit: lease due pending tasks and create them at the provider within its rate budget;
-- poll: ask the provider about submitted tasks whose ``next_poll_at`` has come (the backstop
-  for callbacks, or the only source without ``PUBLIC_URL``);
-and ``recover`` (an APScheduler job): stuck tasks, results never stored, jobs left half-claimed.
+Its background work is APScheduler jobs (``jobs()``, registered by ``scheduler/jobs.py`` on the
+process's one scheduler), each a ``WakeableJob``: events run it at once, its interval is the backstop.
+- dispatch (woken by ``job_queued``; tick ``DISPATCH_TICK_SECONDS``): claim queued jobs (paid
+  first), fan them out into tasks;
+- submit (woken by ``task_pending``, and at the next retry; same tick): lease due pending tasks and
+  create them at the provider within its rate budget;
+- poll (run at the earliest due ``next_poll_at``; backstop ``POLL_INTERVAL_SECONDS``): ask the
+  provider about submitted tasks (the backstop for callbacks, or the only source without
+  ``PUBLIC_URL``);
+- leases (every third of ``TASK_LEASE_SECONDS``): keep this process's claims alive;
+and ``recover`` (a plain interval job): stuck tasks, results never stored, jobs left half-claimed.
 
 Whoever learns a task finished (callback or poll) records it with a conditional UPDATE; the one
 that wins downloads the image at once (provider URLs expire), stores it with a thumbnail and
 signals delivery. Nothing here is the source of truth: every state lives in the database.
 
 This class is the façade: it builds the parts in ``scheduler/generation/`` (roster, settler,
-results, poller, submitter; each file says what it does), runs their loops and answers for them.
+results, poller, submitter; each file says what it does), gives their jobs and answers for them.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -33,6 +37,7 @@ from scheduler.generation.state import EngineConfig, EngineState
 from scheduler.generation.submit import Submitter
 from scheduler.notify import UserNotifier
 from scheduler.signals import WorkSignals
+from scheduler.wakeup import WakeableJob
 from storage import queue
 from storage.files import FileStore
 from storage.models import utcnow
@@ -87,7 +92,6 @@ class GenerationEngine:
             settler=self.settler,
             results=self.results,
             state=self.state,
-            signals=signals,
             config=config,
         )
         self.submitter = Submitter(
@@ -101,7 +105,15 @@ class GenerationEngine:
             signals=signals,
             config=config,
         )
-        self._loops: list[asyncio.Task[None]] = []
+        # Paused until ``start()``: the process first reads the admins' overrides (no work before that).
+        self.dispatch_job = WakeableJob("engine-dispatch", self.dispatch_jobs, config.tick_seconds, wait_for_wake=True)
+        self.submit_job = WakeableJob("engine-submit", self._submit_pass, config.tick_seconds, wait_for_wake=True)
+        self.poll_job = WakeableJob("engine-poll", self._poll_pass, config.poll_interval_seconds, wait_for_wake=True)
+        self.lease_job = WakeableJob(
+            "engine-leases", self.submitter.renew_leases, config.lease_seconds / 3, wait_for_wake=True
+        )
+        self._windows_restored = False
+        self._started = False
 
     # ------------------------------------------------------------ the roster (admin, health, metrics)
 
@@ -153,46 +165,51 @@ class GenerationEngine:
 
     # ------------------------------------------------------------ lifecycle
 
+    def jobs(self) -> list[WakeableJob]:
+        """The engine's background jobs, for ``scheduler/jobs.py`` to register (none without a provider)."""
+        if not self.enabled:
+            return []
+        return [self.dispatch_job, self.submit_job, self.poll_job, self.lease_job]
+
     def start(self) -> None:
+        """Once the scheduler runs and the overrides are read: run every job now, and from now on let
+        events wake them (one that came earlier is picked up by these first runs)."""
         if not self.enabled:
             log.warning("no image provider is configured: queued jobs wait until one is")
             return
-        self._loops = [
-            asyncio.create_task(self._loop(self.signals.jobs_queued, self.dispatch_jobs), name="engine-jobs"),
-            asyncio.create_task(self._submit_loop(), name="engine-submit"),
-            asyncio.create_task(self.poller.run(), name="engine-poll"),
-            asyncio.create_task(self.submitter.keep_leases(), name="engine-leases"),
-        ]
+        if not self._started:
+            self._started = True
+            self.signals.on_job_queued(self.dispatch_job.wake)
+            self.signals.on_task_pending(self.submit_job.wake)
+            self.state.poll_at = self.poll_job.wake_at
+        for job in self.jobs():
+            job.wake()
         self.state.background.spawn(self.load_recent_latency(), name="engine-latency")
 
     async def stop(self) -> None:
+        """Before the scheduler stops: the jobs' passes in flight are cancelled (a create waiting for its
+        rate window, a poll waiting on the provider), then the creates in flight and the stores."""
         self.state.stopping = True
-        for task in self._loops:
-            task.cancel()
-        await asyncio.gather(
-            *self._loops, self.submitter.inflight.stop(), self.state.background.stop(), return_exceptions=True
-        )
+        for job in (self.dispatch_job, self.submit_job, self.poll_job, self.lease_job):
+            await job.stop()
+        await self.submitter.inflight.stop()
+        await self.state.background.stop()
 
-    async def _loop(self, event: asyncio.Event, work: Callable[[], Awaitable[object]]) -> None:
-        while not self.state.stopping:
-            event.clear()
+    async def _submit_pass(self) -> None:
+        if not self._windows_restored:
+            self._windows_restored = True
             try:
-                await work()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("engine loop %s failed; retrying after a tick", work.__name__)
-            try:
-                await asyncio.wait_for(event.wait(), timeout=self.config.tick_seconds)
-            except TimeoutError:
-                pass
+                await self.restore_create_windows()
+            except Exception:  # a missing restore risks a 429 (honoured), never a lost task
+                log.exception("could not restore the providers' create windows")
+        await self.submit_due()
 
-    async def _submit_loop(self) -> None:
-        try:
-            await self.restore_create_windows()
-        except Exception:  # a missing restore risks a 429 (honoured), never a lost task
-            log.exception("could not restore the providers' create windows")
-        await self._loop(self.signals.tasks_pending, self.submit_due)
+    async def _poll_pass(self) -> None:
+        upcoming, retry_at = await self.poller.poll_round()
+        if upcoming is not None:
+            self.poll_job.wake_at(upcoming)
+        if retry_at is not None:
+            self.submit_job.wake_at(retry_at)  # a create put back until then is due again
 
     # ------------------------------------------------------------ the work, one round of each
 

@@ -1,8 +1,10 @@
 """Every clocked background job of a PinGlass process, on one APScheduler.
 
-The use cases' jobs (recover generation, deliver, housekeeping, reconcile payments) are registered
-here, next to the services they run; the process adds its own liveness beats (``Beat``), which belong
-to whoever runs the process. Event-driven work wakes its job through ``scheduler.wakeup``.
+The use cases' jobs (the generation engine's dispatch, submit, poll and leases; recover generation,
+deliver, housekeeping, reconcile payments) are registered here and nowhere else, next to the services
+they run; the process passes in its own liveness beats (``Beat``), which belong to whoever runs the
+process. Event-driven work wakes its job through ``scheduler.wakeup`` (``WakeableJob``): no loop of
+its own runs beside this scheduler.
 """
 
 from __future__ import annotations
@@ -63,6 +65,9 @@ def build_scheduler(
         # next_run_time=None would add the job paused: leave it out for the first run one interval on.
         first_run = {"next_run_time": now} if beat.at_start else {}
         scheduler.add_job(beat.run, "interval", seconds=beat.seconds, id=beat.job_id, **first_run)
+    # The engine's own jobs wait for its start() (after the admins' overrides are read); none without a provider.
+    for job in engine.jobs():
+        job.register(scheduler)
     scheduler.add_job(engine.recover, "interval", seconds=recover_seconds, next_run_time=now, id="recover-generation")
     delivery.register(scheduler)
     scheduler.add_job(housekeeping.run, "interval", seconds=HOUSEKEEPING_INTERVAL_SECONDS, id="housekeeping")

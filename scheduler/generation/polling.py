@@ -1,12 +1,12 @@
 """Polling: ask the provider about submitted tasks whose ``next_poll_at`` has come — the backstop
-for callbacks, or the only source of results without ``PUBLIC_URL``. The loop sleeps until the
-earliest due poll or retry, and a poll that finds a task past its deadline fails it as stuck.
+for callbacks, or the only source of results without ``PUBLIC_URL``. The engine's poll job runs a
+round at the earliest due poll (its interval, ``POLL_INTERVAL_SECONDS``, is the backstop), and a poll
+that finds a task past its deadline fails it as stuck.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import datetime, timedelta
 
@@ -17,7 +17,6 @@ from scheduler.generation.results import Results
 from scheduler.generation.roster import Roster
 from scheduler.generation.settle import Settler
 from scheduler.generation.state import EngineConfig, EngineState
-from scheduler.signals import WorkSignals
 from storage import queue
 from storage.models import GenerationTask, utcnow
 from studio.policy import is_stuck as policy_is_stuck
@@ -25,6 +24,8 @@ from studio.policy import next_poll_at as policy_next_poll_at
 from studio.states import TaskStatus
 
 log = logging.getLogger(__name__)
+
+MIN_POLL_GAP = timedelta(seconds=0.05)
 
 
 class Poller:
@@ -36,7 +37,6 @@ class Poller:
         settler: Settler,
         results: Results,
         state: EngineState,
-        signals: WorkSignals,
         config: EngineConfig,
     ) -> None:
         self.sessionmaker = sessionmaker
@@ -44,39 +44,21 @@ class Poller:
         self.settler = settler
         self.results = results
         self.state = state
-        self.signals = signals
         self.config = config
 
-    async def run(self) -> None:
-        """The poll loop, until the engine stops."""
-        while not self.state.stopping:
-            self.state.poll_wakeup.clear()
-            self.state.poll_wake_at = None
-            try:
-                await self.poll_due()
-                async with self.sessionmaker() as session:
-                    upcoming = await queue.next_poll_time(session)
-                    pending_at = await queue.next_pending_time(session)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("poll round failed")
-                upcoming = pending_at = None
-            # Sleep until the earliest due poll or retry (not a fixed minute), capped by the interval.
-            # A retry already past due is the submit loop's (it may be waiting for a provider), so
-            # it must not make this loop spin.
-            now = utcnow()
-            wait = self.config.poll_interval_seconds
-            if upcoming is not None:
-                wait = min(wait, max(0.05, (upcoming - now).total_seconds()))
-            retry_at = pending_at if pending_at is not None and pending_at > now else None
-            if retry_at is not None:
-                wait = min(wait, (retry_at - now).total_seconds())
-            self.state.poll_wake_at = now + timedelta(seconds=wait)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.state.poll_wakeup.wait(), timeout=wait)
-            if retry_at is not None and retry_at <= utcnow():
-                self.signals.task_pending()
+    async def poll_round(self) -> tuple[datetime | None, datetime | None]:
+        """Poll what is due; then when the next poll falls due, and when the next create retry
+        does if it is still to come (one already past due is the submit job's: it may be waiting
+        for a provider, and must not make the poll job spin)."""
+        await self.poll_due()
+        async with self.sessionmaker() as session:
+            upcoming = await queue.next_poll_time(session)
+            pending_at = await queue.next_pending_time(session)
+        if upcoming is not None:
+            # A due poll the round's quotas left for the next round: soon, never in a tight loop.
+            upcoming = max(upcoming, utcnow() + MIN_POLL_GAP)
+        retry_at = pending_at if pending_at is not None and pending_at > utcnow() else None
+        return upcoming, retry_at
 
     async def poll_due(self) -> int:
         """One poll round: the due tasks a round may take (oldest first; per provider no more than its

@@ -366,20 +366,19 @@ class Submitter:
             self.state.poll_due_by(first_poll)
         return recorded
 
-    async def keep_leases(self) -> None:
+    async def renew_leases(self) -> None:
         """Keep every claim of this process alive until its create is recorded, in one statement:
-        a create waiting for selfies to upload or for the database must not be claimed twice."""
+        a create waiting for selfies to upload or for the database must not be claimed twice. The
+        engine's lease job runs this every third of a lease."""
+        if not self._leased:
+            return
         lease = timedelta(seconds=self.config.lease_seconds)
-        while not self.state.stopping:
-            await asyncio.sleep(self.config.lease_seconds / 3)
-            if not self._leased:
-                continue
-            try:
-                async with self.sessionmaker() as session:
-                    await queue.renew_claims(session, sorted(self._leased), self.config.worker_id, lease)
-                    await session.commit()
-            except Exception:
-                log.exception("could not renew the leases of %d claimed tasks", len(self._leased))
+        try:
+            async with self.sessionmaker() as session:
+                await queue.renew_claims(session, sorted(self._leased), self.config.worker_id, lease)
+                await session.commit()
+        except Exception:
+            log.exception("could not renew the leases of %d claimed tasks", len(self._leased))
 
     async def restore_create_windows(self) -> None:
         """After a restart, the creates of the provider's current window count again (a limiter in

@@ -134,3 +134,13 @@ def test_access_log_extras_are_not_repeated() -> None:
     )
     line = build_formatter("text", []).format(record)
     assert "request_header" not in line and 'msg="GET /healthz 200"' in line
+
+
+def test_a_tick_skipped_while_its_job_runs_is_not_logged(root_logger: logging.Logger) -> None:
+    stream = io.StringIO()
+    configure_logging("warning", stream=stream)
+    scheduler_log = logging.getLogger("apscheduler.scheduler")
+    job = "engine-submit (trigger: interval[0:00:02], next run at: 2026-12-08 00:00:02 UTC)"
+    scheduler_log.warning('Execution of job "%s" skipped: maximum number of running instances reached (%d)', job, 1)
+    scheduler_log.warning('Run time of job "%s" was missed by %s', job, "0:00:05")
+    assert "maximum number" not in stream.getvalue() and "was missed by" in stream.getvalue()

@@ -44,7 +44,7 @@ def _jobs(
     *, card: bool, stars: bool, beats: tuple[Beat, ...] = (), provider_health: Any = None, reminders: Any = None
 ) -> dict[str, Any]:
     scheduler, _running = build_scheduler(
-        engine=cast(GenerationEngine, SimpleNamespace(recover=_nothing)),
+        engine=cast(GenerationEngine, SimpleNamespace(recover=_nothing, jobs=list)),
         delivery=WakeableJob("deliver", _nothing, 0.5),
         housekeeping=cast(Housekeeping, SimpleNamespace(run=_nothing)),
         payments=_payments(card=card, stars=stars),
@@ -108,3 +108,25 @@ async def test_reminders_run_on_their_interval() -> None:
     reminders = cast(ReminderService, SimpleNamespace(run=_nothing))
     jobs = _jobs(card=False, stars=False, reminders=reminders)
     assert _every(jobs["reminders"]) == timedelta(seconds=REMINDERS_INTERVAL_SECONDS)
+
+
+async def test_the_engine_jobs_are_registered_here_paused_until_the_engine_starts() -> None:
+    engine_jobs = [
+        WakeableJob("engine-dispatch", _nothing, 2, wait_for_wake=True),
+        WakeableJob("engine-poll", _nothing, 60, wait_for_wake=True),
+    ]
+    scheduler, _running = build_scheduler(
+        engine=cast(GenerationEngine, SimpleNamespace(recover=_nothing, jobs=lambda: engine_jobs)),
+        delivery=WakeableJob("deliver", _nothing, 0.5),
+        housekeeping=cast(Housekeeping, SimpleNamespace(run=_nothing)),
+        payments=_payments(card=False, stars=False),
+        recover_seconds=30,
+    )
+    scheduler.start(paused=True)
+    try:
+        jobs = {job.id: job for job in scheduler.get_jobs()}
+    finally:
+        scheduler.shutdown(wait=False)
+    assert {"engine-dispatch", "engine-poll"} <= set(jobs)
+    assert jobs["engine-dispatch"].next_run_time is None and jobs["engine-poll"].next_run_time is None
+    assert _every(jobs["engine-poll"]) == timedelta(seconds=60)
