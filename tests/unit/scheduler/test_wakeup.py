@@ -4,7 +4,8 @@ and a stopped job runs no more."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -20,6 +21,18 @@ async def _until(condition: Callable[[], bool], limit: float = 5.0) -> None:
         await asyncio.sleep(0.005)
 
 
+@contextlib.asynccontextmanager
+async def _scheduled(job: WakeableJob) -> AsyncIterator[AsyncIOScheduler]:
+    """The job on a started scheduler, shut down when the block ends."""
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    job.register(scheduler)
+    scheduler.start()
+    try:
+        yield scheduler
+    finally:
+        scheduler.shutdown(wait=False)
+
+
 async def test_wake_runs_the_job_long_before_its_tick() -> None:
     passes: list[int] = []
 
@@ -27,16 +40,11 @@ async def test_wake_runs_the_job_long_before_its_tick() -> None:
         passes.append(1)
 
     job = WakeableJob("work", work, interval_seconds=3600, run_at_start=False)
-    scheduler = AsyncIOScheduler(timezone="UTC")
-    job.register(scheduler)
-    scheduler.start()
-    try:
+    async with _scheduled(job):
         await asyncio.sleep(0.05)
         assert passes == []
         job.wake()
         await _until(lambda: len(passes) == 1)
-    finally:
-        scheduler.shutdown(wait=False)
 
 
 async def test_a_job_not_run_at_start_still_ticks_without_a_wake() -> None:
@@ -46,13 +54,8 @@ async def test_a_job_not_run_at_start_still_ticks_without_a_wake() -> None:
         passes.append(1)
 
     job = WakeableJob("work", work, interval_seconds=0.2, run_at_start=False)
-    scheduler = AsyncIOScheduler(timezone="UTC")
-    job.register(scheduler)
-    scheduler.start()
-    try:
+    async with _scheduled(job):
         await _until(lambda: len(passes) >= 2)  # the backstop tick, with nobody calling wake()
-    finally:
-        scheduler.shutdown(wait=False)
 
 
 async def test_a_wake_during_a_run_makes_exactly_one_more_pass() -> None:
@@ -65,10 +68,7 @@ async def test_a_wake_during_a_run_makes_exactly_one_more_pass() -> None:
             await release.wait()
 
     job = WakeableJob("work", work, interval_seconds=3600, run_at_start=False)
-    scheduler = AsyncIOScheduler(timezone="UTC")
-    job.register(scheduler)
-    scheduler.start()
-    try:
+    async with _scheduled(job):
         job.wake()
         await _until(lambda: len(started) == 1)
         for _ in range(5):  # a burst of events while the first pass runs
@@ -77,8 +77,6 @@ async def test_a_wake_during_a_run_makes_exactly_one_more_pass() -> None:
         await _until(lambda: len(started) == 2)
         await asyncio.sleep(0.1)
         assert len(started) == 2
-    finally:
-        scheduler.shutdown(wait=False)
 
 
 async def test_a_failing_pass_is_logged_and_the_job_stays_wakeable(caplog: pytest.LogCaptureFixture) -> None:
@@ -90,16 +88,11 @@ async def test_a_failing_pass_is_logged_and_the_job_stays_wakeable(caplog: pytes
             raise RuntimeError("boom")
 
     job = WakeableJob("flaky", work, interval_seconds=3600, run_at_start=True)
-    scheduler = AsyncIOScheduler(timezone="UTC")
-    job.register(scheduler)
-    scheduler.start()
-    try:
+    async with _scheduled(job):
         await _until(lambda: len(calls) == 1)
         await _until(lambda: not job._running)
         job.wake()
         await _until(lambda: len(calls) == 2)
-    finally:
-        scheduler.shutdown(wait=False)
     assert "background job flaky failed" in caplog.text
 
 
@@ -110,10 +103,7 @@ async def test_wake_at_moves_the_next_run_earlier_and_the_tick_resumes_from_ther
         runs.append(datetime.now(UTC))
 
     job = WakeableJob("work", work, interval_seconds=3600, run_at_start=False)
-    scheduler = AsyncIOScheduler(timezone="UTC")
-    job.register(scheduler)
-    scheduler.start()
-    try:
+    async with _scheduled(job) as scheduler:
         asked = datetime.now(UTC) + timedelta(seconds=0.15)
         job.wake_at(asked)
         await _until(lambda: len(runs) == 1)
@@ -121,8 +111,6 @@ async def test_wake_at_moves_the_next_run_earlier_and_the_tick_resumes_from_ther
         await _until(lambda: not job._running)
         backstop = scheduler.get_job("work").next_run_time
         assert backstop - runs[0] > timedelta(seconds=3590)  # the interval counts on from the woken run
-    finally:
-        scheduler.shutdown(wait=False)
 
 
 async def test_wake_at_never_moves_the_next_run_later() -> None:
@@ -132,17 +120,12 @@ async def test_wake_at_never_moves_the_next_run_later() -> None:
         runs.append(1)
 
     job = WakeableJob("work", work, interval_seconds=3600, run_at_start=False)
-    scheduler = AsyncIOScheduler(timezone="UTC")
-    job.register(scheduler)
-    scheduler.start()
-    try:
+    async with _scheduled(job):
         job.wake_at(datetime.now(UTC) + timedelta(seconds=0.1))
         job.wake_at(datetime.now(UTC) + timedelta(seconds=600))  # later: ignored
         await _until(lambda: len(runs) == 1)
         job.wake_at(datetime.now(UTC) - timedelta(seconds=1))  # past: now
         await _until(lambda: len(runs) == 2)
-    finally:
-        scheduler.shutdown(wait=False)
 
 
 async def test_wake_at_during_a_run_is_applied_after_it_and_a_due_one_goes_round_at_once() -> None:
@@ -156,10 +139,7 @@ async def test_wake_at_during_a_run_is_applied_after_it_and_a_due_one_goes_round
             await release.wait()
 
     job = WakeableJob("work", work, interval_seconds=3600, run_at_start=False)
-    scheduler = AsyncIOScheduler(timezone="UTC")
-    job.register(scheduler)
-    scheduler.start()
-    try:
+    async with _scheduled(job):
         job.wake()
         await _until(lambda: len(runs) == 1)
         job.wake_at(datetime.now(UTC) + timedelta(seconds=0.3))
@@ -176,8 +156,6 @@ async def test_wake_at_during_a_run_is_applied_after_it_and_a_due_one_goes_round
         await asyncio.sleep(0.05)
         release.set()
         await _until(lambda: len(runs) == 4)
-    finally:
-        scheduler.shutdown(wait=False)
 
 
 async def test_a_job_waiting_for_a_wake_neither_runs_at_start_nor_ticks_before_it() -> None:
@@ -187,16 +165,11 @@ async def test_a_job_waiting_for_a_wake_neither_runs_at_start_nor_ticks_before_i
         runs.append(1)
 
     job = WakeableJob("work", work, interval_seconds=0.05, wait_for_wake=True)
-    scheduler = AsyncIOScheduler(timezone="UTC")
-    job.register(scheduler)
-    scheduler.start()
-    try:
+    async with _scheduled(job):
         await asyncio.sleep(0.2)
         assert runs == []
         job.wake()
         await _until(lambda: len(runs) >= 3)  # started by the wake, then on its interval
-    finally:
-        scheduler.shutdown(wait=False)
 
 
 async def test_stop_cancels_the_pass_in_flight_quietly_and_nothing_runs_again(
@@ -214,10 +187,7 @@ async def test_stop_cancels_the_pass_in_flight_quietly_and_nothing_runs_again(
             raise
 
     job = WakeableJob("work", work, interval_seconds=0.05, run_at_start=True)
-    scheduler = AsyncIOScheduler(timezone="UTC")
-    job.register(scheduler)
-    scheduler.start()
-    try:
+    async with _scheduled(job):
         await _until(lambda: len(started) == 1)
         async with asyncio.timeout(1):
             await job.stop()
@@ -226,8 +196,6 @@ async def test_stop_cancels_the_pass_in_flight_quietly_and_nothing_runs_again(
         job.wake_at(datetime.now(UTC))
         await asyncio.sleep(0.2)  # several ticks
         assert started == [1]
-    finally:
-        scheduler.shutdown(wait=False)
     assert "raised an exception" not in caplog.text and "failed" not in caplog.text
 
 
@@ -241,14 +209,9 @@ async def test_ticks_during_a_long_pass_run_no_pass_beside_it() -> None:
             await release.wait()
 
     job = WakeableJob("long", work, interval_seconds=0.05, run_at_start=True)
-    scheduler = AsyncIOScheduler(timezone="UTC")
-    job.register(scheduler)
-    scheduler.start()
-    try:
+    async with _scheduled(job):
         await _until(lambda: len(passes) == 1)
         await asyncio.sleep(0.3)  # about six ticks fall due meanwhile
         assert passes == [1]
         release.set()
         await _until(lambda: len(passes) >= 2)  # and the job ticks on
-    finally:
-        scheduler.shutdown(wait=False)
