@@ -3,6 +3,8 @@ BroadcastSender port with aiogram and turns Telegram's answers into the port's o
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError, TelegramForbiddenError
 
@@ -15,19 +17,19 @@ class TelegramBroadcastSender:
         self.bot = bot
 
     async def send_text(self, chat_id: int, html: str) -> BroadcastOutcome:
-        try:
-            await self.bot.send_message(chat_id, html)
-        except TelegramForbiddenError as failure:
-            return Blocked(failure.message)
-        except TelegramAPIError as failure:
-            return Failed(failure.message)
-        return Sent()
+        return await outcome_of(self.bot.send_message(chat_id, html))
 
     async def send_photo(self, chat_id: int, photo_file_id: str, caption_html: str | None) -> BroadcastOutcome:
-        try:
-            await self.bot.send_photo(chat_id, photo_file_id, caption=caption_html)
-        except TelegramForbiddenError as failure:
-            return Blocked(failure.message)
-        except TelegramAPIError as failure:
-            return Failed(failure.message)
-        return Sent()
+        return await outcome_of(self.bot.send_photo(chat_id, photo_file_id, caption=caption_html))
+
+
+async def outcome_of(send: Awaitable[object]) -> BroadcastOutcome:
+    """A one-off message's outcome as the broadcast and reminder ports read it: the user blocked the
+    bot, Telegram refused it, or it went."""
+    try:
+        await send
+    except TelegramForbiddenError as failure:
+        return Blocked(failure.message)
+    except TelegramAPIError as failure:
+        return Failed(failure.message)
+    return Sent()

@@ -4,10 +4,10 @@ ReminderSender port, with the notifier's words and buttons and the broadcast's r
 from __future__ import annotations
 
 from aiogram import Bot
-from aiogram.exceptions import TelegramAPIError, TelegramForbiddenError
 
+from bot.broadcast import outcome_of
 from bot.notifier import TelegramNotifier
-from scheduler.broadcast import Blocked, BroadcastOutcome, Failed, Sent
+from scheduler.broadcast import BroadcastOutcome
 from scheduler.notices import Reminder
 
 
@@ -19,10 +19,4 @@ class TelegramReminderSender:
 
     async def remind(self, chat_id: int, language: str, reminder: Reminder) -> BroadcastOutcome:
         text, buttons = self.notifier.render(reminder, language)
-        try:
-            await self.bot.send_message(chat_id, text, reply_markup=buttons)
-        except TelegramForbiddenError as failure:
-            return Blocked(failure.message)
-        except TelegramAPIError as failure:
-            return Failed(failure.message)
-        return Sent()
+        return await outcome_of(self.bot.send_message(chat_id, text, reply_markup=buttons))
