@@ -358,6 +358,17 @@ class FakeYooKassa:
 
     # ------------------------------------------------------------------ inspection
 
+    def app_settings(self) -> dict[str, str]:
+        """PinGlass's settings for card payments here: this shop, and notifications from 127.0.0.1
+        (where this fake sends them from) trusted, so a test reaches the parser, not just the IP check."""
+        return {
+            "YOOKASSA_SHOP_ID": self.shop_id,
+            "YOOKASSA_SECRET_KEY": self.secret_key,
+            "YOOKASSA_API_URL": self.api_url,
+            "YOOKASSA_RETURN_URL": "https://t.me/pinglass_test_bot",
+            "YOOKASSA_TRUSTED_IPS": "127.0.0.1/32",
+        }
+
     @property
     def payments(self) -> dict[str, dict[str, Any]]:
         return {payment_id: copy.deepcopy(record.data) for payment_id, record in self._payments.items()}

@@ -79,11 +79,7 @@ async def paid_app(
             **provider_settings(
                 kie,
                 POLL_INTERVAL_SECONDS=1,
-                YOOKASSA_SHOP_ID=kassa.shop_id,
-                YOOKASSA_SECRET_KEY=kassa.secret_key,
-                YOOKASSA_API_URL=kassa.api_url,
-                YOOKASSA_RETURN_URL="https://t.me/pinglass_test_bot",
-                YOOKASSA_TRUSTED_IPS="127.0.0.1/32",
+                **kassa.app_settings(),
                 **overrides,
             ),
         )

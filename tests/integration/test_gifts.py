@@ -219,11 +219,7 @@ async def test_a_gift_paid_by_card_is_refunded_at_yookassa_and_its_link_dies(
             fake_telegram,
             sqlite_url,
             tmp_path / "files",
-            YOOKASSA_SHOP_ID=kassa.shop_id,
-            YOOKASSA_SECRET_KEY=kassa.secret_key,
-            YOOKASSA_API_URL=kassa.api_url,
-            YOOKASSA_RETURN_URL="https://t.me/pinglass_test_bot",
-            YOOKASSA_TRUSTED_IPS="127.0.0.1/32",
+            **kassa.app_settings(),
         )
         kassa.webhook_url = f"http://127.0.0.1:{settings.WEB_PORT}{YOOKASSA_PATH}"
         async with running_app(settings) as app:

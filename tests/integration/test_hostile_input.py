@@ -78,11 +78,7 @@ async def hostile_stack(
             GENERATOR_URL=generator.url,
             GENERATOR_TOKEN=generator.token,
             GENERATOR_WEBHOOK_SECRET=generator.webhook_secret,
-            YOOKASSA_SHOP_ID=kassa.shop_id,
-            YOOKASSA_SECRET_KEY=kassa.secret_key,
-            YOOKASSA_API_URL=kassa.api_url,
-            YOOKASSA_RETURN_URL="https://t.me/pinglass_test_bot",
-            YOOKASSA_TRUSTED_IPS="127.0.0.1/32",  # the fuzz reaches the parser, not just the IP check
+            **kassa.app_settings(),
             **extra,
         )
         async with running_app(settings) as app:
