@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
@@ -28,10 +29,37 @@ class TaskResult:
     error: str | None = None
     # For FAILED results: may the same prompt be tried again (transient) or is it final (policy)?
     retryable: bool = True
+    # When the provider says it finished (its own clock), if it says: a poll finds a result up to a
+    # poll step late, and the album window and the latency figures count from the real moment.
+    finished_at: datetime | None = None
 
     @property
     def terminal(self) -> bool:
         return self.state in (TaskState.SUCCEEDED, TaskState.FAILED)
+
+
+def provider_time(value: object) -> datetime | None:
+    """A provider's timestamp as an aware UTC datetime: Unix milliseconds (a number or a string of
+    digits, Kie's ``completeTime``) or ISO 8601 (Replicate's ``completed_at``, Kie's legacy APIs).
+    None for anything else: the time is a refinement, never a reason to refuse a result."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, int | float):
+        if value <= 0:
+            return None
+        try:
+            return datetime.fromtimestamp(value / 1000, UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    if isinstance(value, str) and value.strip():
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError:
+            return None
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    return None
 
 
 @dataclass(frozen=True, slots=True)

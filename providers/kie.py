@@ -48,6 +48,7 @@ from providers.base import (
     TaskResult,
     TaskState,
     admitted,
+    provider_time,
 )
 from providers.http import (
     DEFAULT_MAX_DOWNLOAD_BYTES,
@@ -439,7 +440,12 @@ class KieProvider:
                 return TaskResult(
                     provider_task_id, TaskState.FAILED, error="success without result URLs", retryable=True
                 )
-            return TaskResult(provider_task_id, TaskState.SUCCEEDED, image_urls=image_urls)
+            return TaskResult(
+                provider_task_id,
+                TaskState.SUCCEEDED,
+                image_urls=image_urls,
+                finished_at=provider_time(data.get("completeTime")),
+            )
         if state in ("fail", "failed"):
             fail_code = data.get("failCode")
             fail_msg = data.get("failMsg")

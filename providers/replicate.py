@@ -42,6 +42,7 @@ from providers.base import (
     TaskResult,
     TaskState,
     admitted,
+    provider_time,
 )
 from providers.http import (
     DEFAULT_MAX_DOWNLOAD_BYTES,
@@ -192,7 +193,12 @@ def prediction_to_result(prediction: Mapping[str, Any]) -> TaskResult:
     if status == "succeeded":
         image_urls = normalise_output(prediction.get("output"))
         if image_urls:
-            return TaskResult(prediction_id, TaskState.SUCCEEDED, image_urls=image_urls)
+            return TaskResult(
+                prediction_id,
+                TaskState.SUCCEEDED,
+                image_urls=image_urls,
+                finished_at=provider_time(prediction.get("completed_at")),
+            )
         if prediction.get("data_removed"):
             # Outputs are deleted an hour after completion; regenerating is the only way back.
             return TaskResult(prediction_id, TaskState.FAILED, error="outputs expired (data_removed)")

@@ -17,9 +17,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -142,6 +142,23 @@ class _PackState:
     redo: Redo | None = None
 
 
+def ready_portraits(
+    stored: Sequence[GenerationTask], as_document: Collection[int], now: float, wall_now: datetime
+) -> list[Ready]:
+    """The stored portraits as delivery plans them, each ready since the provider finished it (wall
+    clock, as recorded, moved onto the monotonic ``now``): the album window counts from then, so a
+    portrait a poll found late has already waited for company that long. Stored before that was
+    recorded: since it was stored."""
+    return [
+        Ready(
+            task.id,
+            now - max(0.0, (wall_now - (task.provider_done_at or task.stored_at or wall_now)).total_seconds()),
+            task.id in as_document,
+        )
+        for task in stored
+    ]
+
+
 class DeliveryService:
     def __init__(
         self,
@@ -255,16 +272,8 @@ class DeliveryService:
                 (task for task in tasks if task.status == TaskStatus.STORED),
                 key=lambda task: (task.stored_at or utcnow(), task.id),
             )
-            now, wall_now = time.monotonic(), utcnow()
-            # The album window counts from when each portrait was stored (wall clock, as recorded).
-            ready = [
-                Ready(
-                    task.id,
-                    now - max(0.0, (wall_now - (task.stored_at or wall_now)).total_seconds()),
-                    task.id in state.as_document,
-                )
-                for task in stored
-            ]
+            now = time.monotonic()
+            ready = ready_portraits(stored, state.as_document, now, utcnow())
             more_coming = not all(task.status in FINAL_TASK_STATUSES for task in tasks)
             started = any(task.status == TaskStatus.DELIVERED for task in tasks)
             budget = self.budgets.of(job.chat_id, now)

@@ -403,12 +403,22 @@ async def skip_task(
 
 
 async def mark_provider_succeeded(
-    session: AsyncSession, provider: str, provider_task_id: str, image_url: str
+    session: AsyncSession,
+    provider: str,
+    provider_task_id: str,
+    image_url: str,
+    *,
+    finished_at: datetime | None = None,
 ) -> GenerationTask | None:
     """submitted → succeeded: only the first report (callback or poll) wins and gets to download. A
-    grid's panels move together; the create's own task (the lowest id, its slot 0) is returned."""
+    grid's panels move together; the create's own task (the lowest id, its slot 0) is returned.
+
+    ``provider_done_at`` is when the provider says it finished, never later than now (a provider's
+    clock ahead of ours), else now."""
+    now = utcnow()
+    done_at = min(finished_at, now) if finished_at is not None else now
     task_ids = await transitions.record_result(
-        session, provider, provider_task_id, result_url=image_url, provider_done_at=utcnow()
+        session, provider, provider_task_id, result_url=image_url, provider_done_at=done_at
     )
     return await session.get(GenerationTask, task_ids[0]) if task_ids else None
 

@@ -100,11 +100,12 @@ class ChatBudgets:
 
 @dataclass(frozen=True)
 class Ready:
-    """A stored, undelivered portrait, in the order it was stored; ``as_document`` when Telegram cannot
-    take it as a photo (it then goes alone: documents do not mix with photos in an album)."""
+    """A stored, undelivered portrait, in the order it was stored, ``ready_since`` the provider finished
+    it; ``as_document`` when Telegram cannot take it as a photo (it then goes alone: documents do not
+    mix with photos in an album)."""
 
     task_id: int
-    stored_at: float
+    ready_since: float
     as_document: bool = False
 
 
@@ -130,8 +131,8 @@ def next_send(
 
     - The first send of a pack goes the moment the chat can take it (a lone photo, or everything ready).
     - After that, two or more ready portraits go as one album of as many as the chat can take (2-10).
-    - One ready portrait waits up to ``window`` for company, unless none can come (the pack is finished,
-      or a document is next in line).
+    - One ready portrait waits for company until ``window`` after the provider finished it, unless none
+      can come (the pack is finished, or a document is next in line).
     """
     if not ready:
         return None
@@ -146,7 +147,7 @@ def next_send(
     if not started or photos >= ALBUM_MIN:
         count = min(photos, max(ALBUM_MIN if photos >= ALBUM_MIN else 1, budget.available(now)))
         return Send(count, budget.ready_at(count, now))
-    due = now if alone_for_good else ready[0].stored_at + window
+    due = now if alone_for_good else ready[0].ready_since + window
     return Send(1, max(due, budget.ready_at(1, now)))
 
 

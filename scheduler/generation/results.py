@@ -139,17 +139,22 @@ class Results:
         if result.state == TaskState.SUCCEEDED and result.image_urls:
             async with self.sessionmaker() as session:
                 task = await queue.mark_provider_succeeded(
-                    session, provider.name, result.provider_task_id, result.image_urls[0]
+                    session,
+                    provider.name,
+                    result.provider_task_id,
+                    result.image_urls[0],
+                    finished_at=result.finished_at,
                 )
                 await session.commit()
             if task is not None:
                 self.roster.breakers[provider.name].record_success(utcnow())
-                if task.submitted_at:
-                    done_at = utcnow()
-                    seconds = (done_at - task.submitted_at).total_seconds()
-                    # With callbacks on, a task a poll finds done had its callback lost or late: that
-                    # delay is not the provider's, and counting it would push the backstop ever later.
-                    if not (polled and self.roster.callbacks_enabled):
+                if task.submitted_at and task.provider_done_at:
+                    done_at = task.provider_done_at
+                    seconds = max(0.0, (done_at - task.submitted_at).total_seconds())
+                    # With callbacks on, a task a poll finds done had its callback lost or late: unless
+                    # the provider said when it finished, that delay is not the provider's, and counting
+                    # it would push the backstop ever later.
+                    if result.finished_at is not None or not (polled and self.roster.callbacks_enabled):
                         self.roster.observe_latency(provider, done_at, seconds)
                     if self.on_latency:
                         self.on_latency(provider.name, seconds)

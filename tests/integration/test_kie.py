@@ -7,6 +7,7 @@ import io
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -119,6 +120,9 @@ async def test_upload_create_poll_download_returns_a_png(fake: FakeKie, provider
     assert result.state is TaskState.SUCCEEDED
     assert states[0] in (TaskState.QUEUED, TaskState.RUNNING)
     assert len(result.image_urls) == 1
+    complete_time_ms = fake.tasks[task_id].complete_time_ms
+    assert complete_time_ms is not None
+    assert result.finished_at == datetime.fromtimestamp(complete_time_ms / 1000, UTC)  # recordInfo's completeTime
 
     image_bytes = await provider.download(result.image_urls[0])
     assert image_bytes.startswith(b"\x89PNG\r\n\x1a\n")

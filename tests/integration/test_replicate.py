@@ -8,6 +8,7 @@ import contextlib
 import io
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -558,6 +559,14 @@ async def test_misconfigured_models_fail_at_construction() -> None:
 def test_prediction_status_mapping(prediction: dict[str, Any], state: TaskState, retryable: bool) -> None:
     result = prediction_to_result({"id": "p1", **prediction})
     assert (result.state, result.retryable) == (state, retryable)
+
+
+def test_a_result_carries_the_moment_replicate_says_it_completed() -> None:
+    prediction = {"id": "p1", "status": "succeeded", "output": "https://a/1.png"}
+    done = prediction_to_result({**prediction, "completed_at": "2023-09-08T16:19:34.791859Z"})
+    assert done.finished_at == datetime(2023, 9, 8, 16, 19, 34, 791859, tzinfo=UTC)
+    assert prediction_to_result(prediction).finished_at is None  # then the engine dates it on arrival
+    assert prediction_to_result({**prediction, "completed_at": "yesterday"}).finished_at is None
 
 
 def test_outputs_keep_only_uris_in_order() -> None:

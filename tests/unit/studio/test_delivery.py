@@ -15,8 +15,8 @@ def budget(now: float = 0.0, *, capacity: int = 10, rate: float = 1.0, margin: f
     return ChatBudget(capacity, rate, now, margin=margin)
 
 
-def ready(*stored_at: float, documents: tuple[int, ...] = ()) -> list[Ready]:
-    return [Ready(index, moment, index in documents) for index, moment in enumerate(stored_at)]
+def ready(*ready_since: float, documents: tuple[int, ...] = ()) -> list[Ready]:
+    return [Ready(index, moment, index in documents) for index, moment in enumerate(ready_since)]
 
 
 def plan(items: list[Ready], now: float, *, started: bool = True, more: bool = True, chat: ChatBudget | None = None):
