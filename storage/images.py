@@ -492,5 +492,7 @@ def _encode_panel(panel: Image.Image, as_png: bool) -> bytes:
     if not as_png:
         return _encode_jpeg(panel, NORMALIZED_JPEG_QUALITY)
     out = io.BytesIO()
-    panel.save(out, "PNG", compress_level=6)
+    # Level 1, not Pillow's 6: a 1024×1024 photographic panel takes 67 ms instead of 317 ms for 13 %
+    # more bytes (a grid is four panels, and the split runs on the engine's thread pool).
+    panel.save(out, "PNG", compress_level=1)
     return out.getvalue()
