@@ -183,7 +183,9 @@ class AppProcess:
         async with aiohttp.ClientSession() as client:
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
-                    raise RuntimeError(f"{self.module} exited early, see {self.log_path}")
+                    # The work directory goes when the run ends: what the process said goes with the error.
+                    said = self.log_path.read_text(errors="replace").strip().splitlines()[-15:]
+                    raise RuntimeError(f"{self.module} exited early; its last words:\n" + "\n".join(said))
                 try:
                     async with client.get(f"http://127.0.0.1:{self.port}/healthz") as response:
                         if response.status == 200:
@@ -199,6 +201,7 @@ class AppProcess:
         command = [sys.executable, "-m", self.module]
         if self.profile_to is not None:
             # Statistical profile of the whole run, written when the process exits on SIGTERM.
+            self.profile_to.parent.mkdir(parents=True, exist_ok=True)
             command = [sys.executable, "-m", "pyinstrument", "-r", "text", "-o", str(self.profile_to), *command[1:]]
         with self.log_path.open("ab") as log:
             return subprocess.Popen(command, cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT)
