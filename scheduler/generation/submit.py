@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -413,17 +415,25 @@ class Submitter:
                 )
             if not photos:
                 raise MissingSelfies(f"job {job_id} has no reference photos")
-            urls = []
-            for photo in photos:
+
+            async def upload(photo: Mapping[str, Any]) -> str:
                 try:
                     data = await self.files.get(photo["storage_key"])
                 except FileNotFoundInStore as error:
                     raise MissingSelfies(f"job {job_id}: selfie {photo['slot']} is gone") from error
-                urls.append(
-                    await provider.upload_reference(
-                        data, f"job{job_id}-ref{photo['slot']}.jpg", stored_key=photo["storage_key"]
-                    )
+                return await provider.upload_reference(
+                    data, f"job{job_id}-ref{photo['slot']}.jpg", stored_key=photo["storage_key"]
                 )
+
+            # The first alone, then the rest at once: a payer's first create waits for every selfie, and
+            # one after another five uploads were most of payment → first create (bench: 2.1 s p50 at
+            # F = 0.05); the first going alone keeps a provider that is down at one failed call a try.
+            urls = [await upload(photos[0])]
+            outcomes = await asyncio.gather(*(upload(photo) for photo in photos[1:]), return_exceptions=True)
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome  # the first failure in slot order; the others have finished
+                urls.append(outcome)
             async with self.sessionmaker() as session:
                 urls = await queue.set_provider_refs(session, job_id, provider.name, urls)
                 await session.commit()
