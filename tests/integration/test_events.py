@@ -224,10 +224,12 @@ async def test_full_paid_run_records_every_event_once_at_its_moment(
     [started] = named(rows, EventName.GENERATION_STARTED)
     assert started.properties == {"provider": "kie", "model": "nano-banana-2"}
     # Recorded in the transaction of the job's first submission: not before any submission, and
-    # before any result came back (a result is recorded only after its own submission committed).
+    # before any result was stored (a result is taken only after its own submission committed). Not
+    # compared with provider_done_at: that is when the provider says it finished, which a fast one
+    # does before our commit.
     first_submit = min(task.submitted_at for task in tasks if task.submitted_at)
-    first_result = min(task.provider_done_at for task in tasks if task.provider_done_at)
-    assert first_submit <= started.created_at <= first_result
+    first_stored = min(task.stored_at for task in tasks if task.stored_at)
+    assert first_submit <= started.created_at <= first_stored
 
     stored = {task.id: task for task in tasks if task.status == TaskStatus.DELIVERED}
     assert len(stored) == 6
