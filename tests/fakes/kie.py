@@ -893,11 +893,14 @@ class FakeKie:
         task.complete_time_ms = _now_ms()
         if task.outcome.kind == "success":
             result_path = f"results/{task.task_id}/0.png"
+            # Decided here, on the loop: the render runs in a thread, and reading ``self.tasks`` there
+            # raced new creates ("dictionary changed size during iteration", a 500 for the download).
+            as_grid = self._asks_for_grid(task)
             self._files[result_path] = _StoredFile(
                 content_type="image/png",
                 stored_monotonic=time.monotonic(),
                 ttl_seconds=self.result_ttl_seconds,
-                render=lambda: self._render(task),
+                render=lambda: self._render(task, as_grid),
             )
             task.result_urls = [self._result_url(task.task_id)]
             task.final_state = "success"
@@ -906,14 +909,18 @@ class FakeKie:
         self._notify()
         await self._deliver_callbacks(task)
 
-    def _render(self, task: FakeTask) -> bytes:
-        if task.task_id in self.grid_task_ids():
+    def _render(self, task: FakeTask, as_grid: bool) -> bytes:
+        if as_grid:
             return render_grid_png(task.task_id, self.image_size, self.grid_renderer)
         return self.result_renderer(task.task_id, self.image_size)
 
+    @staticmethod
+    def _asks_for_grid(task: FakeTask) -> bool:
+        return GRID_MARKER in str(task.input.get("prompt", ""))
+
     def grid_task_ids(self) -> list[str]:
         """The tasks whose prompt asked for a 2×2 grid, in the order they were created."""
-        return [task_id for task_id, task in self.tasks.items() if GRID_MARKER in str(task.input.get("prompt", ""))]
+        return [task_id for task_id, task in self.tasks.items() if self._asks_for_grid(task)]
 
     def _result_url(self, task_id: str) -> str:
         return f"{self.url}/files/results/{task_id}/0.png"
