@@ -9,7 +9,7 @@ import os
 import signal
 import socket
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import IO, Any, Literal
@@ -147,6 +147,9 @@ class Application:
 
     settings: Settings
     with_bot: bool = True
+    # How the face models are loaded (about 0.6 CPU s a copy, two copies): the tests hand over models
+    # an earlier app of theirs loaded (tests/support/faces.py).
+    load_faces: Callable[[FaceLimits], FaceAnalyser] = FaceAnalyser.load
     # Unique per process and per start: leases and claims compare it, so two processes must never share it.
     instance_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
 
@@ -439,7 +442,7 @@ class Application:
             identity_min_score=settings.IDENTITY_MIN_SCORE,
         )
         try:
-            return await asyncio.to_thread(FaceAnalyser.load, limits)
+            return await asyncio.to_thread(self.load_faces, limits)
         except FaceModelsUnavailable as error:
             log.error(
                 "FACE CHECKS ARE OFF: the face models could not be loaded (%s); nothing is checked for faces", error

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from bot.app import Application
 from bot.settings import Settings
+from providers.faces import FaceAnalyser
+from studio.faces import FaceLimits
 from tests.fakes.telegram import FakeTelegram
+from tests.support.faces import face_model_shelf
 
 
 def free_port() -> int:
@@ -45,13 +48,19 @@ def app_settings(
 
 
 @asynccontextmanager
-async def running_app(settings: Settings, *, with_bot: bool = True) -> AsyncIterator[Application]:
+async def running_app(
+    settings: Settings,
+    *,
+    with_bot: bool = True,
+    load_faces: Callable[[FaceLimits], FaceAnalyser] | None = None,
+) -> AsyncIterator[Application]:
     """The application, started, and stopped when the block ends.
 
     The money invariants are checked on the test's database by its fixture (tests/conftest.py), once
     the test passed; a test that writes a ledger no real flow could opts out there.
     """
-    application = Application(settings, with_bot=with_bot)
+    # Face models from the process's shelf unless the test loads them its own way.
+    application = Application(settings, with_bot=with_bot, load_faces=load_faces or face_model_shelf().analyser)
     await application.start()
     try:
         yield application

@@ -252,7 +252,9 @@ async def test_models_that_cannot_load_leave_checks_off_with_one_error_at_start(
 ) -> None:
     monkeypatch.setattr(providers.faces, "model_directory", lambda: tmp_path / "no-models")
     with caplog.at_level(logging.ERROR, logger="pinglass"):
-        async with running_app(face_settings(fake_telegram, sqlite_url, files_dir)) as app:
+        # Loaded as the application does (the shelf would lend models an earlier test loaded).
+        settings = face_settings(fake_telegram, sqlite_url, files_dir)
+        async with running_app(settings, load_faces=providers.faces.FaceAnalyser.load) as app:
             assert app.faces is None and app.engine_service.faces is None
             user = fake_telegram.user(language_code="en")
             await start_session(user)
