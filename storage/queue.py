@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy import Select, and_, case, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import examples, ledger, transitions
@@ -413,10 +413,12 @@ async def mark_provider_succeeded(
     """submitted → succeeded: only the first report (callback or poll) wins and gets to download. A
     grid's panels move together; the create's own task (the lowest id, its slot 0) is returned.
 
-    ``provider_done_at`` is when the provider says it finished, never later than now (a provider's
-    clock ahead of ours), else now."""
+    ``provider_done_at`` is when the provider says it finished (else now), kept between the moment the
+    create was recorded and now: a provider's clock ahead of or behind ours moves no reader of it (the
+    album window, the latency figures, the admin's) past either end."""
     now = utcnow()
-    done_at = min(finished_at, now) if finished_at is not None else now
+    reported = literal(min(finished_at, now) if finished_at is not None else now, GenerationTask.submitted_at.type)
+    done_at = case((GenerationTask.submitted_at > reported, GenerationTask.submitted_at), else_=reported)
     task_ids = await transitions.record_result(
         session, provider, provider_task_id, result_url=image_url, provider_done_at=done_at
     )

@@ -150,7 +150,7 @@ class Results:
                 self.roster.breakers[provider.name].record_success(utcnow())
                 if task.submitted_at and task.provider_done_at:
                     done_at = task.provider_done_at
-                    seconds = max(0.0, (done_at - task.submitted_at).total_seconds())
+                    seconds = (done_at - task.submitted_at).total_seconds()  # never negative (storage)
                     # With callbacks on, a task a poll finds done had its callback lost or late: unless
                     # the provider said when it finished, that delay is not the provider's, and counting
                     # it would push the backstop ever later.

@@ -616,16 +616,20 @@ async def test_only_the_first_report_of_a_result_wins(session: AsyncSession) -> 
     assert (row.status, row.result_url, row.provider_done_at) == (TaskStatus.SUCCEEDED, "https://img/1", NOW)
 
 
-async def test_a_result_is_dated_when_the_provider_says_it_finished_never_later_than_now(
+async def test_a_result_is_dated_when_the_provider_says_it_finished_within_its_create_and_now(
     session: AsyncSession,
 ) -> None:
     job = await _job(session, 1)
-    polled_late = await _task(session, job, 0, TaskStatus.SUBMITTED, provider="kie", provider_task_id="p1")
-    clock_ahead = await _task(session, job, 1, TaskStatus.SUBMITTED, provider="kie", provider_task_id="p2")
+    submitted = {"provider": "kie", "submitted_at": NOW - 10 * SECOND}
+    polled_late = await _task(session, job, 0, TaskStatus.SUBMITTED, provider_task_id="p1", **submitted)
+    clock_ahead = await _task(session, job, 1, TaskStatus.SUBMITTED, provider_task_id="p2", **submitted)
+    clock_behind = await _task(session, job, 2, TaskStatus.SUBMITTED, provider_task_id="p3", **submitted)
     await queue.mark_provider_succeeded(session, "kie", "p1", "https://img/1", finished_at=NOW - 2 * SECOND)
     await queue.mark_provider_succeeded(session, "kie", "p2", "https://img/2", finished_at=NOW + 5 * SECOND)
+    await queue.mark_provider_succeeded(session, "kie", "p3", "https://img/3", finished_at=NOW - 60 * SECOND)
     assert (await _row(session, polled_late)).provider_done_at == NOW - 2 * SECOND
     assert (await _row(session, clock_ahead)).provider_done_at == NOW
+    assert (await _row(session, clock_behind)).provider_done_at == NOW - 10 * SECOND  # not before its create
 
 
 async def test_provider_task_status_names_our_task_by_provider_and_id(session: AsyncSession) -> None:
