@@ -184,7 +184,8 @@ class AppProcess:
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
                     # The work directory goes when the run ends: what the process said goes with the error.
-                    said = self.log_path.read_text(errors="replace").strip().splitlines()[-15:]
+                    log = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+                    said = log.strip().splitlines()[-15:]
                     raise RuntimeError(f"{self.module} exited early; its last words:\n" + "\n".join(said))
                 try:
                     async with client.get(f"http://127.0.0.1:{self.port}/healthz") as response:

@@ -21,6 +21,7 @@ from storage.db import create_engine, create_sessionmaker
 from storage.migrate import upgrade
 from tests.databases import create_database, drop_database
 from tests.ledger_check import assert_money_invariants_if_moved
+from tests.support.collector import tune_collector
 
 # A PostgreSQL or Redis test that skips although its URL is set fails the run (tests/ci_skips.py).
 pytest_plugins = ["tests.ci_skips", "tests.slowest_first"]
@@ -39,11 +40,7 @@ CALL_REPORT = pytest.StashKey[pytest.TestReport]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # A young-generation collection every 100,000 allocations instead of every 700: the tests allocate
-    # far more than they keep (ORM rows, aiogram objects, request bodies), and the collector's own work
-    # was 5-10 % of their CPU (user seconds of test_payments + test_intake 52.6 -> 46.7, of test_delivery
-    # + tests/unit/bot 31.3 -> 29.5, one process each). Cycles still go, only in fewer, larger sweeps.
-    gc.set_threshold(100_000, 50, 50)
+    tune_collector()  # fewer, larger sweeps: tests/support/collector.py says why
     for name, meaning in OPT_OUT_MARKERS.items():
         config.addinivalue_line("markers", f"{name}(reason): {meaning}")
 

@@ -38,6 +38,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from tests.support.collector import tune_collector
+
 ROOT = Path(__file__).resolve().parents[2]
 # What `python -m bot` and `python -m scheduler` import, at start or on their first request.
 PRELOAD = (
@@ -57,8 +59,7 @@ def serve(socket_path: str, owner_pid: int) -> None:
     for module in PRELOAD:
         importlib.import_module(module)
     gc.freeze()  # the children's collections skip what the imports made (and leave its pages shared)
-    # As in the test processes (tests/conftest.py): young collections every 100,000 allocations, not 700.
-    gc.set_threshold(100_000, 50, 50)
+    tune_collector()  # as in the test processes (tests/support/collector.py)
     exit_codes: dict[int, int | None] = {}
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(socket_path + ".new")
