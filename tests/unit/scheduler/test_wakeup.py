@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -21,6 +21,16 @@ async def _until(condition: Callable[[], bool], limit: float = 5.0) -> None:
         await asyncio.sleep(0.005)
 
 
+def _counting() -> tuple[list[int], Callable[[], Awaitable[None]]]:
+    """A job's work that only counts its passes, and the count."""
+    passes: list[int] = []
+
+    async def work() -> None:
+        passes.append(1)
+
+    return passes, work
+
+
 @contextlib.asynccontextmanager
 async def _scheduled(job: WakeableJob) -> AsyncIterator[AsyncIOScheduler]:
     """The job on a started scheduler, shut down when the block ends."""
@@ -34,11 +44,7 @@ async def _scheduled(job: WakeableJob) -> AsyncIterator[AsyncIOScheduler]:
 
 
 async def test_wake_runs_the_job_long_before_its_tick() -> None:
-    passes: list[int] = []
-
-    async def work() -> None:
-        passes.append(1)
-
+    passes, work = _counting()
     job = WakeableJob("work", work, interval_seconds=3600, run_at_start=False)
     async with _scheduled(job):
         await asyncio.sleep(0.05)
@@ -48,11 +54,7 @@ async def test_wake_runs_the_job_long_before_its_tick() -> None:
 
 
 async def test_a_job_not_run_at_start_still_ticks_without_a_wake() -> None:
-    passes: list[int] = []
-
-    async def work() -> None:
-        passes.append(1)
-
+    passes, work = _counting()
     job = WakeableJob("work", work, interval_seconds=0.2, run_at_start=False)
     async with _scheduled(job):
         await _until(lambda: len(passes) >= 2)  # the backstop tick, with nobody calling wake()
@@ -114,11 +116,7 @@ async def test_wake_at_moves_the_next_run_earlier_and_the_tick_resumes_from_ther
 
 
 async def test_wake_at_never_moves_the_next_run_later() -> None:
-    runs: list[int] = []
-
-    async def work() -> None:
-        runs.append(1)
-
+    runs, work = _counting()
     job = WakeableJob("work", work, interval_seconds=3600, run_at_start=False)
     async with _scheduled(job):
         job.wake_at(datetime.now(UTC) + timedelta(seconds=0.1))
@@ -159,11 +157,7 @@ async def test_wake_at_during_a_run_is_applied_after_it_and_a_due_one_goes_round
 
 
 async def test_a_job_waiting_for_a_wake_neither_runs_at_start_nor_ticks_before_it() -> None:
-    runs: list[int] = []
-
-    async def work() -> None:
-        runs.append(1)
-
+    runs, work = _counting()
     job = WakeableJob("work", work, interval_seconds=0.05, wait_for_wake=True)
     async with _scheduled(job):
         await asyncio.sleep(0.2)
