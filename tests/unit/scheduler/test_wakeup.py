@@ -31,6 +31,19 @@ def _counting() -> tuple[list[int], Callable[[], Awaitable[None]]]:
     return passes, work
 
 
+def _first_pass_held() -> tuple[list[int], Callable[[], Awaitable[None]], asyncio.Event]:
+    """A job's work that counts its passes and holds the first until the event is set."""
+    passes: list[int] = []
+    release = asyncio.Event()
+
+    async def work() -> None:
+        passes.append(1)
+        if len(passes) == 1:
+            await release.wait()
+
+    return passes, work, release
+
+
 @contextlib.asynccontextmanager
 async def _scheduled(job: WakeableJob) -> AsyncIterator[AsyncIOScheduler]:
     """The job on a started scheduler, shut down when the block ends."""
@@ -61,14 +74,7 @@ async def test_a_job_not_run_at_start_still_ticks_without_a_wake() -> None:
 
 
 async def test_a_wake_during_a_run_makes_exactly_one_more_pass() -> None:
-    release = asyncio.Event()
-    started: list[int] = []
-
-    async def work() -> None:
-        started.append(1)
-        if len(started) == 1:
-            await release.wait()
-
+    started, work, release = _first_pass_held()
     job = WakeableJob("work", work, interval_seconds=3600, run_at_start=False)
     async with _scheduled(job):
         job.wake()
@@ -194,14 +200,7 @@ async def test_stop_cancels_the_pass_in_flight_quietly_and_nothing_runs_again(
 
 
 async def test_ticks_during_a_long_pass_run_no_pass_beside_it() -> None:
-    release = asyncio.Event()
-    passes: list[int] = []
-
-    async def work() -> None:
-        passes.append(1)
-        if len(passes) == 1:
-            await release.wait()
-
+    passes, work, release = _first_pass_held()
     job = WakeableJob("long", work, interval_seconds=0.05, run_at_start=True)
     async with _scheduled(job):
         await _until(lambda: len(passes) == 1)
